@@ -1,0 +1,46 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers point one way: sliceserve (CLI) → SlicePreprocess → SliceCore, CSliceServe.
+// Later issues add SliceModel, SliceGPU, SliceSlices, SliceScheduler and SliceServer beside them.
+//
+// The hot preprocessing loops are written for AVX2-class CPUs, but the binary must start on any
+// x86-64: the C kernels pick their ISA at run time (see CKernels/cpu_features.c), the Swift code
+// is compiled for the baseline.
+let package = Package(
+    name: "SliceServe",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sliceserve", targets: ["sliceserve"]),
+        .library(name: "SliceCore", targets: ["SliceCore"]),
+        .library(name: "SlicePreprocess", targets: ["SlicePreprocess"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The C shim: TurboJPEG glue and CPU feature detection now; the run-time CUDA loader later.
+        .target(
+            name: "CSliceServe",
+            path: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-std=gnu11"])],
+            linkerSettings: [.linkedLibrary("turbojpeg")]
+        ),
+        .target(name: "SliceCore"),
+        .target(name: "SlicePreprocess", dependencies: ["SliceCore", "CSliceServe"]),
+        .executableTarget(
+            name: "sliceserve",
+            dependencies: [
+                "SliceCore", "SlicePreprocess", "CSliceServe",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "SliceCoreTests", dependencies: ["SliceCore"]),
+        .testTarget(
+            name: "SlicePreprocessTests",
+            dependencies: ["SlicePreprocess", "SliceCore"],
+            exclude: ["Fixtures"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

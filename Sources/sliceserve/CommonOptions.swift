@@ -1,0 +1,137 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SliceCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A model input format on the command line: `<layout>-<type>`, e.g. `nchw-f32`, `nhwc-f16`.
+struct TensorFormat: ExpressibleByArgument, Sendable {
+    var layout: ImageLayout
+    var dtype: DType
+
+    static let names: [String] = ["nchw-f32", "nhwc-f16", "nchw-f16", "nhwc-f32", "nchw-u8", "nhwc-u8"]
+
+    init?(argument: String) {
+        let parts = argument.lowercased().split(separator: "-")
+        guard parts.count == 2, let layout = ImageLayout(rawValue: String(parts[0])) else { return nil }
+        switch parts[1] {
+        case "f32", "float32": dtype = .float32
+        case "f16", "float16", "half": dtype = .float16
+        case "u8", "uint8": dtype = .uint8
+        default: return nil
+        }
+        self.layout = layout
+    }
+
+    init(layout: ImageLayout, dtype: DType) {
+        self.layout = layout
+        self.dtype = dtype
+    }
+
+    static var allValueStrings: [String] { names }
+}
+
+/// The preprocessing flags shared by `preprocess` and `bench preprocess`.
+struct PreprocessFlags: ParsableArguments {
+    @Option(help: "Model input format: nchw-f32, nhwc-f16, nchw-f16, nhwc-f32, or nchw-u8/nhwc-u8 (unnormalized pixels).")
+    var layout = TensorFormat(layout: .nchw, dtype: .float32)
+
+    @Option(help: "Side of the square center crop, in pixels (the model's input size).")
+    var size = 224
+
+    @Option(help: "Shorter side after resizing, before the crop (torchvision Resize). 0 keeps the decoded size.")
+    var resize = 256
+
+    @Option(help: ArgumentHelp("Per-channel mean, comma-separated (RGB, in [0, 1] units).", valueName: "r,g,b"))
+    var mean = "0.485,0.456,0.406"
+
+    @Option(help: ArgumentHelp("Per-channel standard deviation, comma-separated.", valueName: "r,g,b"))
+    var std = "0.229,0.224,0.225"
+
+    @Flag(inversion: .prefixedNo, help: "Decode large JPEGs at 1/2, 1/4 or 1/8 scale (faster; values differ slightly from Pillow's).")
+    var dctScaling = true
+
+    @Option(help: "Reject images with more pixels than this, checked from the header before decoding.")
+    var maxPixels = PreprocessOptions.defaultMaxPixels
+
+    func validate() throws {
+        guard size >= 1 && size <= 8192 else { throw ValidationError("--size must be between 1 and 8192, got \(size)") }
+        guard resize >= 0 && resize <= 16384 else { throw ValidationError("--resize must be between 0 and 16384, got \(resize)") }
+        guard maxPixels >= 1 else { throw ValidationError("--max-pixels must be at least 1") }
+        _ = try options()
+    }
+
+    func parseFloats(_ text: String, flag: String) throws -> [Float] {
+        let values = text.split(separator: ",").map { Float(String($0.filter { !$0.isWhitespace })) }
+        guard values.count == 3, values.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("\(flag) needs three comma-separated numbers, got '\(text)'")
+        }
+        return values.map { $0! }
+    }
+
+    func options() throws -> PreprocessOptions {
+        let options = PreprocessOptions(
+            resizeShorterSide: resize == 0 ? nil : resize,
+            mean: try parseFloats(mean, flag: "--mean"), std: try parseFloats(std, flag: "--std"),
+            allowDCTScaling: dctScaling, maxPixels: maxPixels)
+        do {
+            try options.validate(channels: 3)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        return options
+    }
+
+    var spec: ImageTensorSpec {
+        ImageTensorSpec(dtype: layout.dtype, layout: layout.layout, channels: 3, height: size, width: size)
+    }
+}
+
+/// A failure the CLI reports with a message and a specific exit code.
+struct CLIFailure: Error, CustomStringConvertible {
+    var message: String
+    var exitCode: Int32
+    var description: String { message }
+
+    /// Exit codes: 1 = an image was rejected, 2 = a file could not be read or written.
+    static let imageRejected: Int32 = 1
+    static let ioError: Int32 = 2
+}
+
+extension ParsableCommand {
+    /// Prints `error: message` to standard error and exits with the failure's code.
+    static func fail(_ failure: CLIFailure) -> Never {
+        var stderr = StandardError()
+        print("error: \(failure.message)", to: &stderr)
+        Self.exit(withError: ExitCode(failure.exitCode))
+    }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var bytes = Array(string.utf8)
+        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+/// Reads a whole file; failures exit with status 2 and a message naming the path.
+func readFile(_ path: String) throws -> [UInt8] {
+    do {
+        return try FileIO.read(path)
+    } catch {
+        throw CLIFailure(message: error.description, exitCode: CLIFailure.ioError)
+    }
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+    do {
+        try FileIO.write(path, bytes)
+    } catch {
+        throw CLIFailure(message: error.description, exitCode: CLIFailure.ioError)
+    }
+}

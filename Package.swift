@@ -41,6 +41,8 @@ let package = Package(
             dependencies: ["SlicePreprocess", "SliceCore"],
             exclude: ["Fixtures"]
         ),
+        // Runs the built `sliceserve` binary; `swift test` builds it with the tests.
+        .testTarget(name: "SliceServeCLITests", dependencies: ["SliceCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,9 +1,15 @@
 /// The two passes of Pillow's separable resize on 4-byte pixels (RGBX), in Swift SIMD with
-/// Pillow's integer arithmetic: weights with 22 fractional bits, a rounding bias of 2^21, and a
-/// clamp to 0...255 after each pass. Only the outputs a crop keeps are computed.
+/// Pillow's integer arithmetic (weights with 22 fractional bits, a rounding bias of 2^21, a
+/// shift back to 8 bits after each pass), so that results equal Pillow's bit for bit. Only the
+/// outputs a crop keeps are computed.
+///
+/// Pillow clamps each sum to 0...255 before the shift; that is needed for filters with negative
+/// lobes, not for bilinear: its weights are non-negative and sum to 2^22 (+ at most half a unit
+/// per tap from rounding), so every sum lies in [2^21, 255 × (2^22 + taps/2) + 2^21] ⊂ [0, 2^30)
+/// and the shifted value is already in 0...255. Skipping the clamp saves the SSE2 emulation of
+/// pminsd/pmaxsd in the inner loop.
 enum Resampler {
     private static let bias = Int32(1) << (ResampleAxis.precisionBits - 1)
-    private static let clampHigh = (Int32(1) << (ResampleAxis.precisionBits + 8)) - 1
 
     /// Horizontal pass: for each input row in `rows`, computes every output column of `axis`,
     /// writing `axis.outputCount` RGBX pixels per row to `dst` (`dstStride` bytes apart).
@@ -25,9 +31,8 @@ enum Resampler {
                         acc &+= pixel &* k[t]
                         p += 4
                     }
-                    let clamped = acc.clamped(lowerBound: .zero, upperBound: SIMD4(repeating: clampHigh))
                     (dstRow + j * 4).storeBytes(
-                        of: SIMD4<UInt8>(truncatingIfNeeded: clamped &>> ResampleAxis.precisionBits),
+                        of: SIMD4<UInt8>(truncatingIfNeeded: acc &>> ResampleAxis.precisionBits),
                         as: SIMD4<UInt8>.self)
                     k += kernelSize
                 }
@@ -52,9 +57,8 @@ enum Resampler {
                     acc &+= SIMD16<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD16<UInt8>.self)) &* k[t]
                     p += srcStride
                 }
-                let clamped = acc.clamped(lowerBound: .zero, upperBound: SIMD16(repeating: clampHigh))
                 (dst + offset).storeBytes(
-                    of: SIMD16<UInt8>(truncatingIfNeeded: clamped &>> ResampleAxis.precisionBits),
+                    of: SIMD16<UInt8>(truncatingIfNeeded: acc &>> ResampleAxis.precisionBits),
                     as: SIMD16<UInt8>.self)
                 offset += 16
             }

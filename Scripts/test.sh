@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs SliceServe's whole test suite: set-up, Python oracles, then every Swift test in release mode
+# (the SIMD preprocessing code is many times slower unoptimized). With CI=true, a missing oracle
+# fails the run instead of skipping. Extra arguments go to `swift test` (e.g. --filter Fuzz).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+bash Scripts/setup.sh
+.venv/bin/python Scripts/oracles.py
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+swift test -c release --disable-swift-testing --disable-testable-imports "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# One plain closing line: "N passed, N failed" (from XCTest's summary).
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -n 1 || true)
+if [ -n "$summary" ]; then
+    executed=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+    failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+    skipped=$(grep -cE "^Test Case .* skipped" "$log" || true)
+    echo "tests: $((executed - failed - skipped)) passed, $failed failed, $skipped skipped"
+fi
+exit "$status"

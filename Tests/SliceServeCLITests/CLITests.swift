@@ -1,0 +1,121 @@
+import Foundation
+import SliceCore
+import XCTest
+
+/// The `sliceserve` binary as a user runs it: output, files written, exit codes and messages.
+final class CLITests: XCTestCase {
+    private struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// The `sliceserve` built beside this test bundle.
+    private var binary: URL {
+        get throws {
+            let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            for candidate in [dir, dir.deletingLastPathComponent()] {
+                let url = candidate.appendingPathComponent("sliceserve")
+                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+            }
+            throw XCTSkip("no sliceserve binary next to \(dir.path); build it with swift build")
+        }
+    }
+
+    private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("SlicePreprocessTests/Fixtures")
+
+    private func run(_ arguments: [String]) throws -> Run {
+        let process = Process()
+        process.executableURL = try binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                   stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    private func temporary(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("sliceserve-cli-\(getpid())-\(name)").path
+    }
+
+    func testPreprocessWritesNumpyTensor() throws {
+        let out = temporary("one.npy")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let image = fixtures.appendingPathComponent("hopper_96x112.jpg").path
+        let result = try run(["preprocess", image, "--out", out])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("96x112 YCbCr, resized 256x298"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("1x3x224x224 float32 nchw"), result.stdout)
+        let array = try NPYArray(decoding: FileIO.read(out))
+        XCTAssertEqual(array.shape, [1, 3, 224, 224])
+        XCTAssertEqual(array.dtype, .float32)
+        let values = array.floats()
+        XCTAssertTrue(values.allSatisfy { $0 > -2.2 && $0 < 2.7 }, "normalized ImageNet range")
+    }
+
+    func testBatchAndHalfPrecisionLayout() throws {
+        let out = temporary("batch.npy")
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let a = fixtures.appendingPathComponent("hopper_96x112.jpg").path
+        let b = fixtures.appendingPathComponent("hopper_96x112_progressive.jpg").path
+        let result = try run(["preprocess", a, b, "--out", out, "--layout", "nhwc-f16", "--size", "64", "--resize", "80"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.contains("progressive"), result.stdout)
+        let array = try NPYArray(decoding: FileIO.read(out))
+        XCTAssertEqual(array.shape, [2, 64, 64, 3])
+        XCTAssertEqual(array.dtype, .float16)
+    }
+
+    func testMissingFileExitsWithStatus2() throws {
+        let result = try run(["preprocess", "/nonexistent/photo.jpg", "--out", temporary("x.npy")])
+        XCTAssertEqual(result.status, 2)
+        XCTAssertEqual(result.stderr, "error: /nonexistent/photo.jpg: no such file or directory\n")
+    }
+
+    func testBadImageExitsWithStatus1() throws {
+        let path = temporary("not-an-image.jpg")
+        try Data("this is text".utf8).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try run(["preprocess", path, "--out", temporary("y.npy")])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.hasPrefix("error: \(path): not an image"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temporary("y.npy")), "nothing written on failure")
+    }
+
+    func testBadFlagsExitWithUsageStatus() throws {
+        let image = fixtures.appendingPathComponent("hopper_96x112.jpg").path
+        let layout = try run(["preprocess", image, "--out", temporary("z.npy"), "--layout", "chw-f64"])
+        XCTAssertEqual(layout.status, 64)
+        XCTAssertTrue(layout.stderr.contains("--layout"), layout.stderr)
+        let mean = try run(["preprocess", image, "--out", temporary("z.npy"), "--mean", "0.5,0.5"])
+        XCTAssertEqual(mean.status, 64)
+        XCTAssertTrue(mean.stderr.contains("--mean needs three comma-separated numbers"), mean.stderr)
+        let noOut = try run(["preprocess", image])
+        XCTAssertEqual(noOut.status, 64)
+    }
+
+    func testDoctorReportsLibrariesAndCPU() throws {
+        let text = try run(["doctor"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("Library:     libjpeg-turbo 2."), text.stdout)
+        XCTAssertTrue(text.stdout.contains("Cores:"), text.stdout)
+        let json = try run(["doctor", "--json"])
+        XCTAssertEqual(json.status, 0)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(object?["version"] as? String, SliceServeVersion.current)
+        XCTAssertGreaterThanOrEqual(object?["availableCores"] as? Int ?? 0, 1)
+    }
+
+    func testVersionAndHelp() throws {
+        XCTAssertEqual(try run(["--version"]).stdout, "\(SliceServeVersion.current)\n")
+        let help = try run(["preprocess", "--help"])
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.stdout.contains("torchvision"), help.stdout)
+    }
+}

@@ -153,6 +153,7 @@ def make_cases(photos):
         "wide_3000x40": jpeg_bytes(hubble.resize((3000, 40), Image.LANCZOS), quality=90),
         "tall_30x1500": jpeg_bytes(hubble.resize((30, 1500), Image.LANCZOS), quality=90),
         "hopper_restart": jpeg_bytes(hopper, quality=90, restart_marker_rows=2),
+        "hopper_rgb": jpeg_bytes(hopper, quality=90, keep_rgb=True),  # stored as RGB, not YCbCr
         # Large enough for DCT scaling at 1/4 (decoded 512x512 stays twice the 256x256 resize).
         "astronaut_2048": jpeg_bytes(load("astronaut.png").convert("RGB").resize((2048, 2048), Image.LANCZOS), quality=90),
     }

@@ -38,32 +38,49 @@ public final class CPUPreprocessor: Preprocessor {
             return
         }
         let writer = OutputWriter(spec: job.destination.spec, options: job.options)
-        let tracker = BatchTracker(count: job.images.count, completion: completion)
-        let destination = job.destination
-        let options = job.options
-        let tasks: [WorkerPool<ImagePipeline>.Task] = zip(job.images, job.slots).enumerated().map { index, pair in
-            let (image, slot) = pair
-            return { pipeline in
-                // Checked by `problem(with:)`: host-addressable memory and a slot in range.
-                let address = destination.hostAddress(ofSlot: slot)!
-                tracker.finish(index, pipeline.run(image, into: address, writer: writer, options: options))
+        let tracker = BatchTracker(job: job, completion: completion)
+        // One task per worker (not per image): each pulls the next image index until the job is
+        // done, so a job costs a fixed number of allocations whatever its size, and a slow image
+        // does not hold back the others.
+        let workers = min(threadCount, job.images.count)
+        let tasks: [WorkerPool<ImagePipeline>.Task] = (0..<workers).map { _ in
+            { pipeline in
+                while let (index, image, slot) = tracker.next() {
+                    tracker.finish(index, pipeline.run(image, into: slot, writer: writer, options: job.options))
+                }
             }
         }
         pool.enqueue(tasks)
     }
 }
 
-/// Collects per-image results of one job and calls the completion once, after the last one.
+/// Hands out the images of one job to workers and collects their results; calls the completion
+/// once, after the last one.
 private final class BatchTracker: @unchecked Sendable {
     private let lock = ConditionLock()
+    private let job: PreprocessJob
+    private var nextIndex = 0
     private var results: [Result<PreprocessedImage, PreprocessError>]
     private var remaining: Int
     private let completion: @Sendable (PreprocessBatchResult) -> Void
 
-    init(count: Int, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
-        results = Array(repeating: .failure(.backendFailure("not processed")), count: count)
-        remaining = count
+    init(job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
+        self.job = job
+        results = Array(repeating: .failure(.backendFailure("not processed")), count: job.images.count)
+        remaining = job.images.count
         self.completion = completion
+    }
+
+    /// The next image to process and its slot's host address, or nil when all are taken.
+    func next() -> (Int, EncodedImage, UnsafeMutableRawPointer)? {
+        let index: Int? = lock.withLock {
+            guard nextIndex < job.images.count else { return nil }
+            defer { nextIndex += 1 }
+            return nextIndex
+        }
+        guard let index else { return nil }
+        // Checked by `problem(with:)`: host-addressable memory and a slot in range.
+        return (index, job.images[index], job.destination.hostAddress(ofSlot: job.slots[index])!)
     }
 
     func finish(_ index: Int, _ result: Result<PreprocessedImage, PreprocessError>) {

@@ -6,6 +6,17 @@ import Musl
 import Darwin
 #endif
 
+#if canImport(Glibc)
+private let systemRead = Glibc.read
+private let systemWrite = Glibc.write
+#elseif canImport(Musl)
+private let systemRead = Musl.read
+private let systemWrite = Musl.write
+#elseif canImport(Darwin)
+private let systemRead = Darwin.read
+private let systemWrite = Darwin.write
+#endif
+
 /// Whole-file reads and writes with errors that name the path and the system's reason.
 public enum FileIO {
     /// Reads the whole file at `path`.
@@ -20,19 +31,8 @@ public enum FileIO {
             throw .io(path: path, reason: "file is \(info.st_size) bytes, over the \(limit)-byte limit")
         }
         var bytes = [UInt8](repeating: 0, count: max(Int(info.st_size), 0))
-        var filled = 0
-        var failure: Int32 = 0
-        bytes.withUnsafeMutableBytes { buffer in
-            while filled < buffer.count {
-                let n = Glibc.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                if n == 0 { break }
-                filled += n
-            }
+        let (filled, failure) = bytes.withUnsafeMutableBytes { buffer in
+            transferAll(buffer.count) { done in systemRead(fd, buffer.baseAddress! + done, buffer.count - done) }
         }
         if failure != 0 { throw .io(path: path, reason: reason(failure)) }
         return Array(bytes[0..<filled])
@@ -43,18 +43,8 @@ public enum FileIO {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .io(path: path, reason: reason(errno)) }
         defer { close(fd) }
-        var written = 0
-        var failure: Int32 = 0
-        bytes.withUnsafeBytes { buffer in
-            while written < buffer.count {
-                let n = Glibc.write(fd, buffer.baseAddress! + written, buffer.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                written += n
-            }
+        let (_, failure) = bytes.withUnsafeBytes { buffer in
+            transferAll(buffer.count) { done in systemWrite(fd, buffer.baseAddress! + done, buffer.count - done) }
         }
         if failure != 0 { throw .io(path: path, reason: reason(failure)) }
     }
@@ -77,6 +67,22 @@ public enum FileIO {
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()
+    }
+
+    /// Calls `step` (a read or write of the bytes after `done`) until `total` bytes moved, the
+    /// step returns 0 (end of file), or it fails with an errno other than EINTR.
+    private static func transferAll(_ total: Int, _ step: (_ done: Int) -> Int) -> (done: Int, errno: Int32) {
+        var done = 0
+        while done < total {
+            let n = step(done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return (done, errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return (done, 0)
     }
 
     private static func reason(_ code: Int32) -> String {

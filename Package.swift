@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "sliceserve", targets: ["sliceserve"]),
         .library(name: "SliceCore", targets: ["SliceCore"]),
         .library(name: "SlicePreprocess", targets: ["SlicePreprocess"]),
+        .library(name: "SliceModel", targets: ["SliceModel"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -23,15 +24,16 @@ let package = Package(
         .target(
             name: "CSliceServe",
             path: "CKernels",
-            cSettings: [.unsafeFlags(["-O3", "-std=gnu11"])],
+            cSettings: [.unsafeFlags(["-O3", "-std=gnu11", "-ffp-contract=fast"])],
             linkerSettings: [.linkedLibrary("turbojpeg")]
         ),
         .target(name: "SliceCore"),
         .target(name: "SlicePreprocess", dependencies: ["SliceCore", "CSliceServe"]),
+        .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "CSliceServe",
+                "SliceCore", "SlicePreprocess", "SliceModel", "CSliceServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -41,6 +43,7 @@ let package = Package(
             dependencies: ["SlicePreprocess", "SliceCore"],
             exclude: ["Fixtures"]
         ),
+        .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),
         // Runs the built `sliceserve` binary; `swift test` builds it with the tests.
         .testTarget(name: "SliceServeCLITests", dependencies: ["SliceCore"]),
     ],

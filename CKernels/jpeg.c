@@ -12,9 +12,9 @@
 #define SS_STR2(x) #x
 #define SS_STR(x) SS_STR2(x)
 
-_Static_assert(SS_JPEG_CS_RGB == TJCS_RGB && SS_JPEG_CS_YCBCR == TJCS_YCbCr &&
-                   SS_JPEG_CS_GRAY == TJCS_GRAY && SS_JPEG_CS_CMYK == TJCS_CMYK &&
-                   SS_JPEG_CS_YCCK == TJCS_YCCK,
+_Static_assert((int)SS_JPEG_CS_RGB == (int)TJCS_RGB && (int)SS_JPEG_CS_YCBCR == (int)TJCS_YCbCr &&
+                   (int)SS_JPEG_CS_GRAY == (int)TJCS_GRAY && (int)SS_JPEG_CS_CMYK == (int)TJCS_CMYK &&
+                   (int)SS_JPEG_CS_YCCK == (int)TJCS_YCCK,
                "ss_jpeg_colorspace must mirror TJCS_*");
 
 struct ss_jpeg_decoder {

@@ -15,6 +15,15 @@ YCCK, 4:4:4 / 4:2:2 / 4:2:0, odd sizes, 1x1, very wide and tall) and, for each:
   NAME.nhwc_f16.npy    the same, channels last, rounded to float16
   NAME.pad_f32.npy     (small images only) CenterCrop 224 without resizing: torchvision pads
 manifest.json lists the cases.
+
+ops/: the operator conformance cases (think ggml's test-backend-ops): one small ONNX model per
+operator and attribute combination, a seeded random input, and onnxruntime's output:
+  CASE/model.onnx, CASE/input.npy, CASE/expected.npy; ops/manifest.json lists them, and
+  ops/bad/*.onnx are broken models the loader must reject (ops/bad/manifest.json says how).
+
+models/NAME/: for each converted model in the model directory (Scripts/models.py): a seeded
+random batch and the real photos' tensors (input.npy, [N,3,224,224]) with onnxruntime's logits
+(logits.npy), and photos.json naming the photo of each row.
 """
 import argparse
 import ctypes
@@ -164,12 +173,272 @@ def write_npy(path, array):
     np.save(path, np.ascontiguousarray(array))
 
 
+# --- operator conformance ------------------------------------------------------------------------
+
+def op_cases():
+    """(name, op, attributes, input shape, constant operands, opset, extra nodes) for every case.
+
+    Constant operands are (name, array) initializers appended to the node's inputs; an entry of
+    None leaves an optional input out, "x" repeats the graph input. The first input is the graph input, batch axis symbolic."""
+    rng = np.random.default_rng(1234)
+
+    def r(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    cases = []
+
+    def conv(name, c, m, k, group=1, bias=True, hw=(9, 11), **attrs):
+        kk = k if isinstance(k, tuple) else (k, k)
+        consts = [("W", r(m, c // group, *kk, scale=0.3))] + ([("B", r(m))] if bias else [])
+        cases.append((name, "Conv", dict(kernel_shape=list(kk), group=group, **attrs), [2, c, *hw], consts, 13))
+
+    conv("conv_3x3_pad1", 4, 6, 3, pads=[1, 1, 1, 1])
+    conv("conv_3x3_stride2", 4, 8, 3, strides=[2, 2], pads=[1, 1, 1, 1])
+    conv("conv_1x1", 16, 24, 1, hw=(7, 5))
+    conv("conv_1x1_nobias", 8, 4, 1, bias=False)
+    conv("conv_7x7_stride2_pad3", 3, 8, 7, strides=[2, 2], pads=[3, 3, 3, 3], hw=(20, 18))
+    conv("conv_groups2", 4, 6, 3, group=2, pads=[1, 1, 1, 1])
+    conv("conv_depthwise_3x3", 8, 8, 3, group=8, pads=[1, 1, 1, 1])
+    conv("conv_depthwise_3x3_stride2", 8, 8, 3, group=8, strides=[2, 2], pads=[1, 1, 1, 1], hw=(10, 13))
+    conv("conv_depthwise_5x5_asym_pads", 6, 6, 5, group=6, strides=[2, 2], pads=[1, 1, 2, 2], hw=(14, 14))
+    conv("conv_dilation2", 3, 5, 3, dilations=[2, 2], pads=[2, 2, 2, 2])
+    conv("conv_auto_pad_same_upper", 3, 4, 3, strides=[2, 2], auto_pad="SAME_UPPER", hw=(8, 8))
+    conv("conv_auto_pad_same_lower", 3, 4, 4, strides=[2, 2], auto_pad="SAME_LOWER", hw=(9, 8))
+    conv("conv_auto_pad_valid", 3, 4, 3, auto_pad="VALID")
+    conv("conv_rect_1x3", 5, 7, (1, 3), pads=[0, 1, 0, 1])
+    conv("conv_k40", 40, 36, 3, pads=[1, 1, 1, 1], hw=(6, 30))
+    x4 = [2, 3, 5, 7]
+    cases += [
+        ("relu", "Relu", {}, x4, [], 13),
+        ("clip_min_max", "Clip", {}, x4, [("min", np.array(-0.5, np.float32)), ("max", np.array(0.7, np.float32))], 13),
+        ("clip_max_only", "Clip", {}, x4, [None, ("max", np.array(0.3, np.float32))], 13),
+        ("clip_opset6_attrs", "Clip", dict(min=-0.2, max=0.4), x4, [], 6 + 1),
+        ("sigmoid", "Sigmoid", {}, x4, [], 13),
+        ("hardsigmoid", "HardSigmoid", dict(alpha=0.3, beta=0.4), x4, [], 13),
+        ("hardswish", "HardSwish", {}, x4, [], 14),
+        ("add_same_shape", "Add", {}, x4, ["x"], 13),
+        ("add_all_but_batch", "Add", {}, x4, [("b", r(3, 5, 7))], 13),
+        ("add_per_channel", "Add", {}, x4, [("b", r(3, 1, 1))], 13),
+        ("sub_scalar", "Sub", {}, x4, [("b", np.array(0.25, np.float32))], 13),
+        ("mul_row_broadcast", "Mul", {}, x4, [("b", r(1, 7))], 13),
+        ("div_per_channel", "Div", {}, x4, [("b", (np.abs(r(1, 3, 1, 1)) + 0.5).astype(np.float32))], 13),
+        ("batchnorm", "BatchNormalization", dict(epsilon=1e-3), x4,
+         [("scale", r(3)), ("bias", r(3)), ("mean", r(3)), ("var", (np.abs(r(3)) + 0.1).astype(np.float32))], 13),
+        ("maxpool_3x3_s2_p1", "MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), [2, 3, 9, 10], [], 13),
+        ("maxpool_ceil", "MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1), [2, 3, 7, 9], [], 13),
+        ("avgpool_exclude_pad", "AveragePool", dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]), x4, [], 13),
+        ("avgpool_include_pad", "AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1), [2, 3, 8, 9], [], 13),
+        ("global_average_pool", "GlobalAveragePool", {}, x4, [], 13),
+        ("reducemean_hw_keep", "ReduceMean", dict(axes=[2, 3], keepdims=1), x4, [], 13),
+        ("reducemean_c_nokeep", "ReduceMean", dict(axes=[1], keepdims=0), x4, [], 13),
+        ("flatten", "Flatten", dict(axis=1), x4, [], 13),
+        ("reshape", "Reshape", {}, x4, [("shape", np.array([0, -1, 7], np.int64))], 13),
+        ("transpose_nhwc", "Transpose", dict(perm=[0, 2, 3, 1]), x4, [], 13),
+        ("concat_channels", "Concat", dict(axis=1), x4, ["x", "x"], 13),
+        ("gemm_transb_bias", "Gemm", dict(transB=1), [2, 20], [("W", r(13, 20)), ("C", r(13))], 13),
+        ("gemm_alpha_beta", "Gemm", dict(alpha=0.5, beta=2.0), [2, 20], [("W", r(20, 9)), ("C", r(1, 9))], 13),
+        ("gemm_wide", "Gemm", dict(transB=1), [2, 64], [("W", r(300, 64)), ("C", r(300))], 13),
+        ("matmul_2d", "MatMul", {}, [2, 12], [("W", r(12, 5))], 13),
+        ("matmul_batched", "MatMul", {}, [2, 4, 12], [("W", r(12, 6))], 13),
+        ("softmax_last", "Softmax", {}, [2, 10], [], 13),
+        ("softmax_axis1_4d", "Softmax", dict(axis=1), x4, [], 13),
+        ("softmax_opset11_axis1", "Softmax", dict(axis=1), [2, 3, 4], [], 11),
+        ("identity", "Identity", {}, x4, [], 13),
+    ]
+    return cases
+
+
+def fusion_cases():
+    """Small graphs exercising the optimization passes against onnxruntime."""
+    from onnx import helper, numpy_helper
+    rng = np.random.default_rng(99)
+
+    def r(*shape, scale=0.3):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    def init(name, a):
+        return numpy_helper.from_array(a, name)
+
+    graphs = []
+    # Conv -> BatchNormalization -> Relu: BN folding, then ReLU fusion.
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"]),
+             helper.make_node("Relu", ["n"], ["y"])]
+    inits = [init("w", r(6, 4, 3, 3)), init("s", r(6) + 1), init("b", r(6)), init("m", r(6)),
+             init("v", np.abs(r(6)) + 0.5)]
+    graphs.append(("fuse_conv_bn_relu", nodes, inits, [2, 4, 8, 8], [2, 6, 8, 8]))
+    # ResNet-style residual: Relu(Conv(x) + x).
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c", "x"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    graphs.append(("fuse_conv_add_relu", nodes, [init("w", r(4, 4, 3, 3)), init("b", r(4))], [2, 4, 6, 6], [2, 4, 6, 6]))
+    # MobileNet-style: depthwise + Clip(0, 6), pointwise, residual add without activation.
+    nodes = [helper.make_node("Conv", ["x", "dw", "db"], ["d"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
+             helper.make_node("Clip", ["d", "lo", "hi"], ["dc"]),
+             helper.make_node("Conv", ["dc", "pw", "pb"], ["p"], kernel_shape=[1, 1]),
+             helper.make_node("Add", ["x", "p"], ["y"])]
+    inits = [init("dw", r(8, 1, 3, 3)), init("db", r(8)), init("pw", r(8, 8, 1, 1)), init("pb", r(8)),
+             init("lo", np.array(0, np.float32)), init("hi", np.array(6, np.float32))]
+    graphs.append(("fuse_depthwise_clip_residual", nodes, inits, [2, 8, 7, 7], [2, 8, 7, 7]))
+    # Constant folding: the weight is computed from two initializers.
+    nodes = [helper.make_node("Mul", ["w0", "scale"], ["w"]),
+             helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1])]
+    graphs.append(("fold_constant_weight", nodes, [init("w0", r(3, 2, 1, 1)), init("scale", np.array(2.0, np.float32))],
+                   [2, 2, 4, 4], [2, 3, 4, 4]))
+    return graphs
+
+
+def make_op_oracles(out):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(4321)
+    names = []
+
+    def save_case(name, model, in_shape):
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "model.onnx")
+        onnx.save(model, path)
+        x = rng.standard_normal(in_shape).astype(np.float32)
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        y = session.run(None, {"x": x})[0].astype(np.float32)
+        write_npy(os.path.join(d, "input.npy"), x)
+        write_npy(os.path.join(d, "expected.npy"), y)
+        names.append({"name": name, "batch": in_shape[0]})
+
+    def io(shape, name):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N"] + list(shape[1:]))
+
+    for name, op, attrs, in_shape, consts, opset in op_cases():
+        inputs, inits = ["x"], []
+        for c in consts:
+            if c is None:
+                inputs.append("")
+                continue
+            if c == "x":  # the graph input again
+                inputs.append("x")
+                continue
+            cname, array = c
+            inputs.append(cname)
+            inits.append(numpy_helper.from_array(array, cname))
+        node = helper.make_node(op, inputs, ["y"], **attrs)
+        graph = helper.make_graph([node], name, [io(in_shape, "x")],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 7
+        save_case(name, model, in_shape)
+    for name, nodes, inits, in_shape, out_shape in fusion_cases():
+        graph = helper.make_graph(nodes, name, [io(in_shape, "x")], [io(out_shape, "y")], initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 7
+        save_case(name, model, in_shape)
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump({"onnxruntime": ort.__version__, "cases": names}, f, indent=1)
+    make_bad_models(os.path.join(out, "bad"))
+    return len(names)
+
+
+def make_bad_models(out):
+    """Models the loader must reject, each with the error kind it must give."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    os.makedirs(out, exist_ok=True)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+
+    def model(nodes, inits=(), opset=13, inputs=(x,)):
+        m = helper.make_model(helper.make_graph(nodes, "bad", list(inputs), [y], initializer=list(inits)),
+                              opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 7
+        return m
+
+    cases = {
+        "unsupported_operator": (model([helper.make_node("Einsum", ["x", "x"], ["y"], equation="ij,jk->ik")]), "unsupported", "Einsum"),
+        "wrong_input_rank": (model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])], [w],
+                                   inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8])]), "unsupported", "4-D input"),
+        "missing_initializer": (model([helper.make_node("Conv", ["x", "w_missing"], ["y"], kernel_shape=[3, 3])]), "invalidGraph", "w_missing"),
+        "cycle": (model([helper.make_node("Relu", ["x2"], ["x1"], name="a"), helper.make_node("Add", ["x1", "x"], ["x2"], name="b"),
+                         helper.make_node("Relu", ["x2"], ["y"], name="c")]), "invalidGraph", "cycle"),
+        "old_opset": (model([helper.make_node("Relu", ["x"], ["y"])], opset=3), "unsupported", "opset 3"),
+        "channel_mismatch": (model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])],
+                                   [numpy_helper.from_array(np.ones((2, 4, 3, 3), np.float32), "w")]), "invalidGraph", "channels"),
+    }
+    manifest = []
+    for name, (m, kind, text) in cases.items():
+        onnx.save(m, os.path.join(out, name + ".onnx"))
+        manifest.append({"name": name, "error": kind, "contains": text})
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
+def make_model_oracles(models_dir, out, photos_dir):
+    """onnxruntime logits for each converted model on a random batch and the real photos."""
+    import onnxruntime as ort
+    made = 0
+    for name in ("mobilenet_v2", "efficientnet_lite0"):
+        path = os.path.join(models_dir, name, "model.onnx")
+        if not os.path.exists(path):
+            continue
+        with open(os.path.join(models_dir, name, "config.json")) as f:
+            config = json.load(f)
+        resize = config["preprocess"]["resize"]
+        rng = np.random.default_rng(7)
+        rows = [rng.standard_normal((3, 224, 224)).astype(np.float32) for _ in range(2)]
+        labels = ["random", "random"]
+        for photo in ("grace_hopper.jpg", "coffee.png", "chelsea.png", "china.jpg"):
+            img = Image.open(os.path.join(photos_dir, photo)).convert("RGB")
+            rows.append(reference_tensor(img, resize=resize).transpose(2, 0, 1).astype(np.float32))
+            labels.append(photo)
+        x = np.stack(rows)
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        logits = session.run(None, {"input": x})[0]
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        write_npy(os.path.join(d, "input.npy"), x)
+        write_npy(os.path.join(d, "logits.npy"), logits.astype(np.float32))
+        with open(os.path.join(d, "photos.json"), "w") as f:
+            json.dump({"rows": labels, "model_converter_sha256": config.get("converter_sha256")}, f, indent=1)
+        made += 1
+    return made
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
     parser.add_argument("--photos", default=os.path.join(root, ".cache", "photos"))
     parser.add_argument("--out", default=os.path.join(root, ".cache", "oracles"))
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    parser.add_argument("--models", default=os.path.join(cache, "sliceserve", "models"))
     args = parser.parse_args()
+
+    import onnxruntime
+    with open(__file__, "rb") as f:
+        ops_stamp = hashlib.sha256(f.read() + onnxruntime.__version__.encode()).hexdigest()
+    ops_out = os.path.join(args.out, "ops")
+    ops_stamp_path = os.path.join(ops_out, ".stamp")
+    if not (os.path.exists(ops_stamp_path) and open(ops_stamp_path).read() == ops_stamp):
+        count = make_op_oracles(ops_out)
+        with open(ops_stamp_path, "w") as f:
+            f.write(ops_stamp)
+        print(f"oracles: {count} operator conformance cases in {os.path.relpath(ops_out, root)}")
+    # Model oracles follow the model files: remade whenever the converter changes them.
+    models_out = os.path.join(args.out, "models")
+    wanted = ""
+    for name in ("mobilenet_v2", "efficientnet_lite0"):
+        cfg = os.path.join(args.models, name, "config.json")
+        if os.path.exists(cfg):
+            wanted += json.load(open(cfg)).get("converter_sha256", "") + name
+    models_stamp = hashlib.sha256((ops_stamp + wanted).encode()).hexdigest()
+    models_stamp_path = os.path.join(models_out, ".stamp")
+    if wanted and not (os.path.exists(models_stamp_path) and open(models_stamp_path).read() == models_stamp):
+        made = make_model_oracles(args.models, models_out, args.photos)
+        with open(models_stamp_path, "w") as f:
+            f.write(models_stamp)
+        print(f"oracles: onnxruntime logits for {made} models in {os.path.relpath(models_out, root)}")
 
     with open(__file__, "rb") as f:
         stamp = hashlib.sha256(f.read() + Image.__version__.encode() + np.__version__.encode()).hexdigest()

@@ -7,7 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 bash Scripts/setup.sh
-.venv/bin/python Scripts/oracles.py
+.venv/bin/python Scripts/models.py      # the real models (verified against a float64 reference)
+.venv/bin/python Scripts/oracles.py     # Pillow / onnxruntime references
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

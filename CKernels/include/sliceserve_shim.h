@@ -109,6 +109,28 @@ uint32_t ss_cpu_features(void);
 /// falls back to the online CPU count.
 int ss_cpu_count(void);
 
+// ---------------------------------------------------------------------------------------------
+// CPU model kernels (float32, row-major). Each is compiled for AVX2+FMA and for baseline x86-64;
+// the loader picks one at run time.
+// ---------------------------------------------------------------------------------------------
+
+/// C[M x N] = clamp(A[M x K] * B[K x N] + bias[m] + residual[m, n], lo, hi). `bias` and
+/// `residual` may be NULL; lda/ldb/ldc/ldr are row strides in elements.
+void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+              const float *bias, const float *residual, int ldr, float lo, float hi);
+
+/// Depthwise 2-D convolution of `channels` planes (NCHW, one image), one filter per channel
+/// (weights [channels, kernel_h, kernel_w]), with bias and clamp fused.
+void ss_depthwise_conv2d(int channels, int in_h, int in_w, const float *input, int out_h, int out_w, float *output,
+                         const float *weights, int kernel_h, int kernel_w, int stride_h, int stride_w,
+                         int pad_top, int pad_left, int dilation_h, int dilation_w,
+                         const float *bias, float lo, float hi);
+
+/// Unfolds convolution windows: columns[(c*kh + ky)*kw + kx][oy*out_w + ox] (zero where padded).
+void ss_im2col(int channels, int in_h, int in_w, const float *input, int kernel_h, int kernel_w,
+               int stride_h, int stride_w, int pad_top, int pad_left, int dilation_h, int dilation_w,
+               int out_h, int out_w, float *columns);
+
 #ifdef __cplusplus
 }
 #endif

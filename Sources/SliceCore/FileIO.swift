@@ -49,6 +49,12 @@ public enum FileIO {
         if failure != 0 { throw .io(path: path, reason: reason(failure)) }
     }
 
+    /// Whether `path` names a regular file (or a link to one).
+    public static func isFile(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
+
     /// Whether `path` names a directory.
     public static func isDirectory(_ path: String) -> Bool {
         var info = stat()

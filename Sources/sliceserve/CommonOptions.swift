@@ -98,9 +98,11 @@ struct CLIFailure: Error, CustomStringConvertible {
     var exitCode: Int32
     var description: String { message }
 
-    /// Exit codes: 1 = an image was rejected, 2 = a file could not be read or written.
+    /// Exit codes: 1 = an image was rejected, 2 = a file could not be read or written,
+    /// 3 = the model could not be loaded.
     static let imageRejected: Int32 = 1
     static let ioError: Int32 = 2
+    static let modelError: Int32 = 3
 }
 
 extension ParsableCommand {

@@ -1,0 +1,248 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A fixed set of threads, each owning one `State` (a decoder and scratch buffers) for its whole
+/// life, running tasks from one FIFO queue. Used instead of Dispatch so that per-thread state
+/// needs no thread-local lookups and the thread count is exact.
+public final class WorkerPool<State>: @unchecked Sendable {
+    public typealias Task = @Sendable (State) -> Void
+
+    /// What the threads share. They hold it strongly, never the pool itself, so that the pool's
+    /// deinit can stop and join them safely.
+    private final class Core: @unchecked Sendable {
+        let lock = ConditionLock()
+        var queue: [Task?] = []
+        var head = 0
+        var stopping = false
+
+        func runLoop(_ state: State) {
+            while true {
+                let task: Task? = lock.withLock {
+                    while head == queue.count && !stopping { lock.wait() }
+                    guard head < queue.count else { return nil }
+                    let task = queue[head]
+                    queue[head] = nil
+                    head += 1
+                    if head == queue.count {  // drained: reuse the storage from the start
+                        queue.removeAll(keepingCapacity: true)
+                        head = 0
+                    }
+                    return task
+                }
+                guard let task else { return }
+                task(state)
+            }
+        }
+    }
+
+    private let core = Core()
+    private var threads: [pthread_t] = []
+    public let threadCount: Int
+
+    /// Starts `threadCount` threads; each calls `makeState` once. If `makeState` fails on any
+    /// thread, that thread exits and `init` throws the first error after stopping the others.
+    public init(threadCount: Int, makeState: @escaping @Sendable () throws -> State) throws {
+        precondition(threadCount >= 1, "a worker pool needs at least one thread")
+        self.threadCount = threadCount
+        let startup = StartupLatch(count: threadCount)
+        let core = self.core
+        for _ in 0..<threadCount {
+            let context = Unmanaged.passRetained(ThreadContext {
+                let state: State
+                do {
+                    state = try makeState()
+                    startup.arrive(error: nil)
+                } catch {
+                    startup.arrive(error: error)
+                    return
+                }
+                core.runLoop(state)
+            }).toOpaque()
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, { raw in
+                let context = Unmanaged<ThreadContext>.fromOpaque(raw!).takeRetainedValue()
+                context.body()
+                return nil
+            }, context)
+            guard rc == 0 else {
+                Unmanaged<ThreadContext>.fromOpaque(context).release()
+                startup.arrive(error: WorkerPoolError.threadCreationFailed(errno: rc))
+                continue
+            }
+            threads.append(thread)
+        }
+        if let error = startup.wait() {
+            shutdown()
+            throw error
+        }
+    }
+
+    deinit { shutdown() }
+
+    /// Queues tasks; they start in order as threads become free.
+    public func enqueue(_ tasks: [Task]) {
+        core.lock.withLock {
+            core.queue.append(contentsOf: tasks.map { Optional($0) })
+            core.lock.broadcast()
+        }
+    }
+
+    /// Stops the threads after the queued tasks finish, and waits for them.
+    public func shutdown() {
+        let toJoin: [pthread_t] = core.lock.withLock {
+            core.stopping = true
+            core.lock.broadcast()
+            defer { threads.removeAll() }
+            return threads
+        }
+        for thread in toJoin where pthread_equal(thread, pthread_self()) == 0 {
+            pthread_join(thread, nil)
+        }
+    }
+}
+
+public enum WorkerPoolError: Error, CustomStringConvertible {
+    case threadCreationFailed(errno: Int32)
+    public var description: String {
+        switch self {
+        case .threadCreationFailed(let code): "could not start a worker thread (pthread_create error \(code))"
+        }
+    }
+}
+
+private final class ThreadContext {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// Counts threads that finished starting, remembering the first failure.
+private final class StartupLatch: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var remaining: Int
+    private var firstError: (any Error)?
+
+    init(count: Int) { remaining = count }
+
+    func arrive(error: (any Error)?) {
+        lock.withLock {
+            remaining -= 1
+            if firstError == nil { firstError = error }
+            lock.broadcast()
+        }
+    }
+
+    func wait() -> (any Error)? {
+        lock.withLock {
+            while remaining > 0 { lock.wait() }
+            return firstError
+        }
+    }
+}
+
+/// A pthread mutex with a condition variable.
+public final class ConditionLock: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    public init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    public func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
+    /// Waits for a broadcast; call only inside `withLock`.
+    public func wait() { pthread_cond_wait(condition, mutex) }
+
+    /// Wakes every waiter; call inside `withLock`.
+    public func broadcast() { pthread_cond_broadcast(condition) }
+}
+
+extension WorkerPool where State == Void {
+    /// A pool whose threads keep no state.
+    public convenience init(threadCount: Int) throws {
+        try self.init(threadCount: threadCount) { () }
+    }
+}
+
+/// Splits loops across a worker pool: `parallelFor` runs `body` for every index in `0..<count`,
+/// on the calling thread and the pool's threads together, and returns when all are done. One
+/// loop at a time per runner.
+public final class ParallelRunner: @unchecked Sendable {
+    private let pool: WorkerPool<Void>?
+    private let serial = ConditionLock()
+    /// Threads taking part in a loop, the caller included.
+    public let width: Int
+
+    public init(threads: Int) throws {
+        width = max(threads, 1)
+        pool = width > 1 ? try WorkerPool(threadCount: width - 1) : nil
+    }
+
+    public func parallelFor(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        guard count > 0 else { return }
+        guard let pool, count > 1 else {
+            for i in 0..<count { body(i) }
+            return
+        }
+        serial.withLock {
+            let loop = ParallelLoop(count: count, body: body)
+            let helpers = min(width - 1, count - 1)
+            pool.enqueue(Array(repeating: { _ in loop.work() }, count: helpers))
+            loop.work()
+            loop.waitUntilDone()
+        }
+    }
+}
+
+/// One `parallelFor`: indices handed out one at a time; late helpers find none left and leave.
+private final class ParallelLoop: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private let count: Int
+    private var next = 0
+    private var done = 0
+    private let body: @Sendable (Int) -> Void
+
+    init(count: Int, body: @escaping @Sendable (Int) -> Void) {
+        self.count = count
+        self.body = body
+    }
+
+    func work() {
+        while true {
+            let index: Int? = lock.withLock {
+                guard next < count else { return nil }
+                defer { next += 1 }
+                return next
+            }
+            guard let index else { return }
+            body(index)
+            lock.withLock {
+                done += 1
+                if done == count { lock.broadcast() }
+            }
+        }
+    }
+
+    func waitUntilDone() {
+        lock.withLock {
+            while done < count { lock.wait() }
+        }
+    }
+}

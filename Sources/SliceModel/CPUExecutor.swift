@@ -1,0 +1,130 @@
+import CSliceServe
+import SliceCore
+
+/// Runs an ONNX model on the CPU: the reference executor that GPU executors are tested against.
+/// The graph is optimized once (BatchNorm folding, Conv epilogue fusion, constant folding), then
+/// compiled into a plan per batch size (memory laid out by lifetime, no allocation per run).
+/// One inference runs at a time, on a dedicated thread, spread over `threads` cores.
+public final class CPUExecutor: Executor, @unchecked Sendable {
+    public let name = "cpu"
+    public let graph: Graph
+    public let optimization: Graph.OptimizationReport
+    public let inputSpec: ImageTensorSpec
+    public let outputShape: [Int]
+    public let maxBatch: Int
+    public let threads: Int
+    /// Whether the model's batch axis is symbolic (any batch size) or fixed in the file.
+    public let symbolicBatch: Bool
+
+    private let constants: ConstantStore
+    private let runner: ParallelRunner
+    private let serial: WorkerPool<Void>
+    private let lock = ConditionLock()
+    /// Plans own their arenas: one inference at a time.
+    private let executionLock = ConditionLock()
+    private var plans: [Int: ExecutionPlan] = [:]
+    private var planOrder: [Int] = []
+    private static let maxCachedPlans = 12
+
+    /// Loads and checks the model (ONNX bytes) and optimizes its graph.
+    public init(onnx bytes: [UInt8], threads: Int? = nil, maxBatch: Int = 256) throws {
+        var graph = try Graph(onnx: bytes)
+        guard graph.inputs.count == 1, graph.outputs.count == 1 else {
+            throw ModelError.unsupported("the model has \(graph.inputs.count) inputs and \(graph.outputs.count) outputs; SliceServe runs models with one of each")
+        }
+        try graph.inferShapes()
+        optimization = try graph.optimize()
+        self.graph = graph
+        let inputShape = graph.values[graph.inputs[0]].shape!
+        symbolicBatch = inputShape.first == .batch
+        if inputShape.count == 4, let c = inputShape[1].fixedValue, let h = inputShape[2].fixedValue, let w = inputShape[3].fixedValue {
+            inputSpec = ImageTensorSpec(dtype: .float32, layout: .nchw, channels: c, height: h, width: w)
+        } else {
+            // Not an image model: describe the input as one "image" of all its per-item values.
+            let per = inputShape.dropFirst(symbolicBatch ? 1 : 0).compactMap(\.fixedValue).reduce(1, *)
+            inputSpec = ImageTensorSpec(dtype: .float32, layout: .nchw, channels: 1, height: 1, width: per)
+        }
+        let out = graph.values[graph.outputs[0]].shape!
+        outputShape = out.dropFirst(symbolicBatch && out.first == .batch ? 1 : 0).map { $0.fixedValue ?? 1 }
+        self.maxBatch = symbolicBatch ? maxBatch : 1
+        self.threads = max(1, threads ?? Int(ss_cpu_count()))
+        constants = ConstantStore(graph: graph)
+        runner = try ParallelRunner(threads: self.threads)
+        serial = try WorkerPool(threadCount: 1)
+    }
+
+    /// Reads the model file at `path`.
+    public convenience init(modelFile path: String, threads: Int? = nil, maxBatch: Int = 256) throws {
+        try self.init(onnx: try FileIO.read(path), threads: threads, maxBatch: maxBatch)
+    }
+
+    public func makeInputBuffer(capacity: Int) throws -> BatchBuffer {
+        try BatchBuffer(hostSpec: inputSpec, capacity: capacity)
+    }
+
+    public func prepare(batchSizes: [Int]) throws {
+        for n in batchSizes { _ = try plan(for: n) }
+    }
+
+    /// The plan for batch size `n`, built on first use.
+    func plan(for n: Int) throws -> ExecutionPlan {
+        guard n >= 1 && n <= maxBatch else {
+            throw ModelError.invalidInput("batch size \(n) is outside 1...\(maxBatch)")
+        }
+        return try lock.withLock {
+            if let plan = plans[n] { return plan }
+            let plan = try ExecutionPlan(graph: graph, batch: symbolicBatch ? n : 1, constants: constants, runner: runner)
+            plans[n] = plan
+            planOrder.append(n)
+            if planOrder.count > CPUExecutor.maxCachedPlans {
+                plans[planOrder.removeFirst()] = nil
+            }
+            return plan
+        }
+    }
+
+    /// Bytes of intermediate tensors a plan for batch size `n` uses (after buffer reuse).
+    public func arenaBytes(batch n: Int) throws -> Int { try plan(for: n).arenaBytes }
+
+    public func run(_ input: BatchBuffer, count: Int, output: OutputBuffer) async throws {
+        guard input.spec == inputSpec else {
+            throw ModelError.invalidInput("the input buffer holds \(input.spec), the model takes \(inputSpec)")
+        }
+        guard count >= 1, count <= input.capacity, count <= output.capacity else {
+            throw ModelError.invalidInput("batch of \(count) does not fit buffers of \(input.capacity) inputs and \(output.capacity) outputs")
+        }
+        guard output.itemShape == outputShape else {
+            throw ModelError.invalidInput("the output buffer holds items of \(output.itemShape), the model makes \(outputShape)")
+        }
+        guard let address = input.allocation.hostAddress else {
+            throw ModelError.invalidInput("the CPU executor reads host memory; the input is in \(input.memoryKind.rawValue) memory")
+        }
+        let plan = try plan(for: count)
+        let inputPointer = SharedPointer(address.assumingMemoryBound(to: Float.self))
+        let outputPointer = SharedPointer(output.pointer)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            serial.enqueue([{ _ in
+                self.executionLock.withLock { plan.run(input: inputPointer.p, output: outputPointer.p) }
+                continuation.resume()
+            }])
+        }
+    }
+
+    /// Runs one batch synchronously on the calling thread: `input` holds `batch` items in the
+    /// model's input layout; returns `batch` items of output. For tests and tools.
+    public func infer(_ input: [Float], batch: Int = 1) throws -> [Float] {
+        let plan = try plan(for: batch)
+        let perItem = graph.values[graph.inputs[0]].shape!.resolved(batch: symbolicBatch ? batch : 1).reduce(1, *)
+        guard input.count == perItem else {
+            throw ModelError.invalidInput("expected \(perItem) input values for batch \(batch), got \(input.count)")
+        }
+        var copy = input
+        var out = [Float](repeating: 0, count: plan.outputCount)
+        copy.withUnsafeMutableBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { y in
+                executionLock.withLock { plan.run(input: x.baseAddress!, output: y.baseAddress!) }
+            }
+        }
+        return out
+    }
+}

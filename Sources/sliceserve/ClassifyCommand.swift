@@ -1,0 +1,103 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SliceCore
+import SliceModel
+import SlicePreprocess
+
+struct ClassifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "classify",
+        abstract: "Classify JPEG images with a model on the CPU and print the top classes.",
+        discussion: """
+            Preprocesses the images as the model's config.json says (by default torchvision's \
+            ImageNet transform), runs them as one batch on the CPU executor and prints the top-k \
+            classes with softmax probabilities. The default model is MobileNetV2 with \
+            torchvision's ImageNet weights, made by Scripts/models.py in \
+            ~/.cache/sliceserve/models/mobilenet_v2.
+
+            Exit status: 0 on success, 1 when an image is rejected, 2 when a file cannot be \
+            read, 3 when the model cannot be loaded, 64 for bad flags.
+            """)
+
+    @Argument(help: "JPEG files to classify, as one batch.")
+    var images: [String]
+
+    @Option(help: "Model directory (model.onnx, labels.txt, config.json).")
+    var model: String?
+
+    @Option(name: .customLong("top-k"), help: "How many classes to print per image.")
+    var topK = 5
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    @Option(help: "Threads for preprocessing and inference (default: all available cores).")
+    var threads: Int?
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    struct Prediction: Codable {
+        var index: Int
+        var label: String
+        var probability: Float
+    }
+
+    struct ImageResult: Codable {
+        var image: String
+        var predictions: [Prediction]
+    }
+
+    func run() async throws {
+        do {
+            let directory: ModelDirectory
+            let executor: CPUExecutor
+            do {
+                directory = try ModelDirectory(path: model ?? ModelDirectory.defaultPath)
+                executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: max(images.count, 1))
+            } catch {
+                throw CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError)
+            }
+            let encoded = try images.map { EncodedImage(try readFile($0)) }
+            let buffer = try executor.makeInputBuffer(capacity: encoded.count)
+            let preprocessor = try CPUPreprocessor(threads: min(threads ?? CPUPreprocessor.availableCores, encoded.count))
+            var options = directory.preprocessOptions
+            options.allowDCTScaling = true
+            let prepared = await preprocessor.preprocess(PreprocessJob(images: encoded, destination: buffer, options: options))
+            for (path, outcome) in zip(images, prepared.images) {
+                if case .failure(let error) = outcome {
+                    throw CLIFailure(message: "\(path): \(error)", exitCode: CLIFailure.imageRejected)
+                }
+            }
+            let output = try OutputBuffer(itemShape: executor.outputShape, capacity: encoded.count)
+            try await executor.run(buffer, count: encoded.count, output: output)
+            let results = images.indices.map { i in
+                ImageResult(image: images[i], predictions: Classification.top(output.item(i), k: topK).map {
+                    Prediction(index: $0.index, label: directory.label($0.index), probability: $0.probability)
+                })
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(results), as: UTF8.self))
+            } else {
+                for result in results {
+                    print("\(result.image):")
+                    for p in result.predictions {
+                        let percent = (p.probability * 1000).rounded() / 10
+                        print("  \(String(repeating: " ", count: max(0, 5 - "\(percent)".count)))\(percent)%  \(p.label)  (\(p.index))")
+                    }
+                }
+            }
+        } catch let failure as CLIFailure {
+            Self.fail(failure)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import SliceCore
+import SliceModel
+import XCTest
+
+/// Every operator case (Scripts/oracles.py, ops/) run by the CPU executor against onnxruntime:
+/// |ours - onnxruntime| <= 1e-4 + 1e-4 |onnxruntime| for every value.
+final class OperatorConformanceTests: XCTestCase {
+    struct Manifest: Decodable {
+        struct Case: Decodable { var name: String; var batch: Int }
+        var cases: [Case]
+    }
+
+    func testEveryOperatorCaseMatchesOnnxRuntime() throws {
+        let dir = ModelOracles.oracles.appendingPathComponent("ops")
+        try ModelOracles.require(dir.appendingPathComponent("manifest.json"), what: "operator oracles")
+        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
+        XCTAssertGreaterThanOrEqual(manifest.cases.count, 50)
+        var ops = Set<String>()
+        for c in manifest.cases {
+            let caseDir = dir.appendingPathComponent(c.name)
+            do {
+                let executor = try CPUExecutor(modelFile: caseDir.appendingPathComponent("model.onnx").path, threads: 2)
+                executor.graph.nodes.forEach { ops.insert($0.op) }
+                let input = try ModelOracles.npy(caseDir.appendingPathComponent("input.npy"))
+                let expected = try ModelOracles.npy(caseDir.appendingPathComponent("expected.npy"))
+                let ours = try executor.infer(input.floats(), batch: c.batch)
+                let (worst, ok) = compare(ours, expected.floats(), atol: 1e-4, rtol: 1e-4)
+                XCTAssertTrue(ok, "\(c.name): max |diff| \(worst) (\(ours.count) vs \(expected.elementCount) values)")
+            } catch {
+                XCTFail("\(c.name): \(error)")
+            }
+        }
+        // After fusion some operators live inside Conv; the single-op cases still cover them all.
+        for op in ["Conv", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Add", "Sub", "Mul", "Div", "BatchNormalization",
+                   "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Transpose", "Concat",
+                   "Gemm", "MatMul", "Softmax"] {
+            XCTAssertTrue(ops.contains(op), "no conformance case runs \(op)")
+        }
+    }
+
+    func testFusionPassesFire() throws {
+        let dir = ModelOracles.oracles.appendingPathComponent("ops")
+        try ModelOracles.require(dir.appendingPathComponent("manifest.json"), what: "operator oracles")
+        func report(_ name: String) throws -> Graph.OptimizationReport {
+            try CPUExecutor(modelFile: dir.appendingPathComponent("\(name)/model.onnx").path, threads: 1).optimization
+        }
+        let bn = try report("fuse_conv_bn_relu")
+        XCTAssertEqual(bn.foldedBatchNorms, 1)
+        XCTAssertEqual(bn.fusedActivations, 1)
+        let residual = try report("fuse_conv_add_relu")
+        XCTAssertEqual(residual.fusedResiduals, 1)
+        XCTAssertEqual(residual.fusedActivations, 1)
+        let mobile = try report("fuse_depthwise_clip_residual")
+        XCTAssertEqual(mobile.fusedActivations, 1)
+        XCTAssertEqual(mobile.fusedResiduals, 1)
+        XCTAssertEqual(try report("fold_constant_weight").foldedConstants, 1)
+    }
+}

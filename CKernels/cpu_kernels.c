@@ -4,6 +4,7 @@
 // clone for the CPU it runs on. The vector code is the same source for both.
 #include "sliceserve_shim.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__clang__)
@@ -18,85 +19,13 @@ typedef float v8f __attribute__((vector_size(32), aligned(4)));
 // ABI in the AVX clone and the baseline clone.
 #define v8_load(p) ({ v8f v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define v8_store(p, v) do { v8f t_ = (v); memcpy((p), &t_, sizeof t_); } while (0)
-#define v8_splat(x) (((v8f){0, 0, 0, 0, 0, 0, 0, 0}) + (float)(x))
+#define v8_splat(x) ({ float s_ = (x); (v8f){s_, s_, s_, s_, s_, s_, s_, s_}; })
 #define v8_clamp(v, lo, hi) __builtin_elementwise_min(__builtin_elementwise_max((v), (lo)), (hi))
 
-enum { MR = 4, NR = 16, KC = 256 };
-
-// C[MR x NR] (+)= A[MR x kc] * B[kc x NR]; A rows lda apart, B rows ldb apart, C rows ldc apart.
-static inline __attribute__((always_inline)) void micro_4x16(int kc, const float *A, int lda, const float *B, int ldb, float *C, int ldc, int accumulate) {
-    v8f c00, c01, c10, c11, c20, c21, c30, c31;
-    if (accumulate) {
-        c00 = v8_load(C); c01 = v8_load(C + 8);
-        c10 = v8_load(C + ldc); c11 = v8_load(C + ldc + 8);
-        c20 = v8_load(C + 2 * ldc); c21 = v8_load(C + 2 * ldc + 8);
-        c30 = v8_load(C + 3 * ldc); c31 = v8_load(C + 3 * ldc + 8);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = v8_splat(0);
-    }
-    const float *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
-    for (int k = 0; k < kc; k++) {
-        v8f b0 = v8_load(B + (long)k * ldb), b1 = v8_load(B + (long)k * ldb + 8);
-        v8f x;
-        x = v8_splat(a0[k]); c00 += x * b0; c01 += x * b1;
-        x = v8_splat(a1[k]); c10 += x * b0; c11 += x * b1;
-        x = v8_splat(a2[k]); c20 += x * b0; c21 += x * b1;
-        x = v8_splat(a3[k]); c30 += x * b0; c31 += x * b1;
-    }
-    v8_store(C, c00); v8_store(C + 8, c01);
-    v8_store(C + ldc, c10); v8_store(C + ldc + 8, c11);
-    v8_store(C + 2 * ldc, c20); v8_store(C + 2 * ldc + 8, c21);
-    v8_store(C + 3 * ldc, c30); v8_store(C + 3 * ldc + 8, c31);
-}
-
 SS_HOT
-void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-              const float *bias, const float *residual, int ldr, float lo, float hi) {
-    // Edge tiles go through zero-padded copies so that the micro-kernel always runs full tiles.
-    float bpad[KC * NR];
-    float apad[MR * KC];
-    float cpad[MR * NR];
-    for (int k0 = 0; k0 < K; k0 += KC) {
-        int kc = K - k0 < KC ? K - k0 : KC;
-        int accumulate = k0 > 0;
-        for (int j = 0; j < N; j += NR) {
-            int nr = N - j < NR ? N - j : NR;
-            const float *b = B + (long)k0 * ldb + j;
-            int bstride = ldb;
-            if (nr < NR) {
-                for (int k = 0; k < kc; k++) {
-                    memcpy(bpad + k * NR, B + (long)(k0 + k) * ldb + j, nr * sizeof(float));
-                    memset(bpad + k * NR + nr, 0, (NR - nr) * sizeof(float));
-                }
-                b = bpad;
-                bstride = NR;
-            }
-            for (int i = 0; i < M; i += MR) {
-                int mr = M - i < MR ? M - i : MR;
-                const float *a = A + (long)i * lda + k0;
-                int astride = lda;
-                if (mr < MR) {
-                    for (int r = 0; r < MR; r++) {
-                        if (r < mr) memcpy(apad + r * KC, A + (long)(i + r) * lda + k0, kc * sizeof(float));
-                        else memset(apad + r * KC, 0, kc * sizeof(float));
-                    }
-                    a = apad;
-                    astride = KC;
-                }
-                float *c = C + (long)i * ldc + j;
-                if (mr == MR && nr == NR) {
-                    micro_4x16(kc, a, astride, b, bstride, c, ldc, accumulate);
-                } else {
-                    for (int r = 0; r < MR; r++)
-                        for (int q = 0; q < NR; q++)
-                            cpad[r * NR + q] = (accumulate && r < mr && q < nr) ? c[(long)r * ldc + q] : 0.0f;
-                    micro_4x16(kc, a, astride, b, bstride, cpad, NR, 1);
-                    for (int r = 0; r < mr; r++) memcpy(c + (long)r * ldc, cpad + r * NR, nr * sizeof(float));
-                }
-            }
-        }
-    }
-    // Epilogue: bias per row, residual, clamp (ReLU = [0, inf), ReLU6 = [0, 6], none = [-inf, inf]).
+static void ss_sgemm_epilogue(int M, int N, float *C, int ldc, const float *bias, const float *residual, int ldr,
+                              float lo, float hi) {
+    // Bias per row, residual, clamp (ReLU = [0, inf), ReLU6 = [0, 6], none = [-inf, inf]).
     v8f vlo = v8_splat(lo), vhi = v8_splat(hi);
     for (int i = 0; i < M; i++) {
         float *c = C + (long)i * ldc;
@@ -116,54 +45,257 @@ void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int 
     }
 }
 
+
+enum { MR = 6, KC = 256 };
+
+typedef float v16f __attribute__((vector_size(64), aligned(4)));
+
+// The blocked SGEMM, written once as a macro and instantiated per vector width: 8 floats (AVX2
+// and the baseline clone) and 16 floats (AVX-512). NR = two vectors of columns.
+//
+// For each block of KC along K: pack A into MR-row panels ([k][r], zero rows past M), then for
+// each strip of NR columns pack B ([k][NR], zero columns past N), and run the MR x NR micro-kernel
+// over the panels: 2*MR independent accumulators cover the FMA latency.
+#define SS_DEFINE_SGEMM(NAME, VT, VW, ATTRS)                                                              \
+    ATTRS static void NAME(int M, int N, int K, const float *A, int lda, const float *B, int ldb,         \
+                           float *C, int ldc, float *packed) {                                             \
+        enum { NR = 2 * VW };                                                                              \
+        int tiles = (M + MR - 1) / MR;                                                                     \
+        float bpad[KC * NR];                                                                               \
+        float cpad[MR * NR];                                                                               \
+        for (int k0 = 0; k0 < K; k0 += KC) {                                                               \
+            int kc = K - k0 < KC ? K - k0 : KC;                                                            \
+            int accumulate = k0 > 0;                                                                       \
+            for (int t = 0; t < tiles; t++) {                                                              \
+                float *dst = packed + (size_t)t * MR * KC;                                                 \
+                for (int r = 0; r < MR; r++) {                                                             \
+                    int row = t * MR + r;                                                                  \
+                    const float *src = A + (long)row * lda + k0;                                           \
+                    for (int k = 0; k < kc; k++) dst[k * MR + r] = row < M ? src[k] : 0.0f;                \
+                }                                                                                          \
+            }                                                                                              \
+            for (int j = 0; j < N; j += NR) {                                                              \
+                int nr = N - j < NR ? N - j : NR;                                                          \
+                if (nr == NR) {                                                                            \
+                    for (int k = 0; k < kc; k++) { /* fixed-size copies compile to vector moves */         \
+                        const float *src = B + (long)(k0 + k) * ldb + j;                                   \
+                        VT v0, v1;                                                                         \
+                        memcpy(&v0, src, sizeof(VT));                                                      \
+                        memcpy(&v1, src + VW, sizeof(VT));                                                 \
+                        memcpy(bpad + k * NR, &v0, sizeof(VT));                                            \
+                        memcpy(bpad + k * NR + VW, &v1, sizeof(VT));                                       \
+                    }                                                                                      \
+                } else {                                                                                   \
+                    for (int k = 0; k < kc; k++) {                                                         \
+                        const float *src = B + (long)(k0 + k) * ldb + j;                                   \
+                        for (int q = 0; q < NR; q++) bpad[k * NR + q] = q < nr ? src[q] : 0.0f;            \
+                    }                                                                                      \
+                }                                                                                          \
+                for (int t = 0; t < tiles; t++) {                                                          \
+                    int i = t * MR;                                                                        \
+                    int mr = M - i < MR ? M - i : MR;                                                      \
+                    const float *ap = packed + (size_t)t * MR * KC;                                        \
+                    int full = mr == MR && nr == NR;                                                       \
+                    float *c = full ? C + (long)i * ldc + j : cpad;                                        \
+                    int cs = full ? ldc : NR;                                                              \
+                    if (!full)                                                                             \
+                        for (int r = 0; r < MR; r++)                                                       \
+                            for (int q = 0; q < NR; q++)                                                   \
+                                cpad[r * NR + q] = (accumulate && r < mr && q < nr) ? C[(long)(i + r) * ldc + j + q] : 0.0f; \
+                    VT acc[MR][2];                                                                         \
+                    for (int r = 0; r < MR; r++) {                                                         \
+                        if (accumulate || !full) {                                                         \
+                            memcpy(&acc[r][0], c + (long)r * cs, sizeof(VT));                              \
+                            memcpy(&acc[r][1], c + (long)r * cs + VW, sizeof(VT));                         \
+                        } else {                                                                           \
+                            acc[r][0] = acc[r][1] = (VT){0};                                               \
+                        }                                                                                  \
+                    }                                                                                      \
+                    for (int k = 0; k < kc; k++) {                                                         \
+                        VT b0, b1;                                                                         \
+                        memcpy(&b0, bpad + k * NR, sizeof(VT));                                            \
+                        memcpy(&b1, bpad + k * NR + VW, sizeof(VT));                                       \
+                        const float *a = ap + k * MR;                                                      \
+                        for (int r = 0; r < MR; r++) {                                                     \
+                            VT x = a[r] - (VT){0}; /* a splat; x - 0 == x, so it folds */               \
+                            acc[r][0] += x * b0;                                                           \
+                            acc[r][1] += x * b1;                                                           \
+                        }                                                                                  \
+                    }                                                                                      \
+                    for (int r = 0; r < MR; r++) {                                                         \
+                        memcpy(c + (long)r * cs, &acc[r][0], sizeof(VT));                                  \
+                        memcpy(c + (long)r * cs + VW, &acc[r][1], sizeof(VT));                             \
+                    }                                                                                      \
+                    if (!full)                                                                             \
+                        for (int r = 0; r < mr; r++) memcpy(C + (long)(i + r) * ldc + j, cpad + r * NR, nr * sizeof(float)); \
+                }                                                                                          \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+
+#if defined(__x86_64__) && defined(__clang__)
+SS_DEFINE_SGEMM(sgemm_avx512, v16f, 16, __attribute__((target("avx512f,avx512vl,fma"))))
+SS_DEFINE_SGEMM(sgemm_avx2, v8f, 8, __attribute__((target("avx2,fma"))))
+#endif
+SS_DEFINE_SGEMM(sgemm_baseline, v8f, 8, )
+
+// C[m, :] = sum_k A[m, k] * B[k, :] for a few rows m: one pass over B per row, vectorized over N.
+SS_HOT
+static void gemv_rows(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
+    for (int m = 0; m < M; m++) {
+        float *c = C + (long)m * ldc;
+        memset(c, 0, N * sizeof(float));
+        const float *a = A + (long)m * lda;
+        for (int k = 0; k < K; k++) {
+            float x = a[k];
+            const float *b = B + (long)k * ldb;
+            for (int n = 0; n < N; n++) c[n] += x * b[n];
+        }
+    }
+}
+
+// Per-thread scratch for packed A panels.
+static _Thread_local float *gemm_scratch;
+static _Thread_local size_t gemm_scratch_count;
+
+void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+              const float *bias, const float *residual, int ldr, float lo, float hi) {
+    static int cached = -1;  // 2 = AVX-512, 1 = AVX2 + FMA, 0 = baseline
+    int level = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (level < 0) {
+        uint32_t f = ss_cpu_features();
+        level = (f & SS_CPU_AVX512F) ? 2 : ((f & SS_CPU_AVX2) && (f & SS_CPU_FMA)) ? 1 : 0;
+        __atomic_store_n(&cached, level, __ATOMIC_RELAXED);
+    }
+    size_t need = (size_t)((M + MR - 1) / MR) * MR * KC;
+    if (need > gemm_scratch_count) {
+        free(gemm_scratch);
+        gemm_scratch = (float *)malloc(need * sizeof(float));
+        gemm_scratch_count = gemm_scratch ? need : 0;
+        if (gemm_scratch == NULL) return;
+    }
+    if (M <= 2) {
+        // A few rows (a fully connected layer on one or two images): stream B once, row by row.
+        gemv_rows(M, N, K, A, lda, B, ldb, C, ldc);
+        ss_sgemm_epilogue(M, N, C, ldc, bias, residual, ldr, lo, hi);
+        return;
+    }
+#if defined(__x86_64__) && defined(__clang__)
+    if (level == 2) sgemm_avx512(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch);
+    else if (level == 1) sgemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch);
+    else
+#endif
+    sgemm_baseline(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch);
+    ss_sgemm_epilogue(M, N, C, ldc, bias, residual, ldr, lo, hi);
+}
+
+// Per-thread scratch for padded planes, grown as needed and kept for the thread's life.
+static _Thread_local float *dw_scratch;
+static _Thread_local size_t dw_scratch_count;
+
+static float *scratch_floats(size_t count) {
+    if (count > dw_scratch_count) {
+        free(dw_scratch);
+        dw_scratch = (float *)malloc(count * sizeof(float));
+        dw_scratch_count = dw_scratch ? count : 0;
+    }
+    return dw_scratch;
+}
+
 SS_HOT
 void ss_depthwise_conv2d(int channels, int in_h, int in_w, const float *input, int out_h, int out_w, float *output,
                          const float *weights, int kernel_h, int kernel_w, int stride_h, int stride_w,
                          int pad_top, int pad_left, int dilation_h, int dilation_w,
                          const float *bias, float lo, float hi) {
+    // Each channel is first copied into a zero-padded plane wide enough that every output,
+    // tail included, is computed eight at a time with all taps in registers and no bound checks.
+    // Strides of 1 load contiguously; other strides de-interleave (stride 2) or gather.
+    int ext_w = (kernel_w - 1) * dilation_w, ext_h = (kernel_h - 1) * dilation_h;
+    int padded_h = (out_h - 1) * stride_h + ext_h + 1;
+    int padded_w = (out_w + 8) * stride_w + ext_w + 8;
+    if (padded_h < pad_top + in_h) padded_h = pad_top + in_h;
+    if (padded_w < pad_left + in_w) padded_w = pad_left + in_w;
+    float *plane = scratch_floats((size_t)padded_h * padded_w);
+    if (plane == NULL) return;  // out of memory: the caller's output stays as it was
+    v8f vlo = v8_splat(lo), vhi = v8_splat(hi);
+    float tail[8];
     for (int c = 0; c < channels; c++) {
         const float *in = input + (long)c * in_h * in_w;
         float *out = output + (long)c * out_h * out_w;
         const float *w = weights + (long)c * kernel_h * kernel_w;
-        float b = bias ? bias[c] : 0.0f;
-        // Output columns whose whole window is inside the input: [x0, x1).
-        int x0 = 0, x1 = 0;
-        {
-            int lo_x = (pad_left + stride_w - 1) / stride_w;
-            int hi_x = (in_w - 1 - (kernel_w - 1) * dilation_w + pad_left) / stride_w + 1;
-            if (in_w - 1 - (kernel_w - 1) * dilation_w + pad_left < 0) hi_x = 0;
-            x0 = lo_x < out_w ? lo_x : out_w;
-            x1 = hi_x < x0 ? x0 : (hi_x > out_w ? out_w : hi_x);
+        memset(plane, 0, (size_t)padded_h * padded_w * sizeof(float));
+        for (int y = 0; y < in_h; y++) {
+            int py = y + pad_top;
+            if (py < 0 || py >= padded_h) continue;
+            int x_from = pad_left < 0 ? -pad_left : 0;
+            int x_to = in_w;
+            if (x_to + pad_left > padded_w) x_to = padded_w - pad_left;
+            if (x_to > x_from) memcpy(plane + (long)py * padded_w + pad_left + x_from, in + (long)y * in_w + x_from, (x_to - x_from) * sizeof(float));
         }
-        for (int oy = 0; oy < out_h; oy++) {
-            float *o = out + (long)oy * out_w;
-            for (int ox = 0; ox < out_w; ox++) o[ox] = b;
-            for (int ky = 0; ky < kernel_h; ky++) {
-                int iy = oy * stride_h - pad_top + ky * dilation_h;
-                if (iy < 0 || iy >= in_h) continue;
-                const float *row = in + (long)iy * in_w;
-                for (int kx = 0; kx < kernel_w; kx++) {
-                    float wk = w[ky * kernel_w + kx];
-                    int dx = kx * dilation_w - pad_left;
-                    for (int ox = 0; ox < x0; ox++) {
-                        int ix = ox * stride_w + dx;
-                        if (ix >= 0 && ix < in_w) o[ox] += wk * row[ix];
-                    }
+        float b = bias ? bias[c] : 0.0f;
+        if (kernel_h == 3 && kernel_w == 3 && dilation_h == 1 && dilation_w == 1 && stride_w <= 2) {
+            // The common MobileNet case: nine weights held in registers for the whole plane.
+            v8f w0 = v8_splat(w[0]), w1 = v8_splat(w[1]), w2 = v8_splat(w[2]), w3 = v8_splat(w[3]), w4 = v8_splat(w[4]),
+                w5 = v8_splat(w[5]), w6 = v8_splat(w[6]), w7 = v8_splat(w[7]), w8 = v8_splat(w[8]);
+            v8f vb = v8_splat(b);
+            for (int oy = 0; oy < out_h; oy++) {
+                float *o = out + (long)oy * out_w;
+                const float *r0 = plane + (long)(oy * stride_h) * padded_w;
+                const float *r1 = r0 + padded_w, *r2 = r1 + padded_w;
+                for (int ox = 0; ox < out_w; ox += 8) {
+                    v8f x0, x1, x2, y0, y1, y2, z0, z1, z2;
+                    int at = ox * stride_w;
                     if (stride_w == 1) {
-                        const float *r = row + dx;
-                        for (int ox = x0; ox < x1; ox++) o[ox] += wk * r[ox];
+                        x0 = v8_load(r0 + at); x1 = v8_load(r0 + at + 1); x2 = v8_load(r0 + at + 2);
+                        y0 = v8_load(r1 + at); y1 = v8_load(r1 + at + 1); y2 = v8_load(r1 + at + 2);
+                        z0 = v8_load(r2 + at); z1 = v8_load(r2 + at + 1); z2 = v8_load(r2 + at + 2);
                     } else {
-                        for (int ox = x0; ox < x1; ox++) o[ox] += wk * row[ox * stride_w + dx];
+#define SS_EVEN(p) ({ v8f a_ = v8_load(p), b_ = v8_load((p) + 8); __builtin_shufflevector(a_, b_, 0, 2, 4, 6, 8, 10, 12, 14); })
+                        x0 = SS_EVEN(r0 + at); x1 = SS_EVEN(r0 + at + 1); x2 = SS_EVEN(r0 + at + 2);
+                        y0 = SS_EVEN(r1 + at); y1 = SS_EVEN(r1 + at + 1); y2 = SS_EVEN(r1 + at + 2);
+                        z0 = SS_EVEN(r2 + at); z1 = SS_EVEN(r2 + at + 1); z2 = SS_EVEN(r2 + at + 2);
+#undef SS_EVEN
                     }
-                    for (int ox = x1; ox < out_w; ox++) {
-                        int ix = ox * stride_w + dx;
-                        if (ix >= 0 && ix < in_w) o[ox] += wk * row[ix];
+                    v8f acc = vb + w0 * x0 + w1 * x1 + w2 * x2 + w3 * y0 + w4 * y1 + w5 * y2 + w6 * z0 + w7 * z1 + w8 * z2;
+                    acc = v8_clamp(acc, vlo, vhi);
+                    if (ox + 8 <= out_w) {
+                        v8_store(o + ox, acc);
+                    } else {
+                        v8_store(tail, acc);
+                        memcpy(o + ox, tail, (out_w - ox) * sizeof(float));
                     }
                 }
             }
-            for (int ox = 0; ox < out_w; ox++) {
-                float v = o[ox];
-                o[ox] = v < lo ? lo : (v > hi ? hi : v);
+            continue;
+        }
+        for (int oy = 0; oy < out_h; oy++) {
+            float *o = out + (long)oy * out_w;
+            for (int ox = 0; ox < out_w; ox += 8) {
+                v8f acc = v8_splat(b);
+                for (int ky = 0; ky < kernel_h; ky++) {
+                    const float *row = plane + (long)(oy * stride_h + ky * dilation_h) * padded_w + ox * stride_w;
+                    for (int kx = 0; kx < kernel_w; kx++) {
+                        const float *p = row + kx * dilation_w;
+                        v8f x;
+                        if (stride_w == 1) {
+                            x = v8_load(p);
+                        } else if (stride_w == 2) {
+                            v8f a = v8_load(p), a2 = v8_load(p + 8);
+                            x = __builtin_shufflevector(a, a2, 0, 2, 4, 6, 8, 10, 12, 14);
+                        } else {
+                            x = (v8f){p[0], p[stride_w], p[2 * stride_w], p[3 * stride_w], p[4 * stride_w],
+                                      p[5 * stride_w], p[6 * stride_w], p[7 * stride_w]};
+                        }
+                        acc += v8_splat(w[ky * kernel_w + kx]) * x;
+                    }
+                }
+                acc = v8_clamp(acc, vlo, vhi);
+                if (ox + 8 <= out_w) {
+                    v8_store(o + ox, acc);
+                } else {
+                    v8_store(tail, acc);
+                    memcpy(o + ox, tail, (out_w - ox) * sizeof(float));
+                }
             }
         }
     }

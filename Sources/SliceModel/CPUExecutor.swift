@@ -23,6 +23,11 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     /// Plans own their arenas: one inference at a time.
     private let executionLock = ConditionLock()
     private var plans: [Int: ExecutionPlan] = [:]
+    /// Single-threaded batch-1 plans, one per thread, for batches of several images: each thread
+    /// runs whole images, which scales better than splitting every layer (no synchronization
+    /// per layer, and one image's tensors stay in the core's cache).
+    private var imagePlans: [ExecutionPlan] = []
+    private let serialRunner: ParallelRunner
     private var planOrder: [Int] = []
     private static let maxCachedPlans = 12
 
@@ -50,6 +55,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         self.threads = max(1, threads ?? Int(ss_cpu_count()))
         constants = ConstantStore(graph: graph)
         runner = try ParallelRunner(threads: self.threads)
+        serialRunner = try ParallelRunner(threads: 1)
         serial = try WorkerPool(threadCount: 1)
     }
 
@@ -83,6 +89,37 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         }
     }
 
+    /// The per-thread image plans, built on first use.
+    private func wholeImagePlans() throws -> [ExecutionPlan] {
+        try lock.withLock {
+            while imagePlans.count < threads {
+                imagePlans.append(try ExecutionPlan(graph: graph, batch: 1, constants: constants, runner: serialRunner))
+            }
+            return imagePlans
+        }
+    }
+
+    /// Runs `count` images: one at a time with every layer split across the threads when there
+    /// is one image (or one thread), else whole images spread over the threads.
+    private func execute(input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int) throws {
+        guard symbolicBatch, count > 1, threads > 1 else {
+            let plan = try plan(for: count)
+            executionLock.withLock { plan.run(input: input, output: output) }
+            return
+        }
+        let plans = try wholeImagePlans()
+        let inPer = inputSpec.elementCount, outPer = plans[0].outputCount
+        let x = SharedPointer(input), y = SharedPointer(output)
+        let next = ImageCounter(count: count)
+        executionLock.withLock {
+            runner.parallelFor(plans.count) { worker in
+                while let image = next.take() {
+                    plans[worker].run(input: x.p + image * inPer, output: y.p + image * outPer)
+                }
+            }
+        }
+    }
+
     /// Bytes of intermediate tensors a plan for batch size `n` uses (after buffer reuse).
     public func arenaBytes(batch n: Int) throws -> Int { try plan(for: n).arenaBytes }
 
@@ -99,13 +136,17 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         guard let address = input.allocation.hostAddress else {
             throw ModelError.invalidInput("the CPU executor reads host memory; the input is in \(input.memoryKind.rawValue) memory")
         }
-        let plan = try plan(for: count)
+        if !symbolicBatch || count == 1 || threads == 1 { _ = try plan(for: count) } else { _ = try wholeImagePlans() }
         let inputPointer = SharedPointer(address.assumingMemoryBound(to: Float.self))
         let outputPointer = SharedPointer(output.pointer)
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             serial.enqueue([{ _ in
-                self.executionLock.withLock { plan.run(input: inputPointer.p, output: outputPointer.p) }
-                continuation.resume()
+                do {
+                    try self.execute(input: inputPointer.p, output: outputPointer.p, count: count)
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
             }])
         }
     }
@@ -120,11 +161,26 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         }
         var copy = input
         var out = [Float](repeating: 0, count: plan.outputCount)
-        copy.withUnsafeMutableBufferPointer { x in
-            out.withUnsafeMutableBufferPointer { y in
-                executionLock.withLock { plan.run(input: x.baseAddress!, output: y.baseAddress!) }
+        try copy.withUnsafeMutableBufferPointer { x in
+            try out.withUnsafeMutableBufferPointer { y in
+                try execute(input: x.baseAddress!, output: y.baseAddress!, count: symbolicBatch ? batch : 1)
             }
         }
         return out
+    }
+}
+
+/// Hands out image indices to the threads of one batch.
+private final class ImageCounter: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var next = 0
+    private let count: Int
+    init(count: Int) { self.count = count }
+    func take() -> Int? {
+        lock.withLock {
+            guard next < count else { return nil }
+            defer { next += 1 }
+            return next
+        }
     }
 }

@@ -5,13 +5,14 @@ import FoundationEssentials
 import Foundation
 #endif
 import SliceCore
+import SliceModel
 import SlicePreprocess
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure SliceServe's components on this machine.",
-        subcommands: [PreprocessBench.self])
+        subcommands: [PreprocessBench.self, ModelBench.self])
 }
 
 struct PreprocessBench: AsyncParsableCommand {
@@ -74,8 +75,7 @@ struct PreprocessBench: AsyncParsableCommand {
             var elapsed = 0.0
             repeat {
                 processed += await round()
-                let d = clock.now - start
-                elapsed = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+                elapsed = (clock.now - start).seconds
             } while elapsed < seconds
             let result = PreprocessBenchResult(
                 backend: preprocessor.name, threads: preprocessor.threadCount, images: images.count,
@@ -126,4 +126,102 @@ struct PreprocessBenchResult: Codable {
         case imagesPerSecond = "images_per_s"
         case dctScaling = "dct_scaling"
     }
+}
+
+struct ModelBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Measure the CPU executor's throughput and latency on a model, per batch size.",
+        discussion: """
+            Runs batches of seeded random inputs through the model after two warm-up runs, for \
+            --seconds per batch size, and prints one JSON object per batch size. \
+            Bench/executor.py runs this beside onnxruntime and prints the ratios.
+            """)
+
+    @Option(help: "Model directory (default: the default MobileNetV2).")
+    var model: String?
+
+    @Option(help: "Batch sizes, comma-separated.")
+    var batch = "1,16"
+
+    @Option(help: "Threads (default: all available cores).")
+    var threads: Int?
+
+    @Option(help: "How long to measure each batch size, in seconds.")
+    var seconds = 3.0
+
+    func run() async throws {
+        let sizes = batch.split(separator: ",").compactMap { Int($0) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--batch needs positive integers, e.g. 1,16")
+        }
+        let directory: ModelDirectory
+        let executor: CPUExecutor
+        do {
+            directory = try ModelDirectory(path: model ?? ModelDirectory.defaultPath)
+            executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: sizes.max()!)
+        } catch {
+            Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError))
+        }
+        let clock = ContinuousClock()
+        for n in sizes {
+            let input = try executor.makeInputBuffer(capacity: n)
+            var rng = SplitMix(seed: 42)
+            let floats = input.allocation.hostAddress!.assumingMemoryBound(to: Float.self)
+            for i in 0..<(n * executor.inputSpec.elementCount) { floats[i] = Float(Int64(rng.next() % 2000) - 1000) / 500 }
+            let output = try OutputBuffer(itemShape: executor.outputShape, capacity: n)
+            try executor.prepare(batchSizes: [n])
+            for _ in 0..<2 { try await executor.run(input, count: n, output: output) }
+            var latencies: [Double] = []
+            let start = clock.now
+            repeat {
+                let t = clock.now
+                try await executor.run(input, count: n, output: output)
+                latencies.append((clock.now - t).seconds * 1000)
+            } while (clock.now - start).seconds < seconds
+            let total = (clock.now - start).seconds
+            latencies.sort()
+            let result = ModelBenchResult(
+                model: directory.config.name, batch: n, threads: executor.threads, runs: latencies.count,
+                imagesPerSecond: Double(latencies.count * n) / total,
+                medianMs: latencies[latencies.count / 2], p90Ms: latencies[min(latencies.count - 1, latencies.count * 9 / 10)])
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        }
+    }
+}
+
+struct ModelBenchResult: Codable {
+    var model: String
+    var batch: Int
+    var threads: Int
+    var runs: Int
+    var imagesPerSecond: Double
+    var medianMs: Double
+    var p90Ms: Double
+
+    enum CodingKeys: String, CodingKey {
+        case model, batch, threads, runs
+        case imagesPerSecond = "images_per_s"
+        case medianMs = "median_ms"
+        case p90Ms = "p90_ms"
+    }
+}
+
+/// Seeded inputs, so that runs repeat.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

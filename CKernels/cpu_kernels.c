@@ -154,19 +154,36 @@ static void gemv_rows(int M, int N, int K, const float *A, int lda, const float 
     }
 }
 
+static int sgemm_level = -1;  // 2 = AVX-512, 1 = AVX2 + FMA, 0 = baseline; -1 = not chosen yet
+
+static int best_sgemm_level(void) {
+    uint32_t f = ss_cpu_features();
+    return (f & SS_CPU_AVX512F) ? 2 : ((f & SS_CPU_AVX2) && (f & SS_CPU_FMA)) ? 1 : 0;
+}
+
+int ss_sgemm_level(void) {
+    int level = __atomic_load_n(&sgemm_level, __ATOMIC_RELAXED);
+    if (level < 0) {
+        level = best_sgemm_level();
+        __atomic_store_n(&sgemm_level, level, __ATOMIC_RELAXED);
+    }
+    return level;
+}
+
+int ss_sgemm_set_level(int level) {
+    int best = best_sgemm_level();
+    if (level < 0 || level > best) level = best;
+    __atomic_store_n(&sgemm_level, level, __ATOMIC_RELAXED);
+    return level;
+}
+
 // Per-thread scratch for packed A panels.
 static _Thread_local float *gemm_scratch;
 static _Thread_local size_t gemm_scratch_count;
 
 void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
               const float *bias, const float *residual, int ldr, float lo, float hi) {
-    static int cached = -1;  // 2 = AVX-512, 1 = AVX2 + FMA, 0 = baseline
-    int level = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (level < 0) {
-        uint32_t f = ss_cpu_features();
-        level = (f & SS_CPU_AVX512F) ? 2 : ((f & SS_CPU_AVX2) && (f & SS_CPU_FMA)) ? 1 : 0;
-        __atomic_store_n(&cached, level, __ATOMIC_RELAXED);
-    }
+    int level = ss_sgemm_level();
     size_t need = (size_t)((M + MR - 1) / MR) * MR * KC;
     if (need > gemm_scratch_count) {
         free(gemm_scratch);

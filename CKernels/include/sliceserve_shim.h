@@ -119,6 +119,13 @@ int ss_cpu_count(void);
 void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
               const float *bias, const float *residual, int ldr, float lo, float hi);
 
+/// The SGEMM code path in use: 2 = AVX-512, 1 = AVX2 + FMA, 0 = baseline x86-64 (chosen from
+/// the CPU on first use).
+int ss_sgemm_level(void);
+/// Forces an SGEMM code path (for tests that check each one); a level the CPU lacks, or -1,
+/// selects the best available. Returns the level now in use.
+int ss_sgemm_set_level(int level);
+
 /// Depthwise 2-D convolution of `channels` planes (NCHW, one image), one filter per channel
 /// (weights [channels, kernel_h, kernel_w]), with bias and clamp fused.
 void ss_depthwise_conv2d(int channels, int in_h, int in_w, const float *input, int out_h, int out_w, float *output,

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -181,42 +182,110 @@ extension WorkerPool where State == Void {
     }
 }
 
-/// Splits loops across a worker pool: `parallelFor` runs `body` for every index in `0..<count`,
-/// on the calling thread and the pool's threads together, and returns when all are done. One
+/// Splits loops across threads: `parallelFor` runs `body` for every index in `0..<count`, on the
+/// calling thread and `width - 1` helper threads together, and returns when all are done. One
 /// loop at a time per runner.
+///
+/// A model runs hundreds of short loops per inference, so waking sleeping threads for each (tens
+/// of microseconds per futex wake) would cost more than the work: helpers spin on a generation
+/// counter for a while after each loop and only then sleep, and indices are handed out with
+/// atomics, not locks.
 public final class ParallelRunner: @unchecked Sendable {
-    private let pool: WorkerPool<Void>?
-    private let serial = ConditionLock()
     /// Threads taking part in a loop, the caller included.
     public let width: Int
+    private let shared: Shared
+    private var threads: [pthread_t] = []
+    private let serial = ConditionLock()
+
+    private final class Shared: @unchecked Sendable {
+        let generation = Atomic<Int>(0)
+        let lock = ConditionLock()
+        var current: ParallelLoop?
+        var stopping = false
+        /// Spins (each a few hundred nanoseconds) before a helper goes to sleep.
+        let spinLimit = 20_000
+
+        func helperLoop() {
+            var seen = 0
+            while true {
+                var spins = 0
+                while generation.load(ordering: .acquiring) == seen {
+                    spins += 1
+                    if spins > spinLimit {
+                        let stop: Bool = lock.withLock {
+                            while generation.load(ordering: .acquiring) == seen && !stopping { lock.wait() }
+                            return stopping
+                        }
+                        if stop { return }
+                        break
+                    }
+                    if spins % 64 == 0 { sched_yield() }
+                }
+                seen = generation.load(ordering: .acquiring)
+                let (loop, stop) = lock.withLock { (current, stopping) }
+                if stop { return }
+                loop?.work()
+            }
+        }
+    }
 
     public init(threads: Int) throws {
         width = max(threads, 1)
-        pool = width > 1 ? try WorkerPool(threadCount: width - 1) : nil
+        shared = Shared()
+        for _ in 1..<width {
+            let shared = self.shared
+            let context = Unmanaged.passRetained(ThreadContext { shared.helperLoop() }).toOpaque()
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, { raw in
+                Unmanaged<ThreadContext>.fromOpaque(raw!).takeRetainedValue().body()
+                return nil
+            }, context)
+            guard rc == 0 else {
+                Unmanaged<ThreadContext>.fromOpaque(context).release()
+                stop()
+                throw WorkerPoolError.threadCreationFailed(errno: rc)
+            }
+            self.threads.append(thread)
+        }
+    }
+
+    deinit { stop() }
+
+    private func stop() {
+        shared.lock.withLock {
+            shared.stopping = true
+            shared.generation.add(1, ordering: .releasing)
+            shared.lock.broadcast()
+        }
+        for thread in threads { pthread_join(thread, nil) }
+        threads.removeAll()
     }
 
     public func parallelFor(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         guard count > 0 else { return }
-        guard let pool, count > 1 else {
+        guard width > 1, count > 1 else {
             for i in 0..<count { body(i) }
             return
         }
         serial.withLock {
             let loop = ParallelLoop(count: count, body: body)
-            let helpers = min(width - 1, count - 1)
-            pool.enqueue(Array(repeating: { _ in loop.work() }, count: helpers))
+            shared.lock.withLock {
+                shared.current = loop
+                shared.generation.add(1, ordering: .releasing)
+                shared.lock.broadcast()
+            }
             loop.work()
             loop.waitUntilDone()
+            shared.lock.withLock { shared.current = nil }
         }
     }
 }
 
-/// One `parallelFor`: indices handed out one at a time; late helpers find none left and leave.
+/// One `parallelFor`: indices handed out atomically; late helpers find none left and leave.
 private final class ParallelLoop: @unchecked Sendable {
-    private let lock = ConditionLock()
     private let count: Int
-    private var next = 0
-    private var done = 0
+    private let next = Atomic<Int>(0)
+    private let done = Atomic<Int>(0)
     private let body: @Sendable (Int) -> Void
 
     init(count: Int, body: @escaping @Sendable (Int) -> Void) {
@@ -226,23 +295,18 @@ private final class ParallelLoop: @unchecked Sendable {
 
     func work() {
         while true {
-            let index: Int? = lock.withLock {
-                guard next < count else { return nil }
-                defer { next += 1 }
-                return next
-            }
-            guard let index else { return }
+            let index = next.add(1, ordering: .relaxed).oldValue
+            guard index < count else { return }
             body(index)
-            lock.withLock {
-                done += 1
-                if done == count { lock.broadcast() }
-            }
+            done.add(1, ordering: .releasing)
         }
     }
 
     func waitUntilDone() {
-        lock.withLock {
-            while done < count { lock.wait() }
+        var spins = 0
+        while done.load(ordering: .acquiring) < count {
+            spins += 1
+            if spins % 64 == 0 { sched_yield() }
         }
     }
 }

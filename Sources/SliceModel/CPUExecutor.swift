@@ -99,10 +99,10 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         }
     }
 
-    /// Runs `count` images: one at a time with every layer split across the threads when there
-    /// is one image (or one thread), else whole images spread over the threads.
+    /// Runs `count` images: a single image with every layer split across the threads, several
+    /// as whole images spread over the threads (one at a time each).
     private func execute(input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int) throws {
-        guard symbolicBatch, count > 1, threads > 1 else {
+        guard symbolicBatch, count > 1 else {
             let plan = try plan(for: count)
             executionLock.withLock { plan.run(input: input, output: output) }
             return
@@ -136,7 +136,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         guard let address = input.allocation.hostAddress else {
             throw ModelError.invalidInput("the CPU executor reads host memory; the input is in \(input.memoryKind.rawValue) memory")
         }
-        if !symbolicBatch || count == 1 || threads == 1 { _ = try plan(for: count) } else { _ = try wholeImagePlans() }
+        if !symbolicBatch || count == 1 { _ = try plan(for: count) } else { _ = try wholeImagePlans() }
         let inputPointer = SharedPointer(address.assumingMemoryBound(to: Float.self))
         let outputPointer = SharedPointer(output.pointer)
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in

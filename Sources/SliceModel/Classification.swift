@@ -14,3 +14,26 @@ public enum Classification {
         return order.prefix(k).map { ($0, expf(logits[$0] - m) / sum) }
     }
 }
+
+import CSliceServe
+
+/// The CPU kernels' instruction-set choice.
+public enum CPUKernels {
+    /// Names of the SGEMM code paths by level.
+    public static let levelNames = ["baseline", "avx2+fma", "avx512"]
+
+    /// The SGEMM code path in use ("avx512", "avx2+fma", "baseline").
+    public static var sgemmPath: String { levelNames[Int(ss_sgemm_level())] }
+
+    /// The levels this CPU can run, lowest first.
+    public static var supportedLevels: [Int] {
+        let previous = ss_sgemm_level()
+        let best = Int(ss_sgemm_set_level(-1))
+        _ = ss_sgemm_set_level(previous)
+        return Array(0...best)
+    }
+
+    /// Forces a level (tests); returns the level in use.
+    @discardableResult
+    public static func setLevel(_ level: Int) -> Int { Int(ss_sgemm_set_level(Int32(level))) }
+}

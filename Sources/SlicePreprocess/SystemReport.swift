@@ -21,6 +21,8 @@ public struct SystemReport: Codable, Sendable {
     public var availableCores: Int
     public var onlineCores: Int
     public var libraries: [Library]
+    /// The model kernels' code path, filled in by callers that link the model runtime.
+    public var cpuKernels: String?
 
     public static func collect() -> SystemReport {
         let jpeg = TurboJPEGDecoder.libraryDescription

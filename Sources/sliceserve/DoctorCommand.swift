@@ -5,6 +5,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import SliceCore
+import SliceModel
 import SlicePreprocess
 
 struct DoctorCommand: AsyncParsableCommand {
@@ -16,7 +17,8 @@ struct DoctorCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let report = SystemReport.collect()
+        var report = SystemReport.collect()
+        report.cpuKernels = "sgemm \(CPUKernels.sgemmPath)"
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -32,6 +34,13 @@ struct DoctorCommand: AsyncParsableCommand {
             let state = library.loaded ? "\(library.version ?? "?") (\(library.path ?? "?"))" : "not loaded: \(library.problem ?? "?")"
             print("Library:     \(library.name) \(state)")
         }
+        print("Kernels:     \(report.cpuKernels ?? "?") (chosen at run time from this CPU)")
         print("Preprocess:  cpu backend, \(report.availableCores) worker threads by default")
+        let model = ModelDirectory.defaultPath
+        if let directory = try? ModelDirectory(path: model) {
+            print("Model:       \(directory.config.name) at \(model)")
+        } else {
+            print("Model:       none at \(model) (make it with Scripts/models.py)")
+        }
     }
 }

@@ -11,7 +11,16 @@ final class OperatorConformanceTests: XCTestCase {
         var cases: [Case]
     }
 
+    /// Every SGEMM code path this CPU has (baseline, AVX2, AVX-512) passes the same cases.
     func testEveryOperatorCaseMatchesOnnxRuntime() throws {
+        defer { CPUKernels.setLevel(-1) }
+        for level in CPUKernels.supportedLevels {
+            XCTAssertEqual(CPUKernels.setLevel(level), level)
+            try runAllCases(label: CPUKernels.levelNames[level])
+        }
+    }
+
+    private func runAllCases(label: String) throws {
         let dir = ModelOracles.oracles.appendingPathComponent("ops")
         try ModelOracles.require(dir.appendingPathComponent("manifest.json"), what: "operator oracles")
         let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
@@ -26,9 +35,9 @@ final class OperatorConformanceTests: XCTestCase {
                 let expected = try ModelOracles.npy(caseDir.appendingPathComponent("expected.npy"))
                 let ours = try executor.infer(input.floats(), batch: c.batch)
                 let (worst, ok) = compare(ours, expected.floats(), atol: 1e-4, rtol: 1e-4)
-                XCTAssertTrue(ok, "\(c.name): max |diff| \(worst) (\(ours.count) vs \(expected.elementCount) values)")
+                XCTAssertTrue(ok, "\(c.name) [\(label)]: max |diff| \(worst) (\(ours.count) vs \(expected.elementCount) values)")
             } catch {
-                XCTFail("\(c.name): \(error)")
+                XCTFail("\(c.name) [\(label)]: \(error)")
             }
         }
         // After fusion some operators live inside Conv; the single-op cases still cover them all.

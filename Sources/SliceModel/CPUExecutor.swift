@@ -102,6 +102,9 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     /// Runs `count` images: a single image with every layer split across the threads, several
     /// as whole images spread over the threads (one at a time each).
     private func execute(input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int) throws {
+        guard count >= 1 && count <= maxBatch else {
+            throw ModelError.invalidInput("batch size \(count) is outside 1...\(maxBatch)")
+        }
         guard symbolicBatch, count > 1 else {
             let plan = try plan(for: count)
             executionLock.withLock { plan.run(input: input, output: output) }
@@ -136,6 +139,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         guard let address = input.allocation.hostAddress else {
             throw ModelError.invalidInput("the CPU executor reads host memory; the input is in \(input.memoryKind.rawValue) memory")
         }
+        guard count <= maxBatch else { throw ModelError.invalidInput("batch size \(count) is outside 1...\(maxBatch)") }
         if !symbolicBatch || count == 1 { _ = try plan(for: count) } else { _ = try wholeImagePlans() }
         let inputPointer = SharedPointer(address.assumingMemoryBound(to: Float.self))
         let outputPointer = SharedPointer(output.pointer)

@@ -118,4 +118,45 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(help.status, 0)
         XCTAssertTrue(help.stdout.contains("torchvision"), help.stdout)
     }
+
+    func testClassifyPrintsTopClassesAsTextAndJSON() throws {
+        let model = ModelDirectoryPath.default
+        guard FileManager.default.fileExists(atPath: model + "/model.onnx") else {
+            let message = "no default model at \(model): run Scripts/test.sh (it runs Scripts/models.py)"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let image = fixtures.appendingPathComponent("hopper_96x112.jpg").path
+        let text = try run(["classify", image, "--top-k", "3"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertEqual(text.stdout.split(separator: "\n").count, 4, text.stdout)  // the path and three classes
+        let json = try run(["classify", image, image, "--json", "--top-k", "5"])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let results = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
+        XCTAssertEqual(results?.count, 2)
+        let predictions = results?.first?["predictions"] as? [[String: Any]] ?? []
+        XCTAssertEqual(predictions.count, 5)
+        let probabilities = predictions.compactMap { $0["probability"] as? Double }
+        XCTAssertEqual(probabilities, probabilities.sorted(by: >), "ranked by probability")
+        XCTAssertLessThanOrEqual(probabilities.reduce(0, +), 1.0001)
+        XCTAssertNotNil(predictions.first?["label"] as? String)
+    }
+
+    func testClassifyErrors() throws {
+        let image = fixtures.appendingPathComponent("hopper_96x112.jpg").path
+        let missing = try run(["classify", image, "--model", "/nonexistent/model"])
+        XCTAssertEqual(missing.status, 3)
+        XCTAssertTrue(missing.stderr.contains("Scripts/models.py"), missing.stderr)
+        let badTopK = try run(["classify", image, "--top-k", "0"])
+        XCTAssertEqual(badTopK.status, 64)
+    }
+}
+
+/// Where Scripts/models.py puts the default model (mirrors ModelDirectory.defaultPath).
+enum ModelDirectoryPath {
+    static var `default`: String {
+        let env = ProcessInfo.processInfo.environment
+        let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ((env["HOME"] ?? "/root") + "/.cache")
+        return cache + "/sliceserve/models/mobilenet_v2"
+    }
 }

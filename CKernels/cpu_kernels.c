@@ -58,7 +58,8 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 // over the panels: 2*MR independent accumulators cover the FMA latency.
 #define SS_DEFINE_SGEMM(NAME, VT, VW, ATTRS)                                                              \
     ATTRS static void NAME(int M, int N, int K, const float *A, int lda, const float *B, int ldb,         \
-                           float *C, int ldc, float *packed) {                                             \
+                           float *C, int ldc, float *packed, const float *bias, const float *residual,     \
+                           int ldr, float lo, float hi) {                                                  \
         enum { NR = 2 * VW };                                                                              \
         int tiles = (M + MR - 1) / MR;                                                                     \
         float bpad[KC * NR];                                                                               \
@@ -122,12 +123,36 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
                             acc[r][1] += x * b1;                                                           \
                         }                                                                                  \
                     }                                                                                      \
+                    if (full && k0 + kc == K) { /* last block: fuse bias, residual and clamp */           \
+                        VT vlo = lo - (VT){0}, vhi = hi - (VT){0};                                         \
+                        for (int r = 0; r < MR; r++) {                                                     \
+                            if (bias) {                                                                    \
+                                VT vb = bias[i + r] - (VT){0};                                             \
+                                acc[r][0] += vb;                                                           \
+                                acc[r][1] += vb;                                                           \
+                            }                                                                              \
+                            if (residual) {                                                                \
+                                VT r0, r1;                                                                 \
+                                const float *rp = residual + (long)(i + r) * ldr + j;                      \
+                                memcpy(&r0, rp, sizeof(VT));                                               \
+                                memcpy(&r1, rp + VW, sizeof(VT));                                          \
+                                acc[r][0] += r0;                                                           \
+                                acc[r][1] += r1;                                                           \
+                            }                                                                              \
+                            acc[r][0] = __builtin_elementwise_min(__builtin_elementwise_max(acc[r][0], vlo), vhi); \
+                            acc[r][1] = __builtin_elementwise_min(__builtin_elementwise_max(acc[r][1], vlo), vhi); \
+                        }                                                                                  \
+                    }                                                                                      \
                     for (int r = 0; r < MR; r++) {                                                         \
                         memcpy(c + (long)r * cs, &acc[r][0], sizeof(VT));                                  \
                         memcpy(c + (long)r * cs + VW, &acc[r][1], sizeof(VT));                             \
                     }                                                                                      \
-                    if (!full)                                                                             \
+                    if (!full) {                                                                           \
                         for (int r = 0; r < mr; r++) memcpy(C + (long)(i + r) * ldc + j, cpad + r * NR, nr * sizeof(float)); \
+                        if (k0 + kc == K) /* last block: the epilogue on this edge tile */                 \
+                            ss_sgemm_epilogue(mr, nr, C + (long)i * ldc + j, ldc, bias ? bias + i : NULL,  \
+                                              residual ? residual + (long)i * ldr + j : NULL, ldr, lo, hi); \
+                    }                                                                                      \
                 }                                                                                          \
             }                                                                                              \
         }                                                                                                  \
@@ -191,19 +216,18 @@ void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int 
         gemm_scratch_count = gemm_scratch ? need : 0;
         if (gemm_scratch == NULL) return;
     }
-    if (M <= 2) {
+    if (M <= 2 || K == 0) {
         // A few rows (a fully connected layer on one or two images): stream B once, row by row.
         gemv_rows(M, N, K, A, lda, B, ldb, C, ldc);
         ss_sgemm_epilogue(M, N, C, ldc, bias, residual, ldr, lo, hi);
         return;
     }
 #if defined(__x86_64__) && defined(__clang__)
-    if (level == 2) sgemm_avx512(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch);
-    else if (level == 1) sgemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch);
+    if (level == 2) sgemm_avx512(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch, bias, residual, ldr, lo, hi);
+    else if (level == 1) sgemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch, bias, residual, ldr, lo, hi);
     else
 #endif
-    sgemm_baseline(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch);
-    ss_sgemm_epilogue(M, N, C, ldc, bias, residual, ldr, lo, hi);
+    sgemm_baseline(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch, bias, residual, ldr, lo, hi);
 }
 
 // Per-thread scratch for padded planes, grown as needed and kept for the thread's life.

@@ -48,6 +48,32 @@ static void ss_sgemm_epilogue(int M, int N, float *C, int ldc, const float *bias
 
 enum { MR = 6, KC = 256 };
 
+// Packs rows 0..<M, columns 0..<kc of A into MR-row tiles, each [k][r] (kc * MR floats, rows past
+// M zero), one tile after another.
+static void pack_a_block(int M, int kc, const float *A, int lda, float *dst) {
+    int tiles = (M + MR - 1) / MR;
+    for (int t = 0; t < tiles; t++) {
+        float *d = dst + (size_t)t * MR * kc;
+        for (int r = 0; r < MR; r++) {
+            int row = t * MR + r;
+            const float *src = A + (long)row * lda;
+            for (int k = 0; k < kc; k++) d[k * MR + r] = row < M ? src[k] : 0.0f;
+        }
+    }
+}
+
+long ss_sgemm_packed_size(int M, int K) { return (long)((M + MR - 1) / MR) * MR * K; }
+
+void ss_sgemm_pack_a(int M, int K, const float *A, int lda, float *packed) {
+    int tiles = (M + MR - 1) / MR;
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        int kc = K - k0 < KC ? K - k0 : KC;
+        pack_a_block(M, kc, A + k0, lda, packed + (size_t)k0 * tiles * MR);
+    }
+}
+
+int ss_sgemm_tile_rows(void) { return MR; }
+
 typedef float v16f __attribute__((vector_size(64), aligned(4)));
 
 // The blocked SGEMM, written once as a macro and instantiated per vector width: 8 floats (AVX2
@@ -58,7 +84,8 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 // over the panels: 2*MR independent accumulators cover the FMA latency.
 #define SS_DEFINE_SGEMM(NAME, VT, VW, ATTRS)                                                              \
     ATTRS static void NAME(int M, int N, int K, const float *A, int lda, const float *B, int ldb,         \
-                           float *C, int ldc, float *packed, const float *bias, const float *residual,     \
+                           float *C, int ldc, float *scratch, const float *prepacked, int t0,              \
+                           int total_tiles, const float *bias, const float *residual,                      \
                            int ldr, float lo, float hi) {                                                  \
         enum { NR = 2 * VW };                                                                              \
         int tiles = (M + MR - 1) / MR;                                                                     \
@@ -67,13 +94,12 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
         for (int k0 = 0; k0 < K; k0 += KC) {                                                               \
             int kc = K - k0 < KC ? K - k0 : KC;                                                            \
             int accumulate = k0 > 0;                                                                       \
-            for (int t = 0; t < tiles; t++) {                                                              \
-                float *dst = packed + (size_t)t * MR * KC;                                                 \
-                for (int r = 0; r < MR; r++) {                                                             \
-                    int row = t * MR + r;                                                                  \
-                    const float *src = A + (long)row * lda + k0;                                           \
-                    for (int k = 0; k < kc; k++) dst[k * MR + r] = row < M ? src[k] : 0.0f;                \
-                }                                                                                          \
+            const float *packed;                                                                           \
+            if (prepacked) { /* weights packed once, at plan time: this block, from tile t0 */            \
+                packed = prepacked + (size_t)k0 * total_tiles * MR + (size_t)t0 * MR * kc;                 \
+            } else {                                                                                       \
+                pack_a_block(M, kc, A + k0, lda, scratch);                                                 \
+                packed = scratch;                                                                          \
             }                                                                                              \
             for (int j = 0; j < N; j += NR) {                                                              \
                 int nr = N - j < NR ? N - j : NR;                                                          \
@@ -95,7 +121,7 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
                 for (int t = 0; t < tiles; t++) {                                                          \
                     int i = t * MR;                                                                        \
                     int mr = M - i < MR ? M - i : MR;                                                      \
-                    const float *ap = packed + (size_t)t * MR * KC;                                        \
+                    const float *ap = packed + (size_t)t * MR * kc;                                        \
                     int full = mr == MR && nr == NR;                                                       \
                     float *c = full ? C + (long)i * ldc + j : cpad;                                        \
                     int cs = full ? ldc : NR;                                                              \
@@ -206,28 +232,44 @@ int ss_sgemm_set_level(int level) {
 static _Thread_local float *gemm_scratch;
 static _Thread_local size_t gemm_scratch_count;
 
-void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-              const float *bias, const float *residual, int ldr, float lo, float hi) {
+static void sgemm_dispatch(int M, int N, int K, const float *A, int lda, const float *packedA, int t0, int total_tiles,
+                           const float *B, int ldb, float *C, int ldc,
+                           const float *bias, const float *residual, int ldr, float lo, float hi) {
     int level = ss_sgemm_level();
-    size_t need = (size_t)((M + MR - 1) / MR) * MR * KC;
-    if (need > gemm_scratch_count) {
-        free(gemm_scratch);
-        gemm_scratch = (float *)malloc(need * sizeof(float));
-        gemm_scratch_count = gemm_scratch ? need : 0;
-        if (gemm_scratch == NULL) return;
-    }
     if (M <= 2 || K == 0) {
         // A few rows (a fully connected layer on one or two images): stream B once, row by row.
         gemv_rows(M, N, K, A, lda, B, ldb, C, ldc);
         ss_sgemm_epilogue(M, N, C, ldc, bias, residual, ldr, lo, hi);
         return;
     }
+    float *scratch = NULL;
+    if (packedA == NULL) {
+        size_t need = (size_t)((M + MR - 1) / MR) * MR * KC;
+        if (need > gemm_scratch_count) {
+            free(gemm_scratch);
+            gemm_scratch = (float *)malloc(need * sizeof(float));
+            gemm_scratch_count = gemm_scratch ? need : 0;
+            if (gemm_scratch == NULL) return;
+        }
+        scratch = gemm_scratch;
+    }
 #if defined(__x86_64__) && defined(__clang__)
-    if (level == 2) sgemm_avx512(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch, bias, residual, ldr, lo, hi);
-    else if (level == 1) sgemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch, bias, residual, ldr, lo, hi);
+    if (level == 2) sgemm_avx512(M, N, K, A, lda, B, ldb, C, ldc, scratch, packedA, t0, total_tiles, bias, residual, ldr, lo, hi);
+    else if (level == 1) sgemm_avx2(M, N, K, A, lda, B, ldb, C, ldc, scratch, packedA, t0, total_tiles, bias, residual, ldr, lo, hi);
     else
 #endif
-    sgemm_baseline(M, N, K, A, lda, B, ldb, C, ldc, gemm_scratch, bias, residual, ldr, lo, hi);
+    sgemm_baseline(M, N, K, A, lda, B, ldb, C, ldc, scratch, packedA, t0, total_tiles, bias, residual, ldr, lo, hi);
+}
+
+void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+              const float *bias, const float *residual, int ldr, float lo, float hi) {
+    sgemm_dispatch(M, N, K, A, lda, NULL, 0, 0, B, ldb, C, ldc, bias, residual, ldr, lo, hi);
+}
+
+void ss_sgemm_prepacked(int M, int N, int K, const float *A, int lda, const float *packedA, int first_tile, int total_tiles,
+                        const float *B, int ldb, float *C, int ldc,
+                        const float *bias, const float *residual, int ldr, float lo, float hi) {
+    sgemm_dispatch(M, N, K, A, lda, packedA, first_tile, total_tiles, B, ldb, C, ldc, bias, residual, ldr, lo, hi);
 }
 
 // Per-thread scratch for padded planes, grown as needed and kept for the thread's life.

@@ -119,6 +119,19 @@ int ss_cpu_count(void);
 void ss_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
               const float *bias, const float *residual, int ldr, float lo, float hi);
 
+/// Floats needed to hold A [M x K] packed for `ss_sgemm_prepacked`.
+long ss_sgemm_packed_size(int M, int K);
+/// Packs A [M x K] (row stride lda) into the SGEMM's panel layout, once (e.g. a layer's weights).
+void ss_sgemm_pack_a(int M, int K, const float *A, int lda, float *packed);
+/// Rows per packed panel: a `ss_sgemm_prepacked` call must start at a multiple of this.
+int ss_sgemm_tile_rows(void);
+/// As `ss_sgemm`, with A already packed by `ss_sgemm_pack_a` for all `total_tiles` panels of the
+/// full matrix; this call computes the M rows starting at panel `first_tile`. `A` (unpacked,
+/// the same rows) is still needed for very small M, which takes a matrix-vector path.
+void ss_sgemm_prepacked(int M, int N, int K, const float *A, int lda, const float *packedA, int first_tile, int total_tiles,
+                        const float *B, int ldb, float *C, int ldc,
+                        const float *bias, const float *residual, int ldr, float lo, float hi);
+
 /// The SGEMM code path in use: 2 = AVX-512, 1 = AVX2 + FMA, 0 = baseline x86-64 (chosen from
 /// the CPU on first use).
 int ss_sgemm_level(void);

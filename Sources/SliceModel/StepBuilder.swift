@@ -235,8 +235,18 @@ enum StepBuilder {
         let nSplit = columns >= 256 ? max(1, min(width * 2, columns / 128)) : 1
         let mSplit = nSplit == 1 ? max(1, min(width * 2, mg / 16)) : 1
         let nPer = ((columns + nSplit - 1) / nSplit + 15) / 16 * 16
-        let mPer = ((mg + mSplit - 1) / mSplit + 3) / 4 * 4
+        // Row chunks start on packed-panel boundaries.
+        let panel = Int(ss_sgemm_tile_rows())
+        let mPer = ((mg + mSplit - 1) / mSplit + panel - 1) / panel * panel
         let tilesPerImage = group * nSplit * mSplit
+        // Each group's weights, packed once for the SGEMM (shared by every plan of the model).
+        let totalPanels = (mg + panel - 1) / panel
+        let packedSize = Int(ss_sgemm_packed_size(Int32(mg), Int32(k)))
+        let packed = (0..<group).map { gi in
+            SharedPointer(constants.derived("\(wID)/packed/\(gi)", count: packedSize) { dst in
+                ss_sgemm_pack_a(Int32(mg), Int32(k), weights + gi * mg * k, Int32(k), dst)
+            })
+        }
 
         @Sendable func tile(_ t: Int, image: Int, X: SharedPointer, Y: SharedPointer, R: SharedPointer?, B: SharedPointer) {
             let gi = t / (nSplit * mSplit), rest = t % (nSplit * mSplit)
@@ -245,9 +255,10 @@ enum StepBuilder {
             guard nc > 0, mc > 0 else { return }
             let row = image * m + gi * mg + m0
             let src = B.p + gi * k * columns + n0  // B: [k, columns] for group gi
-            ss_sgemm(Int32(mc), Int32(nc), Int32(k), W.p + (gi * mg + m0) * k, Int32(k), src, Int32(columns),
-                     Y.p + row * columns + n0, Int32(columns), bias.map { $0.p + gi * mg + m0 },
-                     R.map { $0.p + row * columns + n0 }, Int32(columns), lo, hi)
+            ss_sgemm_prepacked(Int32(mc), Int32(nc), Int32(k), W.p + (gi * mg + m0) * k, Int32(k), packed[gi].p,
+                               Int32(m0 / panel), Int32(totalPanels), src, Int32(columns),
+                               Y.p + row * columns + n0, Int32(columns), bias.map { $0.p + gi * mg + m0 },
+                               R.map { $0.p + row * columns + n0 }, Int32(columns), lo, hi)
         }
 
         if pointwise {

@@ -306,7 +306,8 @@ void ss_depthwise_conv2d(int channels, int in_h, int in_w, const float *input, i
         const float *in = input + (long)c * in_h * in_w;
         float *out = output + (long)c * out_h * out_w;
         const float *w = weights + (long)c * kernel_h * kernel_w;
-        memset(plane, 0, (size_t)padded_h * padded_w * sizeof(float));
+        // The padding stays zero from one channel to the next: only the data region is rewritten.
+        if (c == 0) memset(plane, 0, (size_t)padded_h * padded_w * sizeof(float));
         for (int y = 0; y < in_h; y++) {
             int py = y + pad_top;
             if (py < 0 || py >= padded_h) continue;

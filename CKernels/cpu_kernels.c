@@ -285,6 +285,45 @@ static float *scratch_floats(size_t count) {
     return dw_scratch;
 }
 
+// One channel of a depthwise convolution on a zero-padded plane, for a K x K window with
+// horizontal stride S (both compile-time constants after inlining), eight outputs at a time.
+static inline __attribute__((always_inline)) void dw_plane_fixed(const int K, const int S, const float *plane, int padded_w,
+                                                                 const float *w, float b, int stride_h, int out_h, int out_w,
+                                                                 float *out, float lo, float hi) {
+    v8f vlo = v8_splat(lo), vhi = v8_splat(hi);
+    v8f wv[25];
+    for (int i = 0; i < K * K; i++) wv[i] = v8_splat(w[i]);
+    v8f vb = v8_splat(b);
+    float tail[8];
+    for (int oy = 0; oy < out_h; oy++) {
+        float *o = out + (long)oy * out_w;
+        const float *top = plane + (long)(oy * stride_h) * padded_w;
+        for (int ox = 0; ox < out_w; ox += 8) {
+            v8f acc = vb;
+            for (int ky = 0; ky < K; ky++) {
+                const float *row = top + (long)ky * padded_w + ox * S;
+                for (int kx = 0; kx < K; kx++) {
+                    v8f x;
+                    if (S == 1) {
+                        x = v8_load(row + kx);
+                    } else {
+                        v8f a = v8_load(row + kx), a2 = v8_load(row + kx + 8);
+                        x = __builtin_shufflevector(a, a2, 0, 2, 4, 6, 8, 10, 12, 14);
+                    }
+                    acc += wv[ky * K + kx] * x;
+                }
+            }
+            acc = v8_clamp(acc, vlo, vhi);
+            if (ox + 8 <= out_w) {
+                v8_store(o + ox, acc);
+            } else {
+                v8_store(tail, acc);
+                memcpy(o + ox, tail, (out_w - ox) * sizeof(float));
+            }
+        }
+    }
+}
+
 SS_HOT
 void ss_depthwise_conv2d(int channels, int in_h, int in_w, const float *input, int out_h, int out_w, float *output,
                          const float *weights, int kernel_h, int kernel_w, int stride_h, int stride_w,
@@ -317,39 +356,14 @@ void ss_depthwise_conv2d(int channels, int in_h, int in_w, const float *input, i
             if (x_to > x_from) memcpy(plane + (long)py * padded_w + pad_left + x_from, in + (long)y * in_w + x_from, (x_to - x_from) * sizeof(float));
         }
         float b = bias ? bias[c] : 0.0f;
-        if (kernel_h == 3 && kernel_w == 3 && dilation_h == 1 && dilation_w == 1 && stride_w <= 2) {
-            // The common MobileNet case: nine weights held in registers for the whole plane.
-            v8f w0 = v8_splat(w[0]), w1 = v8_splat(w[1]), w2 = v8_splat(w[2]), w3 = v8_splat(w[3]), w4 = v8_splat(w[4]),
-                w5 = v8_splat(w[5]), w6 = v8_splat(w[6]), w7 = v8_splat(w[7]), w8 = v8_splat(w[8]);
-            v8f vb = v8_splat(b);
-            for (int oy = 0; oy < out_h; oy++) {
-                float *o = out + (long)oy * out_w;
-                const float *r0 = plane + (long)(oy * stride_h) * padded_w;
-                const float *r1 = r0 + padded_w, *r2 = r1 + padded_w;
-                for (int ox = 0; ox < out_w; ox += 8) {
-                    v8f x0, x1, x2, y0, y1, y2, z0, z1, z2;
-                    int at = ox * stride_w;
-                    if (stride_w == 1) {
-                        x0 = v8_load(r0 + at); x1 = v8_load(r0 + at + 1); x2 = v8_load(r0 + at + 2);
-                        y0 = v8_load(r1 + at); y1 = v8_load(r1 + at + 1); y2 = v8_load(r1 + at + 2);
-                        z0 = v8_load(r2 + at); z1 = v8_load(r2 + at + 1); z2 = v8_load(r2 + at + 2);
-                    } else {
-#define SS_EVEN(p) ({ v8f a_ = v8_load(p), b_ = v8_load((p) + 8); __builtin_shufflevector(a_, b_, 0, 2, 4, 6, 8, 10, 12, 14); })
-                        x0 = SS_EVEN(r0 + at); x1 = SS_EVEN(r0 + at + 1); x2 = SS_EVEN(r0 + at + 2);
-                        y0 = SS_EVEN(r1 + at); y1 = SS_EVEN(r1 + at + 1); y2 = SS_EVEN(r1 + at + 2);
-                        z0 = SS_EVEN(r2 + at); z1 = SS_EVEN(r2 + at + 1); z2 = SS_EVEN(r2 + at + 2);
-#undef SS_EVEN
-                    }
-                    v8f acc = vb + w0 * x0 + w1 * x1 + w2 * x2 + w3 * y0 + w4 * y1 + w5 * y2 + w6 * z0 + w7 * z1 + w8 * z2;
-                    acc = v8_clamp(acc, vlo, vhi);
-                    if (ox + 8 <= out_w) {
-                        v8_store(o + ox, acc);
-                    } else {
-                        v8_store(tail, acc);
-                        memcpy(o + ox, tail, (out_w - ox) * sizeof(float));
-                    }
-                }
-            }
+        if (kernel_h == kernel_w && (kernel_h == 3 || kernel_h == 5) && dilation_h == 1 && dilation_w == 1 &&
+            (stride_w == 1 || stride_w == 2)) {
+            // MobileNet and EfficientNet's cases: the window size and stride known at compile
+            // time, so every tap is unrolled with its weight in a register.
+            if (kernel_h == 3 && stride_w == 1) dw_plane_fixed(3, 1, plane, padded_w, w, b, stride_h, out_h, out_w, out, lo, hi);
+            else if (kernel_h == 3) dw_plane_fixed(3, 2, plane, padded_w, w, b, stride_h, out_h, out_w, out, lo, hi);
+            else if (stride_w == 1) dw_plane_fixed(5, 1, plane, padded_w, w, b, stride_h, out_h, out_w, out, lo, hi);
+            else dw_plane_fixed(5, 2, plane, padded_w, w, b, stride_h, out_h, out_w, out, lo, hi);
             continue;
         }
         for (int oy = 0; oy < out_h; oy++) {

@@ -4,7 +4,9 @@
 For each model (default: the converted MobileNetV2 and EfficientNet-Lite0) and thread count
 (1 and all cores), measures images/s and median latency at batch 1 and batch 16: SliceServe with
 `sliceserve bench model`, onnxruntime (CPUExecutionProvider, intra_op_num_threads = the same)
-with seeded random inputs. Prints the ratios and writes Bench/results/executor-<host>-<time>.json.
+with seeded random inputs. The two alternate for --rounds rounds and each keeps its best round,
+so that a noisy neighbour slowing one measurement does not decide the ratio. Prints the ratios
+and writes Bench/results/executor-<host>-<time>.json.
 
 Usage: .venv/bin/python Bench/executor.py [--seconds 3] [--models mobilenet_v2,efficientnet_lite0]
 """
@@ -51,6 +53,7 @@ def main():
     parser.add_argument("--models-dir", default=os.path.join(cache, "sliceserve", "models"))
     parser.add_argument("--models", default="mobilenet_v2,efficientnet_lite0")
     parser.add_argument("--out", default=os.path.join(ROOT, "Bench", "results"))
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
     import onnxruntime
@@ -59,12 +62,20 @@ def main():
     for name in args.models.split(","):
         directory = os.path.join(args.models_dir, name)
         for threads in sorted({1, cores}):
-            out = subprocess.run([args.binary, "bench", "model", "--model", directory, "--batch", "1,16",
-                                  "--threads", str(threads), "--seconds", str(args.seconds)],
-                                 check=True, capture_output=True, text=True).stdout
-            ours = {r["batch"]: r for r in map(json.loads, out.strip().splitlines())}
+            ours, peers = {}, {}
+            for _ in range(args.rounds):
+                out = subprocess.run([args.binary, "bench", "model", "--model", directory, "--batch", "1,16",
+                                      "--threads", str(threads), "--seconds", str(args.seconds)],
+                                     check=True, capture_output=True, text=True).stdout
+                for r in map(json.loads, out.strip().splitlines()):
+                    if r["batch"] not in ours or r["images_per_s"] > ours[r["batch"]]["images_per_s"]:
+                        ours[r["batch"]] = r
+                for batch in (1, 16):
+                    p = bench_ort(os.path.join(directory, "model.onnx"), batch, threads, args.seconds)
+                    if batch not in peers or p["images_per_s"] > peers[batch]["images_per_s"]:
+                        peers[batch] = p
             for batch in (1, 16):
-                peer = bench_ort(os.path.join(directory, "model.onnx"), batch, threads, args.seconds)
+                peer = peers[batch]
                 row = {"model": name, "threads": threads, "batch": batch,
                        "sliceserve_images_per_s": round(ours[batch]["images_per_s"], 1),
                        "sliceserve_median_ms": round(ours[batch]["median_ms"], 2),
@@ -82,7 +93,7 @@ def main():
     kernels = subprocess.run([args.binary, "doctor", "--json"], capture_output=True, text=True).stdout
     stamp = datetime.datetime.now(datetime.timezone.utc)
     report = {"benchmark": "cpu_executor", "date": stamp.isoformat(timespec="seconds"), "machine": machine(),
-              "seconds_per_measurement": args.seconds, "onnxruntime": onnxruntime.__version__,
+              "seconds_per_measurement": args.seconds, "rounds_best_of": args.rounds, "onnxruntime": onnxruntime.__version__,
               "sliceserve_kernels": json.loads(kernels).get("cpuKernels") if kernels else None, "results": rows}
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"executor-{report['machine']['host']}-{stamp:%Y%m%d-%H%M}.json")

@@ -285,6 +285,19 @@ static float *scratch_floats(size_t count) {
     return dw_scratch;
 }
 
+// Clamps eight outputs and stores those of o[ox..<out_w] (fewer than eight at a row's end).
+#define store_clamped(o, ox, out_w, acc, vlo, vhi)                                 \
+    do {                                                                           \
+        v8f c_ = v8_clamp((acc), (vlo), (vhi));                                    \
+        if ((ox) + 8 <= (out_w)) {                                                 \
+            v8_store((o) + (ox), c_);                                              \
+        } else {                                                                   \
+            float tail_[8];                                                        \
+            v8_store(tail_, c_);                                                   \
+            memcpy((o) + (ox), tail_, ((out_w) - (ox)) * sizeof(float));           \
+        }                                                                          \
+    } while (0)
+
 // One channel of a depthwise convolution on a zero-padded plane, for a K x K window with
 // horizontal stride S (both compile-time constants after inlining), eight outputs at a time.
 static inline __attribute__((always_inline)) void dw_plane_fixed(const int K, const int S, const float *plane, int padded_w,
@@ -294,7 +307,6 @@ static inline __attribute__((always_inline)) void dw_plane_fixed(const int K, co
     v8f wv[25];
     for (int i = 0; i < K * K; i++) wv[i] = v8_splat(w[i]);
     v8f vb = v8_splat(b);
-    float tail[8];
     for (int oy = 0; oy < out_h; oy++) {
         float *o = out + (long)oy * out_w;
         const float *top = plane + (long)(oy * stride_h) * padded_w;
@@ -313,13 +325,7 @@ static inline __attribute__((always_inline)) void dw_plane_fixed(const int K, co
                     acc += wv[ky * K + kx] * x;
                 }
             }
-            acc = v8_clamp(acc, vlo, vhi);
-            if (ox + 8 <= out_w) {
-                v8_store(o + ox, acc);
-            } else {
-                v8_store(tail, acc);
-                memcpy(o + ox, tail, (out_w - ox) * sizeof(float));
-            }
+            store_clamped(o, ox, out_w, acc, vlo, vhi);
         }
     }
 }
@@ -340,7 +346,6 @@ void ss_depthwise_conv2d(int channels, int in_h, int in_w, const float *input, i
     float *plane = scratch_floats((size_t)padded_h * padded_w);
     if (plane == NULL) return;  // out of memory: the caller's output stays as it was
     v8f vlo = v8_splat(lo), vhi = v8_splat(hi);
-    float tail[8];
     for (int c = 0; c < channels; c++) {
         const float *in = input + (long)c * in_h * in_w;
         float *out = output + (long)c * out_h * out_w;
@@ -387,13 +392,7 @@ void ss_depthwise_conv2d(int channels, int in_h, int in_w, const float *input, i
                         acc += v8_splat(w[ky * kernel_w + kx]) * x;
                     }
                 }
-                acc = v8_clamp(acc, vlo, vhi);
-                if (ox + 8 <= out_w) {
-                    v8_store(o + ox, acc);
-                } else {
-                    v8_store(tail, acc);
-                    memcpy(o + ox, tail, (out_w - ox) * sizeof(float));
-                }
+                store_clamped(o, ox, out_w, acc, vlo, vhi);
             }
         }
     }

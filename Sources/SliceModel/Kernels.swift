@@ -64,13 +64,20 @@ enum Kernels {
             for d in 0..<index.count { ao += index[d] * aStrides[d]; bo += index[d] * bStrides[d] }
             for j in 0..<inner { y[out + j] = apply(a[ao + j * sa], b[bo + j * sb]) }
             out += inner
-            var d = index.count - 1
-            while d >= 0 {
-                index[d] += 1
-                if index[d] < yShape[d] { break }
-                index[d] = 0
-                d -= 1
-            }
+            advance(&index, within: yShape)
+        }
+    }
+
+    /// Steps a multi-dimensional index to the next position in row-major order (the last axis
+    /// fastest); `index` may cover only the leading axes of `shape`.
+    @inline(__always)
+    static func advance(_ index: inout [Int], within shape: [Int]) {
+        var d = index.count - 1
+        while d >= 0 {
+            index[d] += 1
+            if index[d] < shape[d] { return }
+            index[d] = 0
+            d -= 1
         }
     }
 
@@ -197,13 +204,7 @@ enum Kernels {
             var o = 0
             for d in 0..<shape.count { o += index[d] * outStrides[d] }
             y[o] += x[i]
-            var d = shape.count - 1
-            while d >= 0 {
-                index[d] += 1
-                if index[d] < shape[d] { break }
-                index[d] = 0
-                d -= 1
-            }
+            advance(&index, within: shape)
         }
         let n = Float(count / max(outCount, 1))
         for i in 0..<outCount { y[i] /= n }

@@ -134,39 +134,26 @@ extension Graph {
         func check(_ n: Int) throws(ModelError) {
             guard n == count else { throw .malformed("\(what) holds \(n) values but its shape \(shape) needs \(count)") }
         }
+        /// The values, from raw little-endian bytes of `T` when the file stores them so, else
+        /// from the typed list.
+        func values<T, U>(_ type: T.Type, typed: [U], convert: (T) -> U) throws(ModelError) -> [U] {
+            guard !tensor.raw.isEmpty else {
+                try check(typed.count)
+                return typed
+            }
+            let size = MemoryLayout<T>.size
+            try check(tensor.raw.count / size)
+            return tensor.raw.withUnsafeBytes { raw in (0..<count).map { convert(raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self)) } }
+        }
         switch tensor.dataType {
         case ONNXTensorProto.float:
-            if !tensor.raw.isEmpty {
-                try check(tensor.raw.count / 4)
-                let floats = tensor.raw.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
-                return Constant(shape: shape, floats: floats)
-            }
-            try check(tensor.floatData.count)
-            return Constant(shape: shape, floats: tensor.floatData)
+            return Constant(shape: shape, floats: try values(Float.self, typed: tensor.floatData) { $0 })
         case ONNXTensorProto.double:
-            if !tensor.raw.isEmpty {
-                try check(tensor.raw.count / 8)
-                let values = tensor.raw.withUnsafeBytes { raw in (0..<count).map { Float(raw.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self)) } }
-                return Constant(shape: shape, floats: values)
-            }
-            try check(tensor.doubleBits.count)
-            return Constant(shape: shape, floats: tensor.doubleBits.map { Float(Double(bitPattern: $0)) })
+            return Constant(shape: shape, floats: try values(Double.self, typed: tensor.doubleBits.map { Float(Double(bitPattern: $0)) }) { Float($0) })
         case ONNXTensorProto.int64:
-            if !tensor.raw.isEmpty {
-                try check(tensor.raw.count / 8)
-                let ints = tensor.raw.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) } }
-                return Constant(shape: shape, ints: ints)
-            }
-            try check(tensor.int64Data.count)
-            return Constant(shape: shape, ints: tensor.int64Data)
+            return Constant(shape: shape, ints: try values(Int64.self, typed: tensor.int64Data) { $0 })
         case ONNXTensorProto.int32:
-            if !tensor.raw.isEmpty {
-                try check(tensor.raw.count / 4)
-                let ints = tensor.raw.withUnsafeBytes { raw in (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) } }
-                return Constant(shape: shape, ints: ints)
-            }
-            try check(tensor.int32Data.count)
-            return Constant(shape: shape, ints: tensor.int32Data)
+            return Constant(shape: shape, ints: try values(Int32.self, typed: tensor.int32Data) { Int64($0) })
         default:
             throw .unsupported("\(what) has element type \(tensor.dataType); float, double, int32 and int64 are supported")
         }

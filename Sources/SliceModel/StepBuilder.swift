@@ -150,13 +150,7 @@ enum StepBuilder {
                     var ao = 0, bo = 0
                     for d in 0..<rank { ao += index[d] * aStrides[d]; bo += index[d] * bStrides[d] }
                     Kernels.matmul(table[a] + ao * m * k, table[b] + bo * k * n, table[y] + i * m * n, m: m, n: n, k: k)
-                    var d = rank - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        if index[d] < batchShape[d] { break }
-                        index[d] = 0
-                        d -= 1
-                    }
+                    Kernels.advance(&index, within: batchShape)
                 }
             }, 0)
         default:

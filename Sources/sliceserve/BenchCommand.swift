@@ -166,7 +166,7 @@ struct ModelBench: AsyncParsableCommand {
         let clock = ContinuousClock()
         for n in sizes {
             let input = try executor.makeInputBuffer(capacity: n)
-            var rng = SplitMix(seed: 42)
+            var rng = SplitMix64(seed: 42)
             let floats = input.allocation.hostAddress!.assumingMemoryBound(to: Float.self)
             for i in 0..<(n * executor.inputSpec.elementCount) { floats[i] = Float(Int64(rng.next() % 2000) - 1000) / 500 }
             let output = try OutputBuffer(itemShape: executor.outputShape, capacity: n)
@@ -206,19 +206,6 @@ struct ModelBenchResult: Codable {
         case imagesPerSecond = "images_per_s"
         case medianMs = "median_ms"
         case p90Ms = "p90_ms"
-    }
-}
-
-/// Seeded inputs, so that runs repeat.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -108,19 +108,6 @@ struct Difference: CustomStringConvertible {
     var description: String { "max \(maxAbs), mean \(meanAbs), within tolerance \(fractionWithin * 100)% of \(count)" }
 }
 
-/// A seeded generator (SplitMix64), so that randomized tests repeat exactly.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 extension Result {
     var failure: Failure? { if case .failure(let e) = self { e } else { nil } }
     var value: Success? { if case .success(let v) = self { v } else { nil } }

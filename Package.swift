@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SliceCore", targets: ["SliceCore"]),
         .library(name: "SlicePreprocess", targets: ["SlicePreprocess"]),
         .library(name: "SliceModel", targets: ["SliceModel"]),
+        .library(name: "SliceScheduler", targets: ["SliceScheduler"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,6 +31,7 @@ let package = Package(
         .target(name: "SliceCore"),
         .target(name: "SlicePreprocess", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
+        .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
         .executableTarget(
             name: "sliceserve",
             dependencies: [
@@ -44,6 +46,7 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),
+        .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess"]),
         // Runs the built `sliceserve` binary; `swift test` builds it with the tests.
         .testTarget(name: "SliceServeCLITests", dependencies: ["SliceCore"]),
     ],

@@ -1,0 +1,90 @@
+import SliceCore
+
+/// Runs one dispatched batch: preprocesses image requests (or copies tensors) into the
+/// instance's input buffer, runs the executor, and splits the outputs per request. A bad image
+/// fails only its own request; its slot is computed and ignored.
+final class BatchRunner: @unchecked Sendable {
+    struct Outcome: Sendable {
+        var perRequest: [Result<[ItemOutput], InferenceError>]
+        var executed: Bool
+        var preprocessNanoseconds: UInt64
+        var computeNanoseconds: UInt64
+    }
+
+    let executor: any Executor
+    let preprocessor: (any Preprocessor)?
+    let options: PreprocessOptions
+    let input: BatchBuffer
+    let output: OutputBuffer
+
+    init(executor: any Executor, preprocessor: (any Preprocessor)?, options: PreprocessOptions, input: BatchBuffer, output: OutputBuffer) {
+        self.executor = executor
+        self.preprocessor = preprocessor
+        self.options = options
+        self.input = input
+        self.output = output
+    }
+
+    func run(_ batch: [InstanceState.Pending], clock: any SchedulerClock) async -> Outcome {
+        var results = [Result<[ItemOutput], InferenceError>?](repeating: nil, count: batch.count)
+        var images: [EncodedImage] = []
+        var imageSlots: [Int] = []
+        var imageOwner: [(request: Int, index: Int)] = []
+        var slot = 0
+        var firstSlot: [Int] = []
+        let perItem = executor.inputSpec.elementCount
+        for (r, request) in batch.enumerated() {
+            firstSlot.append(slot)
+            switch request.input {
+            case .images(let list):
+                for (i, image) in list.enumerated() {
+                    images.append(image)
+                    imageSlots.append(slot + i)
+                    imageOwner.append((r, i))
+                }
+            case .tensor(let values, _):
+                guard let base = input.allocation.hostAddress else {
+                    results[r] = .failure(.executionFailed("tensor inputs need a host-memory input buffer"))
+                    break
+                }
+                values.withUnsafeBufferPointer { v in
+                    (base.assumingMemoryBound(to: Float.self) + slot * perItem).update(from: v.baseAddress!, count: v.count)
+                }
+            }
+            slot += request.input.items
+        }
+        let start = clock.now()
+        if !images.isEmpty {
+            guard let preprocessor else {
+                for (r, _) in imageOwner { results[r] = .failure(.badInput("this model takes tensors, not images")) }
+                return Outcome(perRequest: results.map { $0 ?? .failure(.badInput("no preprocessor")) }, executed: false,
+                               preprocessNanoseconds: 0, computeNanoseconds: 0)
+            }
+            let prepared = await preprocessor.preprocess(PreprocessJob(images: images, destination: input, slots: imageSlots, options: options))
+            for (k, outcome) in prepared.images.enumerated() {
+                if case .failure(let error) = outcome, results[imageOwner[k].request] == nil {
+                    let (r, i) = imageOwner[k]
+                    let count = batch[r].input.items
+                    results[r] = .failure(.badInput(count > 1 ? "image \(i): \(error)" : "\(error)"))
+                }
+            }
+        }
+        let prepared = clock.now()
+        var executed = false
+        if results.contains(where: { $0 == nil }) {
+            do {
+                try await executor.run(input, count: slot, output: output)
+                executed = true
+            } catch {
+                for r in results.indices where results[r] == nil { results[r] = .failure(.executionFailed("\(error)")) }
+            }
+        }
+        let done = clock.now()
+        for r in results.indices where results[r] == nil {
+            let outputs = (0..<batch[r].input.items).map { Array(output.item(firstSlot[r] + $0)) }
+            results[r] = .success(outputs)
+        }
+        return Outcome(perRequest: results.map { $0! }, executed: executed,
+                       preprocessNanoseconds: prepared &- start, computeNanoseconds: done &- prepared)
+    }
+}

@@ -1,0 +1,148 @@
+/// Triton's dynamic batcher vocabulary, per model instance.
+public struct BatchingConfig: Sendable, Equatable, Codable {
+    /// The most items one batch holds.
+    public var maxBatchSize: Int
+    /// Batch sizes worth dispatching at once, without waiting for the queue delay (for example
+    /// the sizes the executor has plans or CUDA graphs for). Empty: only `maxBatchSize`.
+    public var preferredBatchSizes: [Int]
+    /// How long the oldest request may wait for a batch to fill, in nanoseconds.
+    public var maxQueueDelayNanoseconds: UInt64
+    /// The most items waiting in the queue; more are rejected at once (HTTP 429).
+    public var maxQueueSize: Int
+    /// A request's timeout when it names none, in nanoseconds; nil: no timeout.
+    public var defaultTimeoutNanoseconds: UInt64?
+    /// Priority levels (1 = highest); requests of a higher level are batched first.
+    public var priorityLevels: Int
+
+    public init(maxBatchSize: Int = 32, preferredBatchSizes: [Int] = [], maxQueueDelayNanoseconds: UInt64 = 2_000_000,
+                maxQueueSize: Int = 512, defaultTimeoutNanoseconds: UInt64? = nil, priorityLevels: Int = 1) {
+        self.maxBatchSize = maxBatchSize
+        self.preferredBatchSizes = preferredBatchSizes
+        self.maxQueueDelayNanoseconds = maxQueueDelayNanoseconds
+        self.maxQueueSize = maxQueueSize
+        self.defaultTimeoutNanoseconds = defaultTimeoutNanoseconds
+        self.priorityLevels = priorityLevels
+    }
+
+    /// The reason the configuration cannot work, or nil.
+    public var problem: String? {
+        if maxBatchSize < 1 { return "max batch size must be at least 1, got \(maxBatchSize)" }
+        if let bad = preferredBatchSizes.first(where: { $0 < 1 || $0 > maxBatchSize }) {
+            return "preferred batch size \(bad) is outside 1...\(maxBatchSize)"
+        }
+        if maxQueueSize < 1 { return "max queue size must be at least 1, got \(maxQueueSize)" }
+        if priorityLevels < 1 { return "priority levels must be at least 1, got \(priorityLevels)" }
+        return nil
+    }
+}
+
+/// What the policy knows about one queued request.
+public struct QueuedRequest: Sendable, Equatable {
+    public var id: UInt64
+    /// When it entered the queue (nanoseconds on the scheduler's clock).
+    public var enqueuedAt: UInt64
+    /// When it stops being worth answering; nil: never.
+    public var deadline: UInt64?
+    /// 1 = highest.
+    public var priority: Int
+    /// Items (images) it contributes to a batch.
+    public var items: Int
+
+    public init(id: UInt64, enqueuedAt: UInt64, deadline: UInt64? = nil, priority: Int = 1, items: Int = 1) {
+        self.id = id
+        self.enqueuedAt = enqueuedAt
+        self.deadline = deadline
+        self.priority = priority
+        self.items = items
+    }
+}
+
+/// The batcher's decision at one moment.
+public enum BatchDecision: Sendable, Equatable {
+    /// Nothing to do until a request arrives.
+    case idle
+    /// Run a batch of these requests (in this order) now.
+    case dispatch([UInt64])
+    /// Nothing yet; decide again at this time (or when a request arrives).
+    case wait(until: UInt64)
+}
+
+/// Why a request is refused at the door.
+public enum AdmissionRefusal: Sendable, Equatable {
+    /// The queue holds `maxQueueSize` items already.
+    case queueFull(limit: Int)
+    /// The request has more items than one batch can hold.
+    case tooManyItems(items: Int, limit: Int)
+    /// Even run next, it would finish after its deadline.
+    case deadlineUnreachable
+}
+
+/// The dynamic batcher's decisions as pure functions of the queue, the instance state and the
+/// clock: no threads, no sleeping, so that tests run them in virtual time.
+///
+/// The rule follows Triton's dynamic batcher: take requests in priority, then arrival, order
+/// while they fit `maxBatchSize`; dispatch at once when that batch is full (or the next request
+/// does not fit), else dispatch the largest preferred batch size a prefix of the queue reaches;
+/// otherwise wait until the oldest request has waited `maxQueueDelay`, then dispatch what there
+/// is. Expired requests are never batched.
+public enum BatchingPolicy {
+    /// The queue in the order batches take it: priority level, then arrival, then id.
+    public static func ordered(_ queue: [QueuedRequest]) -> [QueuedRequest] {
+        queue.sorted { ($0.priority, $0.enqueuedAt, $0.id) < ($1.priority, $1.enqueuedAt, $1.id) }
+    }
+
+    /// Requests whose deadline has passed at `now`.
+    public static func expired(_ queue: [QueuedRequest], now: UInt64) -> [UInt64] {
+        queue.filter { ($0.deadline ?? .max) <= now }.map(\.id)
+    }
+
+    /// The decision for an idle instance. `busy`: the instance is still running a batch (then it
+    /// only says when to look again, as nothing can be dispatched).
+    public static func decide(queue: [QueuedRequest], now: UInt64, busy: Bool, config: BatchingConfig) -> BatchDecision {
+        let live = ordered(queue.filter { ($0.deadline ?? .max) > now })
+        guard let oldest = live.min(by: { $0.enqueuedAt < $1.enqueuedAt }) else { return .idle }
+        let flush = oldest.enqueuedAt &+ config.maxQueueDelayNanoseconds
+        if busy { return .wait(until: max(flush, now)) }
+
+        var batch: [UInt64] = []
+        var size = 0
+        var blocked = false  // a request that does not fit is waiting: the batch cannot grow
+        for request in live {
+            if size + request.items > config.maxBatchSize {
+                blocked = true
+                break
+            }
+            batch.append(request.id)
+            size += request.items
+        }
+        if batch.isEmpty {
+            // The first request alone is larger than a batch: admission refuses these, but if
+            // one got in, run it on its own rather than stall the queue.
+            return .dispatch([live[0].id])
+        }
+        if size == config.maxBatchSize || blocked {
+            return .dispatch(batch)
+        }
+        // The largest preferred size an exact prefix of the queue reaches goes at once.
+        var prefix = 0
+        var best: Int?
+        for (count, request) in live.prefix(batch.count).enumerated() {
+            prefix += request.items
+            if config.preferredBatchSizes.contains(prefix) { best = count + 1 }
+        }
+        if let best { return .dispatch(Array(batch.prefix(best))) }
+        if now >= flush { return .dispatch(batch) }
+        return .wait(until: flush)
+    }
+
+    /// Whether a new request may enter the queue. `queuedItems`: items already waiting.
+    /// `estimatedFinish`: when the instance would finish this request if it went next (nil when
+    /// unknown); with a deadline before that, it is refused rather than left to time out.
+    public static func admit(items: Int, queuedItems: Int, deadline: UInt64?, estimatedFinish: UInt64?,
+                             config: BatchingConfig) -> AdmissionRefusal? {
+        if items > config.maxBatchSize { return .tooManyItems(items: items, limit: config.maxBatchSize) }
+        if queuedItems + items > config.maxQueueSize { return .queueFull(limit: config.maxQueueSize) }
+        if let deadline, let estimatedFinish, estimatedFinish > deadline { return .deadlineUnreachable }
+        return nil
+    }
+}

@@ -1,0 +1,184 @@
+import SliceCore
+
+/// The queue of one instance and everything the scheduling loop and the request handlers share.
+actor InstanceState {
+    struct Pending {
+        var info: QueuedRequest
+        var input: InferenceInput
+        var continuation: CheckedContinuation<[ItemOutput], Error>
+    }
+
+    private let config: BatchingConfig
+    private let clock: any SchedulerClock
+    private var pending: [UInt64: Pending] = [:]
+    private var cancelledEarly: Set<UInt64> = []
+    private var queuedItems = 0
+    private var lastID: UInt64 = 0
+    private var closed = false
+    private var changed = false
+    private var wakeup: CheckedContinuation<Void, Never>?
+    private var timer: Task<Void, Never>?
+    /// Recent batch durations, for admission's deadline estimate.
+    private var averageBatchNanoseconds: UInt64?
+    private(set) var statistics = InstanceStatistics()
+
+    init(config: BatchingConfig, clock: any SchedulerClock) {
+        self.config = config
+        self.clock = clock
+    }
+
+    func nextID() -> UInt64 {
+        lastID += 1
+        return lastID
+    }
+
+    private func fail(_ reason: String) { statistics.failures[reason, default: 0] += 1 }
+
+    func enqueue(id: UInt64, input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
+        if cancelledEarly.remove(id) != nil {
+            fail("cancelled")
+            throw InferenceError.cancelled
+        }
+        guard !closed else {
+            fail("unavailable")
+            throw InferenceError.unavailable("the instance is shutting down")
+        }
+        let now = clock.now()
+        let deadline = timeout.map { now &+ $0 }
+        let estimate = averageBatchNanoseconds.map { now &+ $0 * UInt64(queuedItems / config.maxBatchSize + 1) }
+        if let refusal = BatchingPolicy.admit(items: input.items, queuedItems: queuedItems, deadline: deadline,
+                                              estimatedFinish: estimate, config: config) {
+            switch refusal {
+            case .queueFull(let limit):
+                fail("queue_full")
+                throw InferenceError.overloaded("the queue is full (\(limit) items); retry later")
+            case .tooManyItems(let items, let limit):
+                fail("too_many_items")
+                throw InferenceError.badInput("\(items) items exceed the maximum batch size of \(limit)")
+            case .deadlineUnreachable:
+                fail("deadline")
+                throw InferenceError.overloaded("the request cannot finish within its timeout at the current load")
+            }
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            pending[id] = Pending(info: QueuedRequest(id: id, enqueuedAt: now, deadline: deadline, priority: priority, items: input.items),
+                                  input: input, continuation: continuation)
+            queuedItems += input.items
+            statistics.queuedItems = queuedItems
+            signal()
+        }
+    }
+
+    func cancel(_ id: UInt64) {
+        guard let request = pending.removeValue(forKey: id) else {
+            cancelledEarly.insert(id)
+            return
+        }
+        queuedItems -= request.info.items
+        statistics.queuedItems = queuedItems
+        fail("cancelled")
+        request.continuation.resume(throwing: InferenceError.cancelled)
+        signal()
+    }
+
+    /// Expires timed-out requests, then asks the policy. A wait is bounded by the next deadline.
+    func decide() -> BatchDecision {
+        changed = false
+        let now = clock.now()
+        let queue = pending.values.map(\.info)
+        for id in BatchingPolicy.expired(queue, now: now) {
+            guard let request = pending.removeValue(forKey: id) else { continue }
+            queuedItems -= request.info.items
+            fail("timeout")
+            request.continuation.resume(throwing: InferenceError.timedOut)
+        }
+        statistics.queuedItems = queuedItems
+        let decision = BatchingPolicy.decide(queue: pending.values.map(\.info), now: now, busy: false, config: config)
+        if case .wait(let until) = decision, let next = pending.values.compactMap(\.info.deadline).min(), next < until {
+            return .wait(until: next)
+        }
+        return decision
+    }
+
+    /// Removes the dispatched requests from the queue, in batch order.
+    func take(_ ids: [UInt64]) -> [Pending] {
+        let now = clock.now()
+        let batch = ids.compactMap { pending.removeValue(forKey: $0) }
+        for request in batch {
+            queuedItems -= request.info.items
+            statistics.queueNanoseconds &+= now &- request.info.enqueuedAt
+        }
+        statistics.queuedItems = queuedItems
+        return batch
+    }
+
+    func finish(_ batch: [Pending], results: BatchRunner.Outcome, runner: BatchRunner) {
+        statistics.executions += results.executed ? 1 : 0
+        statistics.preprocessNanoseconds &+= results.preprocessNanoseconds
+        statistics.computeNanoseconds &+= results.computeNanoseconds
+        if results.executed {
+            let items = batch.reduce(0) { $0 + $1.info.items }
+            statistics.batchSizes[items, default: 0] += 1
+            statistics.inferredItems += items
+            let total = results.preprocessNanoseconds &+ results.computeNanoseconds
+            averageBatchNanoseconds = averageBatchNanoseconds.map { ($0 * 7 + total) / 8 } ?? total
+        }
+        for (request, result) in zip(batch, results.perRequest) {
+            switch result {
+            case .success(let outputs):
+                statistics.successes += 1
+                request.continuation.resume(returning: outputs)
+            case .failure(let error):
+                fail(InstanceState.reason(error))
+                request.continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    static func reason(_ error: InferenceError) -> String {
+        switch error {
+        case .overloaded: "overloaded"
+        case .timedOut: "timeout"
+        case .badInput: "bad_input"
+        case .cancelled: "cancelled"
+        case .unavailable: "unavailable"
+        case .executionFailed: "execution_failed"
+        }
+    }
+
+    /// Suspends the scheduling loop until something changes or `until` passes.
+    func waitForArrival(orUntil until: UInt64?) async {
+        if changed || closed { return }
+        await withCheckedContinuation { continuation in
+            wakeup = continuation
+            if let until {
+                let clock = self.clock
+                timer = Task { [weak self] in
+                    do { try await clock.sleep(until: until) } catch { return }
+                    await self?.signal()
+                }
+            }
+        }
+    }
+
+    private func signal() {
+        changed = true
+        timer?.cancel()
+        timer = nil
+        if let wakeup {
+            self.wakeup = nil
+            wakeup.resume()
+        }
+    }
+
+    func close() {
+        closed = true
+        for (_, request) in pending {
+            fail("unavailable")
+            request.continuation.resume(throwing: InferenceError.unavailable("the instance shut down"))
+        }
+        pending.removeAll()
+        queuedItems = 0
+        signal()
+    }
+}

@@ -1,0 +1,131 @@
+import SliceCore
+
+/// What a client sends: encoded images, or tensors already in the model's input layout.
+public enum InferenceInput: Sendable {
+    /// One item per image (the `NAME_jpeg` entry and /classify).
+    case images([EncodedImage])
+    /// `count` items of the model's input, flattened (the `NAME` entry).
+    case tensor([Float], count: Int)
+
+    public var items: Int {
+        switch self {
+        case .images(let images): images.count
+        case .tensor(_, let count): count
+        }
+    }
+}
+
+/// Why a request failed. Each maps to one HTTP status in the server.
+public enum InferenceError: Error, Sendable, Equatable {
+    /// Refused at the door (HTTP 429): queue full, or the deadline cannot be met.
+    case overloaded(String)
+    /// Its timeout passed while it waited (HTTP 429 in Triton's convention for queue timeouts).
+    case timedOut
+    /// An image or tensor of the request was bad (HTTP 400).
+    case badInput(String)
+    /// The client went away or the request was cancelled.
+    case cancelled
+    /// The instance is not running (HTTP 503).
+    case unavailable(String)
+    /// The executor failed (HTTP 500).
+    case executionFailed(String)
+}
+
+/// One item's output values (e.g. 1000 logits).
+public typealias ItemOutput = [Float]
+
+/// Counters of one instance, in the spirit of Triton's statistics extension.
+public struct InstanceStatistics: Sendable, Equatable {
+    public var successes = 0
+    public var failures: [String: Int] = [:]
+    public var executions = 0
+    public var inferredItems = 0
+    public var queueNanoseconds: UInt64 = 0
+    public var preprocessNanoseconds: UInt64 = 0
+    public var computeNanoseconds: UInt64 = 0
+    /// How many batches of each size ran.
+    public var batchSizes: [Int: Int] = [:]
+    public var queuedItems = 0
+}
+
+/// One model instance: a dynamic batcher in front of an executor (and a preprocessor for image
+/// requests). Requests queue; a scheduling task asks `BatchingPolicy` what to do on every
+/// arrival, completion and timer, and runs the batches it dispatches, one at a time.
+public final class ModelInstance: @unchecked Sendable {
+    public let name: String
+    public let executor: any Executor
+    public let preprocessor: (any Preprocessor)?
+    public let options: PreprocessOptions
+    public let config: BatchingConfig
+    private let clock: any SchedulerClock
+    private let state: InstanceState
+    private var loop: Task<Void, Never>?
+
+    public init(name: String, executor: any Executor, preprocessor: (any Preprocessor)?, options: PreprocessOptions,
+                config: BatchingConfig, clock: any SchedulerClock = SystemClock()) throws {
+        if let problem = config.problem { throw InferenceError.unavailable("bad batching configuration: \(problem)") }
+        guard config.maxBatchSize <= executor.maxBatch else {
+            throw InferenceError.unavailable("max batch size \(config.maxBatchSize) exceeds the executor's \(executor.maxBatch)")
+        }
+        self.name = name
+        self.executor = executor
+        self.preprocessor = preprocessor
+        self.options = options
+        self.config = config
+        self.clock = clock
+        state = InstanceState(config: config, clock: clock)
+        let input = try executor.makeInputBuffer(capacity: config.maxBatchSize)
+        let output = try OutputBuffer(itemShape: executor.outputShape, capacity: config.maxBatchSize)
+        let runner = BatchRunner(executor: executor, preprocessor: preprocessor, options: options, input: input, output: output)
+        let state = self.state
+        let clock = self.clock
+        loop = Task.detached { await ModelInstance.schedule(state: state, runner: runner, clock: clock, config: config) }
+    }
+
+    deinit { loop?.cancel() }
+
+    /// Queues the request and waits for its outputs, one per item. `timeout` in nanoseconds
+    /// (else the config's default). Cancelling the calling task drops a still-queued request.
+    public func infer(_ input: InferenceInput, priority: Int = 1, timeout: UInt64? = nil) async throws -> [ItemOutput] {
+        guard input.items >= 1 else { throw InferenceError.badInput("the request has no items") }
+        if case .tensor(let values, let count) = input, values.count != count * executor.inputSpec.elementCount {
+            throw InferenceError.badInput("\(count) items of \(executor.inputSpec.itemShape) need \(count * executor.inputSpec.elementCount) values, got \(values.count)")
+        }
+        let level = min(max(priority, 1), config.priorityLevels)
+        let id = await state.nextID()
+        return try await withTaskCancellationHandler {
+            try await state.enqueue(id: id, input: input, priority: level, timeout: timeout ?? config.defaultTimeoutNanoseconds)
+        } onCancel: {
+            Task { await self.state.cancel(id) }
+        }
+    }
+
+    public var statistics: InstanceStatistics {
+        get async { await state.statistics }
+    }
+
+    /// Stops taking requests; fails what is still queued with `.unavailable`.
+    public func shutdown() async {
+        await state.close()
+        loop?.cancel()
+    }
+
+    // MARK: The scheduling loop
+
+    private static func schedule(state: InstanceState, runner: BatchRunner, clock: any SchedulerClock, config: BatchingConfig) async {
+        while !Task.isCancelled {
+            let decision = await state.decide()
+            switch decision {
+            case .dispatch(let ids):
+                let batch = await state.take(ids)
+                guard !batch.isEmpty else { continue }
+                let results = await runner.run(batch, clock: clock)
+                await state.finish(batch, results: results, runner: runner)
+            case .wait(let until):
+                await state.waitForArrival(orUntil: until)
+            case .idle:
+                await state.waitForArrival(orUntil: nil)
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import SliceCore
+import SliceScheduler
+import XCTest
+
+/// The batcher's decisions in virtual time: a queue, a clock value, a config in; a decision out.
+final class BatchingPolicyTests: XCTestCase {
+    private let ms: UInt64 = 1_000_000
+
+    private func request(_ id: UInt64, at t: UInt64, items: Int = 1, priority: Int = 1, deadline: UInt64? = nil) -> QueuedRequest {
+        QueuedRequest(id: id, enqueuedAt: t, deadline: deadline, priority: priority, items: items)
+    }
+
+    func testEmptyQueueIsIdle() {
+        XCTAssertEqual(BatchingPolicy.decide(queue: [], now: 0, busy: false, config: .init()), .idle)
+    }
+
+    func testWaitsForTheQueueDelayThenDispatchesWhatThereIs() {
+        let config = BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 2 * ms)
+        let queue = [request(1, at: 10 * ms), request(2, at: 11 * ms)]
+        XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 11 * ms, busy: false, config: config), .wait(until: 12 * ms))
+        XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 12 * ms, busy: false, config: config), .dispatch([1, 2]))
+    }
+
+    func testFullBatchGoesAtOnce() {
+        let config = BatchingConfig(maxBatchSize: 4, maxQueueDelayNanoseconds: 100 * ms)
+        let queue = (1...6).map { request(UInt64($0), at: UInt64($0)) }
+        XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 7, busy: false, config: config), .dispatch([1, 2, 3, 4]))
+    }
+
+    func testARequestThatDoesNotFitClosesTheBatch() {
+        let config = BatchingConfig(maxBatchSize: 4, maxQueueDelayNanoseconds: 100 * ms)
+        let queue = [request(1, at: 1, items: 3), request(2, at: 2, items: 2)]
+        XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 3, busy: false, config: config), .dispatch([1]))
+    }
+
+    func testLargestPreferredSizeGoesWithoutWaiting() {
+        let config = BatchingConfig(maxBatchSize: 16, preferredBatchSizes: [2, 4, 8], maxQueueDelayNanoseconds: 100 * ms)
+        let five = (1...5).map { request(UInt64($0), at: UInt64($0)) }
+        XCTAssertEqual(BatchingPolicy.decide(queue: five, now: 6, busy: false, config: config), .dispatch([1, 2, 3, 4]))
+        let one = [request(1, at: 1)]
+        XCTAssertEqual(BatchingPolicy.decide(queue: one, now: 2, busy: false, config: config), .wait(until: 1 + 100 * ms))
+        // Multi-item requests: 3 + 1 makes the preferred 4; 3 alone is not preferred.
+        let mixed = [request(1, at: 1, items: 3), request(2, at: 2, items: 1), request(3, at: 3, items: 2)]
+        XCTAssertEqual(BatchingPolicy.decide(queue: mixed, now: 4, busy: false, config: config), .dispatch([1, 2]))
+    }
+
+    func testPriorityThenArrivalOrder() {
+        let config = BatchingConfig(maxBatchSize: 2, maxQueueDelayNanoseconds: 0, priorityLevels: 2)
+        let queue = [request(1, at: 1, priority: 2), request(2, at: 2, priority: 1), request(3, at: 3, priority: 2)]
+        XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 3, busy: false, config: config), .dispatch([2, 1]))
+    }
+
+    func testExpiredRequestsAreNeverBatched() {
+        let config = BatchingConfig(maxBatchSize: 4, maxQueueDelayNanoseconds: 0)
+        let queue = [request(1, at: 1, deadline: 5), request(2, at: 2, deadline: 50), request(3, at: 3)]
+        XCTAssertEqual(BatchingPolicy.expired(queue, now: 5), [1])
+        XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 5, busy: false, config: config), .dispatch([2, 3]))
+    }
+
+    func testBusyInstanceOnlySaysWhenToLookAgain() {
+        let config = BatchingConfig(maxBatchSize: 4, maxQueueDelayNanoseconds: 10)
+        XCTAssertEqual(BatchingPolicy.decide(queue: [request(1, at: 100)], now: 105, busy: true, config: config), .wait(until: 110))
+    }
+
+    func testAdmission() {
+        let config = BatchingConfig(maxBatchSize: 8, maxQueueSize: 10)
+        XCTAssertNil(BatchingPolicy.admit(items: 2, queuedItems: 8, deadline: nil, estimatedFinish: nil, config: config))
+        XCTAssertEqual(BatchingPolicy.admit(items: 3, queuedItems: 8, deadline: nil, estimatedFinish: nil, config: config), .queueFull(limit: 10))
+        XCTAssertEqual(BatchingPolicy.admit(items: 9, queuedItems: 0, deadline: nil, estimatedFinish: nil, config: config), .tooManyItems(items: 9, limit: 8))
+        XCTAssertEqual(BatchingPolicy.admit(items: 1, queuedItems: 0, deadline: 100, estimatedFinish: 150, config: config), .deadlineUnreachable)
+        XCTAssertNil(BatchingPolicy.admit(items: 1, queuedItems: 0, deadline: 200, estimatedFinish: 150, config: config))
+    }
+
+    func testConfigValidation() {
+        XCTAssertNil(BatchingConfig().problem)
+        XCTAssertNotNil(BatchingConfig(maxBatchSize: 0).problem)
+        XCTAssertEqual(BatchingConfig(maxBatchSize: 8, preferredBatchSizes: [16]).problem, "preferred batch size 16 is outside 1...8")
+    }
+
+    /// A seeded random arrival process: every request is dispatched exactly once, no batch is
+    /// larger than the limit, and none waits longer than the queue delay past the moment the
+    /// instance was free.
+    func testRandomArrivalsInVirtualTime() {
+        var rng = SplitMix64(seed: 11)
+        let config = BatchingConfig(maxBatchSize: 8, preferredBatchSizes: [4, 8], maxQueueDelayNanoseconds: 500)
+        var queue: [QueuedRequest] = []
+        var now: UInt64 = 0
+        var nextID: UInt64 = 1
+        var dispatched: [UInt64] = []
+        var arrivals = 0
+        while arrivals < 2000 || !queue.isEmpty {
+            if arrivals < 2000 && rng.next() % 3 == 0 {
+                queue.append(request(nextID, at: now, items: Int(1 + rng.next() % 3)))
+                nextID += 1
+                arrivals += 1
+            }
+            switch BatchingPolicy.decide(queue: queue, now: now, busy: false, config: config) {
+            case .dispatch(let ids):
+                let batch = queue.filter { ids.contains($0.id) }
+                XCTAssertLessThanOrEqual(batch.reduce(0) { $0 + $1.items }, 8)
+                for r in batch { XCTAssertLessThanOrEqual(now - r.enqueuedAt, 500, "request \(r.id) waited too long") }
+                dispatched += ids
+                queue.removeAll { ids.contains($0.id) }
+            case .wait(let until):
+                XCTAssertGreaterThan(until, now)
+                now += 1
+            case .idle:
+                now += 1
+            }
+        }
+        XCTAssertEqual(dispatched.sorted(), Array(1..<nextID))
+    }
+}

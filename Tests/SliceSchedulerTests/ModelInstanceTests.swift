@@ -1,0 +1,152 @@
+import SliceCore
+import SliceScheduler
+import XCTest
+
+/// The instance's batcher with a manual clock: batches form, wait, flush, refuse, expire and
+/// cancel exactly as the policy says.
+final class ModelInstanceTests: XCTestCase {
+    private let second: UInt64 = 1_000_000_000
+
+    private func instance(_ config: BatchingConfig, clock: ManualClock, executor: SumExecutor = SumExecutor()) throws -> ModelInstance {
+        try ModelInstance(name: "sum", executor: executor, preprocessor: ByteImagePreprocessor(), options: PreprocessOptions(mean: [0], std: [1]),
+                          config: config, clock: clock)
+    }
+
+
+    func testRequestsArrivingTogetherShareAPreferredBatch() async throws {
+        let clock = ManualClock(), executor = SumExecutor()
+        let model = try instance(BatchingConfig(maxBatchSize: 8, preferredBatchSizes: [4], maxQueueDelayNanoseconds: second), clock: clock, executor: executor)
+        let outputs = try await withThrowingTaskGroup(of: (Float, [ItemOutput]).self) { group in
+            for v in [1, 2, 3, 4] as [Float] {
+                group.addTask { (v, try await model.infer(tensor(v))) }
+            }
+            var all: [(Float, [ItemOutput])] = []
+            for try await r in group { all.append(r) }
+            return all
+        }
+        for (v, out) in outputs { XCTAssertEqual(out, [[4 * v]]) }
+        XCTAssertEqual(executor.batchSizes, [4])
+        let stats = await model.statistics
+        XCTAssertEqual(stats.successes, 4)
+        XCTAssertEqual(stats.batchSizes, [4: 1])
+    }
+
+    func testQueueDelayFlushesAPartialBatch() async throws {
+        let clock = ManualClock(), executor = SumExecutor()
+        let model = try instance(BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 1000), clock: clock, executor: executor)
+        let task = Task { try await model.infer(tensor(5)) }
+        await eventually("the request is queued") { await model.statistics.queuedItems == 1 }
+        XCTAssertEqual(executor.batchSizes, [], "nothing runs before the queue delay")
+        clock.advance(by: 1000)
+        let out = try await task.value
+        XCTAssertEqual(out, [[20]])
+        XCTAssertEqual(executor.batchSizes, [1])
+    }
+
+    func testFullQueueRefusesAtOnce() async throws {
+        let clock = ManualClock()
+        let model = try instance(BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: second, maxQueueSize: 2), clock: clock)
+        let waiting = (0..<2).map { _ in Task { try await model.infer(tensor(1)) } }
+        await eventually("two requests are queued") { await model.statistics.queuedItems == 2 }
+        do {
+            _ = try await model.infer(tensor(1))
+            XCTFail("a third request entered a full queue")
+        } catch let error as InferenceError {
+            XCTAssertEqual(error, .overloaded("the queue is full (2 items); retry later"))
+        }
+        await model.shutdown()
+        for task in waiting {
+            do {
+                _ = try await task.value
+                XCTFail("queued request survived shutdown")
+            } catch let error as InferenceError {
+                XCTAssertEqual(error, .unavailable("the instance shut down"))
+            }
+        }
+        let stats = await model.statistics
+        XCTAssertEqual(stats.failures["queue_full"], 1)
+        XCTAssertEqual(stats.failures["unavailable"], 2)
+    }
+
+    func testTimeoutExpiresAQueuedRequest() async throws {
+        let clock = ManualClock(), executor = SumExecutor()
+        let model = try instance(BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: second), clock: clock, executor: executor)
+        let task = Task { try await model.infer(tensor(1), timeout: 500) }
+        await eventually("the request is queued") { await model.statistics.queuedItems == 1 }
+        clock.advance(by: 500)
+        do {
+            _ = try await task.value
+            XCTFail("the request outlived its timeout")
+        } catch let error as InferenceError {
+            XCTAssertEqual(error, .timedOut)
+        }
+        XCTAssertEqual(executor.batchSizes, [], "an expired request never reaches a batch")
+    }
+
+    func testCancelledRequestLeavesTheQueue() async throws {
+        let clock = ManualClock(), executor = SumExecutor()
+        let model = try instance(BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 1000), clock: clock, executor: executor)
+        let task = Task { try await model.infer(tensor(1)) }
+        await eventually("the request is queued") { await model.statistics.queuedItems == 1 }
+        task.cancel()
+        do {
+            _ = try await task.value
+            XCTFail("cancelled request completed")
+        } catch let error as InferenceError {
+            XCTAssertEqual(error, .cancelled)
+        }
+        await eventually("the queue is empty") { await model.statistics.queuedItems == 0 }
+        clock.advance(by: 5000)
+        let other = try await { () async throws -> [ItemOutput] in
+            let t = Task { try await model.infer(tensor(2)) }
+            await eventually("queued") { await model.statistics.queuedItems == 1 }
+            clock.advance(by: 1000)
+            return try await t.value
+        }()
+        XCTAssertEqual(other, [[8]])
+        XCTAssertEqual(executor.batchSizes, [1], "the cancelled request never ran")
+    }
+
+    func testBadImageFailsOnlyItsOwnRequest() async throws {
+        let clock = ManualClock(), executor = SumExecutor()
+        let model = try instance(BatchingConfig(maxBatchSize: 8, preferredBatchSizes: [3], maxQueueDelayNanoseconds: second), clock: clock, executor: executor)
+        async let good1 = model.infer(.images([EncodedImage([3])]))
+        async let bad = model.infer(.images([EncodedImage([])]))
+        async let good2 = model.infer(.images([EncodedImage([7])]))
+        let first = try await good1, second = try await good2
+        XCTAssertEqual(first, [[12]])
+        XCTAssertEqual(second, [[28]])
+        do {
+            _ = try await bad
+            XCTFail("an empty image was accepted")
+        } catch let error as InferenceError {
+            XCTAssertEqual(error, .badInput("empty input: the image has zero bytes"))
+        }
+        XCTAssertEqual(executor.batchSizes, [3])
+    }
+
+    func testMalformedRequestsAreRejectedBeforeQueueing() async throws {
+        let model = try instance(BatchingConfig(maxBatchSize: 4), clock: ManualClock())
+        await XCTAssertThrowsErrorAsync(try await model.infer(.tensor([1, 2, 3], count: 1))) {
+            XCTAssertEqual($0 as? InferenceError, .badInput("1 items of [1, 1, 4] need 4 values, got 3"))
+        }
+        await XCTAssertThrowsErrorAsync(try await model.infer(.tensor(Array(repeating: 0, count: 20), count: 5))) {
+            XCTAssertEqual($0 as? InferenceError, .badInput("5 items exceed the maximum batch size of 4"))
+        }
+        XCTAssertThrowsError(try ModelInstance(name: "x", executor: SumExecutor(), preprocessor: nil, options: .init(),
+                                               config: BatchingConfig(maxBatchSize: 128), clock: ManualClock()))
+    }
+}
+
+func XCTAssertThrowsErrorAsync<T>(_ expression: @autoclosure () async throws -> T, _ check: (Error) -> Void,
+                                  file: StaticString = #filePath, line: UInt = #line) async {
+    do {
+        _ = try await expression()
+        XCTFail("no error thrown", file: file, line: line)
+    } catch {
+        check(error)
+    }
+}
+
+/// One item of four equal values.
+func tensor(_ v: Float) -> InferenceInput { .tensor([v, v, v, v], count: 1) }

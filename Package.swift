@@ -19,6 +19,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.3.0"),
     ],
     targets: [
         // The C shim: TurboJPEG glue and CPU feature detection now; the run-time CUDA loader later.
@@ -32,10 +35,20 @@ let package = Package(
         .target(name: "SlicePreprocess", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
+        .target(
+            name: "SliceServer",
+            dependencies: [
+                "SliceCore", "SliceModel", "SliceScheduler",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "SliceModel", "CSliceServe",
+                "SliceCore", "SlicePreprocess", "SliceModel", "SliceScheduler", "SliceServer", "CSliceServe",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -47,6 +60,13 @@ let package = Package(
         ),
         .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),
         .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess"]),
+        .testTarget(
+            name: "SliceServerTests",
+            dependencies: [
+                "SliceServer", "SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         // Runs the built `sliceserve` binary; `swift test` builds it with the tests.
         .testTarget(name: "SliceServeCLITests", dependencies: ["SliceCore"]),
     ],

@@ -11,6 +11,6 @@ struct SliceServeCommand: AsyncParsableCommand {
             MIG slices and SM partitions of NVIDIA GPUs.
             """,
         version: SliceServeVersion.current,
-        subcommands: [ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, BenchCommand.self]
+        subcommands: [ServeCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, BenchCommand.self]
     )
 }

@@ -150,6 +150,73 @@ final class CLITests: XCTestCase {
         let badTopK = try run(["classify", image, "--top-k", "0"])
         XCTAssertEqual(badTopK.status, 64)
     }
+
+    /// `sliceserve serve` as a process, driven by Triton's own Python client (tritonclient[http]),
+    /// then stopped with SIGTERM: it must exit 0.
+    func testServeWorksWithTritonClientAndStopsGracefully() throws {
+        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let python = root.appendingPathComponent(".venv/bin/python").path
+        let photos = root.appendingPathComponent(".cache/oracles/preprocess").path
+        guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx"),
+              FileManager.default.isExecutableFile(atPath: python) else {
+            let message = "no default model or .venv: run Scripts/test.sh"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let port = 18000 + Int(getpid() % 1000)
+        let server = Process()
+        server.executableURL = try binary
+        server.arguments = ["serve", "--port", String(port), "--max-batch", "8", "--slices", "cpu:2"]
+        let log = Pipe()
+        server.standardOutput = log
+        server.standardError = log
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        // Wait for readiness (the warm-up batch), at most 30 s.
+        var ready = false
+        for _ in 0..<300 where !ready {
+            usleep(100_000)
+            ready = (try? run(["--version"])) != nil && readinessProbe(port: port)
+        }
+        XCTAssertTrue(ready, "the server did not become ready")
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: python)
+        check.arguments = [root.appendingPathComponent("Tests/Integration/tritonclient_check.py").path,
+                           "--url", "127.0.0.1:\(port)", "--photos", photos]
+        let out = Pipe()
+        check.standardOutput = out
+        check.standardError = out
+        try check.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        XCTAssertEqual(check.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("all checks passed"), text)
+        server.terminate()  // SIGTERM
+        server.waitUntilExit()
+        let serverLog = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(server.terminationStatus, 0, serverLog)
+        XCTAssertTrue(serverLog.contains("ready") && serverLog.contains("stopped"), serverLog)
+    }
+
+    /// GET /v2/health/ready answers 200.
+    private func readinessProbe(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return false }
+        let request = Array("GET /v2/health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        return n > 0 && String(decoding: buffer[0..<n], as: UTF8.self).hasPrefix("HTTP/1.1 200")
+    }
 }
 
 /// Where Scripts/models.py puts the default model (mirrors ModelDirectory.defaultPath).

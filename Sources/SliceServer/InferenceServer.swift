@@ -1,0 +1,206 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import SliceCore
+import SliceModel
+import SliceScheduler
+
+/// Limits and address of the HTTP server.
+public struct ServerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Request bodies larger than this are refused (HTTP 413), from Content-Length when present.
+    public var maxBodyBytes: Int
+    /// Connections idle this long are closed (slow or stuck clients).
+    public var idleTimeoutSeconds: Int64
+
+    public init(host: String = "127.0.0.1", port: Int = 8000, maxBodyBytes: Int = 64 << 20, idleTimeoutSeconds: Int64 = 60) {
+        self.host = host
+        self.port = port
+        self.maxBodyBytes = maxBodyBytes
+        self.idleTimeoutSeconds = idleTimeoutSeconds
+    }
+}
+
+/// The KServe v2 / Triton HTTP front end over loaded models. Independent of where an instance
+/// runs: it only talks to `ModelInstance`.
+public final class InferenceServer: Sendable {
+    public let models: [ServedModel]
+    public let configuration: ServerConfiguration
+    private let readiness = Readiness()
+
+    public init(models: [ServedModel], configuration: ServerConfiguration) {
+        self.models = models
+        self.configuration = configuration
+    }
+
+    /// Marks the server ready (after every instance has run its warm-up batch) or not.
+    public func setReady(_ ready: Bool) { readiness.set(ready) }
+    public var isReady: Bool { readiness.get() }
+
+    func lookup(_ name: String) -> (ServedModel, ServedModel.Entry)? {
+        for model in models { if let entry = model.entry(named: name) { return (model, entry) } }
+        return nil
+    }
+
+    // MARK: Routes
+
+    public func buildRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/v2") { _, _ in
+            Self.json(["name": "sliceserve", "version": SliceServeVersion.current,
+                       "extensions": ["classification", "binary_tensor_data", "statistics", "model_repository"]])
+        }
+        router.get("/v2/health/live") { _, _ in Response(status: .ok) }
+        router.get("/v2/health/ready") { [self] _, _ in Response(status: isReady ? .ok : .serviceUnavailable) }
+        router.post("/v2/repository/index") { [self] _, _ in
+            Self.json(models.flatMap { [$0.name, $0.jpegName] }.map { ["name": $0, "version": "1", "state": isReady ? "READY" : "UNAVAILABLE"] })
+        }
+        for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
+            router.get(RouterPath(prefix)) { [self] _, context in
+                try handle { let (m, e) = try model(context); return Self.json(m.metadata(e)) }
+            }
+            router.get(RouterPath(prefix + "/ready")) { [self] _, context in
+                try handle { _ = try model(context); return Response(status: isReady ? .ok : .serviceUnavailable) }
+            }
+            router.get(RouterPath(prefix + "/config")) { [self] _, context in
+                try handle { let (m, e) = try model(context); return Self.json(m.config(e)) }
+            }
+            router.get(RouterPath(prefix + "/stats")) { [self] _, context in
+                try await handleAsync { try await statistics(context) }
+            }
+            router.post(RouterPath(prefix + "/infer")) { [self] request, context in
+                try await handleAsync { try await infer(request, context) }
+            }
+            router.post(RouterPath(prefix + "/classify")) { [self] request, context in
+                try await handleAsync { try await classify(request, context) }
+            }
+        }
+        router.get("/metrics") { [self] _, _ in
+            let text = await Metrics.render(models)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        return router
+    }
+
+    /// The Hummingbird application serving this server's routes.
+    public func application(logger: Logger) -> some ApplicationProtocol {
+        Application(router: buildRouter(),
+                    server: .http1(configuration: .init(idleTimeout: .seconds(configuration.idleTimeoutSeconds))),
+                    configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sliceserve"),
+                    logger: logger)
+    }
+
+    private func model(_ context: BasicRequestContext) throws -> (ServedModel, ServedModel.Entry) {
+        let name = context.parameters.get("model") ?? ""
+        guard let found = lookup(name) else {
+            throw ServerError.notFound("unknown model '\(name)'; served: \(models.flatMap { [$0.name, $0.jpegName] }.joined(separator: ", "))")
+        }
+        if let version = context.parameters.get("version"), version != found.0.version {
+            throw ServerError.notFound("model '\(name)' has no version '\(version)' (versions: \(found.0.version))")
+        }
+        return found
+    }
+
+    private func body(_ request: Request) async throws -> [UInt8] {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            throw ServerError(status: .contentTooLarge, message: "the body is \(length) bytes, over the limit of \(configuration.maxBodyBytes)")
+        }
+        do {
+            let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+            return Array(buffer.readableBytesView)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw ServerError(status: .contentTooLarge, message: "the body is over the limit of \(configuration.maxBodyBytes) bytes")
+        }
+    }
+
+    private func infer(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let (model, entry) = try model(context)
+        guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
+        let bytes = try await body(request)
+        let headerLength = request.headers[HTTPField.Name("Inference-Header-Content-Length")!].flatMap(Int.init)
+        let parsed = try InferenceProtocol.parse(bytes, headerLength: headerLength)
+        let input = try InferenceProtocol.input(of: parsed, model: model, entry: entry)
+        let outputs: [ItemOutput]
+        do {
+            outputs = try await model.instance.infer(input, priority: parsed.priority, timeout: parsed.timeoutMicroseconds.map { $0 * 1000 })
+        } catch let error as InferenceError {
+            throw ServerError(error)
+        }
+        let name = context.parameters.get("model") ?? model.name
+        let (body, jsonLength) = try InferenceProtocol.response(for: parsed, model: model, entry: entry, modelName: name, outputs: outputs)
+        var headers: HTTPFields = [.contentType: jsonLength == nil ? "application/json" : "application/octet-stream"]
+        if let jsonLength { headers[HTTPField.Name("Inference-Header-Content-Length")!] = String(jsonLength) }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// POST a raw image (image/jpeg body) → the top-k classes (`?top_k=5`).
+    private func classify(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let (model, _) = try model(context)
+        guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
+        let k = request.uri.queryParameters.get("top_k", as: Int.self) ?? 5
+        guard k >= 1 else { throw ServerError.badRequest("top_k must be at least 1") }
+        if let type = request.headers[.contentType], type.lowercased().hasPrefix("multipart/") {
+            throw ServerError(status: .unsupportedMediaType, message: "multipart bodies are not supported yet; send one image as the raw body")
+        }
+        let bytes = try await body(request)
+        guard !bytes.isEmpty else { throw ServerError.badRequest("the body is empty; send the image bytes as the body") }
+        let outputs: [ItemOutput]
+        do {
+            outputs = try await model.instance.infer(.images([EncodedImage(bytes)]))
+        } catch let error as InferenceError {
+            throw ServerError(error)
+        }
+        // `Classification.top` takes logits and applies the softmax itself.
+        let top = outputs[0].withUnsafeBufferPointer { Classification.top($0, k: min(k, outputs[0].count)) }
+        return Self.json(["model_name": model.name, "predictions": top.map {
+            ["index": $0.index, "label": model.directory.label($0.index), "probability": Double($0.probability)] as [String: Any]
+        }])
+    }
+
+    private func statistics(_ context: BasicRequestContext) async throws -> Response {
+        let (model, _) = try model(context)
+        let s = await model.instance.statistics
+        func duration(_ count: Int, _ ns: UInt64) -> [String: Any] { ["count": count, "ns": ns] }
+        let failures = s.failures.values.reduce(0, +)
+        return Self.json(["model_stats": [[
+            "name": model.name, "version": model.version, "inference_count": s.inferredItems, "execution_count": s.executions,
+            "inference_stats": ["success": duration(s.successes, s.queueNanoseconds &+ s.preprocessNanoseconds &+ s.computeNanoseconds),
+                                "fail": duration(failures, 0), "queue": duration(s.successes, s.queueNanoseconds),
+                                "compute_input": duration(s.executions, s.preprocessNanoseconds),
+                                "compute_infer": duration(s.executions, s.computeNanoseconds)],
+            "batch_stats": s.batchSizes.sorted { $0.key < $1.key }.map { ["batch_size": $0.key, "compute_infer": duration($0.value, 0)] },
+        ] as [String: Any]]])
+    }
+
+    // MARK: Helpers
+
+    static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    private func handle(_ body: () throws -> Response) throws -> Response {
+        do { return try body() } catch let error as ServerError { return Self.json(["error": error.message], status: error.status) }
+    }
+
+    private func handleAsync(_ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch let error as ServerError {
+            return Self.json(["error": error.message], status: error.status)
+        } catch {
+            return Self.json(["error": "internal error: \(error)"], status: .internalServerError)
+        }
+    }
+}
+
+/// A thread-safe flag.
+final class Readiness: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var ready = false
+    func set(_ value: Bool) { lock.withLock { ready = value } }
+    func get() -> Bool { lock.withLock { ready } }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Hummingbird
+import Logging
+import SliceCore
+import SliceModel
+import SlicePreprocess
+import SliceScheduler
+import SliceServer
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve models over HTTP with the KServe v2 (Triton) protocol.",
+        discussion: """
+            Loads each model directory, starts one CPU instance per model behind a dynamic \
+            batcher, runs a warm-up batch, then serves:
+              GET  /v2, /v2/health/live, /v2/health/ready
+              GET  /v2/models/NAME[/versions/1][/ready|/config|/stats]
+              POST /v2/models/NAME/infer        FP32 tensors [N,3,224,224] -> logits
+              POST /v2/models/NAME_jpeg/infer   BYTES (encoded JPEGs) -> probabilities
+              POST /v2/models/NAME/classify     a raw image/jpeg body -> top-k JSON (?top_k=5)
+              POST /v2/repository/index, GET /metrics (Prometheus text)
+            Readiness stays false until every instance has run its warm-up batch. SIGINT or \
+            SIGTERM stops accepting connections, lets requests in flight finish, and exits 0.
+            """)
+
+    @Option(name: .customLong("model"), help: "Model directory; repeat for several (default: the default MobileNetV2).")
+    var models: [String] = []
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (Triton's HTTP port by default).")
+    var port = 8000
+
+    @Option(help: "Where instances run: cpu or cpu:N (N threads). GPU slices come in a later version.")
+    var slices = "cpu"
+
+    @Option(help: "Largest batch an instance runs.")
+    var maxBatch = 16
+
+    @Option(help: "Batch sizes dispatched without waiting, comma-separated (e.g. 4,8,16).")
+    var preferredBatch = ""
+
+    @Option(name: .customLong("max-queue-delay-us"), help: "How long a request may wait for its batch to fill, in microseconds.")
+    var maxQueueDelayUs: UInt64 = 2000
+
+    @Option(help: "Most items queued per instance; more get HTTP 429 at once.")
+    var maxQueue = 512
+
+    @Option(name: .customLong("timeout-us"), help: "Default request timeout in microseconds (0: none); requests may set their own.")
+    var timeoutUs: UInt64 = 0
+
+    @Option(help: "Largest request body in bytes; larger ones get HTTP 413.")
+    var maxBodyBytes = 64 << 20
+
+    @Option(help: "Seconds an idle connection stays open.")
+    var idleTimeout: Int64 = 60
+
+    func validate() throws {
+        guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535") }
+        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        _ = try threads()
+        _ = try preferred()
+    }
+
+    private func threads() throws -> Int? {
+        if slices == "cpu" { return nil }
+        let parts = slices.split(separator: ":")
+        guard parts.count == 2, parts[0] == "cpu", let n = Int(parts[1]), n >= 1 else {
+            throw ValidationError("--slices '\(slices)' is not supported: this version serves on the CPU only (cpu or cpu:N)")
+        }
+        return n
+    }
+
+    private func preferred() throws -> [Int] {
+        let sizes = preferredBatch.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard sizes.allSatisfy({ $0 != nil && $0! >= 1 && $0! <= maxBatch }) else {
+            throw ValidationError("--preferred-batch needs sizes between 1 and --max-batch (\(maxBatch)), got '\(preferredBatch)'")
+        }
+        return sizes.map { $0! }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "sliceserve")
+        logger.logLevel = .info
+        let started = ContinuousClock.now
+        let batching = BatchingConfig(maxBatchSize: maxBatch, preferredBatchSizes: try preferred(),
+                                      maxQueueDelayNanoseconds: maxQueueDelayUs * 1000, maxQueueSize: maxQueue,
+                                      defaultTimeoutNanoseconds: timeoutUs == 0 ? nil : timeoutUs * 1000)
+        var served: [ServedModel] = []
+        do {
+            let preprocessor = try CPUPreprocessor(threads: try threads())
+            for path in models.isEmpty ? [ModelDirectory.defaultPath] : models {
+                let directory = try ModelDirectory(path: path)
+                let executor = try CPUExecutor(modelFile: directory.modelPath, threads: try threads(), maxBatch: maxBatch)
+                let instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: preprocessor,
+                                                 options: directory.preprocessOptions, config: batching)
+                served.append(ServedModel(name: directory.config.name, directory: directory, instance: instance))
+                logger.info("loaded model", metadata: ["model": "\(directory.config.name)", "path": "\(path)",
+                                                      "instance": "cpu, \(executor.threads) threads, max batch \(maxBatch)"])
+            }
+        } catch {
+            Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError))
+        }
+        if Set(served.map(\.name)).count != served.count {
+            Self.fail(CLIFailure(message: "two model directories have the same name", exitCode: CLIFailure.modelError))
+        }
+        let server = InferenceServer(models: served, configuration: ServerConfiguration(
+            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout))
+        let app = server.application(logger: logger)
+        // Warm up each instance with one batch, then report ready.
+        let address = "http://\(host):\(port)"
+        let models = served
+        let warmup = Task {
+            do {
+                for model in models {
+                    let spec = model.executor.inputSpec
+                    _ = try await model.instance.infer(.tensor([Float](repeating: 0, count: spec.elementCount), count: 1))
+                }
+                server.setReady(true)
+                let seconds = (ContinuousClock.now - started).components
+                let ms = seconds.seconds * 1000 + seconds.attoseconds / 1_000_000_000_000_000
+                logger.info("ready", metadata: ["address": "\(address)", "startup_ms": "\(ms)",
+                                                "models": "\(models.flatMap { [$0.name, $0.jpegName] }.joined(separator: ", "))"])
+            } catch {
+                logger.error("warm-up failed; the server stays not ready", metadata: ["error": "\(error)"])
+            }
+        }
+        do {
+            try await app.runService()
+        } catch {
+            warmup.cancel()
+            Self.fail(CLIFailure(message: "the server stopped: \(error)", exitCode: CLIFailure.ioError))
+        }
+        warmup.cancel()
+        for model in served { await model.instance.shutdown() }
+        logger.info("stopped")
+    }
+}

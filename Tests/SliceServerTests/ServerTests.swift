@@ -1,0 +1,202 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import SliceCore
+import SliceModel
+import SlicePreprocess
+import SliceScheduler
+import SliceServer
+import XCTest
+
+/// The HTTP front end in process (requests go straight to the router): the KServe v2 routes,
+/// JSON and binary tensors, BYTES images, classification, and every bad request's status.
+final class ServerTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    private func photo(_ name: String) throws -> [UInt8] {
+        try FileIO.read(Self.root.appendingPathComponent(".cache/oracles/preprocess/\(name).jpg").path)
+    }
+
+    private func makeServer(maxBodyBytes: Int = 64 << 20, ready: Bool = true) throws -> (InferenceServer, CPUExecutor) {
+        let path = ModelDirectory.defaultPath
+        guard FileManager.default.fileExists(atPath: path + "/model.onnx") else {
+            let message = "no default model at \(path): run Scripts/test.sh"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let directory = try ModelDirectory(path: path)
+        let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 2, maxBatch: 8)
+        let instance = try ModelInstance(name: "mobilenet_v2", executor: executor, preprocessor: try CPUPreprocessor(threads: 2),
+                                         options: directory.preprocessOptions,
+                                         config: BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 100_000))
+        let server = InferenceServer(models: [ServedModel(name: "mobilenet_v2", directory: directory, instance: instance)],
+                                     configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes))
+        server.setReady(ready)
+        return (server, executor)
+    }
+
+    private func app(_ server: InferenceServer) -> some ApplicationProtocol { Application(router: server.buildRouter()) }
+
+
+    func testHealthMetadataAndRepository() async throws {
+        let (server, _) = try makeServer(ready: false)
+        try await app(server).test(.router) { client in
+            try await client.execute(uri: "/v2/health/live", method: .get) { XCTAssertEqual($0.status, .ok) }
+            try await client.execute(uri: "/v2/health/ready", method: .get) { XCTAssertEqual($0.status, .serviceUnavailable) }
+            server.setReady(true)
+            try await client.execute(uri: "/v2/health/ready", method: .get) { XCTAssertEqual($0.status, .ok) }
+            try await client.execute(uri: "/v2", method: .get) { r in
+                XCTAssertEqual(try json(r)["name"] as? String, "sliceserve")
+            }
+            try await client.execute(uri: "/v2/models/mobilenet_v2", method: .get) { r in
+                let meta = try json(r)
+                let input = (meta["inputs"] as? [[String: Any]])?.first
+                XCTAssertEqual(input?["shape"] as? [Int], [-1, 3, 224, 224])
+                XCTAssertEqual(input?["datatype"] as? String, "FP32")
+            }
+            try await client.execute(uri: "/v2/models/mobilenet_v2_jpeg/versions/1", method: .get) { r in
+                let input = (try json(r)["inputs"] as? [[String: Any]])?.first
+                XCTAssertEqual(input?["datatype"] as? String, "BYTES")
+            }
+            try await client.execute(uri: "/v2/models/mobilenet_v2/ready", method: .get) { XCTAssertEqual($0.status, .ok) }
+            try await client.execute(uri: "/v2/models/mobilenet_v2/config", method: .get) { r in
+                XCTAssertEqual(try json(r)["max_batch_size"] as? Int, 8)
+            }
+            try await client.execute(uri: "/v2/models/resnet", method: .get) { r in
+                XCTAssertEqual(r.status, .notFound)
+                XCTAssertTrue((try json(r)["error"] as? String ?? "").contains("unknown model 'resnet'"))
+            }
+            try await client.execute(uri: "/v2/models/mobilenet_v2/versions/2", method: .get) { XCTAssertEqual($0.status, .notFound) }
+            try await client.execute(uri: "/v2/repository/index", method: .post) { r in
+                let index = try JSONSerialization.jsonObject(with: Data(r.body.readableBytesView)) as? [[String: Any]]
+                XCTAssertEqual(index?.compactMap { $0["name"] as? String }, ["mobilenet_v2", "mobilenet_v2_jpeg"])
+            }
+        }
+    }
+
+    func testTensorInferJSONAndBinaryMatchTheExecutor() async throws {
+        let (server, executor) = try makeServer()
+        var rng = SplitMix64(seed: 3)
+        let x = (0..<(2 * 150528)).map { _ in Float(Int(rng.next() % 2000) - 1000) / 500 }
+        let expected = try executor.infer(x, batch: 2)
+        try await app(server).test(.router) { client in
+            let request: [String: Any] = ["id": "r1", "inputs": [["name": "input", "shape": [2, 3, 224, 224], "datatype": "FP32", "data": x.map { Double($0) }]]]
+            try await client.execute(uri: "/v2/models/mobilenet_v2/infer", method: .post, body: try jsonBody(request)) { r in
+                XCTAssertEqual(r.status, .ok)
+                let response = try json(r)
+                XCTAssertEqual(response["id"] as? String, "r1")
+                let output = (response["outputs"] as? [[String: Any]])?.first
+                XCTAssertEqual(output?["shape"] as? [Int], [2, 1000])
+                let data = (output?["data"] as? [NSNumber])?.map(\.floatValue) ?? []
+                XCTAssertEqual(data.count, 2000)
+                XCTAssertLessThanOrEqual(zip(data, expected).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+            }
+            // Binary extension both ways.
+            let header = try JSONSerialization.data(withJSONObject: [
+                "inputs": [["name": "input", "shape": [2, 3, 224, 224], "datatype": "FP32", "parameters": ["binary_data_size": x.count * 4]]],
+                "outputs": [["name": "logits", "parameters": ["binary_data": true]]]])
+            var buffer = ByteBuffer(bytes: header)
+            x.withUnsafeBytes { buffer.writeBytes($0) }
+            try await client.execute(uri: "/v2/models/mobilenet_v2/infer", method: .post,
+                                     headers: [inferHeader: String(header.count)], body: buffer) { r in
+                XCTAssertEqual(r.status, .ok)
+                let jsonLength = Int(r.headers[inferHeader] ?? "") ?? -1
+                let bytes = Array(r.body.readableBytesView)
+                XCTAssertEqual(bytes.count - jsonLength, 2000 * 4)
+                let floats = bytes[jsonLength...].withUnsafeBytes { raw in (0..<2000).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
+                XCTAssertEqual(floats, expected)
+            }
+        }
+    }
+
+    func testJPEGEntryWithClassificationAndClassifyEndpoint() async throws {
+        let (server, _) = try makeServer()
+        let coffee = try photo("coffee"), chelsea = try photo("chelsea")
+        try await app(server).test(.router) { client in
+            var chunk: [UInt8] = []
+            for image in [coffee, chelsea] {
+                withUnsafeBytes(of: UInt32(image.count).littleEndian) { chunk += $0 }
+                chunk += image
+            }
+            let header = try JSONSerialization.data(withJSONObject: [
+                "inputs": [["name": "image", "shape": [2], "datatype": "BYTES", "parameters": ["binary_data_size": chunk.count]]],
+                "outputs": [["name": "probabilities", "parameters": ["classification": 2]]]])
+            var buffer = ByteBuffer(bytes: header)
+            buffer.writeBytes(chunk)
+            try await client.execute(uri: "/v2/models/mobilenet_v2_jpeg/infer", method: .post,
+                                     headers: [inferHeader: String(header.count)], body: buffer) { r in
+                XCTAssertEqual(r.status, .ok)
+                let output = (try json(r)["outputs"] as? [[String: Any]])?.first
+                XCTAssertEqual(output?["shape"] as? [Int], [2, 2])
+                let data = output?["data"] as? [String] ?? []
+                XCTAssertTrue(data.first?.hasSuffix(":967:espresso") ?? false, "\(data)")
+                XCTAssertTrue(data.dropFirst(2).first?.hasSuffix(":285:Egyptian cat") ?? false, "\(data)")
+            }
+            try await client.execute(uri: "/v2/models/mobilenet_v2/classify?top_k=3", method: .post,
+                                     headers: [.contentType: "image/jpeg"], body: ByteBuffer(bytes: coffee)) { r in
+                XCTAssertEqual(r.status, .ok)
+                let predictions = try json(r)["predictions"] as? [[String: Any]] ?? []
+                XCTAssertEqual(predictions.count, 3)
+                XCTAssertEqual(predictions.first?["label"] as? String, "espresso")
+                XCTAssertGreaterThan((predictions.first?["probability"] as? Double) ?? 0, 0.9)
+            }
+        }
+    }
+
+    func testBadRequestsGetClearErrors() async throws {
+        let (server, _) = try makeServer(maxBodyBytes: 4096)
+        try await app(server).test(.router) { client in
+            func expect(_ status: HTTPResponse.Status, _ text: String, uri: String = "/v2/models/mobilenet_v2/infer",
+                        headers: HTTPFields = [:], body: ByteBuffer) async throws {
+                try await client.execute(uri: uri, method: .post, headers: headers, body: body) { r in
+                    XCTAssertEqual(r.status, status, text)
+                    let message = try json(r)["error"] as? String ?? ""
+                    XCTAssertTrue(message.contains(text), "'\(message)' should mention '\(text)'")
+                }
+            }
+            let tensor: (Any, Any, Any) -> [String: Any] = { name, shape, datatype in
+                ["inputs": [["name": name, "shape": shape, "datatype": datatype, "data": [1.0, 2.0]]]]
+            }
+            try await expect(.badRequest, "not valid JSON", body: ByteBuffer(string: "{nope"))
+            try await expect(.badRequest, "no 'inputs'", body: try jsonBody(["id": "x"]))
+            try await expect(.badRequest, "unknown input 'x'", body: try jsonBody(tensor("x", [1, 3, 224, 224], "FP32")))
+            try await expect(.badRequest, "must be FP32", body: try jsonBody(tensor("input", [1, 3, 224, 224], "INT8")))
+            try await expect(.badRequest, "must have shape [N, 3, 224, 224]", body: try jsonBody(tensor("input", [1, 3, 224], "FP32")))
+            try await expect(.badRequest, "has 2 values; shape [1, 3, 224, 224] needs 150528", body: try jsonBody(tensor("input", [1, 3, 224, 224], "FP32")))
+            let declared = try JSONSerialization.data(withJSONObject: [
+                "inputs": [["name": "input", "shape": [1, 3, 224, 224], "datatype": "FP32", "parameters": ["binary_data_size": 8]]]])
+            var short = ByteBuffer(bytes: declared)
+            short.writeBytes([1, 2, 3])
+            try await expect(.badRequest, "binary_data_size values add up to 8 bytes but 3",
+                             headers: [inferHeader: String(declared.count)], body: short)
+            try await expect(.badRequest, "must be BYTES", uri: "/v2/models/mobilenet_v2_jpeg/infer",
+                             body: try jsonBody(tensor("image", [1], "FP32")))
+            try await expect(.badRequest, "not an image", uri: "/v2/models/mobilenet_v2/classify", body: ByteBuffer(string: "hello"))
+            try await expect(.badRequest, "the body is empty", uri: "/v2/models/mobilenet_v2/classify", body: ByteBuffer())
+            try await expect(.contentTooLarge, "over the limit of 4096", uri: "/v2/models/mobilenet_v2/classify",
+                             body: ByteBuffer(bytes: [UInt8](repeating: 0xFF, count: 5000)))
+            try await expect(.notFound, "unknown model", uri: "/v2/models/other/infer", body: ByteBuffer(string: "{}"))
+            try await expect(.unsupportedMediaType, "multipart", uri: "/v2/models/mobilenet_v2/classify",
+                             headers: [.contentType: "multipart/form-data; boundary=x"], body: ByteBuffer(string: "--x--"))
+        }
+    }
+
+    func testNotReadyRefusesInference() async throws {
+        let (server, _) = try makeServer(ready: false)
+        try await app(server).test(.router) { client in
+            try await client.execute(uri: "/v2/models/mobilenet_v2/classify", method: .post, body: ByteBuffer(string: "x")) { r in
+                XCTAssertEqual(r.status, .serviceUnavailable)
+            }
+        }
+    }
+}
+
+func json(_ response: TestResponse) throws -> [String: Any] {
+    try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any] ?? [:]
+}
+
+func jsonBody(_ object: Any) throws -> ByteBuffer { ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object)) }
+
+let inferHeader = HTTPField.Name("Inference-Header-Content-Length")!

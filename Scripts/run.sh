@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds SliceServe (release) and runs it. With no arguments it runs the main job of this version:
-# makes the default model on first use (MobileNetV2 with torchvision's ImageNet weights, in
-# ~/.cache/sliceserve/models/mobilenet_v2), shows `sliceserve doctor`, then classifies real
-# photographs on the CPU. With arguments, runs `sliceserve ARGS...` instead, e.g.
-# `Scripts/run.sh classify photo.jpg` or `Scripts/run.sh preprocess photo.jpg --out t.npy`.
+# Builds SliceServe (release) and runs it. With no arguments it runs the main job: makes the
+# default model on first use (MobileNetV2 with torchvision's ImageNet weights, in
+# ~/.cache/sliceserve/models/mobilenet_v2), shows `sliceserve doctor`, then serves the model on
+# http://127.0.0.1:8000 (KServe v2 / Triton HTTP protocol) on the CPU until Ctrl-C.
+# With arguments, runs `sliceserve ARGS...` instead, e.g. `Scripts/run.sh classify photo.jpg`
+# or `Scripts/run.sh serve --port 9000`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -19,5 +20,4 @@ if [ $# -gt 0 ]; then
 fi
 "$bin" doctor
 echo
-photos=.cache/photos
-"$bin" classify "$photos/grace_hopper.jpg" "$photos/china.jpg" "$photos/flower.jpg" "$photos/rocket.jpg" --top-k 3
+exec "$bin" serve

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""HTTP load generator for JPEG classification (SliceServe or any server with the same route).
+
+Closed loop: N clients, each sends its next request when the previous answer arrives.
+Open loop: requests are scheduled by a Poisson process at --rate per second and latency is
+measured from each request's *scheduled* send time, so a server that stalls cannot hide its
+queueing behind a slowed-down client (no coordinated omission). A progress line is printed every
+second; a JSON summary (throughput, p50/p95/p99, errors by status) at the end.
+
+Usage: loadgen.py --url http://127.0.0.1:8000 --images DIR (--concurrency 8 | --rate 50) [--seconds 10]
+"""
+import argparse
+import glob
+import http.client
+import json
+import queue
+import random
+import sys
+import threading
+import time
+import urllib.parse
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return None
+    k = min(len(sorted_values) - 1, max(0, int(round(p / 100 * (len(sorted_values) - 1)))))
+    return sorted_values[k]
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latencies = []
+        self.errors = {}
+        self.sent = 0
+
+    def record(self, latency, status):
+        with self.lock:
+            if status == 200:
+                self.latencies.append(latency)
+            else:
+                self.errors[str(status)] = self.errors.get(str(status), 0) + 1
+
+
+def make_sender(url, path):
+    parsed = urllib.parse.urlparse(url)
+    state = {"conn": None}
+
+    def send(body):
+        for attempt in range(2):
+            if state["conn"] is None:
+                state["conn"] = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+            try:
+                state["conn"].request("POST", path, body=body, headers={"Content-Type": "image/jpeg"})
+                response = state["conn"].getresponse()
+                response.read()
+                return response.status
+            except (ConnectionError, http.client.HTTPException, OSError):
+                state["conn"].close()
+                state["conn"] = None
+                if attempt == 1:
+                    return "connection_error"
+        return "connection_error"
+    return send
+
+
+def run(args, images):
+    stats = Stats()
+    path = f"/v2/models/{args.model}/classify?top_k=5"
+    start = time.perf_counter()
+    end = start + args.seconds
+    stop = threading.Event()
+
+    def progress():
+        last = 0
+        while not stop.wait(1.0):
+            with stats.lock:
+                done = len(stats.latencies) + sum(stats.errors.values())
+                lat = sorted(stats.latencies[-2000:])
+            p99 = percentile(lat, 99)
+            print(f"  {time.perf_counter() - start:5.1f}s  done {done}  {done - last}/s  "
+                  f"p99 {p99 * 1000 if p99 else 0:.1f} ms  errors {sum(stats.errors.values())}", file=sys.stderr, flush=True)
+            last = done
+
+    threading.Thread(target=progress, daemon=True).start()
+    threads = []
+    if args.rate:
+        # Open loop: a scheduler thread enqueues (scheduled time, image); workers send them.
+        work = queue.Queue()
+        rng = random.Random(args.seed)
+
+        def worker():
+            send = make_sender(args.url, path)
+            while True:
+                item = work.get()
+                if item is None:
+                    return
+                scheduled, body = item
+                wait = scheduled - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                status = send(body)
+                stats.record(time.perf_counter() - scheduled, status)
+
+        for _ in range(args.workers):
+            t = threading.Thread(target=worker)
+            t.start()
+            threads.append(t)
+        t = start
+        i = 0
+        while True:
+            t += rng.expovariate(args.rate)
+            if t >= end:
+                break
+            work.put((t, images[i % len(images)]))
+            i += 1
+        stats.sent = i
+        for _ in threads:
+            work.put(None)
+    else:
+        def client(index):
+            send = make_sender(args.url, path)
+            i = index
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                status = send(images[i % len(images)])
+                stats.record(time.perf_counter() - t0, status)
+                i += args.concurrency
+
+        for c in range(args.concurrency):
+            t = threading.Thread(target=client, args=(c,))
+            t.start()
+            threads.append(t)
+    for t in threads:
+        t.join()
+    stop.set()
+    elapsed = time.perf_counter() - start
+    lat = sorted(stats.latencies)
+    return {
+        "mode": "open" if args.rate else "closed", "rate": args.rate, "concurrency": None if args.rate else args.concurrency,
+        "seconds": round(elapsed, 2), "ok": len(lat), "errors": stats.errors,
+        "throughput_rps": round(len(lat) / elapsed, 1),
+        "p50_ms": round(percentile(lat, 50) * 1000, 2) if lat else None,
+        "p95_ms": round(percentile(lat, 95) * 1000, 2) if lat else None,
+        "p99_ms": round(percentile(lat, 99) * 1000, 2) if lat else None,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--model", default="mobilenet_v2")
+    parser.add_argument("--images", required=True, help="folder of .jpg files sent in turn")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=0, help="open loop: Poisson arrivals per second")
+    parser.add_argument("--workers", type=int, default=64, help="open loop: sending threads")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    images = [open(f, "rb").read() for f in sorted(glob.glob(f"{args.images}/*.jpg"))]
+    if not images:
+        sys.exit(f"loadgen: no .jpg files in {args.images}")
+    print(json.dumps(run(args, images)))
+
+
+if __name__ == "__main__":
+    main()

@@ -119,9 +119,13 @@ struct ServeCommand: AsyncParsableCommand {
         let models = served
         let warmup = Task {
             do {
+                // Straight to each executor, not through the batcher: a warm-up must not wait for
+                // the queue delay. Requests are refused (503) until this finishes.
                 for model in models {
-                    let spec = model.executor.inputSpec
-                    _ = try await model.instance.infer(.tensor([Float](repeating: 0, count: spec.elementCount), count: 1))
+                    let executor = model.executor
+                    let input = try executor.makeInputBuffer(capacity: 1)
+                    let output = try OutputBuffer(itemShape: executor.outputShape, capacity: 1)
+                    try await executor.run(input, count: 1, output: output)
                 }
                 server.setReady(true)
                 let seconds = (ContinuousClock.now - started).components

@@ -65,6 +65,7 @@ actor InstanceState {
                                   input: input, continuation: continuation)
             queuedItems += input.items
             statistics.queuedItems = queuedItems
+            statistics.inFlight += 1
             signal()
         }
     }
@@ -76,6 +77,7 @@ actor InstanceState {
         }
         queuedItems -= request.info.items
         statistics.queuedItems = queuedItems
+        statistics.inFlight -= 1
         fail("cancelled")
         request.continuation.resume(throwing: InferenceError.cancelled)
         signal()
@@ -89,6 +91,7 @@ actor InstanceState {
         for id in BatchingPolicy.expired(queue, now: now) {
             guard let request = pending.removeValue(forKey: id) else { continue }
             queuedItems -= request.info.items
+            statistics.inFlight -= 1
             fail("timeout")
             request.continuation.resume(throwing: InferenceError.timedOut)
         }
@@ -107,6 +110,7 @@ actor InstanceState {
         for request in batch {
             queuedItems -= request.info.items
             statistics.queueNanoseconds &+= now &- request.info.enqueuedAt
+            statistics.queueDuration.observe(Double(now &- request.info.enqueuedAt) * 1e-9)
         }
         statistics.queuedItems = queuedItems
         return batch
@@ -119,11 +123,15 @@ actor InstanceState {
         if results.executed {
             let items = batch.reduce(0) { $0 + $1.info.items }
             statistics.batchSizes[items, default: 0] += 1
+            statistics.batchSize.observe(Double(items))
             statistics.inferredItems += items
             let total = results.preprocessNanoseconds &+ results.computeNanoseconds
             averageBatchNanoseconds = averageBatchNanoseconds.map { ($0 * 7 + total) / 8 } ?? total
         }
+        let now = clock.now()
         for (request, result) in zip(batch, results.perRequest) {
+            statistics.inFlight -= 1
+            statistics.requestDuration.observe(Double(now &- request.info.enqueuedAt) * 1e-9)
             switch result {
             case .success(let outputs):
                 statistics.successes += 1
@@ -174,6 +182,7 @@ actor InstanceState {
     func close() {
         closed = true
         for (_, request) in pending {
+            statistics.inFlight -= 1
             fail("unavailable")
             request.continuation.resume(throwing: InferenceError.unavailable("the instance shut down"))
         }

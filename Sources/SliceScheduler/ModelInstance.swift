@@ -46,6 +46,16 @@ public struct InstanceStatistics: Sendable, Equatable {
     /// How many batches of each size ran.
     public var batchSizes: [Int: Int] = [:]
     public var queuedItems = 0
+    /// Requests queued or in a running batch.
+    public var inFlight = 0
+    /// From entering the queue to the answer, seconds, for requests that reached a batch.
+    public var requestDuration = Histogram.latency()
+    /// Time in the queue, seconds.
+    public var queueDuration = Histogram.latency()
+    /// Items per executed batch.
+    public var batchSize = Histogram.batchSize()
+    /// Time the instance spent preprocessing and executing, nanoseconds.
+    public var busyNanoseconds: UInt64 { preprocessNanoseconds &+ computeNanoseconds }
 }
 
 /// One model instance: a dynamic batcher in front of an executor (and a preprocessor for image

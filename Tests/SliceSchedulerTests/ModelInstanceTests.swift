@@ -29,6 +29,20 @@ final class ModelInstanceTests: XCTestCase {
         let stats = await model.statistics
         XCTAssertEqual(stats.successes, 4)
         XCTAssertEqual(stats.batchSizes, [4: 1])
+        XCTAssertEqual(stats.inFlight, 0)
+        XCTAssertEqual(stats.batchSize.count, 1)
+        XCTAssertEqual(stats.batchSize.sum, 4)
+        XCTAssertEqual(stats.requestDuration.count, 4)
+        XCTAssertEqual(stats.queueDuration.count, 4)
+    }
+
+    func testHistogramBuckets() {
+        var h = Histogram(bounds: [1, 2, 4])
+        for v in [0.5, 1, 1.5, 3, 9] { h.observe(v) }
+        XCTAssertEqual(h.counts, [2, 1, 1, 1])
+        XCTAssertEqual(h.cumulative, [2, 3, 4, 5])
+        XCTAssertEqual(h.sum, 15)
+        XCTAssertEqual(h.count, 5)
     }
 
     func testQueueDelayFlushesAPartialBatch() async throws {
@@ -48,6 +62,8 @@ final class ModelInstanceTests: XCTestCase {
         let model = try instance(BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: second, maxQueueSize: 2), clock: clock)
         let waiting = (0..<2).map { _ in Task { try await model.infer(tensor(1)) } }
         await eventually("two requests are queued") { await model.statistics.queuedItems == 2 }
+        let inFlight = await model.statistics.inFlight
+        XCTAssertEqual(inFlight, 2)
         do {
             _ = try await model.infer(tensor(1))
             XCTFail("a third request entered a full queue")

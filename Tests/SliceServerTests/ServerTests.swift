@@ -142,6 +142,16 @@ final class ServerTests: XCTestCase {
                 XCTAssertEqual(predictions.first?["label"] as? String, "espresso")
                 XCTAssertGreaterThan((predictions.first?["probability"] as? Double) ?? 0, 0.9)
             }
+            // Two requests (one of two images, one of one), each counted once.
+            try await client.execute(uri: "/metrics", method: .get) { r in
+                let text = String(buffer: r.body)
+                let labels = "model=\"mobilenet_v2\",version=\"1\""
+                for line in ["nv_inference_request_success{\(labels)} 2", "nv_inference_count{\(labels)} 3",
+                             "sliceserve_request_duration_seconds_count{\(labels)} 2", "sliceserve_inflight_requests{\(labels)} 0",
+                             "sliceserve_batch_size_bucket{\(labels),le=\"+Inf\"} 2", "# TYPE sliceserve_batch_size histogram"] {
+                    XCTAssertTrue(text.contains(line), "metrics lack '\(line)':\n\(text)")
+                }
+            }
         }
     }
 

@@ -59,38 +59,34 @@ def main():
                               "http://127.0.0.1:8011", None),
     }
     rows = []
-    for name, (cmd, url, ready) in servers.items():
+
+    def measure(name, **load_args):
+        cmd, url, ready = servers[name]
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             if ready:
                 wait_ready(url + ready)
             else:
                 time.sleep(3)
-            for concurrency in (1, 8):
-                r = load(url, images, args.seconds, concurrency=concurrency)
+            results = []
+            for kwargs in load_args["runs"]:
+                r = load(url, images, args.seconds, **kwargs)
                 r["server"] = name
                 rows.append(r)
+                results.append(r)
                 print(json.dumps(r), flush=True)
+            return results
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+    for name in servers:
+        measure(name, runs=[{"concurrency": 1}, {"concurrency": 8}])
     # Open loop at a rate both sustained in the closed-loop runs (80% of the slower).
     closed8 = {r["server"]: r["throughput_rps"] for r in rows if r["concurrency"] == 8}
     rate = round(0.8 * min(closed8.values()), 1)
-    for name, (cmd, url, ready) in servers.items():
-        process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            if ready:
-                wait_ready(url + ready)
-            else:
-                time.sleep(3)
-            r = load(url, images, args.seconds, rate=rate)
-            r["server"] = name
-            rows.append(r)
-            print(json.dumps(r), flush=True)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    for name in servers:
+        measure(name, runs=[{"rate": rate}])
 
     print()
     print(f"{'server':<20} {'load':<14} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}")

@@ -142,10 +142,48 @@ public final class InferenceServer: Sendable {
         guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
         let k = request.uri.queryParameters.get("top_k", as: Int.self) ?? 5
         guard k >= 1 else { throw ServerError.badRequest("top_k must be at least 1") }
-        if let type = request.headers[.contentType], type.lowercased().hasPrefix("multipart/") {
-            throw ServerError(status: .unsupportedMediaType, message: "multipart bodies are not supported yet; send one image as the raw body")
-        }
         let bytes = try await body(request)
+        func predictions(_ logits: ItemOutput) -> [[String: Any]] {
+            // `Classification.top` takes logits and applies the softmax itself.
+            logits.withUnsafeBufferPointer { Classification.top($0, k: min(k, logits.count)) }.map {
+                ["index": $0.index, "label": model.directory.label($0.index), "probability": Double($0.probability)]
+            }
+        }
+        if let type = request.headers[.contentType], type.lowercased().hasPrefix("multipart/") {
+            // Several images (curl -F): each is its own request, so they can share a batch and a
+            // bad one fails alone.
+            guard let boundary = Multipart.boundary(of: type) else {
+                throw ServerError.badRequest("the multipart Content-Type has no boundary")
+            }
+            let parts = try Multipart.parts(bytes, boundary: boundary).filter { !$0.bytes.isEmpty }
+            guard !parts.isEmpty else { throw ServerError.badRequest("the multipart body holds no images") }
+            guard parts.count <= model.instance.config.maxQueueSize else {
+                throw ServerError.badRequest("\(parts.count) images are more than the queue holds (\(model.instance.config.maxQueueSize))")
+            }
+            let instance = model.instance
+            let results = await withTaskGroup(of: (Int, Result<ItemOutput, InferenceError>).self) { group in
+                for (i, part) in parts.enumerated() {
+                    group.addTask {
+                        do { return (i, .success(try await instance.infer(.images([EncodedImage(part.bytes)]))[0])) } catch let e as InferenceError {
+                            return (i, .failure(e))
+                        } catch { return (i, .failure(.executionFailed("\(error)"))) }
+                    }
+                }
+                var out = [Result<ItemOutput, InferenceError>?](repeating: nil, count: parts.count)
+                for await (i, r) in group { out[i] = r }
+                return out.map { $0! }
+            }
+            if results.allSatisfy({ if case .failure = $0 { true } else { false } }), case .failure(let first) = results[0] {
+                throw ServerError(first)
+            }
+            let images: [[String: Any]] = zip(parts, results).map { part, result in
+                switch result {
+                case .success(let logits): return ["name": part.name, "predictions": predictions(logits)]
+                case .failure(let error): return ["name": part.name, "error": ServerError(error).message]
+                }
+            }
+            return Self.json(["model_name": model.name, "images": images])
+        }
         guard !bytes.isEmpty else { throw ServerError.badRequest("the body is empty; send the image bytes as the body") }
         let outputs: [ItemOutput]
         do {
@@ -153,11 +191,7 @@ public final class InferenceServer: Sendable {
         } catch let error as InferenceError {
             throw ServerError(error)
         }
-        // `Classification.top` takes logits and applies the softmax itself.
-        let top = outputs[0].withUnsafeBufferPointer { Classification.top($0, k: min(k, outputs[0].count)) }
-        return Self.json(["model_name": model.name, "predictions": top.map {
-            ["index": $0.index, "label": model.directory.label($0.index), "probability": Double($0.probability)] as [String: Any]
-        }])
+        return Self.json(["model_name": model.name, "predictions": predictions(outputs[0])])
     }
 
     private func statistics(_ context: BasicRequestContext) async throws -> Response {

@@ -142,13 +142,32 @@ final class ServerTests: XCTestCase {
                 XCTAssertEqual(predictions.first?["label"] as? String, "espresso")
                 XCTAssertGreaterThan((predictions.first?["probability"] as? Double) ?? 0, 0.9)
             }
-            // Two requests (one of two images, one of one), each counted once.
+            // Several images in one multipart body (curl -F): each classified, a bad one fails alone.
+            var form = ByteBuffer()
+            for (name, bytes) in [("coffee.jpg", coffee), ("notes.txt", Array("not an image".utf8)), ("chelsea.jpg", chelsea)] {
+                form.writeString("--BOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(name)\"\r\n")
+                form.writeString("Content-Type: application/octet-stream\r\n\r\n")
+                form.writeBytes(bytes)
+                form.writeString("\r\n")
+            }
+            form.writeString("--BOUNDARY--\r\n")
+            try await client.execute(uri: "/v2/models/mobilenet_v2/classify?top_k=1", method: .post,
+                                     headers: [.contentType: "multipart/form-data; boundary=BOUNDARY"], body: form) { r in
+                XCTAssertEqual(r.status, .ok)
+                let images = try json(r)["images"] as? [[String: Any]] ?? []
+                XCTAssertEqual(images.compactMap { $0["name"] as? String }, ["coffee.jpg", "notes.txt", "chelsea.jpg"])
+                let top = images.map { (($0["predictions"] as? [[String: Any]])?.first?["label"] as? String) ?? ($0["error"] as? String ?? "") }
+                XCTAssertEqual(top[0], "espresso")
+                XCTAssertTrue(top[1].hasPrefix("not an image"), top[1])
+                XCTAssertEqual(top[2], "Egyptian cat")
+            }
+            // Four requests (two images in one, one alone, three in the form, one failed), counted once each.
             try await client.execute(uri: "/metrics", method: .get) { r in
                 let text = String(buffer: r.body)
                 let labels = "model=\"mobilenet_v2\",version=\"1\""
-                for line in ["nv_inference_request_success{\(labels)} 2", "nv_inference_count{\(labels)} 3",
-                             "sliceserve_request_duration_seconds_count{\(labels)} 2", "sliceserve_inflight_requests{\(labels)} 0",
-                             "sliceserve_batch_size_bucket{\(labels),le=\"+Inf\"} 2", "# TYPE sliceserve_batch_size histogram"] {
+                for line in ["nv_inference_request_success{\(labels)} 4", "nv_inference_request_failure{\(labels),reason=\"bad_input\"} 1",
+                             "sliceserve_request_duration_seconds_count{\(labels)} 5", "sliceserve_inflight_requests{\(labels)} 0",
+                             "# TYPE sliceserve_batch_size histogram"] {
                     XCTAssertTrue(text.contains(line), "metrics lack '\(line)':\n\(text)")
                 }
             }
@@ -188,8 +207,13 @@ final class ServerTests: XCTestCase {
             try await expect(.contentTooLarge, "over the limit of 4096", uri: "/v2/models/mobilenet_v2/classify",
                              body: ByteBuffer(bytes: [UInt8](repeating: 0xFF, count: 5000)))
             try await expect(.notFound, "unknown model", uri: "/v2/models/other/infer", body: ByteBuffer(string: "{}"))
-            try await expect(.unsupportedMediaType, "multipart", uri: "/v2/models/mobilenet_v2/classify",
-                             headers: [.contentType: "multipart/form-data; boundary=x"], body: ByteBuffer(string: "--x--"))
+            try await expect(.badRequest, "no boundary", uri: "/v2/models/mobilenet_v2/classify",
+                             headers: [.contentType: "multipart/form-data"], body: ByteBuffer(string: "--x--"))
+            try await expect(.badRequest, "malformed", uri: "/v2/models/mobilenet_v2/classify",
+                             headers: [.contentType: "multipart/form-data; boundary=x"], body: ByteBuffer(string: "--x--\r\n"))
+            try await expect(.badRequest, "holds no images", uri: "/v2/models/mobilenet_v2/classify",
+                             headers: [.contentType: "multipart/form-data; boundary=x"],
+                             body: ByteBuffer(string: "--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\r\n--x--\r\n"))
         }
     }
 

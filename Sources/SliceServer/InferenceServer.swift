@@ -47,8 +47,8 @@ public final class InferenceServer: Sendable {
 
     // MARK: Routes
 
-    public func buildRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func buildRouter() -> Router<ServerContext> {
+        let router = Router(context: ServerContext.self)
         router.get("/v2") { _, _ in
             Self.json(["name": "sliceserve", "version": SliceServeVersion.current,
                        "extensions": ["classification", "binary_tensor_data", "statistics", "model_repository"]])
@@ -88,12 +88,13 @@ public final class InferenceServer: Sendable {
     /// The Hummingbird application serving this server's routes.
     public func application(logger: Logger) -> some ApplicationProtocol {
         Application(router: buildRouter(),
-                    server: .http1(configuration: .init(idleTimeout: .seconds(configuration.idleTimeoutSeconds))),
+                    server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()],
+                                                        idleTimeout: .seconds(configuration.idleTimeoutSeconds))),
                     configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sliceserve"),
                     logger: logger)
     }
 
-    private func model(_ context: BasicRequestContext) throws -> (ServedModel, ServedModel.Entry) {
+    private func model(_ context: ServerContext) throws -> (ServedModel, ServedModel.Entry) {
         let name = context.parameters.get("model") ?? ""
         guard let found = lookup(name) else {
             throw ServerError.notFound("unknown model '\(name)'; served: \(models.flatMap { [$0.name, $0.jpegName] }.joined(separator: ", "))")
@@ -116,19 +117,15 @@ public final class InferenceServer: Sendable {
         }
     }
 
-    private func infer(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func infer(_ request: Request, _ context: ServerContext) async throws -> Response {
         let (model, entry) = try model(context)
         guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
         let bytes = try await body(request)
         let headerLength = request.headers[HTTPField.Name("Inference-Header-Content-Length")!].flatMap(Int.init)
         let parsed = try InferenceProtocol.parse(bytes, headerLength: headerLength)
         let input = try InferenceProtocol.input(of: parsed, model: model, entry: entry)
-        let outputs: [ItemOutput]
-        do {
-            outputs = try await model.instance.infer(input, priority: parsed.priority, timeout: parsed.timeoutMicroseconds.map { $0 * 1000 })
-        } catch let error as InferenceError {
-            throw ServerError(error)
-        }
+        let outputs = try await run(input, on: model, priority: parsed.priority,
+                                    timeout: parsed.timeoutMicroseconds.map { $0 * 1000 }, context: context)
         let name = context.parameters.get("model") ?? model.name
         let (body, jsonLength) = try InferenceProtocol.response(for: parsed, model: model, entry: entry, modelName: name, outputs: outputs)
         var headers: HTTPFields = [.contentType: jsonLength == nil ? "application/json" : "application/octet-stream"]
@@ -137,7 +134,7 @@ public final class InferenceServer: Sendable {
     }
 
     /// POST a raw image (image/jpeg body) → the top-k classes (`?top_k=5`).
-    private func classify(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func classify(_ request: Request, _ context: ServerContext) async throws -> Response {
         let (model, _) = try model(context)
         guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
         let k = request.uri.queryParameters.get("top_k", as: Int.self) ?? 5
@@ -164,7 +161,10 @@ public final class InferenceServer: Sendable {
             let results = await withTaskGroup(of: (Int, Result<ItemOutput, InferenceError>).self) { group in
                 for (i, part) in parts.enumerated() {
                     group.addTask {
-                        do { return (i, .success(try await instance.infer(.images([EncodedImage(part.bytes)]))[0])) } catch let e as InferenceError {
+                        do {
+                            let out = try await cancellingOnDisconnect(context) { try await instance.infer(.images([EncodedImage(part.bytes)])) }
+                            return (i, .success(out[0]))
+                        } catch let e as InferenceError {
                             return (i, .failure(e))
                         } catch { return (i, .failure(.executionFailed("\(error)"))) }
                     }
@@ -185,16 +185,11 @@ public final class InferenceServer: Sendable {
             return Self.json(["model_name": model.name, "images": images])
         }
         guard !bytes.isEmpty else { throw ServerError.badRequest("the body is empty; send the image bytes as the body") }
-        let outputs: [ItemOutput]
-        do {
-            outputs = try await model.instance.infer(.images([EncodedImage(bytes)]))
-        } catch let error as InferenceError {
-            throw ServerError(error)
-        }
+        let outputs = try await run(.images([EncodedImage(bytes)]), on: model, priority: 1, timeout: nil, context: context)
         return Self.json(["model_name": model.name, "predictions": predictions(outputs[0])])
     }
 
-    private func statistics(_ context: BasicRequestContext) async throws -> Response {
+    private func statistics(_ context: ServerContext) async throws -> Response {
         let (model, _) = try model(context)
         let s = await model.instance.statistics
         func duration(_ count: Int, _ ns: UInt64) -> [String: Any] { ["count": count, "ns": ns] }
@@ -207,6 +202,20 @@ public final class InferenceServer: Sendable {
                                 "compute_infer": duration(s.executions, s.computeNanoseconds)],
             "batch_stats": s.batchSizes.sorted { $0.key < $1.key }.map { ["batch_size": $0.key, "compute_infer": duration($0.value, 0)] },
         ] as [String: Any]]])
+    }
+
+    /// Queues the request on the model's instance; if the client disconnects while it waits,
+    /// the request is cancelled and leaves the queue before it reaches a batch.
+    private func run(_ input: InferenceInput, on model: ServedModel, priority: Int, timeout: UInt64?,
+                     context: ServerContext) async throws -> [ItemOutput] {
+        let instance = model.instance
+        do {
+            return try await cancellingOnDisconnect(context) {
+                try await instance.infer(input, priority: priority, timeout: timeout)
+            }
+        } catch let error as InferenceError {
+            throw ServerError(error)
+        }
     }
 
     // MARK: Helpers

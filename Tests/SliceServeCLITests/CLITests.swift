@@ -198,6 +198,77 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(serverLog.contains("ready") && serverLog.contains("stopped"), serverLog)
     }
 
+    /// A client that sends a request and goes away while it waits in the queue: the request is
+    /// cancelled (counted as such) and never reaches a batch.
+    func testDisconnectedClientsRequestIsDropped() throws {
+        guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx") else {
+            let message = "no default model: run Scripts/test.sh"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let port = 19000 + Int(getpid() % 1000)
+        let server = Process()
+        server.executableURL = try binary
+        // A 3 s queue delay: a lone request waits in the queue long enough to leave.
+        server.arguments = ["serve", "--port", String(port), "--max-queue-delay-us", "3000000"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        var ready = false
+        for _ in 0..<300 where !ready {
+            usleep(100_000)
+            ready = readinessProbe(port: port)
+        }
+        XCTAssertTrue(ready, "the server did not become ready")
+        let image = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
+        let fd = try connectTo(port: port)
+        let head = "POST /v2/models/mobilenet_v2/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nContent-Length: \(image.count)\r\n\r\n"
+        let request = Array(head.utf8) + image
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        usleep(300_000)
+        close(fd)  // the client gives up
+        var metrics = ""
+        for _ in 0..<50 {
+            usleep(100_000)
+            metrics = httpGet(port: port, path: "/metrics")
+            if metrics.contains("reason=\"cancelled\"} 1") { break }
+        }
+        XCTAssertTrue(metrics.contains("nv_inference_request_failure{model=\"mobilenet_v2\",version=\"1\",reason=\"cancelled\"} 1"), metrics)
+        usleep(3_500_000)  // past the queue delay: had it stayed queued, it would have run by now
+        metrics = httpGet(port: port, path: "/metrics")
+        XCTAssertTrue(metrics.contains("nv_inference_exec_count{model=\"mobilenet_v2\",version=\"1\"} 0"), metrics)
+    }
+
+    private func connectTo(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard fd >= 0, connected == 0 else { throw XCTSkip("cannot connect to 127.0.0.1:\(port)") }
+        return fd
+    }
+
+    /// The body of GET `path` (Connection: close), or "" on failure.
+    private func httpGet(port: Int, path: String) -> String {
+        guard let fd = try? connectTo(port: port) else { return "" }
+        defer { close(fd) }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            response += buffer[0..<n]
+        }
+        return String(decoding: response, as: UTF8.self)
+    }
+
     /// GET /v2/health/ready answers 200.
     private func readinessProbe(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -240,6 +240,46 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(metrics.contains("nv_inference_exec_count{model=\"mobilenet_v2\",version=\"1\"} 0"), metrics)
     }
 
+    /// A client that connects and sends nothing (or stops half way) is disconnected after the
+    /// idle timeout, and the server keeps answering others.
+    func testIdleClientsAreDisconnected() throws {
+        guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx") else {
+            let message = "no default model: run Scripts/test.sh"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let port = 20000 + Int(getpid() % 1000)
+        let server = Process()
+        server.executableURL = try binary
+        server.arguments = ["serve", "--port", String(port), "--idle-timeout", "1"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        var ready = false
+        for _ in 0..<300 where !ready {
+            usleep(100_000)
+            ready = readinessProbe(port: port)
+        }
+        XCTAssertTrue(ready, "the server did not become ready")
+        let silent = try connectTo(port: port)
+        let halfway = try connectTo(port: port)
+        defer { close(silent); close(halfway) }
+        let partial = Array("POST /v2/models/mobilenet_v2/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc".utf8)
+        _ = partial.withUnsafeBytes { send(halfway, $0.baseAddress, $0.count, 0) }
+        let start = Date()
+        var buffer = [UInt8](repeating: 0, count: 256)
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        for fd in [silent, halfway] {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var n = 1
+            while n > 0 { n = recv(fd, &buffer, buffer.count, 0) }  // 0 = closed by the server
+            XCTAssertEqual(n, 0, "the server should close an idle connection")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 4, "closed after about the 1 s idle timeout")
+        XCTAssertTrue(readinessProbe(port: port), "the server still answers")
+    }
+
     private func connectTo(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()

@@ -158,13 +158,13 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     /// Runs one batch synchronously on the calling thread: `input` holds `batch` items in the
     /// model's input layout; returns `batch` items of output. For tests and tools.
     public func infer(_ input: [Float], batch: Int = 1) throws -> [Float] {
-        let plan = try plan(for: batch)
-        let perItem = graph.values[graph.inputs[0]].shape!.resolved(batch: symbolicBatch ? batch : 1).reduce(1, *)
-        guard input.count == perItem else {
-            throw ModelError.invalidInput("expected \(perItem) input values for batch \(batch), got \(input.count)")
+        let n = symbolicBatch ? batch : 1
+        let expected = graph.values[graph.inputs[0]].shape!.resolved(batch: n).reduce(1, *)
+        guard input.count == expected else {
+            throw ModelError.invalidInput("expected \(expected) input values for batch \(batch), got \(input.count)")
         }
         var copy = input
-        var out = [Float](repeating: 0, count: plan.outputCount)
+        var out = [Float](repeating: 0, count: graph.values[graph.outputs[0]].shape!.resolved(batch: n).reduce(1, *))
         try copy.withUnsafeMutableBufferPointer { x in
             try out.withUnsafeMutableBufferPointer { y in
                 try execute(input: x.baseAddress!, output: y.baseAddress!, count: symbolicBatch ? batch : 1)

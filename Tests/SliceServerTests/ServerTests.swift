@@ -217,6 +217,20 @@ final class ServerTests: XCTestCase {
         }
     }
 
+    func testRequestTimeoutGives429() async throws {
+        let (server, _) = try makeServer()
+        try await app(server).test(.router) { client in
+            // A 1 µs timeout expires while the request waits for its batch (100 µs queue delay).
+            let request: [String: Any] = ["inputs": [["name": "input", "shape": [1, 3, 224, 224], "datatype": "FP32",
+                                                      "data": [Double](repeating: 0, count: 150528)]],
+                                          "parameters": ["timeout": 1]]
+            try await client.execute(uri: "/v2/models/mobilenet_v2/infer", method: .post, body: try jsonBody(request)) { r in
+                XCTAssertEqual(r.status, .tooManyRequests)
+                XCTAssertEqual(try json(r)["error"] as? String, "the request timed out in the queue")
+            }
+        }
+    }
+
     func testNotReadyRefusesInference() async throws {
         let (server, _) = try makeServer(ready: false)
         try await app(server).test(.router) { client in

@@ -6,6 +6,8 @@ actor InstanceState {
         var info: QueuedRequest
         var input: InferenceInput
         var continuation: CheckedContinuation<[ItemOutput], Error>
+        /// Nanoseconds spent in the queue, set when dispatched.
+        var queued: UInt64 = 0
     }
 
     private let config: BatchingConfig
@@ -22,17 +24,25 @@ actor InstanceState {
     private var averageBatchNanoseconds: UInt64?
     private(set) var statistics = InstanceStatistics()
 
-    init(config: BatchingConfig, clock: any SchedulerClock) {
+    private let events: InstanceEventHandler?
+
+    init(config: BatchingConfig, clock: any SchedulerClock, events: InstanceEventHandler?) {
         self.config = config
         self.clock = clock
+        self.events = events
     }
+
+    private func reportDepth() { events?(.depth(queuedItems: queuedItems, inFlight: statistics.inFlight)) }
 
     func nextID() -> UInt64 {
         lastID += 1
         return lastID
     }
 
-    private func fail(_ reason: String) { statistics.failures[reason, default: 0] += 1 }
+    private func fail(_ reason: String) {
+        statistics.failures[reason, default: 0] += 1
+        events?(.failed(reason: reason))
+    }
 
     func enqueue(id: UInt64, input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
         if cancelledEarly.remove(id) != nil {
@@ -66,6 +76,7 @@ actor InstanceState {
             queuedItems += input.items
             statistics.queuedItems = queuedItems
             statistics.inFlight += 1
+            reportDepth()
             signal()
         }
     }
@@ -79,6 +90,7 @@ actor InstanceState {
         statistics.queuedItems = queuedItems
         statistics.inFlight -= 1
         fail("cancelled")
+        reportDepth()
         request.continuation.resume(throwing: InferenceError.cancelled)
         signal()
     }
@@ -94,6 +106,7 @@ actor InstanceState {
             statistics.inFlight -= 1
             fail("timeout")
             request.continuation.resume(throwing: InferenceError.timedOut)
+            reportDepth()
         }
         statistics.queuedItems = queuedItems
         let decision = BatchingPolicy.decide(queue: pending.values.map(\.info), now: now, busy: false, config: config)
@@ -106,13 +119,15 @@ actor InstanceState {
     /// Removes the dispatched requests from the queue, in batch order.
     func take(_ ids: [UInt64]) -> [Pending] {
         let now = clock.now()
-        let batch = ids.compactMap { pending.removeValue(forKey: $0) }
+        var batch = ids.compactMap { pending.removeValue(forKey: $0) }
+        for i in batch.indices { batch[i].queued = now &- batch[i].info.enqueuedAt }
         for request in batch {
             queuedItems -= request.info.items
             statistics.queueNanoseconds &+= now &- request.info.enqueuedAt
             statistics.queueDuration.observe(Double(now &- request.info.enqueuedAt) * 1e-9)
         }
         statistics.queuedItems = queuedItems
+        reportDepth()
         return batch
     }
 
@@ -127,6 +142,8 @@ actor InstanceState {
             statistics.inferredItems += items
             let total = results.preprocessNanoseconds &+ results.computeNanoseconds
             averageBatchNanoseconds = averageBatchNanoseconds.map { ($0 * 7 + total) / 8 } ?? total
+            events?(.executed(items: items, preprocessSeconds: Double(results.preprocessNanoseconds) * 1e-9,
+                              computeSeconds: Double(results.computeNanoseconds) * 1e-9))
         }
         let now = clock.now()
         for (request, result) in zip(batch, results.perRequest) {
@@ -135,12 +152,15 @@ actor InstanceState {
             switch result {
             case .success(let outputs):
                 statistics.successes += 1
+                events?(.completed(queueSeconds: Double(request.queued) * 1e-9,
+                                   totalSeconds: Double(now &- request.info.enqueuedAt) * 1e-9))
                 request.continuation.resume(returning: outputs)
             case .failure(let error):
                 fail(InstanceState.reason(error))
                 request.continuation.resume(throwing: error)
             }
         }
+        reportDepth()
     }
 
     static func reason(_ error: InferenceError) -> String {
@@ -188,6 +208,7 @@ actor InstanceState {
         }
         pending.removeAll()
         queuedItems = 0
+        reportDepth()
         signal()
     }
 }

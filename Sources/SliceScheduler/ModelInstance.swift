@@ -31,6 +31,20 @@ public enum InferenceError: Error, Sendable, Equatable {
     case executionFailed(String)
 }
 
+/// What an instance reports as it happens, for a metrics registry.
+public enum InstanceEvent: Sendable {
+    /// A request answered: time in the queue and from queue entry to answer, seconds.
+    case completed(queueSeconds: Double, totalSeconds: Double)
+    /// A request failed or was refused, with the reason label.
+    case failed(reason: String)
+    /// A batch ran: items, preprocessing and execution seconds.
+    case executed(items: Int, preprocessSeconds: Double, computeSeconds: Double)
+    /// The queue changed: items waiting, requests queued or running.
+    case depth(queuedItems: Int, inFlight: Int)
+}
+
+public typealias InstanceEventHandler = @Sendable (InstanceEvent) -> Void
+
 /// One item's output values (e.g. 1000 logits).
 public typealias ItemOutput = [Float]
 
@@ -71,8 +85,10 @@ public final class ModelInstance: @unchecked Sendable {
     private let state: InstanceState
     private var loop: Task<Void, Never>?
 
+    /// `events`, when given, is called as requests complete or fail and batches run (on the
+    /// instance's own executor, so it must be quick and thread-safe).
     public init(name: String, executor: any Executor, preprocessor: (any Preprocessor)?, options: PreprocessOptions,
-                config: BatchingConfig, clock: any SchedulerClock = SystemClock()) throws {
+                config: BatchingConfig, clock: any SchedulerClock = SystemClock(), events: InstanceEventHandler? = nil) throws {
         if let problem = config.problem { throw InferenceError.unavailable("bad batching configuration: \(problem)") }
         guard config.maxBatchSize <= executor.maxBatch else {
             throw InferenceError.unavailable("max batch size \(config.maxBatchSize) exceeds the executor's \(executor.maxBatch)")
@@ -83,7 +99,7 @@ public final class ModelInstance: @unchecked Sendable {
         self.options = options
         self.config = config
         self.clock = clock
-        state = InstanceState(config: config, clock: clock)
+        state = InstanceState(config: config, clock: clock, events: events)
         let input = try executor.makeInputBuffer(capacity: config.maxBatchSize)
         let output = try OutputBuffer(itemShape: executor.outputShape, capacity: config.maxBatchSize)
         let runner = BatchRunner(executor: executor, preprocessor: preprocessor, options: options, input: input, output: output)

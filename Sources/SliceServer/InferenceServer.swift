@@ -29,11 +29,14 @@ public struct ServerConfiguration: Sendable {
 public final class InferenceServer: Sendable {
     public let models: [ServedModel]
     public let configuration: ServerConfiguration
+    /// The registry behind GET /metrics; give each instance `metrics.handler(...)`.
+    public let metrics: ServerMetrics
     private let readiness = Readiness()
 
-    public init(models: [ServedModel], configuration: ServerConfiguration) {
+    public init(models: [ServedModel], configuration: ServerConfiguration, metrics: ServerMetrics) {
         self.models = models
         self.configuration = configuration
+        self.metrics = metrics
     }
 
     /// Marks the server ready (after every instance has run its warm-up batch) or not.
@@ -78,8 +81,8 @@ public final class InferenceServer: Sendable {
                 try await handleAsync { try await classify(request, context) }
             }
         }
-        router.get("/metrics") { [self] _, _ in
-            let text = await Metrics.render(models)
+        router.get("/metrics") { [metrics] _, _ in
+            let text = metrics.render()
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         return router

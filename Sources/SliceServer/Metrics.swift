@@ -1,55 +1,66 @@
+import Prometheus
 import SliceScheduler
 
-/// Prometheus text exposition of the server's counters. Triton's names where a Triton user would
-/// look for them; SliceServe's own under `sliceserve_`.
-enum Metrics {
-    static func render(_ models: [ServedModel]) async -> String {
-        var success = "", failure = "", count = "", exec = "", queue = "", compute = "", preprocess = "", depth = ""
-        var inflight = "", busy = "", requestHistogram = "", queueHistogram = "", batchHistogram = ""
-        for model in models {
-            let s = await model.instance.statistics
-            let labels = "model=\"\(model.name)\",version=\"\(model.version)\""
-            success += "nv_inference_request_success{\(labels)} \(s.successes)\n"
-            for (reason, n) in s.failures.sorted(by: { $0.key < $1.key }) {
-                failure += "nv_inference_request_failure{\(labels),reason=\"\(reason)\"} \(n)\n"
-            }
-            count += "nv_inference_count{\(labels)} \(s.inferredItems)\n"
-            exec += "nv_inference_exec_count{\(labels)} \(s.executions)\n"
-            queue += "nv_inference_queue_duration_us{\(labels)} \(s.queueNanoseconds / 1000)\n"
-            compute += "nv_inference_compute_infer_duration_us{\(labels)} \(s.computeNanoseconds / 1000)\n"
-            preprocess += "sliceserve_preprocess_duration_us{\(labels)} \(s.preprocessNanoseconds / 1000)\n"
-            depth += "sliceserve_queue_items{\(labels)} \(s.queuedItems)\n"
-            inflight += "sliceserve_inflight_requests{\(labels)} \(s.inFlight)\n"
-            busy += "sliceserve_instance_busy_seconds_total{\(labels),instance=\"\(model.executor.name)\"} \(Double(s.busyNanoseconds) * 1e-9)\n"
-            requestHistogram += histogram("sliceserve_request_duration_seconds", labels, s.requestDuration)
-            queueHistogram += histogram("sliceserve_queue_duration_seconds", labels, s.queueDuration)
-            batchHistogram += histogram("sliceserve_batch_size", labels, s.batchSize)
-        }
-        func family(_ name: String, _ type: String, _ help: String, _ body: String) -> String {
-            "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" + body
-        }
-        return [
-            family("nv_inference_request_success", "counter", "Successful inference requests.", success),
-            family("nv_inference_request_failure", "counter", "Failed inference requests, by reason.", failure),
-            family("nv_inference_count", "counter", "Inferences performed (one per item of a batch).", count),
-            family("nv_inference_exec_count", "counter", "Batches executed.", exec),
-            family("nv_inference_queue_duration_us", "counter", "Cumulative time requests waited in the queue, microseconds.", queue),
-            family("nv_inference_compute_infer_duration_us", "counter", "Cumulative model execution time, microseconds.", compute),
-            family("sliceserve_preprocess_duration_us", "counter", "Cumulative preprocessing time (decode, resize, normalize), microseconds.", preprocess),
-            family("sliceserve_queue_items", "gauge", "Items waiting in the instance's queue.", depth),
-            family("sliceserve_inflight_requests", "gauge", "Requests queued or in a running batch.", inflight),
-            family("sliceserve_instance_busy_seconds_total", "counter", "Time the instance spent preprocessing and executing.", busy),
-            family("sliceserve_request_duration_seconds", "histogram", "From entering the queue to the answer, for requests that reached a batch.", requestHistogram),
-            family("sliceserve_queue_duration_seconds", "histogram", "Time requests waited in the queue.", queueHistogram),
-            family("sliceserve_batch_size", "histogram", "Items per executed batch.", batchHistogram),
-        ].joined()
+/// The server's Prometheus metrics (swift-prometheus), fed by each instance's events as they
+/// happen. Triton's names where a Triton user would look for them; SliceServe's own under
+/// `sliceserve_`.
+public final class ServerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+
+    public init() {}
+
+    private func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
-    private static func histogram(_ name: String, _ labels: String, _ h: Histogram) -> String {
-        var text = ""
-        for (bound, total) in zip(h.bounds.map { "\($0)" } + ["+Inf"], h.cumulative) {
-            text += "\(name)_bucket{\(labels),le=\"\(bound)\"} \(total)\n"
+    /// The event handler for one model's instance; pass it to `ModelInstance(events:)`.
+    public func handler(model: String, version: String = "1", instance: String) -> InstanceEventHandler {
+        let labels = [("model", model), ("version", version)]
+        let r = registry
+        let success = r.makeCounter(descriptor: descriptor("nv_inference_request_success", "Successful inference requests."), labels: labels)
+        let count = r.makeCounter(descriptor: descriptor("nv_inference_count", "Inferences performed (one per item of a batch)."), labels: labels)
+        let exec = r.makeCounter(descriptor: descriptor("nv_inference_exec_count", "Batches executed."), labels: labels)
+        let queue = r.makeCounter(descriptor: descriptor("nv_inference_queue_duration_us", "Cumulative time requests waited in the queue, microseconds."), labels: labels)
+        let compute = r.makeCounter(descriptor: descriptor("nv_inference_compute_infer_duration_us", "Cumulative model execution time, microseconds."), labels: labels)
+        let preprocess = r.makeCounter(descriptor: descriptor("sliceserve_preprocess_duration_us", "Cumulative preprocessing time (decode, resize, normalize), microseconds."), labels: labels)
+        let busy = r.makeCounter(descriptor: descriptor("sliceserve_instance_busy_seconds_total", "Time the instance spent preprocessing and executing."),
+                                 labels: labels + [("instance", instance)])
+        let depth = r.makeGauge(descriptor: descriptor("sliceserve_queue_items", "Items waiting in the instance's queue."), labels: labels)
+        let inflight = r.makeGauge(descriptor: descriptor("sliceserve_inflight_requests", "Requests queued or in a running batch."), labels: labels)
+        let latency = Histogram.latency().bounds
+        let requestDuration = r.makeValueHistogram(
+            descriptor: descriptor("sliceserve_request_duration_seconds", "From entering the queue to the answer, for requests answered successfully."),
+            labels: labels, buckets: latency)
+        let queueDuration = r.makeValueHistogram(descriptor: descriptor("sliceserve_queue_duration_seconds", "Time requests waited in the queue."),
+                                                 labels: labels, buckets: latency)
+        let batchSize = r.makeValueHistogram(descriptor: descriptor("sliceserve_batch_size", "Items per executed batch."),
+                                             labels: labels, buckets: Histogram.batchSize().bounds)
+        // The failure counter family is created on first use of each reason.
+        let failureName = "nv_inference_request_failure", failureHelp = "Failed inference requests, by reason."
+        return { event in
+            switch event {
+            case .completed(let queueSeconds, let totalSeconds):
+                success.increment()
+                queueDuration.record(queueSeconds)
+                requestDuration.record(totalSeconds)
+                queue.increment(by: Int64(queueSeconds * 1e6))
+            case .failed(let reason):
+                r.makeCounter(descriptor: MetricNameDescriptor(metricName: failureName, unitName: "", helpText: failureHelp),
+                              labels: labels + [("reason", reason)]).increment()
+            case .executed(let items, let preprocessSeconds, let computeSeconds):
+                exec.increment()
+                count.increment(by: Int64(items))
+                batchSize.record(Double(items))
+                preprocess.increment(by: Int64(preprocessSeconds * 1e6))
+                compute.increment(by: Int64(computeSeconds * 1e6))
+                busy.increment(by: preprocessSeconds + computeSeconds)
+            case .depth(let queuedItems, let inFlight):
+                depth.set(Double(queuedItems))
+                inflight.set(Double(inFlight))
+            }
         }
-        return text + "\(name)_sum{\(labels)} \(h.sum)\n\(name)_count{\(labels)} \(h.count)\n"
     }
+
+    /// The Prometheus text exposition.
+    public func render() -> String { registry.emitToString() }
 }

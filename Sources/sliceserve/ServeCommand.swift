@@ -94,13 +94,15 @@ struct ServeCommand: AsyncParsableCommand {
                                       maxQueueDelayNanoseconds: maxQueueDelayUs * 1000, maxQueueSize: maxQueue,
                                       defaultTimeoutNanoseconds: timeoutUs == 0 ? nil : timeoutUs * 1000)
         var served: [ServedModel] = []
+        let metrics = ServerMetrics()
         do {
             let preprocessor = try CPUPreprocessor(threads: try threads())
             for path in models.isEmpty ? [ModelDirectory.defaultPath] : models {
                 let directory = try ModelDirectory(path: path)
                 let executor = try CPUExecutor(modelFile: directory.modelPath, threads: try threads(), maxBatch: maxBatch)
                 let instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: preprocessor,
-                                                 options: directory.preprocessOptions, config: batching)
+                                                 options: directory.preprocessOptions, config: batching,
+                                                 events: metrics.handler(model: directory.config.name, instance: executor.name))
                 served.append(ServedModel(name: directory.config.name, directory: directory, instance: instance))
                 logger.info("loaded model", metadata: ["model": "\(directory.config.name)", "path": "\(path)",
                                                       "instance": "cpu, \(executor.threads) threads, max batch \(maxBatch)"])
@@ -112,7 +114,7 @@ struct ServeCommand: AsyncParsableCommand {
             Self.fail(CLIFailure(message: "two model directories have the same name", exitCode: CLIFailure.modelError))
         }
         let server = InferenceServer(models: served, configuration: ServerConfiguration(
-            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout))
+            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout), metrics: metrics)
         let app = server.application(logger: logger)
         // Warm up each instance with one batch, then report ready.
         let address = "http://\(host):\(port)"

@@ -28,11 +28,13 @@ final class ServerTests: XCTestCase {
         }
         let directory = try ModelDirectory(path: path)
         let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 2, maxBatch: 8)
+        let metrics = ServerMetrics()
         let instance = try ModelInstance(name: "mobilenet_v2", executor: executor, preprocessor: try CPUPreprocessor(threads: 2),
                                          options: directory.preprocessOptions,
-                                         config: BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 100_000))
+                                         config: BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 100_000),
+                                         events: metrics.handler(model: "mobilenet_v2", instance: "cpu"))
         let server = InferenceServer(models: [ServedModel(name: "mobilenet_v2", directory: directory, instance: instance)],
-                                     configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes))
+                                     configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes), metrics: metrics)
         server.setReady(ready)
         return (server, executor)
     }
@@ -166,7 +168,8 @@ final class ServerTests: XCTestCase {
                 let text = String(buffer: r.body)
                 let labels = "model=\"mobilenet_v2\",version=\"1\""
                 for line in ["nv_inference_request_success{\(labels)} 4", "nv_inference_request_failure{\(labels),reason=\"bad_input\"} 1",
-                             "sliceserve_request_duration_seconds_count{\(labels)} 5", "sliceserve_inflight_requests{\(labels)} 0",
+                             "sliceserve_request_duration_seconds_count{\(labels)} 4", "sliceserve_inflight_requests{\(labels)} ",
+                             "sliceserve_batch_size_count{\(labels)} ",
                              "# TYPE sliceserve_batch_size histogram"] {
                     XCTAssertTrue(text.contains(line), "metrics lack '\(line)':\n\(text)")
                 }

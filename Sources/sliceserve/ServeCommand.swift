@@ -53,6 +53,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Most items queued per instance; more get HTTP 429 at once.")
     var maxQueue = 512
 
+    @Option(help: "Priority levels (1 = highest); a request's \"priority\" parameter picks one, higher levels batch first.")
+    var priorityLevels = 1
+
     @Option(name: .customLong("timeout-us"), help: "Default request timeout in microseconds (0: none); requests may set their own.")
     var timeoutUs: UInt64 = 0
 
@@ -65,6 +68,7 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535") }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard priorityLevels >= 1 else { throw ValidationError("--priority-levels must be at least 1") }
         _ = try threads()
         _ = try preferred()
     }
@@ -92,7 +96,8 @@ struct ServeCommand: AsyncParsableCommand {
         let started = ContinuousClock.now
         let batching = BatchingConfig(maxBatchSize: maxBatch, preferredBatchSizes: try preferred(),
                                       maxQueueDelayNanoseconds: maxQueueDelayUs * 1000, maxQueueSize: maxQueue,
-                                      defaultTimeoutNanoseconds: timeoutUs == 0 ? nil : timeoutUs * 1000)
+                                      defaultTimeoutNanoseconds: timeoutUs == 0 ? nil : timeoutUs * 1000,
+                                      priorityLevels: priorityLevels)
         var served: [ServedModel] = []
         let metrics = ServerMetrics()
         do {

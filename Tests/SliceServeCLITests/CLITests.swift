@@ -151,34 +151,45 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(badTopK.status, 64)
     }
 
+    /// Starts `sliceserve serve` with `arguments` on a free-ish port and waits (30 s at most) for
+    /// readiness. Skips, or fails under CI, when the default model is missing. Output goes to
+    /// `log` when given.
+    private func startServer(_ arguments: [String], portBase: Int, log: Pipe? = nil) throws -> (Process, Int) {
+        guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx") else {
+            let message = "no default model: run Scripts/test.sh"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let port = portBase + Int(getpid() % 1000)
+        let server = Process()
+        server.executableURL = try binary
+        server.arguments = ["serve", "--port", String(port)] + arguments
+        server.standardOutput = log ?? FileHandle.nullDevice
+        server.standardError = log ?? FileHandle.nullDevice
+        try server.run()
+        var ready = false
+        for _ in 0..<300 where !ready {
+            usleep(100_000)
+            ready = readinessProbe(port: port)
+        }
+        XCTAssertTrue(ready, "the server did not become ready")
+        return (server, port)
+    }
+
     /// `sliceserve serve` as a process, driven by Triton's own Python client (tritonclient[http]),
     /// then stopped with SIGTERM: it must exit 0.
     func testServeWorksWithTritonClientAndStopsGracefully() throws {
         let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let python = root.appendingPathComponent(".venv/bin/python").path
         let photos = root.appendingPathComponent(".cache/oracles/preprocess").path
-        guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx"),
-              FileManager.default.isExecutableFile(atPath: python) else {
-            let message = "no default model or .venv: run Scripts/test.sh"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            let message = "no .venv: run Scripts/test.sh"
             if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
             throw XCTSkip(message)
         }
-        let port = 18000 + Int(getpid() % 1000)
-        let server = Process()
-        server.executableURL = try binary
-        server.arguments = ["serve", "--port", String(port), "--max-batch", "8", "--slices", "cpu:2"]
         let log = Pipe()
-        server.standardOutput = log
-        server.standardError = log
-        try server.run()
+        let (server, port) = try startServer(["--max-batch", "8", "--slices", "cpu:2"], portBase: 18000, log: log)
         defer { if server.isRunning { server.terminate() } }
-        // Wait for readiness (the warm-up batch), at most 30 s.
-        var ready = false
-        for _ in 0..<300 where !ready {
-            usleep(100_000)
-            ready = (try? run(["--version"])) != nil && readinessProbe(port: port)
-        }
-        XCTAssertTrue(ready, "the server did not become ready")
         let check = Process()
         check.executableURL = URL(fileURLWithPath: python)
         check.arguments = [root.appendingPathComponent("Tests/Integration/tritonclient_check.py").path,
@@ -201,26 +212,9 @@ final class CLITests: XCTestCase {
     /// A client that sends a request and goes away while it waits in the queue: the request is
     /// cancelled (counted as such) and never reaches a batch.
     func testDisconnectedClientsRequestIsDropped() throws {
-        guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx") else {
-            let message = "no default model: run Scripts/test.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
-            throw XCTSkip(message)
-        }
-        let port = 19000 + Int(getpid() % 1000)
-        let server = Process()
-        server.executableURL = try binary
         // A 3 s queue delay: a lone request waits in the queue long enough to leave.
-        server.arguments = ["serve", "--port", String(port), "--max-queue-delay-us", "3000000"]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let (server, port) = try startServer(["--max-queue-delay-us", "3000000"], portBase: 19000)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
-        var ready = false
-        for _ in 0..<300 where !ready {
-            usleep(100_000)
-            ready = readinessProbe(port: port)
-        }
-        XCTAssertTrue(ready, "the server did not become ready")
         let image = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
         let fd = try connectTo(port: port)
         let head = "POST /v2/models/mobilenet_v2/classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\nContent-Length: \(image.count)\r\n\r\n"
@@ -243,25 +237,8 @@ final class CLITests: XCTestCase {
     /// A client that connects and sends nothing (or stops half way) is disconnected after the
     /// idle timeout, and the server keeps answering others.
     func testIdleClientsAreDisconnected() throws {
-        guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx") else {
-            let message = "no default model: run Scripts/test.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
-            throw XCTSkip(message)
-        }
-        let port = 20000 + Int(getpid() % 1000)
-        let server = Process()
-        server.executableURL = try binary
-        server.arguments = ["serve", "--port", String(port), "--idle-timeout", "1"]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let (server, port) = try startServer(["--idle-timeout", "1"], portBase: 20000)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
-        var ready = false
-        for _ in 0..<300 where !ready {
-            usleep(100_000)
-            ready = readinessProbe(port: port)
-        }
-        XCTAssertTrue(ready, "the server did not become ready")
         let silent = try connectTo(port: port)
         let halfway = try connectTo(port: port)
         defer { close(silent); close(halfway) }

@@ -95,6 +95,12 @@ enum Kernels {
 
     // MARK: Normalization and pooling (NCHW)
 
+    /// BatchNormalization's per-channel multiplier, gamma / sqrt(var + epsilon): shared by the
+    /// folding pass and the standalone kernel so both use the same arithmetic.
+    static func batchNormScale(gamma: [Float], variance: [Float], epsilon: Float) -> [Float] {
+        zip(gamma, variance).map { $0 / ($1 + epsilon).squareRoot() }
+    }
+
     static func batchNorm(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, channels: Int, plane: Int,
                           scale: [Float], shift: [Float]) {
         for n in 0..<batch {

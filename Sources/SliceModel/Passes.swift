@@ -62,9 +62,10 @@ extension Graph {
             var w = weight.floats
             let oldBias = nodes[convIndex].inputs.count > 2 ? constantValue(nodes[convIndex].inputs[2])?.floats : nil
             var bias = [Float](repeating: 0, count: m)
-            let (g, b, mu, v) = (scale.floats, shift.floats, mean.floats, variance.floats)
+            let (b, mu) = (shift.floats, mean.floats)
+            let multiplier = Kernels.batchNormScale(gamma: scale.floats, variance: variance.floats, epsilon: eps)
             for o in 0..<m {
-                let s = g[o] / (v[o] + eps).squareRoot()
+                let s = multiplier[o]
                 for i in 0..<perOutput { w[o * perOutput + i] *= s }
                 bias[o] = ((oldBias?[o] ?? 0) - mu[o]) * s + b[o]
             }

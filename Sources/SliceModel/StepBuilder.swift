@@ -76,7 +76,7 @@ enum StepBuilder {
             let eps = node.float("epsilon", default: 1e-5)
             let (g, b, m, v) = (graph.values[try input(1)].constant!.floats, graph.values[try input(2)].constant!.floats,
                                 graph.values[try input(3)].constant!.floats, graph.values[try input(4)].constant!.floats)
-            let scale = (0..<s[1]).map { g[$0] / (v[$0] + eps).squareRoot() }
+            let scale = Kernels.batchNormScale(gamma: g, variance: v, epsilon: eps)
             let shift = (0..<s[1]).map { b[$0] - m[$0] * scale[$0] }
             let plane = s.dropFirst(2).reduce(1, *)
             return ({ _ in Kernels.batchNorm(table[x], table[y], batch: s[0], channels: s[1], plane: plane, scale: scale, shift: shift) }, 0)

@@ -109,17 +109,4 @@ enum HalfFloat {
         if remainder > 0x1000 || (remainder == 0x1000 && half & 1 == 1) { half += 1 }
         return sign | UInt16(half)
     }
-
-    static func value(of bits: UInt16) -> Float {
-        let sign = UInt32(bits & 0x8000) << 16
-        let exponent = Int((bits >> 10) & 0x1F)
-        let mantissa = UInt32(bits & 0x3FF)
-        if exponent == 0 {
-            return (sign != 0 ? -1 : 1) * Float(mantissa) * 0x1p-24
-        }
-        if exponent == 0x1F {
-            return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
-        }
-        return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | (mantissa << 13))
-    }
 }

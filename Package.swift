@@ -1,8 +1,8 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layers point one way: sliceserve (CLI) → SlicePreprocess → SliceCore, CSliceServe.
-// Later issues add SliceModel, SliceGPU, SliceSlices, SliceScheduler and SliceServer beside them.
+// Layers point one way: sliceserve (CLI) → SliceServer → SliceScheduler → SliceModel, SliceGPU,
+// SlicePreprocess → SliceCore, CSliceServe. CUDA is never linked: CSliceServe loads it at run time.
 //
 // The hot preprocessing loops are written for AVX2-class CPUs, but the binary must start on any
 // x86-64: the C kernels pick their ISA at run time (see CKernels/cpu_features.c), the Swift code
@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SliceCore", targets: ["SliceCore"]),
         .library(name: "SlicePreprocess", targets: ["SlicePreprocess"]),
         .library(name: "SliceModel", targets: ["SliceModel"]),
+        .library(name: "SliceGPU", targets: ["SliceGPU"]),
         .library(name: "SliceScheduler", targets: ["SliceScheduler"]),
     ],
     dependencies: [
@@ -26,21 +27,24 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
     ],
     targets: [
-        // The C shim: TurboJPEG glue and CPU feature detection now; the run-time CUDA loader later.
+        // The C shim: TurboJPEG glue, CPU features and kernels, the run-time CUDA loader, and the
+        // CUDA C sources in CKernels/kernels (embedded with #embed, compiled at run time by NVRTC).
         .target(
             name: "CSliceServe",
             path: "CKernels",
+            exclude: ["kernels"],
             cSettings: [.unsafeFlags(["-O3", "-std=gnu11", "-ffp-contract=fast"])],
-            linkerSettings: [.linkedLibrary("turbojpeg")]
+            linkerSettings: [.linkedLibrary("turbojpeg"), .linkedLibrary("dl"), .linkedLibrary("pthread")]
         ),
         .target(name: "SliceCore"),
         .target(name: "SlicePreprocess", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
+        .target(name: "SliceGPU", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
         .target(
             name: "SliceServer",
             dependencies: [
-                "SliceCore", "SliceModel", "SliceScheduler",
+                "SliceCore", "SliceModel", "SliceScheduler", "SliceGPU",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -51,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "SliceModel", "SliceScheduler", "SliceServer", "CSliceServe",
+                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceScheduler", "SliceServer", "CSliceServe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -63,11 +67,12 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),
+        .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "CSliceServe"]),
         .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess"]),
         .testTarget(
             name: "SliceServerTests",
             dependencies: [
-                "SliceServer", "SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess",
+                "SliceServer", "SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

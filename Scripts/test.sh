@@ -10,6 +10,13 @@ bash Scripts/setup.sh
 .venv/bin/python Scripts/models.py      # the real models (verified against a float64 reference)
 .venv/bin/python Scripts/oracles.py     # Pillow / onnxruntime references
 
+# NVRTC from the nvidia-cuda-nvrtc wheel: the tests compile every CUDA kernel with it (no GPU
+# needed). A user's own SLICESERVE_LIBNVRTC wins.
+if [ -z "${SLICESERVE_LIBNVRTC:-}" ]; then
+    nvrtc=$(ls .venv/lib/python3*/site-packages/nvidia/cu13/lib/libnvrtc.so.13 2>/dev/null | head -n1 || true)
+    [ -n "$nvrtc" ] && export SLICESERVE_LIBNVRTC="$root/$nvrtc"
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

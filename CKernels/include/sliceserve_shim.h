@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The run-time CUDA loader and the embedded kernel sources (included here so that one header is
+// the whole API, and a change to it invalidates clang's cached module).
+#include "sliceserve_cuda.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

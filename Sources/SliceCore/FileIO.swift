@@ -49,6 +49,31 @@ public enum FileIO {
         if failure != 0 { throw .io(path: path, reason: reason(failure)) }
     }
 
+    /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so that
+    /// readers (other processes too) see either the old file or the whole new one.
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8]) throws(SliceError) {
+        let temporary = path + ".tmp.\(getpid()).\(UInt32.random(in: 0 ... .max))"
+        try write(temporary, bytes)
+        if rename(temporary, path) != 0 {
+            let failure = errno
+            unlink(temporary)
+            throw .io(path: path, reason: reason(failure))
+        }
+    }
+
+    /// Creates `path` and any missing parents (like `mkdir -p`).
+    public static func makeDirectories(_ path: String) throws(SliceError) {
+        if isDirectory(path) { return }
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw .io(path: prefix, reason: reason(errno))
+            }
+        }
+        guard isDirectory(path) else { throw .io(path: path, reason: "exists and is not a directory") }
+    }
+
     /// Whether `path` names a regular file (or a link to one).
     public static func isFile(_ path: String) -> Bool {
         var info = stat()

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import SliceCore
+import SliceGPU
 import SliceModel
 import SliceScheduler
 
@@ -31,12 +32,16 @@ public final class InferenceServer: Sendable {
     public let configuration: ServerConfiguration
     /// The registry behind GET /metrics; give each instance `metrics.handler(...)`.
     public let metrics: ServerMetrics
+    /// What GET /v2/health/details reports about CUDA libraries and GPUs.
+    public let accelerators: GPUReport?
     private let readiness = Readiness()
 
-    public init(models: [ServedModel], configuration: ServerConfiguration, metrics: ServerMetrics) {
+    public init(models: [ServedModel], configuration: ServerConfiguration, metrics: ServerMetrics,
+                accelerators: GPUReport? = nil) {
         self.models = models
         self.configuration = configuration
         self.metrics = metrics
+        self.accelerators = accelerators
     }
 
     /// Marks the server ready (after every instance has run its warm-up batch) or not.
@@ -58,6 +63,7 @@ public final class InferenceServer: Sendable {
         }
         router.get("/v2/health/live") { _, _ in Response(status: .ok) }
         router.get("/v2/health/ready") { [self] _, _ in Response(status: isReady ? .ok : .serviceUnavailable) }
+        router.get("/v2/health/details") { [self] _, _ in Self.json(healthDetails()) }
         router.post("/v2/repository/index") { [self] _, _ in
             Self.json(models.flatMap { [$0.name, $0.jpegName] }.map { ["name": $0, "version": "1", "state": isReady ? "READY" : "UNAVAILABLE"] })
         }
@@ -222,6 +228,19 @@ public final class InferenceServer: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Liveness, readiness, the models, and what loaded of CUDA (library, version, path, or why not).
+    func healthDetails() -> [String: Any] {
+        var details: [String: Any] = [
+            "live": true, "ready": isReady, "version": SliceServeVersion.current,
+            "models": models.map { ["name": $0.name, "instance": $0.executor.name] },
+        ]
+        if let accelerators, let data = try? JSONEncoder().encode(accelerators),
+           let object = try? JSONSerialization.jsonObject(with: data) {
+            details["gpu"] = object
+        }
+        return details
+    }
 
     static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)

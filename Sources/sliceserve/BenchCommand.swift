@@ -12,7 +12,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure SliceServe's components on this machine.",
-        subcommands: [PreprocessBench.self, ModelBench.self])
+        subcommands: [PreprocessBench.self, ModelBench.self, GPUBench.self])
 }
 
 struct PreprocessBench: AsyncParsableCommand {

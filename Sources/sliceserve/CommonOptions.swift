@@ -98,11 +98,14 @@ struct CLIFailure: Error, CustomStringConvertible {
     var exitCode: Int32
     var description: String { message }
 
-    /// Exit codes: 1 = an image was rejected, 2 = a file could not be read or written,
-    /// 3 = the model could not be loaded.
+    /// Exit codes: 1 = an image was rejected (or a self-test failed), 2 = a file could not be
+    /// read or written, 3 = the model could not be loaded, 4 = the GPU or a CUDA library failed,
+    /// 77 = skipped: what the command needs is not on this machine (e.g. no CUDA driver).
     static let imageRejected: Int32 = 1
     static let ioError: Int32 = 2
     static let modelError: Int32 = 3
+    static let gpuError: Int32 = 4
+    static let skipped: Int32 = 77
 }
 
 extension ParsableCommand {

@@ -5,13 +5,21 @@ import FoundationEssentials
 import Foundation
 #endif
 import SliceCore
+import SliceGPU
 import SliceModel
 import SlicePreprocess
 
 struct DoctorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
-        abstract: "Show what this machine offers SliceServe: CPU, SIMD features, libraries.")
+        abstract: "Show what this machine offers SliceServe: CPU, SIMD features, libraries, GPUs.",
+        discussion: """
+            CUDA libraries are loaded at run time: each line says which file loaded and its version, \
+            or every place that was tried and why it failed. Point SLICESERVE_LIBCUDA, \
+            SLICESERVE_LIBNVML, SLICESERVE_LIBNVRTC, SLICESERVE_LIBNVJPEG, SLICESERVE_LIBCUBLASLT or \
+            SLICESERVE_LIBCUDNN at a library's file to load it from there, or set one to "none" to \
+            run without it. Nothing about the GPU is changed.
+            """)
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -19,10 +27,11 @@ struct DoctorCommand: AsyncParsableCommand {
     func run() async throws {
         var report = SystemReport.collect()
         report.cpuKernels = "sgemm \(CPUKernels.sgemmPath)"
+        let gpu = GPUReport.collect()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            print(String(decoding: try encoder.encode(DoctorReport(system: report, gpu: gpu)), as: UTF8.self))
             return
         }
         print("SliceServe \(report.version)")
@@ -35,6 +44,7 @@ struct DoctorCommand: AsyncParsableCommand {
             print("Library:     \(library.name) \(state)")
         }
         print("Kernels:     \(report.cpuKernels ?? "?") (chosen at run time from this CPU)")
+        for line in gpu.lines { print(line) }
         print("Preprocess:  cpu backend, \(report.availableCores) worker threads by default")
         let model = ModelDirectory.defaultPath
         if let directory = try? ModelDirectory(path: model) {
@@ -42,5 +52,19 @@ struct DoctorCommand: AsyncParsableCommand {
         } else {
             print("Model:       none at \(model) (make it with Scripts/models.py)")
         }
+    }
+}
+
+/// `doctor --json`: the system report's fields, plus "gpu".
+struct DoctorReport: Encodable {
+    var system: SystemReport
+    var gpu: GPUReport
+
+    enum Keys: String, CodingKey { case gpu }
+
+    func encode(to encoder: any Encoder) throws {
+        try system.encode(to: encoder)
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(gpu, forKey: .gpu)
     }
 }

@@ -7,6 +7,7 @@ import Foundation
 import Hummingbird
 import Logging
 import SliceCore
+import SliceGPU
 import SliceModel
 import SlicePreprocess
 import SliceScheduler
@@ -118,8 +119,11 @@ struct ServeCommand: AsyncParsableCommand {
         if Set(served.map(\.name)).count != served.count {
             Self.fail(CLIFailure(message: "two model directories have the same name", exitCode: CLIFailure.modelError))
         }
+        // CUDA libraries only (no device is opened while serving on the CPU).
+        let accelerators = GPUReport.collect(openDevices: false)
         let server = InferenceServer(models: served, configuration: ServerConfiguration(
-            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout), metrics: metrics)
+            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout), metrics: metrics,
+            accelerators: accelerators)
         let app = server.application(logger: logger)
         // Warm up each instance with one batch, then report ready.
         let address = "http://\(host):\(port)"

@@ -7,10 +7,11 @@ struct SliceServeCommand: AsyncParsableCommand {
         commandName: "sliceserve",
         abstract: "Serve image models on GPUs cut into slices.",
         discussion: """
-            SliceServe turns JPEG images into model inputs and, in later versions, serves models on \
-            MIG slices and SM partitions of NVIDIA GPUs.
+            SliceServe turns JPEG images into model inputs and serves image models over HTTP \
+            (KServe v2). CUDA is loaded at run time: `sliceserve doctor` shows what was found, and \
+            `sliceserve selftest --gpu` checks a GPU. Serving on GPUs and their slices is not there yet.
             """,
         version: SliceServeVersion.current,
-        subcommands: [ServeCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, BenchCommand.self]
+        subcommands: [ServeCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, SelftestCommand.self, BenchCommand.self]
     )
 }

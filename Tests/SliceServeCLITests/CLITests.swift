@@ -112,6 +112,59 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThanOrEqual(object?["availableCores"] as? Int ?? 0, 1)
     }
 
+    func testDoctorReportsEveryCUDALibrary() throws {
+        let text = try run(["doctor"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        for library in ["libcuda", "nvml", "nvrtc", "nvjpeg", "cublasLt", "cudnn"] {
+            XCTAssertTrue(text.stdout.contains("CUDA lib:    \(library) "), text.stdout)
+        }
+        let json = try run(["doctor", "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let gpu = object?["gpu"] as? [String: Any]
+        let libraries = gpu?["libraries"] as? [[String: Any]] ?? []
+        XCTAssertEqual(libraries.count, 6)
+        XCTAssertNotNil(gpu?["devices"] as? [Any])
+        for library in libraries where (library["loaded"] as? Bool) != true {
+            XCTAssertFalse((library["problem"] as? String ?? "").isEmpty, "\(library)")
+        }
+    }
+
+    func testSelftestOnTheFakeGPUAndWithoutADriver() throws {
+        let fake = try run(["selftest", "--fake"])
+        XCTAssertEqual(fake.status, 0, fake.stdout + fake.stderr)
+        XCTAssertTrue(fake.stdout.contains("0 failed"), fake.stdout)
+        XCTAssertTrue(fake.stdout.contains("ok   kernel-layout-f16"), fake.stdout)
+        let json = try run(["selftest", "--fake", "--json", "--only", "copy-roundtrip,error-bad-launch"])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let devices = object?["devices"] as? [[String: Any]] ?? []
+        XCTAssertEqual(devices.first?["passed"] as? Int, 2)
+        let none = try run(["selftest"])
+        XCTAssertEqual(none.status, 64)
+        XCTAssertTrue(none.stderr.contains("--gpu, --fake or --kernels"), none.stderr)
+        let unknown = try run(["selftest", "--fake", "--only", "nope"])
+        XCTAssertEqual(unknown.status, 64)
+        XCTAssertTrue(unknown.stderr.contains("unknown case nope"), unknown.stderr)
+        if ProcessInfo.processInfo.environment["SLICESERVE_LIBCUDA"] == nil,
+           !FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libcuda.so.1") {
+            let gpu = try run(["selftest", "--gpu"])
+            XCTAssertEqual(gpu.status, 77, gpu.stdout + gpu.stderr)
+            XCTAssertTrue(gpu.stdout.hasPrefix("skipped: no CUDA driver"), gpu.stdout)
+        }
+    }
+
+    func testSelftestCompilesEveryKernel() throws {
+        let result = try run(["selftest", "--kernels"])
+        if result.status == 77 {
+            let message = "no NVRTC for the kernel compile check: \(result.stdout)"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertEqual(result.stdout.components(separatedBy: "\nok   compile").count - 1 + (result.stdout.hasPrefix("ok   compile") ? 1 : 0), 6, result.stdout)
+        XCTAssertFalse(result.stdout.contains("FAIL"), result.stdout)
+    }
+
     func testVersionAndHelp() throws {
         XCTAssertEqual(try run(["--version"]).stdout, "\(SliceServeVersion.current)\n")
         let help = try run(["preprocess", "--help"])

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import SliceCore
+import SliceGPU
 import SliceModel
 import SlicePreprocess
 import SliceScheduler
@@ -34,7 +35,8 @@ final class ServerTests: XCTestCase {
                                          config: BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 100_000),
                                          events: metrics.handler(model: "mobilenet_v2", instance: "cpu"))
         let server = InferenceServer(models: [ServedModel(name: "mobilenet_v2", directory: directory, instance: instance)],
-                                     configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes), metrics: metrics)
+                                     configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes), metrics: metrics,
+                                     accelerators: GPUReport.collect(openDevices: false))
         server.setReady(ready)
         return (server, executor)
     }
@@ -47,8 +49,21 @@ final class ServerTests: XCTestCase {
         try await app(server).test(.router) { client in
             try await client.execute(uri: "/v2/health/live", method: .get) { XCTAssertEqual($0.status, .ok) }
             try await client.execute(uri: "/v2/health/ready", method: .get) { XCTAssertEqual($0.status, .serviceUnavailable) }
+            try await client.execute(uri: "/v2/health/details", method: .get) { r in
+                let details = try json(r)
+                XCTAssertEqual(details["ready"] as? Bool, false)
+                XCTAssertEqual((details["models"] as? [[String: Any]])?.first?["name"] as? String, "mobilenet_v2")
+                let libraries = (details["gpu"] as? [String: Any])?["libraries"] as? [[String: Any]] ?? []
+                XCTAssertEqual(libraries.map { $0["library"] as? String ?? "" }, ["libcuda", "nvml", "nvrtc", "nvjpeg", "cublasLt", "cudnn"])
+                for library in libraries where library["loaded"] as? Bool != true {
+                    XCTAssertFalse((library["problem"] as? String ?? "").isEmpty, "\(library)")
+                }
+            }
             server.setReady(true)
             try await client.execute(uri: "/v2/health/ready", method: .get) { XCTAssertEqual($0.status, .ok) }
+            try await client.execute(uri: "/v2/health/details", method: .get) { r in
+                XCTAssertEqual(try json(r)["ready"] as? Bool, true)
+            }
             try await client.execute(uri: "/v2", method: .get) { r in
                 XCTAssertEqual(try json(r)["name"] as? String, "sliceserve")
             }

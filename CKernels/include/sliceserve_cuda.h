@@ -1,0 +1,263 @@
+// sliceserve_cuda.h: CUDA, NVML, NVRTC, nvJPEG, cuBLASLt and cuDNN, loaded at run time.
+//
+// Nothing here includes a CUDA header or links a CUDA library: each library is opened with
+// dlopen on first use, through one symbol table per library (the X-macro lists below). A missing
+// library or symbol is a status that `ss_lib_info_get` reports, never an abort. The types are our
+// own minimal declarations of what the C API uses; their sizes are the ABI's (checked with
+// _Static_assert in cuda_loader.c).
+//
+// Every function in a table is reachable as `ss_<name>(...)` (e.g. `ss_cuMemAlloc`), which
+// returns the library's own result code, or SS_LIB_NOT_LOADED (-1, never a CUDA code) when the
+// library or that symbol is not available (NULL for functions returning a string, 0 for those
+// returning a version number).
+#ifndef SLICESERVE_CUDA_H
+#define SLICESERVE_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Returned by every `ss_` forwarding function when its library or symbol did not load.
+#define SS_LIB_NOT_LOADED (-1)
+
+// ---------------------------------------------------------------------------------------------
+// Minimal types (the C ABI of the CUDA libraries)
+// ---------------------------------------------------------------------------------------------
+
+typedef int ss_CUresult;
+typedef int ss_CUdevice;
+typedef unsigned long long ss_CUdeviceptr;
+typedef struct ss_CUctx_st *ss_CUcontext;
+typedef struct ss_CUmod_st *ss_CUmodule;
+typedef struct ss_CUfunc_st *ss_CUfunction;
+typedef struct ss_CUstream_st *ss_CUstream;
+typedef struct ss_CUevent_st *ss_CUevent;
+typedef struct ss_CUuuid { unsigned char bytes[16]; } ss_CUuuid;
+
+typedef int ss_nvmlReturn;
+typedef struct ss_nvmlDevice_st *ss_nvmlDevice;
+typedef struct ss_nvmlMemory { unsigned long long total, free, used; } ss_nvmlMemory;
+
+typedef int ss_nvrtcResult;
+typedef struct ss_nvrtcProgram_st *ss_nvrtcProgram;
+
+typedef int ss_nvjpegStatus;
+typedef int ss_cudnnStatus;
+
+/// CUDA device attributes SliceServe reads (values of CUdevice_attribute).
+enum {
+    SS_CU_ATTR_MAX_THREADS_PER_BLOCK = 1,
+    SS_CU_ATTR_MAX_SHARED_MEMORY_PER_BLOCK = 8,
+    SS_CU_ATTR_WARP_SIZE = 10,
+    SS_CU_ATTR_CLOCK_RATE = 13,
+    SS_CU_ATTR_MULTIPROCESSOR_COUNT = 16,
+    SS_CU_ATTR_PCI_BUS_ID = 33,
+    SS_CU_ATTR_PCI_DEVICE_ID = 34,
+    SS_CU_ATTR_MEMORY_CLOCK_RATE = 36,
+    SS_CU_ATTR_GLOBAL_MEMORY_BUS_WIDTH = 37,
+    SS_CU_ATTR_L2_CACHE_SIZE = 38,
+    SS_CU_ATTR_MAX_THREADS_PER_MULTIPROCESSOR = 39,
+    SS_CU_ATTR_ASYNC_ENGINE_COUNT = 40,
+    SS_CU_ATTR_PCI_DOMAIN_ID = 50,
+    SS_CU_ATTR_COMPUTE_CAPABILITY_MAJOR = 75,
+    SS_CU_ATTR_COMPUTE_CAPABILITY_MINOR = 76,
+    SS_CU_ATTR_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR = 81,
+    SS_CU_ATTR_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97,
+};
+
+/// CUDA result codes SliceServe looks at by value (values of CUresult).
+enum {
+    SS_CUDA_SUCCESS = 0,
+    SS_CUDA_ERROR_INVALID_VALUE = 1,
+    SS_CUDA_ERROR_OUT_OF_MEMORY = 2,
+    SS_CUDA_ERROR_NO_DEVICE = 100,
+    SS_CUDA_ERROR_NOT_FOUND = 500,
+    SS_CUDA_ERROR_NOT_READY = 600,
+    SS_CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+};
+
+/// Flags.
+enum {
+    SS_CU_STREAM_NON_BLOCKING = 1,
+    SS_CU_EVENT_DEFAULT = 0,
+    SS_CU_EVENT_DISABLE_TIMING = 2,
+    SS_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 0,
+    SS_CU_FUNC_ATTRIBUTE_NUM_REGS = 4,
+    SS_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Symbol tables. X(return type, name, driver base name or 0, ABI version, required, parameters,
+// arguments). For the driver, symbols are found with cuGetProcAddress(base name, ABI version)
+// where the driver has it, which returns the entry point of that ABI (e.g. cuMemAlloc_v2 for
+// 3020); otherwise, and for the other libraries, with dlsym(name).
+// ---------------------------------------------------------------------------------------------
+
+#define SS_CUDA_SYMBOLS(X)                                                                          \
+    X(ss_CUresult, cuInit, "cuInit", 2000, 1, (unsigned int flags), (flags))                        \
+    X(ss_CUresult, cuDriverGetVersion, "cuDriverGetVersion", 2020, 1, (int *version), (version))    \
+    X(ss_CUresult, cuGetErrorName, "cuGetErrorName", 6000, 1, (ss_CUresult error, const char **name), (error, name)) \
+    X(ss_CUresult, cuGetErrorString, "cuGetErrorString", 6000, 1, (ss_CUresult error, const char **text), (error, text)) \
+    X(ss_CUresult, cuDeviceGetCount, "cuDeviceGetCount", 2000, 1, (int *count), (count))            \
+    X(ss_CUresult, cuDeviceGet, "cuDeviceGet", 2000, 1, (ss_CUdevice *device, int ordinal), (device, ordinal)) \
+    X(ss_CUresult, cuDeviceGetName, "cuDeviceGetName", 2000, 1, (char *name, int length, ss_CUdevice device), (name, length, device)) \
+    X(ss_CUresult, cuDeviceGetAttribute, "cuDeviceGetAttribute", 2000, 1, (int *value, int attribute, ss_CUdevice device), (value, attribute, device)) \
+    X(ss_CUresult, cuDeviceTotalMem_v2, "cuDeviceTotalMem", 3020, 1, (size_t *bytes, ss_CUdevice device), (bytes, device)) \
+    X(ss_CUresult, cuDeviceGetUuid_v2, "cuDeviceGetUuid", 11040, 0, (ss_CUuuid *uuid, ss_CUdevice device), (uuid, device)) \
+    X(ss_CUresult, cuDeviceGetPCIBusId, "cuDeviceGetPCIBusId", 4010, 0, (char *id, int length, ss_CUdevice device), (id, length, device)) \
+    X(ss_CUresult, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 7000, 1, (ss_CUcontext *context, ss_CUdevice device), (context, device)) \
+    X(ss_CUresult, cuDevicePrimaryCtxRelease_v2, "cuDevicePrimaryCtxRelease", 11000, 1, (ss_CUdevice device), (device)) \
+    X(ss_CUresult, cuCtxSetCurrent, "cuCtxSetCurrent", 4000, 1, (ss_CUcontext context), (context))  \
+    X(ss_CUresult, cuCtxSynchronize, "cuCtxSynchronize", 2000, 1, (void), ())                       \
+    X(ss_CUresult, cuMemGetInfo_v2, "cuMemGetInfo", 3020, 1, (size_t *free, size_t *total), (free, total)) \
+    X(ss_CUresult, cuMemAlloc_v2, "cuMemAlloc", 3020, 1, (ss_CUdeviceptr *pointer, size_t bytes), (pointer, bytes)) \
+    X(ss_CUresult, cuMemFree_v2, "cuMemFree", 3020, 1, (ss_CUdeviceptr pointer), (pointer))         \
+    X(ss_CUresult, cuMemAllocHost_v2, "cuMemAllocHost", 3020, 1, (void **pointer, size_t bytes), (pointer, bytes)) \
+    X(ss_CUresult, cuMemFreeHost, "cuMemFreeHost", 2000, 1, (void *pointer), (pointer))             \
+    X(ss_CUresult, cuMemcpyHtoDAsync_v2, "cuMemcpyHtoDAsync", 3020, 1, (ss_CUdeviceptr dst, const void *src, size_t bytes, ss_CUstream stream), (dst, src, bytes, stream)) \
+    X(ss_CUresult, cuMemcpyDtoHAsync_v2, "cuMemcpyDtoHAsync", 3020, 1, (void *dst, ss_CUdeviceptr src, size_t bytes, ss_CUstream stream), (dst, src, bytes, stream)) \
+    X(ss_CUresult, cuMemcpyDtoDAsync_v2, "cuMemcpyDtoDAsync", 3020, 1, (ss_CUdeviceptr dst, ss_CUdeviceptr src, size_t bytes, ss_CUstream stream), (dst, src, bytes, stream)) \
+    X(ss_CUresult, cuMemsetD8Async, "cuMemsetD8Async", 3020, 1, (ss_CUdeviceptr dst, unsigned char value, size_t count, ss_CUstream stream), (dst, value, count, stream)) \
+    X(ss_CUresult, cuStreamCreate, "cuStreamCreate", 2000, 1, (ss_CUstream *stream, unsigned int flags), (stream, flags)) \
+    X(ss_CUresult, cuStreamDestroy_v2, "cuStreamDestroy", 4000, 1, (ss_CUstream stream), (stream))  \
+    X(ss_CUresult, cuStreamSynchronize, "cuStreamSynchronize", 2000, 1, (ss_CUstream stream), (stream)) \
+    X(ss_CUresult, cuStreamQuery, "cuStreamQuery", 2000, 1, (ss_CUstream stream), (stream))         \
+    X(ss_CUresult, cuStreamWaitEvent, "cuStreamWaitEvent", 3020, 1, (ss_CUstream stream, ss_CUevent event, unsigned int flags), (stream, event, flags)) \
+    X(ss_CUresult, cuEventCreate, "cuEventCreate", 2000, 1, (ss_CUevent *event, unsigned int flags), (event, flags)) \
+    X(ss_CUresult, cuEventDestroy_v2, "cuEventDestroy", 4000, 1, (ss_CUevent event), (event))       \
+    X(ss_CUresult, cuEventRecord, "cuEventRecord", 2000, 1, (ss_CUevent event, ss_CUstream stream), (event, stream)) \
+    X(ss_CUresult, cuEventSynchronize, "cuEventSynchronize", 2000, 1, (ss_CUevent event), (event))  \
+    X(ss_CUresult, cuEventQuery, "cuEventQuery", 2000, 1, (ss_CUevent event), (event))              \
+    X(ss_CUresult, cuEventElapsedTime, "cuEventElapsedTime", 2000, 1, (float *milliseconds, ss_CUevent start, ss_CUevent end), (milliseconds, start, end)) \
+    X(ss_CUresult, cuModuleLoadData, "cuModuleLoadData", 2000, 1, (ss_CUmodule *module, const void *image), (module, image)) \
+    X(ss_CUresult, cuModuleUnload, "cuModuleUnload", 2000, 1, (ss_CUmodule module), (module))       \
+    X(ss_CUresult, cuModuleGetFunction, "cuModuleGetFunction", 2000, 1, (ss_CUfunction *function, ss_CUmodule module, const char *name), (function, module, name)) \
+    X(ss_CUresult, cuFuncGetAttribute, "cuFuncGetAttribute", 2020, 1, (int *value, int attribute, ss_CUfunction function), (value, attribute, function)) \
+    X(ss_CUresult, cuFuncSetAttribute, "cuFuncSetAttribute", 9000, 0, (ss_CUfunction function, int attribute, int value), (function, attribute, value)) \
+    X(ss_CUresult, cuLaunchKernel, "cuLaunchKernel", 4000, 1, (ss_CUfunction function, unsigned int grid_x, unsigned int grid_y, unsigned int grid_z, unsigned int block_x, unsigned int block_y, unsigned int block_z, unsigned int shared_bytes, ss_CUstream stream, void **parameters, void **extra), (function, grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes, stream, parameters, extra))
+
+#define SS_NVML_SYMBOLS(X)                                                                          \
+    X(ss_nvmlReturn, nvmlInit_v2, 0, 0, 1, (void), ())                                              \
+    X(ss_nvmlReturn, nvmlShutdown, 0, 0, 1, (void), ())                                             \
+    X(const char *, nvmlErrorString, 0, 0, 1, (ss_nvmlReturn result), (result))                     \
+    X(ss_nvmlReturn, nvmlSystemGetDriverVersion, 0, 0, 1, (char *version, unsigned int length), (version, length)) \
+    X(ss_nvmlReturn, nvmlSystemGetNVMLVersion, 0, 0, 1, (char *version, unsigned int length), (version, length)) \
+    X(ss_nvmlReturn, nvmlDeviceGetCount_v2, 0, 0, 1, (unsigned int *count), (count))                \
+    X(ss_nvmlReturn, nvmlDeviceGetHandleByIndex_v2, 0, 0, 1, (unsigned int index, ss_nvmlDevice *device), (index, device)) \
+    X(ss_nvmlReturn, nvmlDeviceGetHandleByUUID, 0, 0, 1, (const char *uuid, ss_nvmlDevice *device), (uuid, device)) \
+    X(ss_nvmlReturn, nvmlDeviceGetName, 0, 0, 1, (ss_nvmlDevice device, char *name, unsigned int length), (device, name, length)) \
+    X(ss_nvmlReturn, nvmlDeviceGetUUID, 0, 0, 1, (ss_nvmlDevice device, char *uuid, unsigned int length), (device, uuid, length)) \
+    X(ss_nvmlReturn, nvmlDeviceGetMemoryInfo, 0, 0, 1, (ss_nvmlDevice device, ss_nvmlMemory *memory), (device, memory)) \
+    X(ss_nvmlReturn, nvmlDeviceGetMigMode, 0, 0, 0, (ss_nvmlDevice device, unsigned int *current, unsigned int *pending), (device, current, pending)) \
+    X(ss_nvmlReturn, nvmlDeviceGetMaxMigDeviceCount, 0, 0, 0, (ss_nvmlDevice device, unsigned int *count), (device, count)) \
+    X(ss_nvmlReturn, nvmlDeviceGetTotalEnergyConsumption, 0, 0, 0, (ss_nvmlDevice device, unsigned long long *millijoules), (device, millijoules))
+
+#define SS_NVRTC_SYMBOLS(X)                                                                         \
+    X(ss_nvrtcResult, nvrtcVersion, 0, 0, 1, (int *major, int *minor), (major, minor))              \
+    X(const char *, nvrtcGetErrorString, 0, 0, 1, (ss_nvrtcResult result), (result))                \
+    X(ss_nvrtcResult, nvrtcCreateProgram, 0, 0, 1, (ss_nvrtcProgram *program, const char *source, const char *name, int header_count, const char *const *headers, const char *const *include_names), (program, source, name, header_count, headers, include_names)) \
+    X(ss_nvrtcResult, nvrtcDestroyProgram, 0, 0, 1, (ss_nvrtcProgram *program), (program))          \
+    X(ss_nvrtcResult, nvrtcCompileProgram, 0, 0, 1, (ss_nvrtcProgram program, int option_count, const char *const *options), (program, option_count, options)) \
+    X(ss_nvrtcResult, nvrtcGetProgramLogSize, 0, 0, 1, (ss_nvrtcProgram program, size_t *size), (program, size)) \
+    X(ss_nvrtcResult, nvrtcGetProgramLog, 0, 0, 1, (ss_nvrtcProgram program, char *log), (program, log)) \
+    X(ss_nvrtcResult, nvrtcGetPTXSize, 0, 0, 1, (ss_nvrtcProgram program, size_t *size), (program, size)) \
+    X(ss_nvrtcResult, nvrtcGetPTX, 0, 0, 1, (ss_nvrtcProgram program, char *ptx), (program, ptx))   \
+    X(ss_nvrtcResult, nvrtcGetCUBINSize, 0, 0, 0, (ss_nvrtcProgram program, size_t *size), (program, size)) \
+    X(ss_nvrtcResult, nvrtcGetCUBIN, 0, 0, 0, (ss_nvrtcProgram program, char *cubin), (program, cubin)) \
+    X(ss_nvrtcResult, nvrtcGetNumSupportedArchs, 0, 0, 0, (int *count), (count))                   \
+    X(ss_nvrtcResult, nvrtcGetSupportedArchs, 0, 0, 0, (int *archs), (archs))
+
+#define SS_NVJPEG_SYMBOLS(X)                                                                        \
+    X(ss_nvjpegStatus, nvjpegGetProperty, 0, 0, 1, (int property, int *value), (property, value))
+
+#define SS_CUBLASLT_SYMBOLS(X)                                                                      \
+    X(size_t, cublasLtGetVersion, 0, 0, 1, (void), ())                                              \
+    X(size_t, cublasLtGetCudartVersion, 0, 0, 0, (void), ())
+
+#define SS_CUDNN_SYMBOLS(X)                                                                         \
+    X(size_t, cudnnGetVersion, 0, 0, 1, (void), ())                                                 \
+    X(size_t, cudnnGetCudartVersion, 0, 0, 0, (void), ())                                           \
+    X(const char *, cudnnGetErrorString, 0, 0, 1, (ss_cudnnStatus status), (status))
+
+// ---------------------------------------------------------------------------------------------
+// Loading and status
+// ---------------------------------------------------------------------------------------------
+
+typedef enum ss_library {
+    SS_LIB_CUDA = 0,
+    SS_LIB_NVML = 1,
+    SS_LIB_NVRTC = 2,
+    SS_LIB_NVJPEG = 3,
+    SS_LIB_CUBLASLT = 4,
+    SS_LIB_CUDNN = 5,
+    SS_LIB_COUNT = 6,
+} ss_library;
+
+typedef struct ss_lib_info {
+    /// 1 when the library opened and every required symbol resolved.
+    int loaded;
+    /// 1 when it also initialised (cuInit / nvmlInit succeeded); 1 for libraries with no init.
+    int initialized;
+    /// The library's own result code from initialisation (0 when fine or not applicable).
+    int init_result;
+    /// The file that was opened (the real path), or empty.
+    char path[512];
+    /// The library's version, e.g. "13.0" (driver API) or "9.14.0" (cuDNN); empty when unknown.
+    char version[64];
+    /// Why it did not load or initialise: every path tried and dlerror, or the missing symbol.
+    char problem[1024];
+    /// Optional symbols this library lacks, comma-separated (features that need them are off).
+    char missing_optional[512];
+} ss_lib_info;
+
+/// The short name of a library, e.g. "libcuda", "nvrtc".
+const char *ss_lib_name(ss_library library);
+/// The environment variable that overrides where a library is loaded from, e.g.
+/// "SLICESERVE_LIBNVRTC". Its value is a path to the shared object, or "none" to not load it.
+const char *ss_lib_env_name(ss_library library);
+/// Loads a library once (thread-safe); later calls return the first outcome. Returns 1 when it
+/// loaded and initialised.
+int ss_lib_load(ss_library library);
+/// What happened when the library was loaded (loads it first if needed).
+void ss_lib_info_get(ss_library library, ss_lib_info *info);
+/// Opens the shared object at `path` as `library` and resolves its table without installing it
+/// (closes it again): reports what `ss_lib_load` would find there. No initialisation is run.
+void ss_lib_probe(ss_library library, const char *path, ss_lib_info *info);
+
+#define SS_DECLARE_FORWARD(ret, name, base, version, required, params, args) ret ss_##name params;
+SS_CUDA_SYMBOLS(SS_DECLARE_FORWARD)
+SS_NVML_SYMBOLS(SS_DECLARE_FORWARD)
+SS_NVRTC_SYMBOLS(SS_DECLARE_FORWARD)
+SS_NVJPEG_SYMBOLS(SS_DECLARE_FORWARD)
+SS_CUBLASLT_SYMBOLS(SS_DECLARE_FORWARD)
+SS_CUDNN_SYMBOLS(SS_DECLARE_FORWARD)
+#undef SS_DECLARE_FORWARD
+
+/// 1 when `ss_<name>` for this symbol of `library` is resolved.
+int ss_lib_has_symbol(ss_library library, const char *name);
+
+// ---------------------------------------------------------------------------------------------
+// Kernel launch helper and embedded kernel sources
+// ---------------------------------------------------------------------------------------------
+
+/// One CUDA C source embedded in the binary (`CKernels/kernels/*.cu` and `*.cuh`).
+typedef struct ss_kernel_source {
+    /// File name, e.g. "selftest.cu"; headers are named as kernels include them.
+    const char *name;
+    const char *text;
+    size_t length;
+    /// 1 for a header (`.cuh`) that kernels include, 0 for a compilation unit.
+    int is_header;
+} ss_kernel_source;
+
+int ss_kernel_source_count(void);
+/// The i-th embedded source, or NULL when out of range.
+const ss_kernel_source *ss_kernel_source_at(int index);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

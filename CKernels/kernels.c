@@ -1,0 +1,34 @@
+// The CUDA C sources in CKernels/kernels, embedded into the binary with C23 #embed and compiled at
+// run time by NVRTC (see Sources/SliceGPU/KernelCompiler.swift).
+#include "sliceserve_cuda.h"
+
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wc23-extensions"
+static const char ss_device_cuh[] = {
+#embed "kernels/ss_device.cuh"
+    , 0};
+static const char memory_cu[] = {
+#embed "kernels/memory.cu"
+    , 0};
+static const char layout_cu[] = {
+#embed "kernels/layout.cu"
+    , 0};
+static const char selftest_cu[] = {
+#embed "kernels/selftest.cu"
+    , 0};
+#pragma clang diagnostic pop
+
+#define SS_SOURCE(name, array, header) {name, array, sizeof(array) - 1, header}
+static const ss_kernel_source sources[] = {
+    SS_SOURCE("ss_device.cuh", ss_device_cuh, 1),
+    SS_SOURCE("memory.cu", memory_cu, 0),
+    SS_SOURCE("layout.cu", layout_cu, 0),
+    SS_SOURCE("selftest.cu", selftest_cu, 0),
+};
+
+int ss_kernel_source_count(void) { return (int)(sizeof sources / sizeof sources[0]); }
+
+const ss_kernel_source *ss_kernel_source_at(int index) {
+    if (index < 0 || index >= ss_kernel_source_count()) return NULL;
+    return &sources[index];
+}

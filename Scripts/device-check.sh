@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The one script run on a lent GPU machine (see docs/DEVELOPERS.md). Needs .device/ from
+# Scripts/device-pack.sh (carried). Reads the card, never changes it: no MIG mode, clock, power
+# or reset commands. Writes logs and JSON under $OUT (at most 8 files) and prints a short
+# table last.
+#
+#   Scripts/device-check.sh            everything (about 2 minutes)
+#   Scripts/device-check.sh --quick    doctor, kernel compile and conformance only
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+OUT=${OUT:-/tmp/sliceserve-device-out}
+mkdir -p "$OUT"
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+exec > >(tee -a "$OUT/device-check.log") 2>&1
+step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+
+work=/tmp/sliceserve-device
+mkdir -p "$work"
+bin="$work/sliceserve"
+xz -dc .device/sliceserve.xz > "$bin" && chmod +x "$bin" || { echo "no .device/sliceserve.xz: run Scripts/device-pack.sh and carry .device"; exit 1; }
+
+# CUDA's libraries (FACTS.md): libcuda and NVML are on the loader's path; the toolkit's are not.
+for dir in /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/targets/x86_64-linux/lib; do
+    [ -d "$dir" ] && LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
+export LD_LIBRARY_PATH
+export SLICESERVE_CACHE="$work/cache"
+
+step "card (read-only)"
+nvidia-smi --query-gpu=name,uuid,driver_version,memory.total,mig.mode.current,clocks.sm,clocks.mem,temperature.gpu,power.draw \
+    --format=csv | tee "$OUT/nvidia-smi.csv"
+
+step "sliceserve doctor"
+"$bin" doctor
+"$bin" doctor --json > "$OUT/doctor.json"
+
+step "kernels: NVRTC compile of every embedded kernel (PTX sm_80/sm_90, CUBIN sm_90)"
+"$bin" selftest --kernels --arch compute_80,compute_90,sm_90
+kernels_rc=$?
+
+step "GPU conformance (selftest --gpu), twice: the second run loads kernels from the disk cache"
+"$bin" selftest --gpu
+gpu_rc=$?
+"$bin" selftest --gpu --json > "$OUT/selftest.json"
+gpu_json_rc=$?
+
+bench_rc=0
+if [ $quick -eq 0 ]; then
+    step "bench gpu (SliceServe) and the PyTorch/CuPy peer, same card, same call"
+    "$bin" bench gpu --copy-mib 256 > "$OUT/bench-gpu.json" || bench_rc=$?
+    cat "$OUT/bench-gpu.json"
+    PYTHONUNBUFFERED=1 timeout 120 python3 Bench/gpu_peer.py --copy-mib 256 > "$OUT/bench-gpu-peer.json" || bench_rc=$?
+    cat "$OUT/bench-gpu-peer.json"
+
+    step "MIG profiles and placements (read-only; MIG mode is left as found)"
+    nvidia-smi mig -lgip > "$work/lgip.txt" 2>&1
+    nvidia-smi mig -lgipp > "$work/lgipp.txt" 2>&1
+    python3 Scripts/mig_tables.py "$work/lgip.txt" "$work/lgipp.txt" > "$OUT/mig-profiles.json"
+    head -c 1500 "$OUT/mig-profiles.json"; echo
+fi
+
+step "summary"
+python3 - "$OUT" "$kernels_rc" "$gpu_rc" "$gpu_json_rc" "$bench_rc" <<'PY'
+import json, os, sys
+out, kernels_rc, gpu_rc, gpu_json_rc, bench_rc = sys.argv[1], *map(int, sys.argv[2:])
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f: return json.load(f)
+    except Exception: return None
+rows = [("kernel compile", "ok" if kernels_rc == 0 else f"FAILED ({kernels_rc})")]
+st = load("selftest.json")
+if st and st.get("devices"):
+    for d in st["devices"]:
+        rows.append((f"conformance {d['device']['name']}", f"{d['passed']} passed, {d['failed']} failed, {d['skipped']} skipped"))
+        for r in d["results"]:
+            if r["status"] != "passed": rows.append(("  " + r["name"], r["status"] + ": " + r["detail"][:90]))
+else:
+    rows.append(("conformance", f"no result (exit {gpu_rc}/{gpu_json_rc})"))
+b, p = load("bench-gpu.json"), load("bench-gpu-peer.json")
+if b and p:
+    for key, label, better in [("hostToDeviceGBps", "H2D pinned GB/s", "higher"), ("deviceToHostGBps", "D2H pinned GB/s", "higher"),
+                               ("deviceToDeviceGBps", "D2D GB/s (r+w)", "higher"), ("launchMicroseconds", "launch us (device)", "lower"),
+                               ("cachedAllocFreeMicroseconds", "1MiB alloc+free us (cached)", "lower"),
+                               ("deviceAllocFreeMicroseconds", "1MiB alloc+free us (driver)", "lower")]:
+        ours, peer = b.get(key), p.get(key)
+        if ours is None or peer is None: continue
+        ratio = (ours / peer) if better == "higher" else (peer / ours if ours else float("nan"))
+        rows.append((label, f"ours {ours:.3g}  peer {peer:.3g}  ({ratio:.2f}x, >1 = ours better; peer: {p.get('peers', {}).get(key, '?')})"))
+m = load("mig-profiles.json")
+if m: rows.append(("MIG profiles read", f"{len(m.get('profiles', []))} profiles, {len(m.get('placements', []))} placement lists"))
+w = max(len(r[0]) for r in rows)
+for k, v in rows: print(f"{k:<{w}}  {v}")
+PY
+[ $kernels_rc -eq 0 ] && [ $gpu_rc -eq 0 ] && [ $bench_rc -eq 0 ]

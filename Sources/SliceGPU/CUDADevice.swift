@@ -1,0 +1,364 @@
+import CSliceServe
+import SliceCore
+import Synchronization
+
+/// A real GPU through the CUDA driver API (loaded at run time). Holds the device's primary
+/// context for its lifetime; every call makes that context current on the calling thread first,
+/// so the device may be used from any thread or task.
+public final class CUDADevice: GPUDevice, @unchecked Sendable {
+    public let info: GPUDeviceInfo
+    public var timingIsSimulated: Bool { false }
+    let device: ss_CUdevice
+    let context: ss_CUcontext
+    private let modules = Mutex<[String: CUDAModule]>([:])
+
+    /// Devices the driver shows (0 when the driver is missing or has no device).
+    public static func count() -> Int {
+        guard ss_lib_load(SS_LIB_CUDA) != 0 else { return 0 }
+        var count: Int32 = 0
+        return ss_cuDeviceGetCount(&count) == 0 ? Int(count) : 0
+    }
+
+    /// Why there is no usable CUDA device, or nil when there is one.
+    public static func unavailableReason() -> String? {
+        let status = GPULibraries.status(.cuda)
+        if !status.usable { return "no CUDA driver: \(status.problem ?? "libcuda did not load")" }
+        if count() == 0 { return "the CUDA driver shows no device" }
+        return nil
+    }
+
+    /// The driver's CUDA version, e.g. "13.0".
+    public static var driverVersion: String { GPULibraries.status(.cuda).version ?? "" }
+
+    public init(ordinal: Int = 0) throws(GPUError) {
+        try GPULibraries.require(.cuda)
+        let available = Self.count()
+        guard ordinal >= 0, ordinal < available else {
+            throw .noDevice("GPU \(ordinal) does not exist (the driver shows \(available))")
+        }
+        var device: ss_CUdevice = 0
+        try CUDAResult.check(ss_cuDeviceGet(&device, Int32(ordinal)), "cuDeviceGet(\(ordinal))")
+        var context: ss_CUcontext? = nil
+        try CUDAResult.check(ss_cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain")
+        guard let context else { throw .noDevice("cuDevicePrimaryCtxRetain returned no context") }
+        self.device = device
+        self.context = context
+        do {
+            info = try Self.readInfo(device: device, ordinal: ordinal)
+        } catch {
+            _ = ss_cuDevicePrimaryCtxRelease_v2(device)
+            throw error
+        }
+    }
+
+    deinit {
+        modules.withLock { $0.removeAll() }
+        _ = ss_cuDevicePrimaryCtxRelease_v2(device)
+    }
+
+    /// Makes this device's context current on the calling thread.
+    @inline(__always)
+    func makeCurrent() throws(GPUError) {
+        try CUDAResult.check(ss_cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    }
+
+    private static func readInfo(device: ss_CUdevice, ordinal: Int) throws(GPUError) -> GPUDeviceInfo {
+        func attribute(_ attribute: Int32, _ name: String) throws(GPUError) -> Int {
+            var value: Int32 = 0
+            try CUDAResult.check(ss_cuDeviceGetAttribute(&value, attribute, device), "cuDeviceGetAttribute(\(name))")
+            return Int(value)
+        }
+        var nameBytes = [CChar](repeating: 0, count: 256)
+        try CUDAResult.check(ss_cuDeviceGetName(&nameBytes, Int32(nameBytes.count), device), "cuDeviceGetName")
+        var total = 0
+        try CUDAResult.check(ss_cuDeviceTotalMem_v2(&total, device), "cuDeviceTotalMem")
+        var uuid = ss_CUuuid()
+        var uuidText = ""
+        if ss_cuDeviceGetUuid_v2(&uuid, device) == 0 {
+            let bytes = withUnsafeBytes(of: &uuid.bytes) { Array($0) }
+            let hex = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
+            uuidText = "GPU-" + hex[0..<4].joined() + "-" + hex[4..<6].joined() + "-" + hex[6..<8].joined() + "-"
+                + hex[8..<10].joined() + "-" + hex[10..<16].joined()
+        }
+        var bus = [CChar](repeating: 0, count: 64)
+        let busID = ss_cuDeviceGetPCIBusId(&bus, Int32(bus.count), device) == 0 ? String(decoding: bus.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+        var info = GPUDeviceInfo(
+            backend: "cuda", ordinal: ordinal, name: String(decoding: nameBytes.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self), uuid: uuidText,
+            computeCapabilityMajor: try attribute(Int32(SS_CU_ATTR_COMPUTE_CAPABILITY_MAJOR), "compute capability major"),
+            computeCapabilityMinor: try attribute(Int32(SS_CU_ATTR_COMPUTE_CAPABILITY_MINOR), "compute capability minor"),
+            multiprocessors: try attribute(Int32(SS_CU_ATTR_MULTIPROCESSOR_COUNT), "multiprocessor count"),
+            totalMemory: total,
+            l2CacheBytes: try attribute(Int32(SS_CU_ATTR_L2_CACHE_SIZE), "L2 cache size"),
+            maxSharedMemoryPerBlockOptin: try attribute(Int32(SS_CU_ATTR_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN), "shared memory per block (opt-in)"),
+            copyEngines: try attribute(Int32(SS_CU_ATTR_ASYNC_ENGINE_COUNT), "async engine count"),
+            pciBusID: busID, migMode: nil, migModePending: nil)
+        if let mig = NVMLQueries.migMode(uuid: uuidText) {
+            info.migMode = mig.current
+            info.migModePending = mig.pending
+        }
+        return info
+    }
+
+    public func memoryInfo() throws(GPUError) -> (free: Int, total: Int) {
+        try makeCurrent()
+        var free = 0, total = 0
+        try CUDAResult.check(ss_cuMemGetInfo_v2(&free, &total), "cuMemGetInfo")
+        return (free, total)
+    }
+
+    public func allocate(byteCount: Int) throws(GPUError) -> DeviceMemory {
+        guard byteCount >= 0 else { throw .invalidArgument("negative allocation size \(byteCount)") }
+        try makeCurrent()
+        var address: ss_CUdeviceptr = 0
+        let result = ss_cuMemAlloc_v2(&address, max(byteCount, 1))
+        if result == Int32(SS_CUDA_ERROR_OUT_OF_MEMORY) {
+            throw .outOfMemory(requested: byteCount, free: try? memoryInfo().free, call: "cuMemAlloc")
+        }
+        try CUDAResult.check(result, "cuMemAlloc(\(byteCount))")
+        return DeviceMemory(address: address, byteCount: byteCount) { [self] address in
+            _ = ss_cuCtxSetCurrent(context)
+            _ = ss_cuMemFree_v2(address)
+        }
+    }
+
+    public func allocatePinned(byteCount: Int) throws(GPUError) -> PinnedMemory {
+        guard byteCount >= 0 else { throw .invalidArgument("negative allocation size \(byteCount)") }
+        try makeCurrent()
+        var pointer: UnsafeMutableRawPointer? = nil
+        let result = ss_cuMemAllocHost_v2(&pointer, max(byteCount, 1))
+        if result == Int32(SS_CUDA_ERROR_OUT_OF_MEMORY) {
+            throw .outOfMemory(requested: byteCount, free: nil, call: "cuMemAllocHost")
+        }
+        try CUDAResult.check(result, "cuMemAllocHost(\(byteCount))")
+        guard let pointer else { throw .outOfMemory(requested: byteCount, free: nil, call: "cuMemAllocHost") }
+        return PinnedMemory(pointer: pointer, byteCount: byteCount) { [self] pointer in
+            _ = ss_cuCtxSetCurrent(context)
+            _ = ss_cuMemFreeHost(pointer)
+        }
+    }
+
+    public func makeStream() throws(GPUError) -> any GPUStream { try CUDAStream(device: self) }
+
+    public func makeEvent() throws(GPUError) -> any GPUEvent { try CUDAEvent(device: self) }
+
+    public func module(for unit: KernelUnit) throws(GPUError) -> any GPUModule {
+        let key = unit.name + "\u{0}" + unit.source
+        if let loaded = modules.withLock({ $0[key] }) { return loaded }
+        let compiled = try KernelCompiler(driverVersion: Self.driverVersion).compile(unit, target: info.architecture)
+        let module = try CUDAModule(device: self, unit: unit.name, image: compiled.image, fromCache: compiled.fromCache)
+        return modules.withLock { loaded in
+            if let existing = loaded[key] { return existing }
+            loaded[key] = module
+            return module
+        }
+    }
+
+    public func synchronize() throws(GPUError) {
+        try makeCurrent()
+        try CUDAResult.check(ss_cuCtxSynchronize(), "cuCtxSynchronize")
+    }
+}
+
+public final class CUDAStream: GPUStream, @unchecked Sendable {
+    let device: CUDADevice
+    let handle: ss_CUstream
+
+    init(device: CUDADevice) throws(GPUError) {
+        try device.makeCurrent()
+        var stream: ss_CUstream? = nil
+        try CUDAResult.check(ss_cuStreamCreate(&stream, UInt32(SS_CU_STREAM_NON_BLOCKING)), "cuStreamCreate")
+        guard let stream else { throw .cuda(call: "cuStreamCreate", code: -1, name: "no stream", message: "no stream returned") }
+        self.device = device
+        self.handle = stream
+    }
+
+    deinit {
+        _ = ss_cuCtxSetCurrent(device.context)
+        _ = ss_cuStreamDestroy_v2(handle)
+    }
+
+    public func copy(toDevice destination: UInt64, from source: UnsafeRawPointer, byteCount: Int) throws(GPUError) {
+        try device.makeCurrent()
+        try CUDAResult.check(ss_cuMemcpyHtoDAsync_v2(destination, source, byteCount, handle), "cuMemcpyHtoDAsync(\(byteCount) bytes)")
+    }
+
+    public func copy(toHost destination: UnsafeMutableRawPointer, from source: UInt64, byteCount: Int) throws(GPUError) {
+        try device.makeCurrent()
+        try CUDAResult.check(ss_cuMemcpyDtoHAsync_v2(destination, source, byteCount, handle), "cuMemcpyDtoHAsync(\(byteCount) bytes)")
+    }
+
+    public func copy(onDevice destination: UInt64, from source: UInt64, byteCount: Int) throws(GPUError) {
+        try device.makeCurrent()
+        try CUDAResult.check(ss_cuMemcpyDtoDAsync_v2(destination, source, byteCount, handle), "cuMemcpyDtoDAsync(\(byteCount) bytes)")
+    }
+
+    public func fill(_ destination: UInt64, byte: UInt8, byteCount: Int) throws(GPUError) {
+        try device.makeCurrent()
+        try CUDAResult.check(ss_cuMemsetD8Async(destination, byte, byteCount, handle), "cuMemsetD8Async(\(byteCount) bytes)")
+    }
+
+    public func launch(_ kernel: any GPUKernel, grid: Dim3, block: Dim3, sharedBytes: Int,
+                       arguments: [KernelArgument]) throws(GPUError) {
+        guard let kernel = kernel as? CUDAKernel else {
+            throw .invalidArgument("kernel \(kernel.name) was not loaded on a CUDA device")
+        }
+        try device.makeCurrent()
+        // One 8-byte slot per parameter: every kernel parameter SliceServe passes is at most 8
+        // bytes, and each slot is aligned for any of them.
+        var slots = [UInt64](repeating: 0, count: max(arguments.count, 1))
+        for (index, argument) in arguments.enumerated() {
+            switch argument {
+            case .pointer(let value), .uint64(let value): slots[index] = value
+            case .int64(let value): slots[index] = UInt64(bitPattern: value)
+            case .int32(let value): slots[index] = UInt64(UInt32(bitPattern: value))
+            case .uint32(let value): slots[index] = UInt64(value)
+            case .float(let value): slots[index] = UInt64(value.bitPattern)
+            }
+        }
+        let result: Int32 = slots.withUnsafeMutableBytes { raw in
+            var pointers: [UnsafeMutableRawPointer?] = (0..<arguments.count).map { raw.baseAddress! + $0 * 8 }
+            return pointers.withUnsafeMutableBufferPointer { params in
+                ss_cuLaunchKernel(kernel.function, UInt32(clamping: grid.x), UInt32(clamping: grid.y), UInt32(clamping: grid.z),
+                                  UInt32(clamping: block.x), UInt32(clamping: block.y), UInt32(clamping: block.z),
+                                  UInt32(clamping: sharedBytes), handle, params.baseAddress, nil)
+            }
+        }
+        try CUDAResult.check(result, "cuLaunchKernel(\(kernel.name), grid \(grid), block \(block), shared \(sharedBytes))")
+    }
+
+    public func record(_ event: any GPUEvent) throws(GPUError) {
+        guard let event = event as? CUDAEvent else { throw .invalidArgument("event is not a CUDA event") }
+        try device.makeCurrent()
+        try CUDAResult.check(ss_cuEventRecord(event.handle, handle), "cuEventRecord")
+    }
+
+    public func wait(for event: any GPUEvent) throws(GPUError) {
+        guard let event = event as? CUDAEvent else { throw .invalidArgument("event is not a CUDA event") }
+        try device.makeCurrent()
+        try CUDAResult.check(ss_cuStreamWaitEvent(handle, event.handle, 0), "cuStreamWaitEvent")
+    }
+
+    public func synchronize() throws(GPUError) {
+        try device.makeCurrent()
+        try CUDAResult.check(ss_cuStreamSynchronize(handle), "cuStreamSynchronize")
+    }
+}
+
+public final class CUDAEvent: GPUEvent, @unchecked Sendable {
+    let device: CUDADevice
+    let handle: ss_CUevent
+
+    init(device: CUDADevice) throws(GPUError) {
+        try device.makeCurrent()
+        var event: ss_CUevent? = nil
+        try CUDAResult.check(ss_cuEventCreate(&event, UInt32(SS_CU_EVENT_DEFAULT)), "cuEventCreate")
+        guard let event else { throw .cuda(call: "cuEventCreate", code: -1, name: "no event", message: "no event returned") }
+        self.device = device
+        self.handle = event
+    }
+
+    deinit {
+        _ = ss_cuCtxSetCurrent(device.context)
+        _ = ss_cuEventDestroy_v2(handle)
+    }
+
+    public func synchronize() throws(GPUError) {
+        try device.makeCurrent()
+        try CUDAResult.check(ss_cuEventSynchronize(handle), "cuEventSynchronize")
+    }
+
+    public func isComplete() throws(GPUError) -> Bool {
+        try device.makeCurrent()
+        let result = ss_cuEventQuery(handle)
+        if result == Int32(SS_CUDA_ERROR_NOT_READY) { return false }
+        try CUDAResult.check(result, "cuEventQuery")
+        return true
+    }
+
+    public func elapsedMilliseconds(since start: any GPUEvent) throws(GPUError) -> Double {
+        guard let start = start as? CUDAEvent else { throw .invalidArgument("start event is not a CUDA event") }
+        try device.makeCurrent()
+        var milliseconds: Float = 0
+        try CUDAResult.check(ss_cuEventElapsedTime(&milliseconds, start.handle, handle), "cuEventElapsedTime")
+        return Double(milliseconds)
+    }
+}
+
+public final class CUDAModule: GPUModule, @unchecked Sendable {
+    public let unit: String
+    /// Whether the module's CUBIN came from the on-disk cache.
+    public let fromCache: Bool
+    // The context, not the device: the device caches its modules, and a reference back to it
+    // would keep both alive forever. Launching needs a stream, which holds the device.
+    let context: ss_CUcontext
+    let handle: ss_CUmodule
+
+    init(device: CUDADevice, unit: String, image: [UInt8], fromCache: Bool) throws(GPUError) {
+        try device.makeCurrent()
+        var module: ss_CUmodule? = nil
+        let result = image.withUnsafeBytes { ss_cuModuleLoadData(&module, $0.baseAddress) }
+        try CUDAResult.check(result, "cuModuleLoadData(\(unit))")
+        guard let module else { throw .cuda(call: "cuModuleLoadData", code: -1, name: "no module", message: "no module returned") }
+        self.context = device.context
+        self.unit = unit
+        self.fromCache = fromCache
+        self.handle = module
+    }
+
+    deinit {
+        _ = ss_cuCtxSetCurrent(context)
+        _ = ss_cuModuleUnload(handle)
+    }
+
+    public func kernel(named name: String) throws(GPUError) -> any GPUKernel {
+        try CUDAResult.check(ss_cuCtxSetCurrent(context), "cuCtxSetCurrent")
+        var function: ss_CUfunction? = nil
+        try CUDAResult.check(ss_cuModuleGetFunction(&function, handle, name), "cuModuleGetFunction(\(name))")
+        guard let function else { throw .cuda(call: "cuModuleGetFunction", code: -1, name: "no function", message: name) }
+        var registers: Int32 = 0, threads: Int32 = 0
+        _ = ss_cuFuncGetAttribute(&registers, Int32(SS_CU_FUNC_ATTRIBUTE_NUM_REGS), function)
+        _ = ss_cuFuncGetAttribute(&threads, Int32(SS_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK), function)
+        return CUDAKernel(module: self, function: function, name: name, registers: Int(registers), maxThreadsPerBlock: Int(threads))
+    }
+}
+
+public final class CUDAKernel: GPUKernel, @unchecked Sendable {
+    public let name: String
+    public let registers: Int
+    public let maxThreadsPerBlock: Int
+    let function: ss_CUfunction
+    private let module: CUDAModule  // keeps the code loaded
+
+    init(module: CUDAModule, function: ss_CUfunction, name: String, registers: Int, maxThreadsPerBlock: Int) {
+        self.module = module
+        self.function = function
+        self.name = name
+        self.registers = registers
+        self.maxThreadsPerBlock = maxThreadsPerBlock
+    }
+}
+
+/// NVML look-ups (read-only: SliceServe never changes MIG mode, clocks or other card state here).
+public enum NVMLQueries {
+    /// MIG mode (current, pending) of the GPU with this UUID, or nil when NVML is unavailable.
+    public static func migMode(uuid: String) -> (current: String, pending: String)? {
+        guard !uuid.isEmpty, GPULibraries.status(.nvml).usable else { return nil }
+        var device: ss_nvmlDevice? = nil
+        guard ss_nvmlDeviceGetHandleByUUID(uuid, &device) == 0, let device else { return nil }
+        var current: UInt32 = 0, pending: UInt32 = 0
+        let result = ss_nvmlDeviceGetMigMode(device, &current, &pending)
+        if result == 3 { return ("not supported", "not supported") }  // NVML_ERROR_NOT_SUPPORTED
+        guard result == 0 else { return nil }
+        func text(_ mode: UInt32) -> String { mode == 1 ? "enabled" : "disabled" }
+        return (text(current), text(pending))
+    }
+
+    /// Total energy the GPU used since the driver loaded, in millijoules (Volta and newer).
+    public static func energyMillijoules(uuid: String) -> UInt64? {
+        guard !uuid.isEmpty, GPULibraries.status(.nvml).usable else { return nil }
+        var device: ss_nvmlDevice? = nil
+        guard ss_nvmlDeviceGetHandleByUUID(uuid, &device) == 0, let device else { return nil }
+        var energy: UInt64 = 0
+        return ss_nvmlDeviceGetTotalEnergyConsumption(device, &energy) == 0 ? energy : nil
+    }
+}

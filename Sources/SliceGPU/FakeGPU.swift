@@ -1,0 +1,304 @@
+import SliceCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The capacity and speeds of a fake GPU. Times are simulated, not measured: an operation takes
+/// its latency plus bytes over bandwidth (or what a kernel's host implementation says).
+public struct FakeGPUProfile: Sendable, Equatable {
+    public var name = "SliceServe fake GPU"
+    public var multiprocessors = 16
+    public var memoryBytes = 256 << 20
+    public var copyBytesPerSecond = 25e9
+    public var copyLatencySeconds = 5e-6
+    public var memoryBytesPerSecond = 1e12
+    public var launchLatencySeconds = 4e-6
+    public var maxSharedMemoryPerBlock = 48 << 10
+
+    public init() {}
+}
+
+/// A kernel's host implementation on the fake GPU: does the work on host memory and returns
+/// the simulated device time it took, in seconds (launch latency is added by the stream).
+public typealias FakeKernelBody = @Sendable (FakeLaunch) throws(GPUError) -> Double
+
+/// What a fake kernel sees: the launch shape, its arguments, and bounds-checked device memory.
+public struct FakeLaunch: Sendable {
+    public let grid: Dim3
+    public let block: Dim3
+    public let sharedBytes: Int
+    public let arguments: [KernelArgument]
+    let device: FakeGPUDevice
+
+    /// Host memory behind `byteCount` bytes at device address `address`; throws as CUDA would
+    /// fault when the range is not inside one live allocation.
+    public func memory(_ address: UInt64, byteCount: Int) throws(GPUError) -> UnsafeMutableRawPointer {
+        try device.resolve(address, byteCount: byteCount, call: "kernel access")
+    }
+
+    public func pointer(_ index: Int) throws(GPUError) -> UInt64 {
+        guard index < arguments.count, case .pointer(let value) = arguments[index] else { throw argumentError(index, "pointer") }
+        return value
+    }
+    public func uint64(_ index: Int) throws(GPUError) -> UInt64 {
+        guard index < arguments.count, case .uint64(let value) = arguments[index] else { throw argumentError(index, "uint64") }
+        return value
+    }
+    public func uint32(_ index: Int) throws(GPUError) -> UInt32 {
+        guard index < arguments.count, case .uint32(let value) = arguments[index] else { throw argumentError(index, "uint32") }
+        return value
+    }
+    public func float(_ index: Int) throws(GPUError) -> Float {
+        guard index < arguments.count, case .float(let value) = arguments[index] else { throw argumentError(index, "float") }
+        return value
+    }
+
+    private func argumentError(_ index: Int, _ type: String) -> GPUError {
+        .invalidArgument("fake kernel expects a \(type) as argument \(index), got \(index < arguments.count ? "\(arguments[index])" : "nothing")")
+    }
+}
+
+/// An in-process GPU on host memory, implementing `GPUDevice` so that the runtime, allocator,
+/// scheduler and server are tested on machines without a GPU. Operations run at once on the
+/// calling thread (so results are ready when a call returns), while each stream keeps a
+/// simulated clock that events read: timings are deterministic. Errors mirror CUDA's: bad launch
+/// shapes and unknown kernels return the same codes, allocations beyond `memoryBytes` are out
+/// of memory, and every device address is checked against the live allocations.
+public final class FakeGPUDevice: GPUDevice, @unchecked Sendable {
+    public let info: GPUDeviceInfo
+    public let profile: FakeGPUProfile
+    public var timingIsSimulated: Bool { true }
+    private let kernels: [String: [String: FakeKernelBody]]
+    private let allocations = Mutex<Allocations>(Allocations())
+    /// The device-wide simulated clock: the latest time any stream reached (seconds).
+    let clock = Mutex<Double>(0)
+
+    struct Allocations {
+        var blocks: [UInt64: (pointer: UnsafeMutableRawPointer, size: Int)] = [:]
+        var used = 0
+    }
+
+    /// A fake GPU running the host implementations in `kernels` (unit name → kernel name → body);
+    /// by default those of every kernel embedded in SliceServe.
+    public init(profile: FakeGPUProfile = FakeGPUProfile(), ordinal: Int = 0,
+                kernels: [String: [String: FakeKernelBody]] = FakeKernels.standard) {
+        self.profile = profile
+        self.kernels = kernels
+        info = GPUDeviceInfo(
+            backend: "fake", ordinal: ordinal, name: profile.name,
+            uuid: "GPU-fa4e0000-0000-0000-0000-\(String(repeating: "0", count: 11))\(ordinal % 10)",
+            computeCapabilityMajor: 9, computeCapabilityMinor: 0, multiprocessors: profile.multiprocessors,
+            totalMemory: profile.memoryBytes, l2CacheBytes: 4 << 20,
+            maxSharedMemoryPerBlockOptin: profile.maxSharedMemoryPerBlock, copyEngines: 2,
+            pciBusID: nil, migMode: "not supported", migModePending: "not supported")
+    }
+
+    deinit {
+        allocations.withLock { state in
+            for block in state.blocks.values { block.pointer.deallocate() }
+            state.blocks.removeAll()
+        }
+    }
+
+    public var bytesAllocated: Int { allocations.withLock { $0.used } }
+
+    public func memoryInfo() throws(GPUError) -> (free: Int, total: Int) {
+        let used = allocations.withLock { $0.used }
+        return (profile.memoryBytes - used, profile.memoryBytes)
+    }
+
+    public func allocate(byteCount: Int) throws(GPUError) -> DeviceMemory {
+        guard byteCount >= 0 else { throw .invalidArgument("negative allocation size \(byteCount)") }
+        let size = max(byteCount, 1)
+        let address: UInt64? = allocations.withLock { state in
+            guard state.used + size <= profile.memoryBytes else { return nil }
+            let pointer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 256)
+            // Fresh device memory holds garbage on a real GPU: poison it so that reads of
+            // unwritten memory show up in tests.
+            pointer.initializeMemory(as: UInt8.self, repeating: 0xA5, count: size)
+            let address = UInt64(UInt(bitPattern: pointer))
+            state.blocks[address] = (pointer, size)
+            state.used += size
+            return address
+        }
+        guard let address else {
+            throw .outOfMemory(requested: byteCount, free: try? memoryInfo().free, call: "cuMemAlloc")
+        }
+        return DeviceMemory(address: address, byteCount: byteCount) { [self] address in
+            allocations.withLock { state in
+                if let block = state.blocks.removeValue(forKey: address) {
+                    state.used -= block.size
+                    block.pointer.deallocate()
+                }
+            }
+        }
+    }
+
+    public func allocatePinned(byteCount: Int) throws(GPUError) -> PinnedMemory {
+        guard byteCount >= 0 else { throw .invalidArgument("negative allocation size \(byteCount)") }
+        let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 4096)
+        return PinnedMemory(pointer: pointer, byteCount: byteCount) { $0.deallocate() }
+    }
+
+    public func makeStream() throws(GPUError) -> any GPUStream { FakeStream(device: self) }
+
+    public func makeEvent() throws(GPUError) -> any GPUEvent { FakeEvent() }
+
+    public func module(for unit: KernelUnit) throws(GPUError) -> any GPUModule {
+        guard let bodies = kernels[unit.name] else {
+            throw .compile(unit: unit.name, log: "the fake GPU has no host implementation of \(unit.name)")
+        }
+        return FakeModule(unit: unit.name, bodies: bodies)
+    }
+
+    public func synchronize() throws(GPUError) {}
+
+    /// The host memory behind a device range inside one live allocation.
+    func resolve(_ address: UInt64, byteCount: Int, call: String) throws(GPUError) -> UnsafeMutableRawPointer {
+        let found: UnsafeMutableRawPointer? = allocations.withLock { state in
+            // Allocations are few; a linear scan keeps this simple and exact.
+            for (base, block) in state.blocks where address >= base && address - base <= UInt64(block.size) {
+                let offset = Int(address - base)
+                if byteCount >= 0 && offset + byteCount <= block.size { return block.pointer + offset }
+            }
+            return nil
+        }
+        guard let found else {
+            throw .cuda(call: call, code: Int32(SS_FAKE_INVALID_VALUE), name: "CUDA_ERROR_INVALID_VALUE",
+                        message: "address 0x\(String(address, radix: 16)) + \(byteCount) bytes is not inside a live allocation")
+        }
+        return found
+    }
+}
+
+let SS_FAKE_INVALID_VALUE = 1
+let SS_FAKE_NOT_FOUND = 500
+
+final class FakeModule: GPUModule, @unchecked Sendable {
+    let unit: String
+    let bodies: [String: FakeKernelBody]
+
+    init(unit: String, bodies: [String: FakeKernelBody]) {
+        self.unit = unit
+        self.bodies = bodies
+    }
+
+    func kernel(named name: String) throws(GPUError) -> any GPUKernel {
+        guard let body = bodies[name] else {
+            throw .cuda(call: "cuModuleGetFunction(\(name))", code: Int32(SS_FAKE_NOT_FOUND), name: "CUDA_ERROR_NOT_FOUND",
+                        message: "named symbol not found")
+        }
+        return FakeKernel(name: name, body: body)
+    }
+}
+
+final class FakeKernel: GPUKernel, @unchecked Sendable {
+    let name: String
+    let body: FakeKernelBody
+    var registers: Int { 0 }
+    var maxThreadsPerBlock: Int { 1024 }
+
+    init(name: String, body: @escaping FakeKernelBody) {
+        self.name = name
+        self.body = body
+    }
+}
+
+final class FakeEvent: GPUEvent, @unchecked Sendable {
+    /// Simulated time (seconds) when recorded; nil before.
+    let recorded = Mutex<Double?>(nil)
+
+    func synchronize() throws(GPUError) {}
+
+    func isComplete() throws(GPUError) -> Bool { true }
+
+    func elapsedMilliseconds(since start: any GPUEvent) throws(GPUError) -> Double {
+        guard let start = start as? FakeEvent else { throw .invalidArgument("start event is not a fake GPU event") }
+        guard let end = recorded.withLock({ $0 }), let begin = start.recorded.withLock({ $0 }) else {
+            // What CUDA says for an event that was never recorded.
+            throw .cuda(call: "cuEventElapsedTime", code: 400, name: "CUDA_ERROR_INVALID_HANDLE", message: "invalid resource handle")
+        }
+        return (end - begin) * 1000
+    }
+}
+
+final class FakeStream: GPUStream, @unchecked Sendable {
+    let device: FakeGPUDevice
+    /// This stream's simulated time (seconds): when its last operation finished.
+    private let time = Mutex<Double>(0)
+
+    init(device: FakeGPUDevice) { self.device = device }
+
+    private func advance(by seconds: Double) {
+        let now = time.withLock { now in
+            now += seconds
+            return now
+        }
+        device.clock.withLock { $0 = max($0, now) }
+    }
+
+    private func copyTime(_ bytes: Int) -> Double {
+        device.profile.copyLatencySeconds + Double(bytes) / device.profile.copyBytesPerSecond
+    }
+
+    func copy(toDevice destination: UInt64, from source: UnsafeRawPointer, byteCount: Int) throws(GPUError) {
+        let target = try device.resolve(destination, byteCount: byteCount, call: "cuMemcpyHtoDAsync(\(byteCount) bytes)")
+        target.copyMemory(from: source, byteCount: byteCount)
+        advance(by: copyTime(byteCount))
+    }
+
+    func copy(toHost destination: UnsafeMutableRawPointer, from source: UInt64, byteCount: Int) throws(GPUError) {
+        let origin = try device.resolve(source, byteCount: byteCount, call: "cuMemcpyDtoHAsync(\(byteCount) bytes)")
+        destination.copyMemory(from: origin, byteCount: byteCount)
+        advance(by: copyTime(byteCount))
+    }
+
+    func copy(onDevice destination: UInt64, from source: UInt64, byteCount: Int) throws(GPUError) {
+        let origin = try device.resolve(source, byteCount: byteCount, call: "cuMemcpyDtoDAsync(\(byteCount) bytes)")
+        let target = try device.resolve(destination, byteCount: byteCount, call: "cuMemcpyDtoDAsync(\(byteCount) bytes)")
+        memmove(target, origin, byteCount)
+        advance(by: device.profile.copyLatencySeconds + 2 * Double(byteCount) / device.profile.memoryBytesPerSecond)
+    }
+
+    func fill(_ destination: UInt64, byte: UInt8, byteCount: Int) throws(GPUError) {
+        let target = try device.resolve(destination, byteCount: byteCount, call: "cuMemsetD8Async(\(byteCount) bytes)")
+        memset(target, Int32(byte), byteCount)
+        advance(by: device.profile.launchLatencySeconds + Double(byteCount) / device.profile.memoryBytesPerSecond)
+    }
+
+    func launch(_ kernel: any GPUKernel, grid: Dim3, block: Dim3, sharedBytes: Int,
+                arguments: [KernelArgument]) throws(GPUError) {
+        guard let kernel = kernel as? FakeKernel else {
+            throw .invalidArgument("kernel \(kernel.name) was not loaded on the fake GPU")
+        }
+        let call = "cuLaunchKernel(\(kernel.name), grid \(grid), block \(block), shared \(sharedBytes))"
+        // CUDA's limits on every current GPU; the driver answers CUDA_ERROR_INVALID_VALUE.
+        let blockOK = block.x >= 1 && block.y >= 1 && block.z >= 1 && block.x <= 1024 && block.y <= 1024
+            && block.z <= 64 && block.count <= 1024
+        let gridOK = grid.x >= 1 && grid.y >= 1 && grid.z >= 1 && grid.x <= Int(Int32.max) && grid.y <= 65535 && grid.z <= 65535
+        let sharedOK = sharedBytes >= 0 && sharedBytes <= device.profile.maxSharedMemoryPerBlock
+        guard blockOK, gridOK, sharedOK else {
+            throw .cuda(call: call, code: Int32(SS_FAKE_INVALID_VALUE), name: "CUDA_ERROR_INVALID_VALUE", message: "invalid argument")
+        }
+        let seconds = try kernel.body(FakeLaunch(grid: grid, block: block, sharedBytes: sharedBytes,
+                                                 arguments: arguments, device: device))
+        advance(by: device.profile.launchLatencySeconds + seconds)
+    }
+
+    func record(_ event: any GPUEvent) throws(GPUError) {
+        guard let event = event as? FakeEvent else { throw .invalidArgument("event is not a fake GPU event") }
+        let now = time.withLock { $0 }
+        event.recorded.withLock { $0 = now }
+    }
+
+    func wait(for event: any GPUEvent) throws(GPUError) {
+        guard let event = event as? FakeEvent else { throw .invalidArgument("event is not a fake GPU event") }
+        guard let when = event.recorded.withLock({ $0 }) else { return }  // CUDA: waiting on an unrecorded event is a no-op
+        time.withLock { $0 = max($0, when) }
+    }
+
+    func synchronize() throws(GPUError) {}
+}

@@ -1,0 +1,218 @@
+import CSliceServe
+import SliceCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One CUDA C compilation unit and the headers it includes.
+public struct KernelUnit: Sendable, Equatable {
+    public var name: String
+    public var source: String
+    public var headers: [(name: String, text: String)]
+
+    public init(name: String, source: String, headers: [(name: String, text: String)] = []) {
+        self.name = name
+        self.source = source
+        self.headers = headers
+    }
+
+    public static func == (a: KernelUnit, b: KernelUnit) -> Bool {
+        a.name == b.name && a.source == b.source && a.headers.map(\.name) == b.headers.map(\.name)
+            && a.headers.map(\.text) == b.headers.map(\.text)
+    }
+}
+
+/// The kernels embedded in this binary (CKernels/kernels, via #embed).
+public enum KernelSources {
+    /// Every embedded compilation unit, each with every embedded header.
+    public static let units: [KernelUnit] = {
+        var headers: [(name: String, text: String)] = []
+        var sources: [(name: String, text: String)] = []
+        for index in 0..<Int(ss_kernel_source_count()) {
+            guard let entry = ss_kernel_source_at(Int32(index)) else { continue }
+            let text = String(decoding: UnsafeRawBufferPointer(start: entry.pointee.text, count: entry.pointee.length),
+                              as: UTF8.self)
+            let name = String(cString: entry.pointee.name)
+            if entry.pointee.is_header != 0 { headers.append((name, text)) } else { sources.append((name, text)) }
+        }
+        return sources.map { KernelUnit(name: $0.name, source: $0.text, headers: headers) }
+    }()
+
+    public static func unit(named name: String) throws(GPUError) -> KernelUnit {
+        guard let unit = units.first(where: { $0.name == name }) else {
+            throw .invalidArgument("no embedded kernel source named \(name) (have \(units.map(\.name).joined(separator: ", ")))")
+        }
+        return unit
+    }
+}
+
+/// What NVRTC produced for one unit.
+public struct CompiledKernel: Sendable {
+    public enum Format: String, Sendable { case ptx, cubin }
+    public var format: Format
+    /// PTX text (NUL-terminated, as the driver wants it) or a CUBIN ELF image.
+    public var image: [UInt8]
+    public var log: String
+    /// Whether it came from the on-disk cache rather than a compile.
+    public var fromCache: Bool
+}
+
+/// NVRTC, with an on-disk cache of its output.
+///
+/// CUBIN for a device's exact architecture (`-arch=sm_XY`) is what the runtime loads: the driver
+/// refuses PTX from an NVRTC newer than itself. PTX (`-arch=compute_XY`) is for the compile check
+/// that runs without a GPU. Cache entries are keyed by the sources, the options, the target and
+/// the NVRTC and driver versions, and hold their key, so a stale or corrupt file is recompiled.
+public struct KernelCompiler: Sendable {
+    /// The cache folder, or nil for no cache.
+    public var cacheDirectory: String?
+    /// The driver version to key the cache by ("" when compiling without a driver).
+    public var driverVersion: String
+
+    public init(cacheDirectory: String? = KernelCompiler.defaultCacheDirectory, driverVersion: String = "") {
+        self.cacheDirectory = cacheDirectory
+        self.driverVersion = driverVersion
+    }
+
+    /// `$SLICESERVE_KERNEL_CACHE` ("off" for none), else `<cache>/kernels`.
+    public static var defaultCacheDirectory: String? {
+        if let value = getenv("SLICESERVE_KERNEL_CACHE").map({ String(cString: $0) }), !value.isEmpty {
+            return value == "off" ? nil : value
+        }
+        return CacheDirectory.root + "/kernels"
+    }
+
+    public static var nvrtcVersion: String? { GPULibraries.status(.nvrtc).version }
+
+    /// Options every SliceServe kernel is compiled with.
+    public static func options(target: String) -> [String] {
+        ["-arch=\(target)", "-std=c++17", "-fmad=true", "-default-device", "-DSLICESERVE_NVRTC=1"]
+    }
+
+    /// Compiles `unit` for `target`: "sm_90" gives CUBIN, "compute_90" gives PTX.
+    public func compile(_ unit: KernelUnit, target: String, extraOptions: [String] = []) throws(GPUError) -> CompiledKernel {
+        try GPULibraries.require(.nvrtc)
+        let format: CompiledKernel.Format = target.hasPrefix("sm_") ? .cubin : .ptx
+        guard target.hasPrefix("sm_") || target.hasPrefix("compute_") else {
+            throw .invalidArgument("kernel target must be sm_XY or compute_XY, got \(target)")
+        }
+        let options = Self.options(target: target) + extraOptions
+        let key = cacheKey(unit, target: target, options: options)
+        let stem = unit.name.hasSuffix(".cu") ? String(unit.name.dropLast(3)) : unit.name
+        let path = cacheDirectory.map { "\($0)/\(stem)-\(target)-\(Self.hex(key.hash)).\(format.rawValue)" }
+        if let path, let cached = Self.readCache(path, key: key.text) {
+            return CompiledKernel(format: format, image: cached, log: "", fromCache: true)
+        }
+        var compiled = try Self.runNVRTC(unit, options: options, format: format)
+        if let path, let directory = cacheDirectory {
+            // A cache that cannot be written only costs a recompile next time.
+            try? FileIO.makeDirectories(directory)
+            try? FileIO.writeAtomically(path, Self.cacheHeader(key.text) + compiled.image)
+        }
+        compiled.fromCache = false
+        return compiled
+    }
+
+    private static func runNVRTC(_ unit: KernelUnit, options: [String], format: CompiledKernel.Format) throws(GPUError) -> CompiledKernel {
+        var program: ss_nvrtcProgram? = nil
+        let created: Int32 = withCStrings(unit.headers.map(\.text)) { texts in
+            withCStrings(unit.headers.map(\.name)) { names in
+                ss_nvrtcCreateProgram(&program, unit.source, unit.name, Int32(unit.headers.count), texts, names)
+            }
+        }
+        guard created == 0, program != nil else {
+            throw .compile(unit: unit.name, log: "nvrtcCreateProgram failed: \(nvrtcError(created))")
+        }
+        defer { ss_nvrtcDestroyProgram(&program) }
+        let result = withCStrings(options) { ss_nvrtcCompileProgram(program, Int32(options.count), $0) }
+        var logSize = 0
+        var log = ""
+        if ss_nvrtcGetProgramLogSize(program, &logSize) == 0, logSize > 1 {
+            var bytes = [CChar](repeating: 0, count: logSize)
+            if ss_nvrtcGetProgramLog(program, &bytes) == 0 {
+                log = String(decoding: bytes.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+        }
+        guard result == 0 else {
+            throw .compile(unit: unit.name, log: log.isEmpty ? nvrtcError(result) : log)
+        }
+        var size = 0
+        var image: [UInt8]
+        switch format {
+        case .ptx:
+            guard ss_nvrtcGetPTXSize(program, &size) == 0 else { throw .compile(unit: unit.name, log: "nvrtcGetPTXSize failed") }
+            image = [UInt8](repeating: 0, count: size)
+            let got = image.withUnsafeMutableBytes { ss_nvrtcGetPTX(program, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+            guard got == 0 else { throw .compile(unit: unit.name, log: "nvrtcGetPTX failed: \(nvrtcError(got))") }
+        case .cubin:
+            let sized = ss_nvrtcGetCUBINSize(program, &size)
+            guard sized == 0 else {
+                throw .compile(unit: unit.name, log: "nvrtcGetCUBINSize failed: \(nvrtcError(sized)) (NVRTC 11.1 or newer is needed for CUBIN)")
+            }
+            image = [UInt8](repeating: 0, count: size)
+            let got = image.withUnsafeMutableBytes { ss_nvrtcGetCUBIN(program, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+            guard got == 0 else { throw .compile(unit: unit.name, log: "nvrtcGetCUBIN failed: \(nvrtcError(got))") }
+        }
+        return CompiledKernel(format: format, image: image, log: log, fromCache: false)
+    }
+
+    private static func nvrtcError(_ code: Int32) -> String {
+        if code == SS_LIB_NOT_LOADED { return "NVRTC is not loaded" }
+        return ss_nvrtcGetErrorString(code).map { String(cString: $0) } ?? "NVRTC error \(code)"
+    }
+
+    // MARK: cache
+
+    private func cacheKey(_ unit: KernelUnit, target: String, options: [String]) -> (text: String, hash: UInt64) {
+        var hasher = FNV1a()
+        hasher.add(unit.source)
+        for header in unit.headers { hasher.add(header.name); hasher.add(header.text) }
+        let sources = hasher.value
+        let text = "unit=\(unit.name) sources=\(Self.hex(sources)) bytes=\(unit.source.utf8.count) target=\(target) "
+            + "options=\(options.joined(separator: " ")) nvrtc=\(Self.nvrtcVersion ?? "?") driver=\(driverVersion)"
+        var keyHasher = FNV1a()
+        keyHasher.add(text)
+        return (text, keyHasher.value)
+    }
+
+    private static let magic = Array("SLICESERVE-KERNEL-1\n".utf8)
+
+    private static func cacheHeader(_ key: String) -> [UInt8] { magic + Array(key.utf8) + [10] }
+
+    private static func readCache(_ path: String, key: String) -> [UInt8]? {
+        guard FileIO.isFile(path), let bytes = try? FileIO.read(path, limit: 256 << 20) else { return nil }
+        let header = cacheHeader(key)
+        guard bytes.count > header.count, bytes.starts(with: header) else { return nil }
+        return Array(bytes[header.count...])
+    }
+
+    static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}
+
+/// 64-bit FNV-1a over strings, with a separator after each (so "ab"+"c" ≠ "a"+"bc").
+struct FNV1a {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add(_ text: String) {
+        for byte in text.utf8 { mix(byte) }
+        mix(0xff)
+    }
+
+    private mutating func mix(_ byte: UInt8) {
+        value ^= UInt64(byte)
+        value = value &* 0x0000_0100_0000_01b3
+    }
+}
+
+/// Calls `body` with a C array of C strings that live for the call.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    let pointers = copies.map { UnsafePointer<CChar>($0) }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+}

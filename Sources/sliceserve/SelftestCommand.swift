@@ -1,0 +1,202 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SliceCore
+import SliceGPU
+
+/// Which device a GPU subcommand uses: a real one by index, or the fake GPU.
+struct DeviceChoice: ParsableArguments {
+    @Option(name: .customLong("device"), help: "GPU index (default: every GPU for selftest, GPU 0 for bench).")
+    var ordinal: Int?
+
+    @Flag(help: "Use the in-process fake GPU (host memory, simulated timing) instead of a real one.")
+    var fake = false
+
+    func validate() throws {
+        if let ordinal, ordinal < 0 { throw ValidationError("--device must be 0 or more") }
+        if fake && ordinal != nil { throw ValidationError("--device and --fake exclude each other") }
+    }
+
+    /// The devices chosen; nil with the reason when there is no usable real GPU.
+    func devices(allByDefault: Bool) throws(GPUError) -> [any GPUDevice]? {
+        if fake { return [FakeGPUDevice()] }
+        if CUDADevice.unavailableReason() != nil { return nil }
+        if let ordinal { return [try CUDADevice(ordinal: ordinal)] }
+        let count = allByDefault ? CUDADevice.count() : 1
+        return try (0..<count).map { ordinal throws(GPUError) in try CUDADevice(ordinal: ordinal) }
+    }
+}
+
+struct SelftestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "selftest",
+        abstract: "Check a GPU (or the fake GPU) and SliceServe's CUDA kernels.",
+        discussion: """
+            --gpu runs the GPU conformance cases on each GPU (or the one --device names): copies \
+            round-trip, kernels agree with the host on random data, the caching allocator reuses \
+            blocks, events time a known wait, streams order through events, and bad launches, \
+            out-of-memory and compile errors come back as typed errors. --fake runs the same cases \
+            on the in-process fake GPU. --kernels compiles every embedded kernel with NVRTC for \
+            the targets in --arch (no GPU needed). Exit status: 0 passed, 1 a check failed, \
+            4 the GPU or a library failed, 77 skipped (no CUDA driver or no NVRTC).
+            """)
+
+    @Flag(help: "Run the GPU conformance cases on real GPUs.")
+    var gpu = false
+
+    @Flag(help: "Compile every embedded CUDA kernel with NVRTC for the --arch targets.")
+    var kernels = false
+
+    @Option(help: "Comma-separated NVRTC targets for --kernels: compute_XY gives PTX, sm_XY gives CUBIN.")
+    var arch = "compute_80,compute_90"
+
+    @Option(help: "Comma-separated case names to run (default: all).")
+    var only: String?
+
+    @Option(help: "Seed for the random test data.")
+    var seed: UInt64 = 0x5EED_CAFE
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    @OptionGroup var choice: DeviceChoice
+
+    func validate() throws {
+        guard gpu || kernels || choice.fake else {
+            throw ValidationError("choose what to check: --gpu, --fake or --kernels")
+        }
+        if gpu && choice.fake { throw ValidationError("--gpu and --fake exclude each other") }
+        if let only {
+            let unknown = only.split(separator: ",").map(String.init).filter { !GPUConformance.caseNames.contains($0) }
+            if !unknown.isEmpty {
+                throw ValidationError("unknown case \(unknown.joined(separator: ", ")); cases: \(GPUConformance.caseNames.joined(separator: ", "))")
+            }
+        }
+    }
+
+    func run() async throws {
+        var output = SelftestOutput()
+        var failed = false
+        if kernels {
+            let status = GPULibraries.status(.nvrtc)
+            guard status.usable else {
+                Self.skip("no NVRTC: \(status.problem ?? "not loaded")", json: json)
+            }
+            for unit in KernelSources.units {
+                for target in arch.split(separator: ",").map(String.init) {
+                    var line = KernelCompileLine(unit: unit.name, target: target, passed: true, bytes: 0, log: "")
+                    do {
+                        let compiled = try KernelCompiler(cacheDirectory: nil).compile(unit, target: target)
+                        line.bytes = compiled.image.count
+                        line.log = compiled.log
+                    } catch {
+                        line.passed = false
+                        line.log = "\(error)"
+                        failed = true
+                    }
+                    output.kernels.append(line)
+                    if !json {
+                        print("\(line.passed ? "ok  " : "FAIL") compile \(unit.name) for \(target)"
+                              + (line.passed ? " (\(line.bytes) bytes)" : ":\n\(line.log)"))
+                    }
+                }
+            }
+            if !json { print("NVRTC \(status.version ?? "?") from \(status.path ?? "?")") }
+        }
+        if gpu || choice.fake {
+            let devices: [any GPUDevice]
+            do {
+                guard let chosen = try choice.devices(allByDefault: true) else {
+                    Self.skip(CUDADevice.unavailableReason() ?? "no GPU", json: json)
+                }
+                devices = chosen
+            } catch {
+                Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.gpuError))
+            }
+            let cases = only.map { Set($0.split(separator: ",").map(String.init)) }
+            for device in devices {
+                if !json { print("GPU \(device.info.ordinal): \(device.info.name) (\(device.info.backend))") }
+                let report = GPUConformance.run(on: device, seed: seed, only: cases) { result in
+                    guard !json else { return }
+                    let mark = switch result.status { case .passed: "ok  "; case .failed: "FAIL"; case .skipped: "skip" }
+                    print("\(mark) \(result.name) (\(format(result.milliseconds)) ms): \(result.detail)")
+                }
+                if report.failed > 0 { failed = true }
+                output.devices.append(report)
+                if !json { print("\(report.passed) passed, \(report.failed) failed, \(report.skipped) skipped") }
+            }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(output), as: UTF8.self))
+        }
+        if failed { throw ExitCode(CLIFailure.imageRejected) }
+    }
+
+    static func skip(_ reason: String, json: Bool) -> Never {
+        if json {
+            print("{\"skipped\": \(String(decoding: (try? JSONEncoder().encode(reason)) ?? Data("\"\"".utf8), as: UTF8.self))}")
+        } else {
+            print("skipped: \(reason)")
+        }
+        Self.exit(withError: ExitCode(CLIFailure.skipped))
+    }
+
+    private func format(_ value: Double) -> String {
+        let scaled = (value * 10).rounded() / 10
+        return "\(scaled)"
+    }
+}
+
+struct KernelCompileLine: Codable {
+    var unit: String
+    var target: String
+    var passed: Bool
+    var bytes: Int
+    var log: String
+}
+
+struct SelftestOutput: Codable {
+    var kernels: [KernelCompileLine] = []
+    var devices: [ConformanceReport] = []
+}
+
+struct GPUBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gpu",
+        abstract: "Measure the GPU foundation: copy bandwidth, kernel launch latency, allocation cost.",
+        discussion: """
+            Pinned host↔device and device↔device copy bandwidth (GB/s, device→device counting \
+            bytes read plus written), the device time per launch of an empty kernel, and the host \
+            cost of a 1 MiB allocate+free straight from the driver and through SliceServe's \
+            caching allocator. Prints one JSON object. Bench/gpu_peer.py measures the same with \
+            PyTorch for the ratios.
+            """)
+
+    @Option(help: "Bytes per copy, in MiB.")
+    var copyMib = 256
+
+    @OptionGroup var choice: DeviceChoice
+
+    func validate() throws {
+        guard copyMib >= 1 else { throw ValidationError("--copy-mib must be at least 1") }
+    }
+
+    func run() async throws {
+        do {
+            guard let device = try choice.devices(allByDefault: false)?.first else {
+                SelftestCommand.skip(CUDADevice.unavailableReason() ?? "no GPU", json: true)
+            }
+            let result = try GPUBenchmark.run(on: device, copyBytes: copyMib << 20)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        } catch let error as GPUError {
+            Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.gpuError))
+        }
+    }
+}

@@ -37,9 +37,10 @@ let package = Package(
             linkerSettings: [.linkedLibrary("turbojpeg"), .linkedLibrary("dl"), .linkedLibrary("pthread")]
         ),
         .target(name: "SliceCore"),
-        .target(name: "SlicePreprocess", dependencies: ["SliceCore", "CSliceServe"]),
-        .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SliceGPU", dependencies: ["SliceCore", "CSliceServe"]),
+        .target(name: "SlicePreprocess", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
+        .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
+
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
         .target(
             name: "SliceServer",
@@ -63,7 +64,7 @@ let package = Package(
         .testTarget(name: "SliceCoreTests", dependencies: ["SliceCore"]),
         .testTarget(
             name: "SlicePreprocessTests",
-            dependencies: ["SlicePreprocess", "SliceCore"],
+            dependencies: ["SlicePreprocess", "SliceCore", "SliceGPU"],
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),

@@ -27,6 +27,7 @@ _Static_assert(sizeof(ss_nvmlMemory) == 24, "nvmlMemory_t is three unsigned long
 _Static_assert(sizeof(ss_CUresult) == 4 && sizeof(ss_nvmlReturn) == 4 && sizeof(ss_nvrtcResult) == 4,
                "result enums are int-sized");
 _Static_assert(sizeof(void *) == 8, "64-bit targets only");
+_Static_assert(sizeof(ss_nvjpegImage) == 64, "nvjpegImage_t is four pointers and four size_t pitches");
 
 // The value a forwarder returns when its symbol is missing.
 #define SS_MISSING(ret) _Generic((ret)0, const char *: (ret)0, size_t: (ret)0, default: (ret)SS_LIB_NOT_LOADED)

@@ -13,6 +13,9 @@ static const char memory_cu[] = {
 static const char layout_cu[] = {
 #embed "kernels/layout.cu"
     , 0};
+static const char preprocess_cu[] = {
+#embed "kernels/preprocess.cu"
+    , 0};
 static const char selftest_cu[] = {
 #embed "kernels/selftest.cu"
     , 0};
@@ -23,6 +26,7 @@ static const ss_kernel_source sources[] = {
     SS_SOURCE("ss_device.cuh", ss_device_cuh, 1),
     SS_SOURCE("memory.cu", memory_cu, 0),
     SS_SOURCE("layout.cu", layout_cu, 0),
+    SS_SOURCE("preprocess.cu", preprocess_cu, 0),
     SS_SOURCE("selftest.cu", selftest_cu, 0),
 };
 

@@ -30,7 +30,7 @@ export SLICESERVE_CACHE="$work/cache"
 
 step "card (read-only)"
 nvidia-smi --query-gpu=name,uuid,driver_version,memory.total,mig.mode.current,clocks.sm,clocks.mem,temperature.gpu,power.draw \
-    --format=csv | tee "$OUT/nvidia-smi.csv"
+    --format=csv
 
 step "sliceserve doctor"
 "$bin" doctor
@@ -40,10 +40,12 @@ step "kernels: NVRTC compile of every embedded kernel (PTX sm_80/sm_90, CUBIN sm
 "$bin" selftest --kernels --arch compute_80,compute_90,sm_90
 kernels_rc=$?
 
-step "GPU conformance (selftest --gpu), twice: the second run loads kernels from the disk cache"
-"$bin" selftest --gpu
+photos_flag=()
+[ -d .device/photos ] && photos_flag=(--photos .device/photos)
+step "GPU conformance (selftest --gpu) and GPU preprocessing vs the CPU path, twice: the second run loads kernels from the disk cache"
+"$bin" selftest --gpu "${photos_flag[@]}"
 gpu_rc=$?
-"$bin" selftest --gpu --json > "$OUT/selftest.json"
+"$bin" selftest --gpu "${photos_flag[@]}" --json > "$OUT/selftest.json"
 gpu_json_rc=$?
 
 bench_rc=0
@@ -53,6 +55,23 @@ if [ $quick -eq 0 ]; then
     cat "$OUT/bench-gpu.json"
     PYTHONUNBUFFERED=1 timeout 120 python3 Bench/gpu_peer.py --copy-mib 256 > "$OUT/bench-gpu-peer.json" || bench_rc=$?
     cat "$OUT/bench-gpu-peer.json"
+
+    step "preprocessing throughput: JPEG bytes → 224x224 model input (CPU on all cores, GPU), and the peers"
+    jpegs="$work/bench-jpegs"
+    rm -rf "$jpegs"; mkdir -p "$jpegs"
+    # The peers' own image set (500x375 / 375x500, quality 90, from grace_hopper), written as files.
+    python3 -c "
+import sys; sys.path.insert(0, '.device'); import peers
+for i, blob in enumerate(peers.make_jpegs(256)): open('$jpegs/%03d.jpg' % i, 'wb').write(blob)
+" || echo "could not make the benchmark JPEGs"
+    : > "$OUT/bench-preprocess.json"
+    "$bin" bench preprocess "$jpegs" --backend cpu --batch 64 --seconds 4 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
+    for instances in 1 2 4; do
+        "$bin" bench preprocess "$jpegs" --backend gpu --batch 128 --instances $instances --seconds 4 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
+    done
+    "$bin" bench preprocess "$jpegs" --backend gpu --batch 128 --instances 2 --seconds 4 --layout nhwc-f16 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
+    PYTHONUNBUFFERED=1 timeout 240 python3 .device/peers.py bench_cpu bench_gpu_decode > "$OUT/bench-preprocess-peer.jsonl" || bench_rc=$?
+    grep '^{' "$OUT/bench-preprocess-peer.jsonl" || true
 
     step "MIG profiles and placements (read-only; MIG mode is left as found)"
     nvidia-smi mig -lgip > "$work/lgip.txt" 2>&1
@@ -88,6 +107,27 @@ if b and p:
         if ours is None or peer is None: continue
         ratio = (ours / peer) if better == "higher" else (peer / ours if ours else float("nan"))
         rows.append((label, f"ours {ours:.3g}  peer {peer:.3g}  ({ratio:.2f}x, >1 = ours better; peer: {p.get('peers', {}).get(key, '?')})"))
+def lines(name):
+    try:
+        with open(os.path.join(out, name)) as f: return [json.loads(l) for l in f if l.startswith("{")]
+    except Exception: return []
+pre, peer = lines("bench-preprocess.json"), lines("bench-preprocess-peer.jsonl")
+tv = max([r["images_per_s"] for r in peer if r.get("figure") == "gpu_nvjpeg_preprocess"] or [0])
+cv16 = max([r["images_per_s"] for r in peer if r.get("figure") == "cpu_preprocess_all_cores" and r.get("lib") == "opencv"] or [0])
+for r in pre:
+    label = f"preprocess {r['backend']}" + (f" x{r['instances']} {r['layout']}" if r.get("instances") else f" {r['threads']} threads")
+    ratio = f"  ({r['images_per_s'] / tv:.2f}x torchvision nvJPEG {tv:.0f}/s, {r['images_per_s'] / cv16:.2f}x OpenCV 16 procs {cv16:.0f}/s)" if tv and cv16 else ""
+    rows.append((label, f"{r['images_per_s']:.0f} img/s{ratio}"))
+for r in peer:
+    if r.get("figure", "").startswith(("cpu_preprocess", "gpu_nvjpeg")):
+        rows.append(("  peer " + r["figure"], f"{r.get('lib', '')} {r.get('cores', r.get('decode_batch', ''))}: {r['images_per_s']} img/s"))
+st = load("selftest.json")
+if st and st.get("preprocess"):
+    for group in st["preprocess"]:
+        ok = sum(1 for a in group if a["passed"])
+        nv = [a for a in group if a["decoder"].startswith("nvjpeg")]
+        worst = max([a["maxSteps"] for a in nv] or [0]); mean = max([a["meanSteps"] for a in nv] or [0])
+        rows.append(("GPU preprocessing check", f"{ok}/{len(group)} within tolerance; nvJPEG-decoded {len(nv)}: worst max {worst} steps, worst mean {mean:.3f}"))
 m = load("mig-profiles.json")
 if m: rows.append(("MIG profiles read", f"{len(m.get('profiles', []))} profiles, {len(m.get('placements', []))} placement lists"))
 w = max(len(r[0]) for r in rows)

@@ -29,6 +29,17 @@ strip -o "$out/sliceserve" "$bin"
 xz -T0 -6 -f "$out/sliceserve"
 # `swift test -c release` relinks the test build's binary; nothing else in .build changes.
 
+# Test photos and their variants (progressive, CMYK, YCCK, grayscale, RGB-stored, odd sizes) for
+# the GPU preprocessing check; Scripts/test.sh makes them.
+photos="$root/.cache/oracles/preprocess"
+if ls "$photos"/*.jpg >/dev/null 2>&1; then
+    rm -rf "$out/photos"
+    mkdir -p "$out/photos"
+    cp "$photos"/*.jpg "$out/photos/"
+else
+    echo "device-pack: warning: no test photos in $photos (run Scripts/test.sh first); the GPU preprocessing check will be skipped" >&2
+fi
+
 shared="$root/../shared/bench"
 for script in peers.py e2e_peer.py; do
     [ -f "$shared/$script" ] && cp -f "$shared/$script" "$out/$script"

@@ -10,6 +10,8 @@ bash Scripts/setup.sh
 .venv/bin/python Scripts/models.py      # the real models (verified against a float64 reference)
 .venv/bin/python Scripts/oracles.py     # Pillow / onnxruntime references
 
+bash Scripts/build-plugins.sh            # the reference preprocessing plug-in and its broken builds
+
 # NVRTC from the nvidia-cuda-nvrtc wheel: the tests compile every CUDA kernel with it (no GPU
 # needed). A user's own SLICESERVE_LIBNVRTC wins.
 if [ -z "${SLICESERVE_LIBNVRTC:-}" ]; then

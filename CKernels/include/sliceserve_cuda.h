@@ -45,6 +45,23 @@ typedef int ss_nvrtcResult;
 typedef struct ss_nvrtcProgram_st *ss_nvrtcProgram;
 
 typedef int ss_nvjpegStatus;
+typedef struct ss_nvjpegHandle_st *ss_nvjpegHandle;
+typedef struct ss_nvjpegJpegState_st *ss_nvjpegJpegState;
+/// nvjpegImage_t: up to four planes (interleaved RGB uses the first).
+typedef struct ss_nvjpegImage {
+    unsigned char *channel[4];
+    size_t pitch[4];
+} ss_nvjpegImage;
+
+/// nvJPEG constants SliceServe uses (values of nvjpegBackend_t, nvjpegOutputFormat_t,
+/// nvjpegStatus_t).
+enum {
+    SS_NVJPEG_BACKEND_DEFAULT = 0,
+    SS_NVJPEG_BACKEND_GPU_HYBRID = 2,
+    SS_NVJPEG_BACKEND_HARDWARE = 3,
+    SS_NVJPEG_OUTPUT_RGBI = 5,
+    SS_NVJPEG_STATUS_SUCCESS = 0,
+};
 typedef int ss_cudnnStatus;
 
 /// CUDA device attributes SliceServe reads (values of CUdevice_attribute).
@@ -171,7 +188,15 @@ enum {
     X(ss_nvrtcResult, nvrtcGetSupportedArchs, 0, 0, 0, (int *archs), (archs))
 
 #define SS_NVJPEG_SYMBOLS(X)                                                                        \
-    X(ss_nvjpegStatus, nvjpegGetProperty, 0, 0, 1, (int property, int *value), (property, value))
+    X(ss_nvjpegStatus, nvjpegGetProperty, 0, 0, 1, (int property, int *value), (property, value))   \
+    X(ss_nvjpegStatus, nvjpegCreateEx, 0, 0, 1, (int backend, void *device_allocator, void *pinned_allocator, unsigned int flags, ss_nvjpegHandle *handle), (backend, device_allocator, pinned_allocator, flags, handle)) \
+    X(ss_nvjpegStatus, nvjpegDestroy, 0, 0, 1, (ss_nvjpegHandle handle), (handle))                 \
+    X(ss_nvjpegStatus, nvjpegJpegStateCreate, 0, 0, 1, (ss_nvjpegHandle handle, ss_nvjpegJpegState *state), (handle, state)) \
+    X(ss_nvjpegStatus, nvjpegJpegStateDestroy, 0, 0, 1, (ss_nvjpegJpegState state), (state))       \
+    X(ss_nvjpegStatus, nvjpegGetImageInfo, 0, 0, 1, (ss_nvjpegHandle handle, const unsigned char *data, size_t length, int *components, int *subsampling, int *widths, int *heights), (handle, data, length, components, subsampling, widths, heights)) \
+    X(ss_nvjpegStatus, nvjpegDecode, 0, 0, 1, (ss_nvjpegHandle handle, ss_nvjpegJpegState state, const unsigned char *data, size_t length, int output_format, ss_nvjpegImage *destination, ss_CUstream stream), (handle, state, data, length, output_format, destination, stream)) \
+    X(ss_nvjpegStatus, nvjpegDecodeBatchedInitialize, 0, 0, 1, (ss_nvjpegHandle handle, ss_nvjpegJpegState state, int batch_size, int max_cpu_threads, int output_format), (handle, state, batch_size, max_cpu_threads, output_format)) \
+    X(ss_nvjpegStatus, nvjpegDecodeBatched, 0, 0, 1, (ss_nvjpegHandle handle, ss_nvjpegJpegState state, const unsigned char *const *data, const size_t *lengths, ss_nvjpegImage *destinations, ss_CUstream stream), (handle, state, data, lengths, destinations, stream))
 
 #define SS_CUBLASLT_SYMBOLS(X)                                                                      \
     X(size_t, cublasLtGetVersion, 0, 0, 1, (void), ())                                              \

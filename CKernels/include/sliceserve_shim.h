@@ -12,6 +12,7 @@
 // The run-time CUDA loader and the embedded kernel sources (included here so that one header is
 // the whole API, and a change to it invalidates clang's cached module).
 #include "sliceserve_cuda.h"
+#include "sliceserve_preprocess.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -54,9 +54,12 @@ public struct PreprocessedImage: Sendable, Hashable {
     /// Size after resizing, before the crop.
     public var resizedWidth: Int
     public var resizedHeight: Int
+    /// What decoded it: "libjpeg-turbo", "nvjpeg-hardware", "nvjpeg-default", or a plug-in's name.
+    public var decoder: String
 
     public init(originalWidth: Int, originalHeight: Int, colorspace: String, progressive: Bool,
-                dctScaleDenominator: Int, resizedWidth: Int, resizedHeight: Int) {
+                dctScaleDenominator: Int, resizedWidth: Int, resizedHeight: Int, decoder: String = "libjpeg-turbo") {
+        self.decoder = decoder
         self.originalWidth = originalWidth
         self.originalHeight = originalHeight
         self.colorspace = colorspace

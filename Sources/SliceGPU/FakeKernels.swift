@@ -6,6 +6,7 @@ public enum FakeKernels {
         "memory.cu": ["ss_fill_u32": fillU32],
         "layout.cu": ["ss_nchw_f32_to_nhwc_f16": nchwToNHWCHalf, "ss_f16_to_f32": halfToFloat],
         "selftest.cu": ["ss_saxpy": saxpy, "ss_block_sums": blockSums, "ss_spin": spin, "ss_empty": { _ in 0 }],
+        "preprocess.cu": ["ss_resize_crop_normalize": resizeCropNormalize],
     ]
 
     static let bytesPerSecond = 1e12
@@ -84,5 +85,91 @@ public enum FakeKernels {
         let observed = try launch.memory(try launch.pointer(1), byteCount: 8).bindMemory(to: UInt64.self, capacity: 1)
         observed.pointee = nanoseconds
         return Double(nanoseconds) / 1e9
+    }
+
+    /// preprocess.cu's ss_resize_crop_normalize, pixel for pixel (see the kernel for the job
+    /// layout).
+    static let resizeCropNormalize: FakeKernelBody = { launch throws(GPUError) in
+        let fields = 20
+        let images = launch.grid.z
+        let cropW = Int(try launch.uint32(5)), cropH = Int(try launch.uint32(6))
+        let layout = try launch.uint32(7), dtype = try launch.uint32(8)
+        let tableCount = Int(try launch.uint32(2))
+        let jobs = try launch.memory(try launch.pointer(0), byteCount: images * fields * 8).bindMemory(to: Int64.self, capacity: images * fields)
+        let tables = try launch.memory(try launch.pointer(1), byteCount: max(tableCount, 1) * 4).bindMemory(to: Int32.self, capacity: max(tableCount, 1))
+        let lut = try launch.memory(try launch.pointer(3), byteCount: 768 * 4).bindMemory(to: Float.self, capacity: 768)
+        let output = try launch.pointer(4)
+        let element = dtype == 0 ? 4 : dtype == 1 ? 2 : 1
+        let plane = cropW * cropH
+        let bias = Int32(1) << 21
+        var work = 0
+        for image in 0..<images {
+            let job = jobs + image * fields
+            let slot = Int(job[5])
+            let out = try launch.memory(output + UInt64(slot * 3 * plane * element), byteCount: 3 * plane * element)
+            let pitch = Int(job[1]), bpp = Int(job[2]), srcHeight = Int(job[4])
+            let src = try launch.memory(UInt64(bitPattern: job[0]), byteCount: pitch * srcHeight).assumingMemoryBound(to: UInt8.self)
+            let needsH = job[6] != 0, needsV = job[7] != 0
+            let hk = Int(job[9]), vk = Int(job[11])
+            func table(_ index: Int) throws(GPUError) -> Int32 {
+                guard index >= 0 && index < tableCount else {
+                    throw .cuda(call: "kernel access", code: 1, name: "CUDA_ERROR_INVALID_VALUE", message: "tap table index \(index) outside 0..<\(tableCount)")
+                }
+                return tables[index]
+            }
+            for r in 0..<cropH {
+                for c in 0..<cropW {
+                    var rgb: (Int32, Int32, Int32) = (0, 0, 0)
+                    if c >= job[12] && c < job[13] && r >= job[14] && r < job[15] {
+                        let h = needsH ? Int(job[8]) + (c - Int(job[12])) * (2 + hk) : 0
+                        let v = needsV ? Int(job[10]) + (r - Int(job[14])) * (2 + vk) : 0
+                        let hstart = needsH ? Int(try table(h)) : Int(job[16]) + c
+                        let hcount = needsH ? Int(try table(h + 1)) : 1
+                        let vstart = needsV ? Int(try table(v)) : Int(job[17]) + r
+                        let vcount = needsV ? Int(try table(v + 1)) : 1
+                        var acc = (bias, bias, bias)
+                        for t in 0..<vcount {
+                            let row = src + (vstart + t) * pitch
+                            var p: (Int32, Int32, Int32)
+                            if needsH {
+                                var a = (bias, bias, bias)
+                                for k in 0..<hcount {
+                                    let q = row + (hstart + k) * bpp
+                                    let w = try table(h + 2 + k)
+                                    a.0 &+= Int32(q[0]) &* w
+                                    a.1 &+= Int32(q[1]) &* w
+                                    a.2 &+= Int32(q[2]) &* w
+                                    work += 3
+                                }
+                                p = (a.0 >> 22, a.1 >> 22, a.2 >> 22)
+                            } else {
+                                let q = row + hstart * bpp
+                                p = (Int32(q[0]), Int32(q[1]), Int32(q[2]))
+                            }
+                            if needsV {
+                                let w = try table(v + 2 + t)
+                                acc.0 &+= p.0 &* w
+                                acc.1 &+= p.1 &* w
+                                acc.2 &+= p.2 &* w
+                            } else {
+                                rgb = p
+                            }
+                        }
+                        if needsV { rgb = (acc.0 >> 22, acc.1 >> 22, acc.2 >> 22) }
+                    }
+                    let values = [rgb.0, rgb.1, rgb.2]
+                    for ch in 0..<3 {
+                        let index = layout == 0 ? ch * plane + r * cropW + c : (r * cropW + c) * 3 + ch
+                        let byte = Int(values[ch])
+                        switch dtype {
+                        case 0: out.storeBytes(of: lut[ch * 256 + byte], toByteOffset: index * 4, as: Float.self)
+                        case 1: out.storeBytes(of: Float16(lut[ch * 256 + byte]).bitPattern, toByteOffset: index * 2, as: UInt16.self)
+                        default: out.storeBytes(of: UInt8(byte), toByteOffset: index, as: UInt8.self)
+                        }
+                    }
+                }
+            }
+        }
+        return Double(work) / 2e12
     }
 }

@@ -7,6 +7,7 @@ import Foundation
 import SliceCore
 import SliceModel
 import SlicePreprocess
+import SliceGPU
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,11 +19,14 @@ struct BenchCommand: AsyncParsableCommand {
 struct PreprocessBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "preprocess",
-        abstract: "Measure CPU preprocessing throughput (JPEG bytes to model input) in images/s.",
+        abstract: "Measure preprocessing throughput (JPEG bytes to model input) in images/s.",
         discussion: """
             Loads the images into memory, then preprocesses them in batches, round after round, \
             until --seconds have passed, after one warm-up round. Prints one JSON object. \
-            Bench/preprocess.py runs this beside Pillow and OpenCV and prints the ratios.
+            Bench/preprocess.py runs this beside Pillow and OpenCV and prints the ratios. \
+            --backend gpu uses nvJPEG and the fused resize kernel, writing GPU memory (the model \
+            input stays on the device); --instances runs several GPU pipelines (each its own \
+            stream and nvJPEG state) side by side; --fake uses the fake GPU.
             """)
 
     @Argument(help: "JPEG files, or directories whose *.jpg/*.jpeg files are used.")
@@ -39,7 +43,17 @@ struct PreprocessBench: AsyncParsableCommand {
 
     @OptionGroup var flags: PreprocessFlags
 
+    @Option(help: "cpu (libjpeg-turbo + SIMD on worker threads) or gpu (nvJPEG + resize kernel).")
+    var backend = "cpu"
+
+    @Option(help: "GPU pipelines run side by side (--backend gpu).")
+    var instances = 1
+
+    @OptionGroup var choice: DeviceChoice
+
     func validate() throws {
+        guard backend == "cpu" || backend == "gpu" else { throw ValidationError("--backend must be cpu or gpu") }
+        guard instances >= 1 else { throw ValidationError("--instances must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -52,37 +66,86 @@ struct PreprocessBench: AsyncParsableCommand {
                 throw CLIFailure(message: "no .jpg or .jpeg files in \(paths.joined(separator: " "))", exitCode: CLIFailure.ioError)
             }
             let images = try files.map { EncodedImage(try readFile($0)) }
-            let preprocessor = try CPUPreprocessor(threads: threads)
-            let buffer = try BatchBuffer(hostSpec: flags.spec, capacity: batch)
             let options = try flags.options()
-
-            var rejected = 0
-            func round() async -> Int {
-                var done = 0
-                for start in stride(from: 0, to: images.count, by: batch) {
-                    let slice = Array(images[start..<min(start + batch, images.count)])
-                    let result = await preprocessor.preprocess(PreprocessJob(images: slice, destination: buffer, options: options))
-                    rejected += slice.count - result.succeeded
-                    done += slice.count
+            var preprocessors: [any Preprocessor] = []
+            var buffers: [BatchBuffer] = []
+            var decoder = "libjpeg-turbo"
+            var threadCount = 0
+            if backend == "cpu" {
+                let cpu = try CPUPreprocessor(threads: threads)
+                threadCount = cpu.threadCount
+                preprocessors = [cpu]
+                buffers = [try BatchBuffer(hostSpec: flags.spec, capacity: batch)]
+            } else {
+                guard let device = try choice.devices(allByDefault: false)?.first else {
+                    throw CLIFailure(message: CUDADevice.unavailableReason() ?? "no GPU", exitCode: CLIFailure.skipped)
                 }
-                return done
+                for _ in 0..<instances {
+                    let gpu = try GPUPreprocessor(device: device, maxBatch: batch)
+                    decoder = gpu.decoderName
+                    preprocessors.append(gpu)
+                    let memory = try device.allocate(byteCount: batch * flags.spec.byteCount)
+                    buffers.append(try BatchBuffer(spec: flags.spec, capacity: batch, allocation: memory))
+                }
+            }
+            let pipelines = Array(zip(preprocessors, buffers))
+
+            // Each pipeline takes every n-th batch; pipelines run concurrently.
+            func round() async -> (done: Int, rejected: Int) {
+                await withTaskGroup(of: (Int, Int).self) { group in
+                    for (lane, (preprocessor, buffer)) in pipelines.enumerated() {
+                        group.addTask {
+                            var done = 0, rejected = 0
+                            var start = lane * batch
+                            while start < images.count {
+                                let slice = Array(images[start..<min(start + batch, images.count)])
+                                let result = await preprocessor.preprocess(PreprocessJob(images: slice, destination: buffer, options: options))
+                                rejected += slice.count - result.succeeded
+                                done += slice.count
+                                start += pipelines.count * batch
+                            }
+                            return (done, rejected)
+                        }
+                    }
+                    var total = (done: 0, rejected: 0)
+                    for await (done, rejected) in group {
+                        total.done += done
+                        total.rejected += rejected
+                    }
+                    return total
+                }
             }
             _ = await round()
-            rejected = 0
+            var rejected = 0
             let clock = ContinuousClock()
             let start = clock.now
             var processed = 0
             var elapsed = 0.0
             repeat {
-                processed += await round()
+                let outcome = await round()
+                processed += outcome.done
+                rejected += outcome.rejected
                 elapsed = (clock.now - start).seconds
             } while elapsed < seconds
+            var statistics: GPUPreprocessStatistics? = nil
+            for case let gpu as GPUPreprocessor in preprocessors {
+                let s = gpu.statistics
+                if statistics == nil { statistics = s } else {
+                    statistics!.jobs += s.jobs
+                    statistics!.decodedByNVJPEG += s.decodedByNVJPEG
+                    statistics!.decodedByCPU += s.decodedByCPU
+                    statistics!.cpuDecodeReasons.merge(s.cpuDecodeReasons, uniquingKeysWith: +)
+                }
+            }
             let result = PreprocessBenchResult(
-                backend: preprocessor.name, threads: preprocessor.threadCount, images: images.count,
+                backend: preprocessors[0].name, threads: threadCount, images: images.count,
                 processed: processed, rejected: rejected, seconds: elapsed,
                 imagesPerSecond: Double(processed) / elapsed,
                 layout: "\(flags.layout.layout.rawValue)-\(flags.layout.dtype.rawValue)",
-                dctScaling: flags.dctScaling, batch: batch)
+                dctScaling: backend == "cpu" && flags.dctScaling, batch: batch, decoder: decoder,
+                instances: backend == "gpu" ? instances : nil,
+                device: backend == "gpu" ? (preprocessors.first as? GPUPreprocessor)?.device.info.name : nil,
+                gpuStatistics: statistics)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
@@ -120,9 +183,14 @@ struct PreprocessBenchResult: Codable {
     var layout: String
     var dctScaling: Bool
     var batch: Int
+    var decoder: String
+    var instances: Int?
+    var device: String?
+    var gpuStatistics: GPUPreprocessStatistics?
 
     enum CodingKeys: String, CodingKey {
-        case backend, threads, images, processed, rejected, seconds, layout, batch
+        case backend, threads, images, processed, rejected, seconds, layout, batch, decoder, instances, device
+        case gpuStatistics = "gpu_statistics"
         case imagesPerSecond = "images_per_s"
         case dctScaling = "dct_scaling"
     }

@@ -6,6 +6,7 @@ import Foundation
 #endif
 import SliceCore
 import SliceGPU
+import SlicePreprocess
 
 /// Which device a GPU subcommand uses: a real one by index, or the fake GPU.
 struct DeviceChoice: ParsableArguments {
@@ -55,6 +56,9 @@ struct SelftestCommand: AsyncParsableCommand {
 
     @Option(help: "Comma-separated case names to run (default: all).")
     var only: String?
+
+    @Option(help: "A folder of JPEG photos: also check GPU preprocessing (nvJPEG + resize kernel) against the CPU path on them.")
+    var photos: String?
 
     @Option(help: "Seed for the random test data.")
     var seed: UInt64 = 0x5EED_CAFE
@@ -127,6 +131,11 @@ struct SelftestCommand: AsyncParsableCommand {
                 if report.failed > 0 { failed = true }
                 output.devices.append(report)
                 if !json { print("\(report.passed) passed, \(report.failed) failed, \(report.skipped) skipped") }
+                if let photos {
+                    let agreements = try await checkPreprocessing(device: device, folder: photos)
+                    if agreements.contains(where: { !$0.passed }) { failed = true }
+                    output.preprocess.append(agreements)
+                }
             }
         }
         if json {
@@ -135,6 +144,30 @@ struct SelftestCommand: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(output), as: UTF8.self))
         }
         if failed { throw ExitCode(CLIFailure.imageRejected) }
+    }
+
+    /// GPU preprocessing against the CPU path on every JPEG in `folder`.
+    private func checkPreprocessing(device: any GPUDevice, folder: String) async throws -> [PreprocessAgreement] {
+        let names: [String]
+        do {
+            names = try FileIO.list(folder).filter { $0.lowercased().hasSuffix(".jpg") || $0.lowercased().hasSuffix(".jpeg") }
+        } catch {
+            Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.ioError))
+        }
+        guard !names.isEmpty else { Self.fail(CLIFailure(message: "no .jpg files in \(folder)", exitCode: CLIFailure.ioError)) }
+        let photos = try names.map { (name: $0, bytes: try FileIO.read(folder + "/" + $0)) }
+        let agreements = try await GPUPreprocessCheck.run(device: device, photos: photos)
+        if !json {
+            print("GPU preprocessing vs the CPU path (no DCT scaling), \(photos.count) photos in one batch:")
+            for a in agreements {
+                let mark = a.passed ? "ok  " : "FAIL"
+                let mean = (a.meanSteps * 1000).rounded() / 1000, within = (a.withinOneStep * 10000).rounded() / 100
+                print("\(mark) \(a.name) [\(a.decoder)]: max \(a.maxSteps), mean \(mean) steps, \(within)% within 1; "
+                      + "f32 \(a.float32Exact ? "exact" : "differs"), f16 \(a.float16Exact ? "exact" : "differs") (\(a.detail))")
+            }
+            print("\(agreements.filter(\.passed).count) of \(agreements.count) photos within tolerance")
+        }
+        return agreements
     }
 
     static func skip(_ reason: String, json: Bool) -> Never {
@@ -163,6 +196,8 @@ struct KernelCompileLine: Codable {
 struct SelftestOutput: Codable {
     var kernels: [KernelCompileLine] = []
     var devices: [ConformanceReport] = []
+    /// Per device (same order), GPU preprocessing against the CPU path, with --photos.
+    var preprocess: [[PreprocessAgreement]] = []
 }
 
 struct GPUBench: AsyncParsableCommand {

@@ -233,7 +233,7 @@ public final class InferenceServer: Sendable {
     func healthDetails() -> [String: Any] {
         var details: [String: Any] = [
             "live": true, "ready": isReady, "version": SliceServeVersion.current,
-            "models": models.map { ["name": $0.name, "instance": $0.executor.name] },
+            "models": models.map { ["name": $0.name, "instance": $0.executor.name, "preprocess": $0.instance.preprocessor?.name ?? "none"] },
         ]
         if let accelerators, let data = try? JSONEncoder().encode(accelerators),
            let object = try? JSONSerialization.jsonObject(with: data) {

@@ -14,8 +14,9 @@ public final class ServerMetrics: Sendable {
     }
 
     /// The event handler for one model's instance; pass it to `ModelInstance(events:)`.
-    public func handler(model: String, version: String = "1", instance: String) -> InstanceEventHandler {
+    public func handler(model: String, version: String = "1", instance: String, preprocessBackend: String = "cpu") -> InstanceEventHandler {
         let labels = [("model", model), ("version", version)]
+        let backendLabels = labels + [("backend", preprocessBackend)]
         let r = registry
         let success = r.makeCounter(descriptor: descriptor("nv_inference_request_success", "Successful inference requests."), labels: labels)
         let count = r.makeCounter(descriptor: descriptor("nv_inference_count", "Inferences performed (one per item of a batch)."), labels: labels)
@@ -25,6 +26,12 @@ public final class ServerMetrics: Sendable {
         let preprocess = r.makeCounter(descriptor: descriptor("sliceserve_preprocess_duration_us", "Cumulative preprocessing time (decode, resize, normalize), microseconds."), labels: labels)
         let busy = r.makeCounter(descriptor: descriptor("sliceserve_instance_busy_seconds_total", "Time the instance spent preprocessing and executing."),
                                  labels: labels + [("instance", instance)])
+        let preprocessedImages = r.makeCounter(
+            descriptor: descriptor("sliceserve_preprocess_images_total", "Images through the preprocessing backend (per backend: cpu, gpu, plugin:NAME)."),
+            labels: backendLabels)
+        let preprocessSecondsCounter = r.makeCounter(
+            descriptor: descriptor("sliceserve_preprocess_backend_seconds_total", "Time the preprocessing backend spent on batches; images_total over this is its throughput."),
+            labels: backendLabels)
         let depth = r.makeGauge(descriptor: descriptor("sliceserve_queue_items", "Items waiting in the instance's queue."), labels: labels)
         let inflight = r.makeGauge(descriptor: descriptor("sliceserve_inflight_requests", "Requests queued or in a running batch."), labels: labels)
         let latency = Histogram.latency().bounds
@@ -52,6 +59,10 @@ public final class ServerMetrics: Sendable {
                 count.increment(by: Int64(items))
                 batchSize.record(Double(items))
                 preprocess.increment(by: Int64(preprocessSeconds * 1e6))
+                if preprocessSeconds > 0 {
+                    preprocessedImages.increment(by: Int64(items))
+                    preprocessSecondsCounter.increment(by: preprocessSeconds)
+                }
                 compute.increment(by: Int64(computeSeconds * 1e6))
                 busy.increment(by: preprocessSeconds + computeSeconds)
             case .depth(let queuedItems, let inFlight):

@@ -43,7 +43,7 @@ struct PreprocessBench: AsyncParsableCommand {
 
     @OptionGroup var flags: PreprocessFlags
 
-    @Option(help: "cpu (libjpeg-turbo + SIMD on worker threads) or gpu (nvJPEG + resize kernel).")
+    @Option(help: "cpu (libjpeg-turbo + SIMD on worker threads), gpu (nvJPEG + resize kernel) or plugin:PATH[?CONFIG].")
     var backend = "cpu"
 
     @Option(help: "GPU pipelines run side by side (--backend gpu).")
@@ -52,7 +52,9 @@ struct PreprocessBench: AsyncParsableCommand {
     @OptionGroup var choice: DeviceChoice
 
     func validate() throws {
-        guard backend == "cpu" || backend == "gpu" else { throw ValidationError("--backend must be cpu or gpu") }
+        guard backend == "cpu" || backend == "gpu" || backend.hasPrefix("plugin:") else {
+            throw ValidationError("--backend must be cpu, gpu or plugin:PATH[?CONFIG]")
+        }
         guard instances >= 1 else { throw ValidationError("--instances must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
@@ -75,6 +77,11 @@ struct PreprocessBench: AsyncParsableCommand {
                 let cpu = try CPUPreprocessor(threads: threads)
                 threadCount = cpu.threadCount
                 preprocessors = [cpu]
+                buffers = [try BatchBuffer(hostSpec: flags.spec, capacity: batch)]
+            } else if backend.hasPrefix("plugin:") {
+                let plugin = try PluginPreprocessor(String(backend.dropFirst("plugin:".count)))
+                decoder = plugin.name
+                preprocessors = [plugin]
                 buffers = [try BatchBuffer(hostSpec: flags.spec, capacity: batch)]
             } else {
                 guard let device = try choice.devices(allByDefault: false)?.first else {

@@ -19,8 +19,8 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Serve models over HTTP with the KServe v2 (Triton) protocol.",
         discussion: """
             Loads each model directory, starts one CPU instance per model behind a dynamic \
-            batcher, runs a warm-up batch, then serves:
-              GET  /v2, /v2/health/live, /v2/health/ready
+            batcher (JPEGs preprocessed as --preprocess says), runs a warm-up batch, then serves:
+              GET  /v2, /v2/health/live, /v2/health/ready, /v2/health/details
               GET  /v2/models/NAME[/versions/1][/ready|/config|/stats]
               POST /v2/models/NAME/infer        FP32 tensors [N,3,224,224] -> logits
               POST /v2/models/NAME_jpeg/infer   BYTES (encoded JPEGs) -> probabilities
@@ -41,6 +41,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Where instances run: cpu or cpu:N (N threads). GPU slices come in a later version.")
     var slices = "cpu"
+
+    @Option(help: ArgumentHelp(
+        "How JPEGs become model inputs: auto, cpu, gpu or plugin:PATH[?CONFIG].",
+        discussion: "auto picks gpu (nvJPEG and a fused resize kernel on GPU 0) when nvJPEG and a CUDA GPU are there, else cpu (libjpeg-turbo and SIMD on all cores). plugin:PATH loads a preprocessing plug-in (sliceserve_preprocess.h), e.g. the reference one Scripts/build-plugins.sh makes."))
+    var preprocess = "auto"
 
     @Option(help: "Largest batch an instance runs.")
     var maxBatch = 16
@@ -72,6 +77,40 @@ struct ServeCommand: AsyncParsableCommand {
         guard priorityLevels >= 1 else { throw ValidationError("--priority-levels must be at least 1") }
         _ = try threads()
         _ = try preferred()
+        guard ["auto", "cpu", "gpu"].contains(preprocess) || (preprocess.hasPrefix("plugin:") && preprocess.count > 7) else {
+            throw ValidationError("--preprocess must be auto, cpu, gpu or plugin:PATH, got '\(preprocess)'")
+        }
+    }
+
+    /// The preprocessing backend --preprocess names (exit 4 with the reason when it cannot load).
+    private func makePreprocessor(logger: Logger) -> any Preprocessor {
+        do {
+            var choice = preprocess
+            if choice == "auto" {
+                let nvjpeg = GPULibraries.status(.nvjpeg)
+                if CUDADevice.unavailableReason() == nil && nvjpeg.usable {
+                    choice = "gpu"
+                } else {
+                    choice = "cpu"
+                    logger.info("preprocessing on the CPU", metadata: [
+                        "why": "\(CUDADevice.unavailableReason() ?? (nvjpeg.problem.map { "nvJPEG: \($0)" } ?? "no nvJPEG"))"])
+                }
+            }
+            switch choice {
+            case "gpu":
+                let gpu = try GPUPreprocessor(device: try CUDADevice(ordinal: 0), maxBatch: max(maxBatch, 1))
+                logger.info("preprocessing on the GPU", metadata: ["decoder": "\(gpu.decoderName)", "device": "\(gpu.device.info.name)"])
+                return gpu
+            case "cpu":
+                return try CPUPreprocessor(threads: try threads())
+            default:
+                let plugin = try PluginPreprocessor(String(choice.dropFirst("plugin:".count)))
+                logger.info("preprocessing in a plug-in", metadata: ["plugin": "\(plugin.name)", "path": "\(plugin.path)"])
+                return plugin
+            }
+        } catch {
+            Self.fail(CLIFailure(message: "--preprocess \(preprocess): \(error)", exitCode: CLIFailure.gpuError))
+        }
     }
 
     private func threads() throws -> Int? {
@@ -102,13 +141,14 @@ struct ServeCommand: AsyncParsableCommand {
         var served: [ServedModel] = []
         let metrics = ServerMetrics()
         do {
-            let preprocessor = try CPUPreprocessor(threads: try threads())
+            let preprocessor = makePreprocessor(logger: logger)
             for path in models.isEmpty ? [ModelDirectory.defaultPath] : models {
                 let directory = try ModelDirectory(path: path)
                 let executor = try CPUExecutor(modelFile: directory.modelPath, threads: try threads(), maxBatch: maxBatch)
                 let instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: preprocessor,
                                                  options: directory.preprocessOptions, config: batching,
-                                                 events: metrics.handler(model: directory.config.name, instance: executor.name))
+                                                 events: metrics.handler(model: directory.config.name, instance: executor.name,
+                                                                         preprocessBackend: preprocessor.name))
                 served.append(ServedModel(name: directory.config.name, directory: directory, instance: instance))
                 logger.info("loaded model", metadata: ["model": "\(directory.config.name)", "path": "\(path)",
                                                       "instance": "cpu, \(executor.threads) threads, max batch \(maxBatch)"])

@@ -4,15 +4,22 @@
 # or reset commands. Writes logs and JSON under $OUT (at most 8 files) and prints a short
 # table last.
 #
-#   Scripts/device-check.sh            everything (about 2 minutes)
+#   Scripts/device-check.sh            everything (about 3 minutes)
 #   Scripts/device-check.sh --quick    doctor, kernel compile and conformance only
+#   Scripts/device-check.sh --mig      also record the card's MIG profiles and placements as JSON
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 OUT=${OUT:-/tmp/sliceserve-device-out}
 mkdir -p "$OUT"
 quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+mig=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) quick=1 ;;
+        --mig) mig=1 ;;
+    esac
+done
 exec > >(tee -a "$OUT/device-check.log") 2>&1
 step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
 
@@ -66,13 +73,25 @@ for i, blob in enumerate(peers.make_jpegs(256)): open('$jpegs/%03d.jpg' % i, 'wb
 " || echo "could not make the benchmark JPEGs"
     : > "$OUT/bench-preprocess.json"
     "$bin" bench preprocess "$jpegs" --backend cpu --batch 64 --seconds 4 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
-    for instances in 1 2 4; do
+    for instances in 1 4 8; do
         "$bin" bench preprocess "$jpegs" --backend gpu --batch 128 --instances $instances --seconds 4 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
     done
-    "$bin" bench preprocess "$jpegs" --backend gpu --batch 128 --instances 2 --seconds 4 --layout nhwc-f16 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
-    PYTHONUNBUFFERED=1 timeout 240 python3 .device/peers.py bench_cpu bench_gpu_decode > "$OUT/bench-preprocess-peer.jsonl" || bench_rc=$?
+    "$bin" bench preprocess "$jpegs" --backend gpu --batch 256 --instances 8 --seconds 4 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
+    "$bin" bench preprocess "$jpegs" --backend gpu --batch 128 --instances 8 --seconds 4 --layout nhwc-f16 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
+    # peers.py also writes $OUT/peers.json: keep that out of $OUT (8 files come back at most).
+    PYTHONUNBUFFERED=1 OUT="$work" timeout 240 python3 .device/peers.py bench_cpu bench_gpu_decode > "$OUT/bench-preprocess-peer.jsonl" || bench_rc=$?
+
+    if [ -d .device/models/mobilenet_v2 ]; then
+        step "serving end to end: sliceserve serve (CPU executor, 12 cores) with CPU vs GPU preprocessing, loadgen on 4 other cores"
+        PYTHONUNBUFFERED=1 timeout 200 python3 Bench/serve_e2e.py --binary "$bin" --model .device/models/mobilenet_v2 \
+            --images "$jpegs" --backends cpu,gpu --server-cores 0-11 --client-cores 12-15 --threads 12 --seconds 8 \
+            > "$OUT/bench-serve.json" || bench_rc=$?
+        cat "$OUT/bench-serve.json"
+    fi
     grep '^{' "$OUT/bench-preprocess-peer.jsonl" || true
 
+fi
+if [ $mig -eq 1 ]; then
     step "MIG profiles and placements (read-only; MIG mode is left as found)"
     nvidia-smi mig -lgip > "$work/lgip.txt" 2>&1
     nvidia-smi mig -lgipp > "$work/lgipp.txt" 2>&1
@@ -128,6 +147,11 @@ if st and st.get("preprocess"):
         nv = [a for a in group if a["decoder"].startswith("nvjpeg")]
         worst = max([a["maxSteps"] for a in nv] or [0]); mean = max([a["meanSteps"] for a in nv] or [0])
         rows.append(("GPU preprocessing check", f"{ok}/{len(group)} within tolerance; nvJPEG-decoded {len(nv)}: worst max {worst} steps, worst mean {mean:.3f}"))
+sv = load("bench-serve.json")
+if sv:
+    for run in sv.get("runs", []):
+        l = run.get("load", {})
+        rows.append((f"serve e2e, {run['preprocess']} preprocessing", f"{l.get('throughput_rps')} req/s, p50 {l.get('p50_ms')} ms, p99 {l.get('p99_ms')} ms, errors {l.get('errors')}" if l else run.get("error", "?")[:120]))
 m = load("mig-profiles.json")
 if m: rows.append(("MIG profiles read", f"{len(m.get('profiles', []))} profiles, {len(m.get('placements', []))} placement lists"))
 w = max(len(r[0]) for r in rows)

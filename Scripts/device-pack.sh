@@ -40,6 +40,16 @@ else
     echo "device-pack: warning: no test photos in $photos (run Scripts/test.sh first); the GPU preprocessing check will be skipped" >&2
 fi
 
+# The default model, for the end-to-end serving comparison there (no PyPI on that machine).
+model="${XDG_CACHE_HOME:-$HOME/.cache}/sliceserve/models/mobilenet_v2"
+if [ -f "$model/model.onnx" ]; then
+    rm -rf "$out/models"
+    mkdir -p "$out/models"
+    cp -r "$model" "$out/models/"
+else
+    echo "device-pack: warning: no default model at $model (run Scripts/models.py); the serving comparison will be skipped" >&2
+fi
+
 shared="$root/../shared/bench"
 for script in peers.py e2e_peer.py; do
     [ -f "$shared/$script" ] && cp -f "$shared/$script" "$out/$script"

@@ -45,7 +45,12 @@ struct DoctorCommand: AsyncParsableCommand {
         }
         print("Kernels:     \(report.cpuKernels ?? "?") (chosen at run time from this CPU)")
         for line in gpu.lines { print(line) }
-        print("Preprocess:  cpu backend, \(report.availableCores) worker threads by default")
+        let nvjpeg = gpu.libraries.first { $0.library == "nvjpeg" }
+        if gpu.problem == nil && gpu.deviceCount > 0 && (nvjpeg?.usable ?? false) {
+            print("Preprocess:  --preprocess auto picks gpu (nvJPEG \(nvjpeg?.version ?? "?") on GPU 0); cpu has \(report.availableCores) worker threads")
+        } else {
+            print("Preprocess:  --preprocess auto picks cpu, \(report.availableCores) worker threads (gpu needs a CUDA GPU and nvJPEG)")
+        }
         let model = ModelDirectory.defaultPath
         if let directory = try? ModelDirectory(path: model) {
             print("Model:       \(directory.config.name) at \(model)")

@@ -40,6 +40,7 @@ let package = Package(
         .target(name: "SliceGPU", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SlicePreprocess", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
         .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
+        .target(name: "SliceSlices", dependencies: ["SliceCore", "SliceGPU"]),
 
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
         .target(
@@ -56,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceScheduler", "SliceServer", "CSliceServe",
+                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceSlices", "SliceScheduler", "SliceServer", "CSliceServe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -69,6 +70,7 @@ let package = Package(
         ),
         .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),
         .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "CSliceServe"]),
+        .testTarget(name: "SliceSlicesTests", dependencies: ["SliceSlices"]),
         .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess"]),
         .testTarget(
             name: "SliceServerTests",

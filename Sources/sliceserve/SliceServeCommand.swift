@@ -12,6 +12,6 @@ struct SliceServeCommand: AsyncParsableCommand {
             `sliceserve selftest --gpu` checks a GPU. Serving on GPUs and their slices is not there yet.
             """,
         version: SliceServeVersion.current,
-        subcommands: [ServeCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, SelftestCommand.self, BenchCommand.self]
+        subcommands: [ServeCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, SelftestCommand.self, SlicesCommand.self, BenchCommand.self]
     )
 }

@@ -166,6 +166,27 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(result.stdout.contains("FAIL"), result.stdout)
     }
 
+    func testSlicesListAndPlanOnSimulatedGPUs() throws {
+        let list = try run(["slices", "list", "--gpu", "sim:h200"])
+        XCTAssertEqual(list.status, 0, list.stderr)
+        XCTAssertTrue(list.stdout.contains("1g.18gb"), list.stdout)
+        XCTAssertTrue(list.stdout.contains("{0,1,2,3,4,5,6}:1"), list.stdout)
+        let plan = try run(["slices", "plan", "--gpu", "sim:h100-80gb", "--layout", "3g.40gb,2g.20gb,1g.10gb,1g.10gb"])
+        XCTAssertEqual(plan.status, 0, plan.stderr)
+        XCTAssertTrue(plan.stdout.contains("4 instances fit"), plan.stdout)
+        let json = try run(["slices", "plan", "--gpu", "sim:a100-40gb", "--layout", "7x1g.5gb", "--json"])
+        let placed = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
+        XCTAssertEqual(placed?.compactMap { $0["start"] as? Int }, [0, 1, 2, 3, 4, 5, 6])
+        let tooMany = try run(["slices", "plan", "--gpu", "sim:h100-80gb", "--layout", "8x1g.10gb"])
+        XCTAssertEqual(tooMany.status, 1)
+        XCTAssertTrue(tooMany.stderr.contains("at most 7 fit"), tooMany.stderr)
+        let unknown = try run(["slices", "list", "--gpu", "sim:v100"])
+        XCTAssertEqual(unknown.status, 64)
+        XCTAssertTrue(unknown.stderr.contains("sim:h100-80gb"), unknown.stderr)
+        let real = try run(["slices", "plan", "--layout", "7g.80gb"])
+        XCTAssertEqual(real.status, 64)
+    }
+
     func testVersionAndHelp() throws {
         XCTAssertEqual(try run(["--version"]).stdout, "\(SliceServeVersion.current)\n")
         let help = try run(["preprocess", "--help"])

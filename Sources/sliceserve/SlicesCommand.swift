@@ -1,0 +1,151 @@
+import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SliceCore
+import SliceGPU
+import SliceSlices
+
+struct SlicesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slices",
+        abstract: "List GPUs and their MIG geometry, and plan MIG layouts.",
+        discussion: """
+            --gpu sim:<card> uses a built-in simulated GPU (a100-40gb, a100-80gb, h100-80gb, h200) \
+            with that card's MIG profiles and placement rules. Creating or destroying MIG \
+            instances, MIG instance discovery and SM partitions are not in this version.
+            """,
+        subcommands: [SlicesList.self, SlicesPlan.self])
+}
+
+/// `--gpu sim:<card>` (or nothing: the real GPUs).
+struct GPUSelection: ParsableArguments {
+    @Option(help: "A simulated GPU: sim:a100-40gb, sim:a100-80gb, sim:h100-80gb or sim:h200.")
+    var gpu: String?
+
+    func simulated() throws -> MIGGeometry? {
+        guard let gpu else { return nil }
+        guard gpu.hasPrefix("sim:"), let geometry = SimulatedGPUs.named(String(gpu.dropFirst(4))) else {
+            throw ValidationError("--gpu must be sim:<card>, one of \(SimulatedGPUs.all.map { "sim:" + $0.card }.joined(separator: ", ")); got '\(gpu)'")
+        }
+        return geometry
+    }
+}
+
+struct SlicesList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "Show each GPU (or a simulated one): SMs, memory, MIG mode, and its MIG profiles.")
+
+    @OptionGroup var selection: GPUSelection
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func validate() throws { _ = try selection.simulated() }
+
+    struct Entry: Codable {
+        var gpu: String
+        var device: GPUDeviceInfo?
+        var geometry: MIGGeometry?
+        var note: String?
+    }
+
+    func run() async throws {
+        var entries: [Entry] = []
+        if let geometry = try selection.simulated() {
+            entries.append(Entry(gpu: "sim:\(geometry.card)", device: nil, geometry: geometry, note: "simulated"))
+        } else {
+            let report = GPUReport.collect()
+            if report.devices.isEmpty {
+                let reason = report.problem ?? "no GPU"
+                if json { print("{\"gpus\": [], \"problem\": \(String(decoding: try JSONEncoder().encode(reason), as: UTF8.self))}") }
+                else { print("No GPU: \(reason)\nTry a simulated one: sliceserve slices list --gpu sim:h100-80gb") }
+                return
+            }
+            for device in report.devices {
+                let geometry = SimulatedGPUs.all.first { device.name.contains($0.productName) || $0.productName.contains(device.name) }
+                entries.append(Entry(gpu: "gpu:\(device.ordinal)", device: device, geometry: geometry,
+                                     note: geometry == nil ? "no built-in MIG table for this card" : "MIG profiles from the built-in table for this card"))
+            }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(["gpus": entries]), as: UTF8.self))
+            return
+        }
+        for entry in entries {
+            if let device = entry.device {
+                print("\(entry.gpu): \(device.name), \(device.multiprocessors) SMs, \(ByteCountText.format(device.totalMemory)), "
+                      + "MIG \(device.migMode ?? "unknown") (pending \(device.migModePending ?? "unknown")), \(device.uuid)")
+            } else if let geometry = entry.geometry {
+                print("\(entry.gpu): \(geometry.productName) (simulated), \(geometry.multiprocessors) SMs")
+            }
+            guard let geometry = entry.geometry else { print("  \(entry.note ?? "")"); continue }
+            print("  MIG profiles (\(geometry.source)):")
+            print("  profile        id  max  SMs  memory GiB  JPEG  CE  placements (start:size)")
+            for p in geometry.profiles {
+                let name = p.name.padding(toLength: 13, withPad: " ", startingAt: 0)
+                print("  \(name) \(pad(p.id, 3)) \(pad(p.maxInstances, 4)) \(pad(p.multiprocessors, 4)) \(pad(p.memoryGiB, 11)) \(pad(p.jpegDecoders, 5)) \(pad(p.copyEngines, 3))  {\(p.placementStarts.map(String.init).joined(separator: ","))}:\(p.memorySlices)")
+            }
+        }
+    }
+
+    private func pad(_ value: some CustomStringConvertible, _ width: Int) -> String {
+        let text = value.description
+        return String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+}
+
+struct SlicesPlan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Check a MIG layout against a GPU's profiles and placement rules, and place it.",
+        discussion: """
+            Prints where each GPU instance goes (NVML's profile id and placement start:size in \
+            memory slices) or why the layout does not fit (unknown profile, instance limit, \
+            compute or memory slices, placements). Exit status 1 when it does not fit. \
+            Example: sliceserve slices plan --gpu sim:h100-80gb --layout 3g.40gb,2g.20gb,1g.10gb,1g.10gb
+            """)
+
+    @OptionGroup var selection: GPUSelection
+
+    @Option(help: "Comma-separated profiles, NxPROFILE for N of one (e.g. 7x1g.10gb).")
+    var layout: String
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard try selection.simulated() != nil else {
+            throw ValidationError("plan needs --gpu sim:<card> in this version (a real GPU's table comes with MIG discovery)")
+        }
+    }
+
+    func run() async throws {
+        let geometry = try selection.simulated()!
+        let names = MIGPlanner.parseLayout(layout)
+        do {
+            let placed = try MIGPlanner.plan(names, on: geometry)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(placed), as: UTF8.self))
+                return
+            }
+            print("\(geometry.productName) (sim:\(geometry.card)): \(names.count) instances fit")
+            var used = [Character](repeating: ".", count: geometry.memorySlices)
+            for (index, instance) in placed.enumerated() {
+                print("  \(index): \(instance.profile) (profile \(instance.profileID)) at memory slices \(instance.start)..<\(instance.start + instance.size), "
+                      + "\(instance.multiprocessors) SMs, \(instance.memoryGiB) GiB, \(instance.jpegDecoders) JPEG decoder\(instance.jpegDecoders == 1 ? "" : "s")")
+                for slice in instance.start..<(instance.start + instance.size) { used[slice] = Character(String(index % 10)) }
+            }
+            print("  memory slices: [\(String(used))], compute slices used: \(placed.reduce(0) { $0 + $1.computeSlices }) of \(geometry.computeSlices)")
+        } catch {
+            Self.fail(CLIFailure(message: "\(error)", exitCode: 1))
+        }
+    }
+}

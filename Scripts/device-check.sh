@@ -43,6 +43,9 @@ step "sliceserve doctor"
 "$bin" doctor
 "$bin" doctor --json > "$OUT/doctor.json"
 
+step "slices list (read-only)"
+"$bin" slices list
+
 step "kernels: NVRTC compile of every embedded kernel (PTX sm_80/sm_90, CUBIN sm_90)"
 "$bin" selftest --kernels --arch compute_80,compute_90,sm_90
 kernels_rc=$?
@@ -78,6 +81,10 @@ for i, blob in enumerate(peers.make_jpegs(256)): open('$jpegs/%03d.jpg' % i, 'wb
     done
     "$bin" bench preprocess "$jpegs" --backend gpu --batch 256 --instances 8 --seconds 4 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
     "$bin" bench preprocess "$jpegs" --backend gpu --batch 128 --instances 8 --seconds 4 --layout nhwc-f16 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
+    # One 16-SM green-context partition: SM partition (shared NVJPG/L2/HBM), not MIG.
+    for instances in 1 4; do
+        "$bin" bench preprocess "$jpegs" --backend gpu --batch 128 --instances $instances --sm-partition 16 --seconds 4 | tee -a "$OUT/bench-preprocess.json" || bench_rc=$?
+    done
     # peers.py also writes $OUT/peers.json: keep that out of $OUT (8 files come back at most).
     PYTHONUNBUFFERED=1 OUT="$work" timeout 240 python3 .device/peers.py bench_cpu bench_gpu_decode > "$OUT/bench-preprocess-peer.jsonl" || bench_rc=$?
 
@@ -135,6 +142,7 @@ tv = max([r["images_per_s"] for r in peer if r.get("figure") == "gpu_nvjpeg_prep
 cv16 = max([r["images_per_s"] for r in peer if r.get("figure") == "cpu_preprocess_all_cores" and r.get("lib") == "opencv"] or [0])
 for r in pre:
     label = f"preprocess {r['backend']}" + (f" x{r['instances']} {r['layout']}" if r.get("instances") else f" {r['threads']} threads")
+    if r.get("sm_partition"): label += f" on {r['sm_partition'].split(':')[0]}" 
     ratio = f"  ({r['images_per_s'] / tv:.2f}x torchvision nvJPEG {tv:.0f}/s, {r['images_per_s'] / cv16:.2f}x OpenCV 16 procs {cv16:.0f}/s)" if tv and cv16 else ""
     rows.append((label, f"{r['images_per_s']:.0f} img/s{ratio}"))
 for r in peer:

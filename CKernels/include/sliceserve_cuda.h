@@ -37,6 +37,29 @@ typedef struct ss_CUstream_st *ss_CUstream;
 typedef struct ss_CUevent_st *ss_CUevent;
 typedef struct ss_CUuuid { unsigned char bytes[16]; } ss_CUuuid;
 
+/// CUdevResource as of the CUDA 13.0 ABI (the green-context entry points are resolved at 13000):
+/// type, 92 bytes of internal padding, a 40-byte union whose SM member is four unsigned ints,
+/// and a pointer to the next resource.
+typedef struct ss_CUdevResource {
+    unsigned int type;
+    unsigned char internal_padding[92];
+    unsigned int sm_count;
+    unsigned int min_sm_partition_size;
+    unsigned int sm_coscheduled_alignment;
+    unsigned int sm_flags;
+    unsigned char union_rest[24];
+    void *next_resource;
+} ss_CUdevResource;
+/// One ss_CUdevResource with slack after it: the driver writes its own ABI's struct size, which
+/// this guards against if a driver's were larger than the 13.0 layout above.
+typedef struct ss_CUdevResourceSlot {
+    ss_CUdevResource resource;
+    unsigned char slack[368];
+} ss_CUdevResourceSlot;
+typedef struct ss_CUdevResourceDesc_st *ss_CUdevResourceDesc;
+typedef struct ss_CUgreenCtx_st *ss_CUgreenCtx;
+enum { SS_CU_DEV_RESOURCE_TYPE_SM = 1, SS_CU_GREEN_CTX_DEFAULT_STREAM = 1 };
+
 typedef int ss_nvmlReturn;
 typedef struct ss_nvmlDevice_st *ss_nvmlDevice;
 typedef struct ss_nvmlMemory { unsigned long long total, free, used; } ss_nvmlMemory;
@@ -154,6 +177,13 @@ enum {
     X(ss_CUresult, cuModuleGetFunction, "cuModuleGetFunction", 2000, 1, (ss_CUfunction *function, ss_CUmodule module, const char *name), (function, module, name)) \
     X(ss_CUresult, cuFuncGetAttribute, "cuFuncGetAttribute", 2020, 1, (int *value, int attribute, ss_CUfunction function), (value, attribute, function)) \
     X(ss_CUresult, cuFuncSetAttribute, "cuFuncSetAttribute", 9000, 0, (ss_CUfunction function, int attribute, int value), (function, attribute, value)) \
+    X(ss_CUresult, cuDeviceGetDevResource, "cuDeviceGetDevResource", 13000, 0, (ss_CUdevice device, ss_CUdevResource *resource, int type), (device, resource, type)) \
+    X(ss_CUresult, cuDevSmResourceSplitByCount, "cuDevSmResourceSplitByCount", 13000, 0, (ss_CUdevResource *result, unsigned int *groups, const ss_CUdevResource *input, ss_CUdevResource *remaining, unsigned int flags, unsigned int min_count), (result, groups, input, remaining, flags, min_count)) \
+    X(ss_CUresult, cuDevResourceGenerateDesc, "cuDevResourceGenerateDesc", 13000, 0, (ss_CUdevResourceDesc *desc, ss_CUdevResource *resources, unsigned int count), (desc, resources, count)) \
+    X(ss_CUresult, cuGreenCtxCreate, "cuGreenCtxCreate", 13000, 0, (ss_CUgreenCtx *context, ss_CUdevResourceDesc desc, ss_CUdevice device, unsigned int flags), (context, desc, device, flags)) \
+    X(ss_CUresult, cuGreenCtxDestroy, "cuGreenCtxDestroy", 13000, 0, (ss_CUgreenCtx context), (context)) \
+    X(ss_CUresult, cuGreenCtxStreamCreate, "cuGreenCtxStreamCreate", 13000, 0, (ss_CUstream *stream, ss_CUgreenCtx context, unsigned int flags, int priority), (stream, context, flags, priority)) \
+    X(ss_CUresult, cuCtxFromGreenCtx, "cuCtxFromGreenCtx", 13000, 0, (ss_CUcontext *context, ss_CUgreenCtx green), (context, green)) \
     X(ss_CUresult, cuLaunchKernel, "cuLaunchKernel", 4000, 1, (ss_CUfunction function, unsigned int grid_x, unsigned int grid_y, unsigned int grid_z, unsigned int block_x, unsigned int block_y, unsigned int block_z, unsigned int shared_bytes, ss_CUstream stream, void **parameters, void **extra), (function, grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes, stream, parameters, extra))
 
 #define SS_NVML_SYMBOLS(X)                                                                          \

@@ -162,6 +162,10 @@ public final class CUDADevice: GPUDevice, @unchecked Sendable {
 public final class CUDAStream: GPUStream, @unchecked Sendable {
     let device: CUDADevice
     let handle: ss_CUstream
+    /// The context the stream belongs to: the device's primary context, or an SM partition's.
+    let context: ss_CUcontext
+    /// The SM partition the stream runs on, kept alive by the stream.
+    public let partition: SMPartition?
 
     init(device: CUDADevice) throws(GPUError) {
         try device.makeCurrent()
@@ -170,30 +174,49 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
         guard let stream else { throw .cuda(call: "cuStreamCreate", code: -1, name: "no stream", message: "no stream returned") }
         self.device = device
         self.handle = stream
+        self.context = device.context
+        self.partition = nil
+    }
+
+    init(partition: SMPartition) throws(GPUError) {
+        try CUDAResult.check(ss_cuCtxSetCurrent(partition.context), "cuCtxSetCurrent(green context)")
+        var stream: ss_CUstream? = nil
+        try CUDAResult.check(ss_cuGreenCtxStreamCreate(&stream, partition.green, UInt32(SS_CU_STREAM_NON_BLOCKING), 0),
+                             "cuGreenCtxStreamCreate")
+        guard let stream else { throw .cuda(call: "cuGreenCtxStreamCreate", code: -1, name: "no stream", message: "no stream returned") }
+        self.device = partition.device
+        self.handle = stream
+        self.context = partition.context
+        self.partition = partition
     }
 
     deinit {
-        _ = ss_cuCtxSetCurrent(device.context)
+        _ = ss_cuCtxSetCurrent(context)
         _ = ss_cuStreamDestroy_v2(handle)
     }
 
+    /// Makes the stream's context current on the calling thread.
+    func makeCurrent() throws(GPUError) {
+        try CUDAResult.check(ss_cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    }
+
     public func copy(toDevice destination: UInt64, from source: UnsafeRawPointer, byteCount: Int) throws(GPUError) {
-        try device.makeCurrent()
+        try makeCurrent()
         try CUDAResult.check(ss_cuMemcpyHtoDAsync_v2(destination, source, byteCount, handle), "cuMemcpyHtoDAsync(\(byteCount) bytes)")
     }
 
     public func copy(toHost destination: UnsafeMutableRawPointer, from source: UInt64, byteCount: Int) throws(GPUError) {
-        try device.makeCurrent()
+        try makeCurrent()
         try CUDAResult.check(ss_cuMemcpyDtoHAsync_v2(destination, source, byteCount, handle), "cuMemcpyDtoHAsync(\(byteCount) bytes)")
     }
 
     public func copy(onDevice destination: UInt64, from source: UInt64, byteCount: Int) throws(GPUError) {
-        try device.makeCurrent()
+        try makeCurrent()
         try CUDAResult.check(ss_cuMemcpyDtoDAsync_v2(destination, source, byteCount, handle), "cuMemcpyDtoDAsync(\(byteCount) bytes)")
     }
 
     public func fill(_ destination: UInt64, byte: UInt8, byteCount: Int) throws(GPUError) {
-        try device.makeCurrent()
+        try makeCurrent()
         try CUDAResult.check(ss_cuMemsetD8Async(destination, byte, byteCount, handle), "cuMemsetD8Async(\(byteCount) bytes)")
     }
 
@@ -202,7 +225,7 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
         guard let kernel = kernel as? CUDAKernel else {
             throw .invalidArgument("kernel \(kernel.name) was not loaded on a CUDA device")
         }
-        try device.makeCurrent()
+        try makeCurrent()
         // One 8-byte slot per parameter: every kernel parameter SliceServe passes is at most 8
         // bytes, and each slot is aligned for any of them.
         var slots = [UInt64](repeating: 0, count: max(arguments.count, 1))
@@ -228,18 +251,18 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
 
     public func record(_ event: any GPUEvent) throws(GPUError) {
         guard let event = event as? CUDAEvent else { throw .invalidArgument("event is not a CUDA event") }
-        try device.makeCurrent()
+        try makeCurrent()
         try CUDAResult.check(ss_cuEventRecord(event.handle, handle), "cuEventRecord")
     }
 
     public func wait(for event: any GPUEvent) throws(GPUError) {
         guard let event = event as? CUDAEvent else { throw .invalidArgument("event is not a CUDA event") }
-        try device.makeCurrent()
+        try makeCurrent()
         try CUDAResult.check(ss_cuStreamWaitEvent(handle, event.handle, 0), "cuStreamWaitEvent")
     }
 
     public func synchronize() throws(GPUError) {
-        try device.makeCurrent()
+        try makeCurrent()
         try CUDAResult.check(ss_cuStreamSynchronize(handle), "cuStreamSynchronize")
     }
 }
@@ -361,4 +384,78 @@ public enum NVMLQueries {
         var energy: UInt64 = 0
         return ss_nvmlDeviceGetTotalEnergyConsumption(device, &energy) == 0 ? energy : nil
     }
+}
+
+/// How a GPU's SMs can be partitioned with green contexts (CUDA 13.0 driver API).
+public struct SMPartitionInfo: Codable, Sendable, Equatable {
+    public var multiprocessors: Int
+    public var minimumPartition: Int
+    public var alignment: Int
+}
+
+/// An SM partition of one GPU: a green context confined to some of its SMs. Not MIG — the JPEG
+/// engines, L2 cache and memory bandwidth stay shared with the rest of the GPU. Memory and
+/// kernels of the device's primary context are usable from it.
+public final class SMPartition: @unchecked Sendable {
+    public let device: CUDADevice
+    /// SMs the partition got (the driver rounds a request to its granularity).
+    public let multiprocessors: Int
+    let green: ss_CUgreenCtx
+    let context: ss_CUcontext
+
+    /// The device's partitioning rules, or nil when the driver has no green contexts (before
+    /// CUDA 13.0 here, since SliceServe declares the 13.0 ABI of CUdevResource).
+    public static func info(_ device: CUDADevice) throws(GPUError) -> SMPartitionInfo? {
+        guard ss_lib_has_symbol(SS_LIB_CUDA, "cuDeviceGetDevResource") != 0,
+              let version = Double(CUDADevice.driverVersion), version >= 13.0 else { return nil }
+        try device.makeCurrent()
+        var slot = ss_CUdevResourceSlot()
+        try CUDAResult.check(ss_cuDeviceGetDevResource(device.device, &slot.resource, Int32(SS_CU_DEV_RESOURCE_TYPE_SM)), "cuDeviceGetDevResource")
+        let resource = slot.resource
+        guard resource.sm_count > 0, resource.sm_count <= 4096 else {
+            throw .invalidArgument("cuDeviceGetDevResource reported \(resource.sm_count) SMs: this driver's CUdevResource layout is not the 13.0 one SliceServe declares")
+        }
+        return SMPartitionInfo(multiprocessors: Int(resource.sm_count), minimumPartition: Int(resource.min_sm_partition_size),
+                               alignment: Int(resource.sm_coscheduled_alignment))
+    }
+
+    /// A partition of at least `multiprocessors` SMs (rounded up by the driver).
+    public init(device: CUDADevice, multiprocessors: Int) throws(GPUError) {
+        guard try Self.info(device) != nil else {
+            throw .libraryUnavailable(library: "libcuda", reason: "green contexts need a CUDA 13.0 driver or newer (this one is \(CUDADevice.driverVersion))")
+        }
+        try device.makeCurrent()
+        var whole = ss_CUdevResourceSlot()
+        try CUDAResult.check(ss_cuDeviceGetDevResource(device.device, &whole.resource, Int32(SS_CU_DEV_RESOURCE_TYPE_SM)), "cuDeviceGetDevResource")
+        var part = ss_CUdevResourceSlot(), rest = ss_CUdevResourceSlot()
+        var groups: UInt32 = 1
+        try CUDAResult.check(ss_cuDevSmResourceSplitByCount(&part.resource, &groups, &whole.resource, &rest.resource, 0, UInt32(multiprocessors)),
+                             "cuDevSmResourceSplitByCount(\(multiprocessors) SMs)")
+        guard groups == 1 else { throw .invalidArgument("the GPU cannot give a partition of \(multiprocessors) SMs") }
+        var desc: ss_CUdevResourceDesc? = nil
+        try CUDAResult.check(ss_cuDevResourceGenerateDesc(&desc, &part.resource, 1), "cuDevResourceGenerateDesc")
+        var green: ss_CUgreenCtx? = nil
+        try CUDAResult.check(ss_cuGreenCtxCreate(&green, desc, device.device, UInt32(SS_CU_GREEN_CTX_DEFAULT_STREAM)), "cuGreenCtxCreate")
+        guard let green else { throw .cuda(call: "cuGreenCtxCreate", code: -1, name: "no context", message: "no green context returned") }
+        var context: ss_CUcontext? = nil
+        let converted = ss_cuCtxFromGreenCtx(&context, green)
+        guard converted == 0, let context else {
+            _ = ss_cuGreenCtxDestroy(green)
+            try CUDAResult.check(converted, "cuCtxFromGreenCtx")
+            throw .cuda(call: "cuCtxFromGreenCtx", code: -1, name: "no context", message: "no context returned")
+        }
+        self.device = device
+        self.green = green
+        self.context = context
+        self.multiprocessors = Int(part.resource.sm_count)
+        try device.makeCurrent()
+    }
+
+    deinit {
+        _ = ss_cuCtxSetCurrent(device.context)
+        _ = ss_cuGreenCtxDestroy(green)
+    }
+
+    /// A stream whose kernels run only on this partition's SMs.
+    public func makeStream() throws(GPUError) -> CUDAStream { try CUDAStream(partition: self) }
 }

@@ -58,7 +58,7 @@ public final class NVJPEGDecoder: @unchecked Sendable {
                               stream: CUDAStream) throws(GPUError) {
         precondition(images.count == destinations.count, "one destination per image")
         guard !images.isEmpty else { return }
-        try device.makeCurrent()
+        try stream.makeCurrent()
         if initializedBatch != images.count {
             let status = ss_nvjpegDecodeBatchedInitialize(handle, state, Int32(images.count), 1, Int32(SS_NVJPEG_OUTPUT_RGBI))
             guard status == 0 else { throw Self.error("nvjpegDecodeBatchedInitialize(\(images.count))", status) }

@@ -29,8 +29,13 @@ public final class GPUPreprocessor: Preprocessor {
     /// Counters since start: images decoded by nvJPEG and by libjpeg-turbo (with why).
     public var statistics: GPUPreprocessStatistics { state.statistics.withLock { $0 } }
 
+    /// The SM partition the kernels run on, when one was given.
+    public let partition: SMPartition?
+
     /// `useNVJPEG: false` decodes every image with libjpeg-turbo (the fake GPU has no nvJPEG).
-    public init(device: any GPUDevice, maxBatch: Int = 512, useNVJPEG: Bool = true) throws {
+    /// With `partition`, the pipeline's stream (and so its kernels) runs on that SM partition.
+    public init(device: any GPUDevice, maxBatch: Int = 512, useNVJPEG: Bool = true, partition: SMPartition? = nil) throws {
+        self.partition = partition
         self.device = device
         capabilities = PreprocessorCapabilities(
             formats: ["jpeg"], layouts: [.nchw, .nhwc], dtypes: [.float32, .float16, .uint8],
@@ -40,7 +45,7 @@ public final class GPUPreprocessor: Preprocessor {
             decoder = try NVJPEGDecoder(device: cuda)
         }
         decoderName = decoder.map { "nvjpeg-\($0.backend.rawValue)" } ?? "libjpeg-turbo"
-        let state = try GPUPreprocessState(device: device, nvjpeg: decoder)
+        let state = try GPUPreprocessState(device: device, nvjpeg: decoder, partition: partition)
         self.state = state
         pool = try WorkerPool(threadCount: 1) { state }
     }
@@ -98,9 +103,9 @@ final class GPUPreprocessState: @unchecked Sendable {
     private var verticalAxis = ResampleAxis()
     private var lut: (key: [Float], memory: DeviceMemory)?
 
-    init(device: any GPUDevice, nvjpeg: NVJPEGDecoder?) throws {
+    init(device: any GPUDevice, nvjpeg: NVJPEGDecoder?, partition: SMPartition?) throws {
         self.device = device
-        stream = try device.makeStream()
+        stream = try partition?.makeStream() ?? device.makeStream()
         allocator = CachingDeviceAllocator(device: device, maxCachedBytes: 1 << 30)
         kernel = try device.module(for: try KernelSources.unit(named: "preprocess.cu")).kernel(named: "ss_resize_crop_normalize")
         self.nvjpeg = nvjpeg

@@ -49,9 +49,13 @@ struct PreprocessBench: AsyncParsableCommand {
     @Option(help: "GPU pipelines run side by side (--backend gpu).")
     var instances = 1
 
+    @Option(help: "Run the GPU pipelines' kernels on one SM partition (green context) of this many SMs; not MIG: JPEG engines, L2 and memory stay shared.")
+    var smPartition: Int?
+
     @OptionGroup var choice: DeviceChoice
 
     func validate() throws {
+        if let smPartition, smPartition < 1 { throw ValidationError("--sm-partition must be at least 1") }
         guard backend == "cpu" || backend == "gpu" || backend.hasPrefix("plugin:") else {
             throw ValidationError("--backend must be cpu, gpu or plugin:PATH[?CONFIG]")
         }
@@ -73,6 +77,7 @@ struct PreprocessBench: AsyncParsableCommand {
             var buffers: [BatchBuffer] = []
             var decoder = "libjpeg-turbo"
             var threadCount = 0
+            var partitionSMs: Int? = nil
             if backend == "cpu" {
                 let cpu = try CPUPreprocessor(threads: threads)
                 threadCount = cpu.threadCount
@@ -87,8 +92,14 @@ struct PreprocessBench: AsyncParsableCommand {
                 guard let device = try choice.devices(allByDefault: false)?.first else {
                     throw CLIFailure(message: CUDADevice.unavailableReason() ?? "no GPU", exitCode: CLIFailure.skipped)
                 }
+                var partition: SMPartition? = nil
+                if let smPartition {
+                    guard let cuda = device as? CUDADevice else { throw ValidationError("--sm-partition needs a real GPU") }
+                    partition = try SMPartition(device: cuda, multiprocessors: smPartition)
+                    partitionSMs = partition?.multiprocessors
+                }
                 for _ in 0..<instances {
-                    let gpu = try GPUPreprocessor(device: device, maxBatch: batch)
+                    let gpu = try GPUPreprocessor(device: device, maxBatch: batch, partition: partition)
                     decoder = gpu.decoderName
                     preprocessors.append(gpu)
                     let memory = try device.allocate(byteCount: batch * flags.spec.byteCount)
@@ -152,7 +163,8 @@ struct PreprocessBench: AsyncParsableCommand {
                 dctScaling: backend == "cpu" && flags.dctScaling, batch: batch, decoder: decoder,
                 instances: backend == "gpu" ? instances : nil,
                 device: backend == "gpu" ? (preprocessors.first as? GPUPreprocessor)?.device.info.name : nil,
-                gpuStatistics: statistics)
+                gpuStatistics: statistics,
+                smPartition: partitionSMs.map { "\($0) SMs: SM partition (shared NVJPG/L2/HBM), not MIG" })
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
@@ -194,9 +206,11 @@ struct PreprocessBenchResult: Codable {
     var instances: Int?
     var device: String?
     var gpuStatistics: GPUPreprocessStatistics?
+    var smPartition: String?
 
     enum CodingKeys: String, CodingKey {
         case backend, threads, images, processed, rejected, seconds, layout, batch, decoder, instances, device
+        case smPartition = "sm_partition"
         case gpuStatistics = "gpu_statistics"
         case imagesPerSecond = "images_per_s"
         case dctScaling = "dct_scaling"

@@ -51,6 +51,8 @@ struct SlicesList: AsyncParsableCommand {
         var device: GPUDeviceInfo?
         var geometry: MIGGeometry?
         var note: String?
+        var smPartitioning: SMPartitionInfo?
+        var smPartitioningProblem: String?
     }
 
     func run() async throws {
@@ -67,8 +69,17 @@ struct SlicesList: AsyncParsableCommand {
             }
             for device in report.devices {
                 let geometry = SimulatedGPUs.all.first { device.name.contains($0.productName) || $0.productName.contains(device.name) }
+                var partitioning: SMPartitionInfo? = nil
+                var partitionProblem: String? = nil
+                do {
+                    partitioning = try SMPartition.info(try CUDADevice(ordinal: device.ordinal))
+                    if partitioning == nil { partitionProblem = "green contexts need a CUDA 13.0 driver (this one is \(CUDADevice.driverVersion))" }
+                } catch {
+                    partitionProblem = "\(error)"
+                }
                 entries.append(Entry(gpu: "gpu:\(device.ordinal)", device: device, geometry: geometry,
-                                     note: geometry == nil ? "no built-in MIG table for this card" : "MIG profiles from the built-in table for this card"))
+                                     note: geometry == nil ? "no built-in MIG table for this card" : "MIG profiles from the built-in table for this card",
+                                     smPartitioning: partitioning, smPartitioningProblem: partitionProblem))
             }
         }
         if json {
@@ -83,6 +94,13 @@ struct SlicesList: AsyncParsableCommand {
                       + "MIG \(device.migMode ?? "unknown") (pending \(device.migModePending ?? "unknown")), \(device.uuid)")
             } else if let geometry = entry.geometry {
                 print("\(entry.gpu): \(geometry.productName) (simulated), \(geometry.multiprocessors) SMs")
+            }
+            if let sm = entry.smPartitioning {
+                print("  SM partitions (green contexts; shared JPEG engines, L2 and memory, not MIG): \(sm.multiprocessors) SMs, "
+                      + "partitions of at least \(sm.minimumPartition) SMs in steps of \(sm.alignment), "
+                      + "e.g. \(sm.multiprocessors / max(16, sm.minimumPartition)) × 16 SMs")
+            } else if entry.device != nil {
+                print("  SM partitions: not available (\(entry.smPartitioningProblem ?? "unknown reason"))")
             }
             guard let geometry = entry.geometry else { print("  \(entry.note ?? "")"); continue }
             print("  MIG profiles (\(geometry.source)):")

@@ -102,6 +102,26 @@ extension Preprocessor {
         }
     }
 
+    /// The checks every backend makes before starting a job: a job it cannot run fails every
+    /// image with `.invalidJob` (3-channel RGB destinations only), and an empty job completes at
+    /// once. Returns true when the job was answered here and the backend must not start it.
+    public func answeredBeforeStarting(_ job: PreprocessJob,
+                                       completion: @escaping @Sendable (PreprocessBatchResult) -> Void) -> Bool {
+        var problem = problem(with: job)
+        if problem == nil && job.destination.spec.channels != 3 {
+            problem = .invalidJob("the \(name) backend writes 3-channel RGB, the destination has \(job.destination.spec.channels) channels")
+        }
+        if let problem {
+            completion(PreprocessBatchResult(images: Array(repeating: .failure(problem), count: job.images.count)))
+            return true
+        }
+        if job.images.isEmpty {
+            completion(PreprocessBatchResult(images: []))
+            return true
+        }
+        return false
+    }
+
     /// The reason `job` cannot run on this backend, or nil when it can.
     public func problem(with job: PreprocessJob) -> PreprocessError? {
         let spec = job.destination.spec

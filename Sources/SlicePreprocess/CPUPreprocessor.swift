@@ -25,18 +25,7 @@ public final class CPUPreprocessor: Preprocessor {
     public static var availableCores: Int { Int(ss_cpu_count()) }
 
     public func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
-        var problem = problem(with: job)
-        if problem == nil && job.destination.spec.channels != 3 {
-            problem = .invalidJob("the CPU backend writes 3-channel RGB, the destination has \(job.destination.spec.channels) channels")
-        }
-        if let problem {
-            completion(PreprocessBatchResult(images: Array(repeating: .failure(problem), count: job.images.count)))
-            return
-        }
-        if job.images.isEmpty {
-            completion(PreprocessBatchResult(images: []))
-            return
-        }
+        if answeredBeforeStarting(job, completion: completion) { return }
         let writer = OutputWriter(spec: job.destination.spec, options: job.options)
         let tracker = BatchTracker(job: job, completion: completion)
         // One task per worker (not per image): each pulls the next image index until the job is

@@ -51,18 +51,7 @@ public final class GPUPreprocessor: Preprocessor {
     }
 
     public func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
-        var problem = problem(with: job)
-        if problem == nil && job.destination.spec.channels != 3 {
-            problem = .invalidJob("the GPU backend writes 3-channel RGB, the destination has \(job.destination.spec.channels) channels")
-        }
-        if let problem {
-            completion(PreprocessBatchResult(images: Array(repeating: .failure(problem), count: job.images.count)))
-            return
-        }
-        if job.images.isEmpty {
-            completion(PreprocessBatchResult(images: []))
-            return
-        }
+        if answeredBeforeStarting(job, completion: completion) { return }
         pool.enqueue([{ state in completion(state.run(job)) }])
     }
 }
@@ -304,14 +293,7 @@ final class GPUPreprocessState: @unchecked Sendable {
     private func inspect(_ bytes: UnsafeRawBufferPointer, index: Int, spec: ImageTensorSpec,
                          options: PreprocessOptions) -> Result<(PreparedImage, String?), PreprocessError> {
         do {
-            if let problem = ImageSignature.checkJPEG(bytes) { throw problem }
-            let frame = try JPEGFrameHeader.parse(bytes)
-            guard frame.width > 0, frame.height > 0 else {
-                throw PreprocessError.zeroDimensions(width: frame.width, height: frame.height)
-            }
-            guard frame.width * frame.height <= options.maxPixels else {
-                throw PreprocessError.tooManyPixels(width: frame.width, height: frame.height, limit: options.maxPixels)
-            }
+            let frame = try JPEGFrameHeader.checked(bytes, maxPixels: options.maxPixels)
             let header = try turbo.header(bytes)
             let plan = ResizePlan(width: header.width, height: header.height,
                                   resizeShorterSide: options.resizeShorterSide,

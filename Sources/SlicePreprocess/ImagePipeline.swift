@@ -40,14 +40,7 @@ final class ImagePipeline {
 
     private func process(_ bytes: UnsafeRawBufferPointer, into slot: UnsafeMutableRawPointer,
                          writer: OutputWriter, options: PreprocessOptions) throws -> PreprocessedImage {
-        if let problem = ImageSignature.checkJPEG(bytes) { throw problem }
-        let frame = try JPEGFrameHeader.parse(bytes)
-        guard frame.width > 0, frame.height > 0 else {
-            throw PreprocessError.zeroDimensions(width: frame.width, height: frame.height)
-        }
-        guard frame.width * frame.height <= options.maxPixels else {
-            throw PreprocessError.tooManyPixels(width: frame.width, height: frame.height, limit: options.maxPixels)
-        }
+        let frame = try JPEGFrameHeader.checked(bytes, maxPixels: options.maxPixels)
         let header = try decoder.header(bytes)
         let spec = writer.spec
         let plan = ResizePlan(width: header.width, height: header.height,

@@ -52,6 +52,21 @@ struct JPEGFrameHeader: Equatable {
     var components: Int
     var progressive: Bool
 
+    /// The checks every backend makes from the header, before decoding a pixel: the bytes are a
+    /// JPEG (else empty / unsupported format / not an image), the frame header parses, both sides
+    /// are non-zero, and the pixel count is within `maxPixels`.
+    static func checked(_ bytes: UnsafeRawBufferPointer, maxPixels: Int) throws(PreprocessError) -> JPEGFrameHeader {
+        if let problem = ImageSignature.checkJPEG(bytes) { throw problem }
+        let frame = try parse(bytes)
+        guard frame.width > 0, frame.height > 0 else {
+            throw PreprocessError.zeroDimensions(width: frame.width, height: frame.height)
+        }
+        guard frame.width * frame.height <= maxPixels else {
+            throw PreprocessError.tooManyPixels(width: frame.width, height: frame.height, limit: maxPixels)
+        }
+        return frame
+    }
+
     /// Parses the frame header; throws `.truncated` when the data ends first and `.corrupt` when a
     /// segment is malformed or a scan starts before any frame header.
     static func parse(_ bytes: UnsafeRawBufferPointer) throws(PreprocessError) -> JPEGFrameHeader {

@@ -117,18 +117,7 @@ public final class PluginPreprocessor: Preprocessor, @unchecked Sendable {
     }
 
     public func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
-        var problem = problem(with: job)
-        if problem == nil && job.destination.spec.channels != 3 {
-            problem = .invalidJob("preprocessing plug-ins write 3-channel RGB, the destination has \(job.destination.spec.channels) channels")
-        }
-        if let problem {
-            completion(PreprocessBatchResult(images: Array(repeating: .failure(problem), count: job.images.count)))
-            return
-        }
-        if job.images.isEmpty {
-            completion(PreprocessBatchResult(images: []))
-            return
-        }
+        if answeredBeforeStarting(job, completion: completion) { return }
         let id = nextID.add(1, ordering: .relaxed).oldValue
         let record = PluginJob(job: job, completion: completion, guardBytes: Self.guardBytes, guardValue: Self.guardValue,
                                deadline: DispatchTimeless.now() + jobTimeoutNanoseconds)

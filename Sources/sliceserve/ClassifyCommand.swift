@@ -84,9 +84,7 @@ struct ClassifyCommand: AsyncParsableCommand {
                 })
             }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(results), as: UTF8.self))
+                try printJSON(results)
             } else {
                 for result in results {
                     print("\(result.image):")

@@ -140,3 +140,10 @@ func writeFile(_ path: String, _ bytes: [UInt8]) throws {
         throw CLIFailure(message: error.description, exitCode: CLIFailure.ioError)
     }
 }
+
+/// Prints `value` as pretty, key-sorted JSON on standard output.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

@@ -29,9 +29,7 @@ struct DoctorCommand: AsyncParsableCommand {
         report.cpuKernels = "sgemm \(CPUKernels.sgemmPath)"
         let gpu = GPUReport.collect()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(DoctorReport(system: report, gpu: gpu)), as: UTF8.self))
+            try printJSON(DoctorReport(system: report, gpu: gpu))
             return
         }
         print("SliceServe \(report.version)")

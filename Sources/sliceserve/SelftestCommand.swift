@@ -139,9 +139,7 @@ struct SelftestCommand: AsyncParsableCommand {
             }
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(output), as: UTF8.self))
+            try printJSON(output)
         }
         if failed { throw ExitCode(CLIFailure.imageRejected) }
     }
@@ -227,9 +225,7 @@ struct GPUBench: AsyncParsableCommand {
                 SelftestCommand.skip(CUDADevice.unavailableReason() ?? "no GPU", json: true)
             }
             let result = try GPUBenchmark.run(on: device, copyBytes: copyMib << 20)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            try printJSON(result)
         } catch let error as GPUError {
             Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.gpuError))
         }

@@ -83,9 +83,7 @@ struct SlicesList: AsyncParsableCommand {
             }
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(["gpus": entries]), as: UTF8.self))
+            try printJSON(["gpus": entries])
             return
         }
         for entry in entries {
@@ -149,9 +147,7 @@ struct SlicesPlan: AsyncParsableCommand {
         do {
             let placed = try MIGPlanner.plan(names, on: geometry)
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(placed), as: UTF8.self))
+                try printJSON(placed)
                 return
             }
             print("\(geometry.productName) (sim:\(geometry.card)): \(names.count) instances fit")

@@ -347,10 +347,14 @@ final class CLITests: XCTestCase {
 
     /// The body of GET `path` (Connection: close), or "" on failure.
     private func httpPost(port: Int, path: String, body: [UInt8], contentType: String) -> String {
+        let head = "POST \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\r\n"
+        return exchange(port: port, request: Array(head.utf8) + body)
+    }
+
+    /// Sends one request on a fresh connection and reads the answer until the server closes it.
+    private func exchange(port: Int, request: [UInt8]) -> String {
         guard let fd = try? connectTo(port: port) else { return "" }
         defer { close(fd) }
-        let head = "POST \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\r\n"
-        let request = Array(head.utf8) + body
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -393,18 +397,7 @@ final class CLITests: XCTestCase {
     }
 
     private func httpGet(port: Int, path: String) -> String {
-        guard let fd = try? connectTo(port: port) else { return "" }
-        defer { close(fd) }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            response += buffer[0..<n]
-        }
-        return String(decoding: response, as: UTF8.self)
+        exchange(port: port, request: Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8))
     }
 
     /// GET /v2/health/ready answers 200.

@@ -99,7 +99,7 @@ struct CLIFailure: Error, CustomStringConvertible {
     var description: String { message }
 
     /// Exit codes: 1 = an image was rejected (or a self-test failed), 2 = a file could not be
-    /// read or written, 3 = the model could not be loaded, 4 = the GPU or a CUDA library failed,
+    /// read or written, 3 = the model could not be loaded, 4 = the GPU, a CUDA library or a preprocessing backend failed,
     /// 77 = skipped: what the command needs is not on this machine (e.g. no CUDA driver).
     static let imageRejected: Int32 = 1
     static let ioError: Int32 = 2

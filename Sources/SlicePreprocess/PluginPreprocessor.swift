@@ -42,11 +42,11 @@ public final class PluginPreprocessor: Preprocessor, @unchecked Sendable {
 
     private let instance: UnsafeMutableRawPointer
     private let submitFunction: ss_pp_submit_fn
-    private let pollFunction: ss_pp_poll_fn
     private let destroyFunction: ss_pp_destroy_fn
-    private let pending = Mutex<[UInt64: PluginJob]>([:])
     private let nextID = Atomic<UInt64>(1)
-    private let stopped = Atomic<Bool>(false)
+    /// The pending jobs and the poll loop: the poller thread holds it, not this object, so that
+    /// releasing the preprocessor stops the thread.
+    private let runtime: PluginPoller
     private let poller: WorkerPool<Void>
     private static let guardBytes = 64
     private static let guardValue: UInt8 = 0xCD
@@ -70,7 +70,7 @@ public final class PluginPreprocessor: Preprocessor, @unchecked Sendable {
         destroyFunction = unsafeBitCast(try symbol("ss_pp_destroy"), to: ss_pp_destroy_fn.self)
         let getCapabilities = unsafeBitCast(try symbol("ss_pp_get_capabilities"), to: ss_pp_get_capabilities_fn.self)
         submitFunction = unsafeBitCast(try symbol("ss_pp_submit"), to: ss_pp_submit_fn.self)
-        pollFunction = unsafeBitCast(try symbol("ss_pp_poll"), to: ss_pp_poll_fn.self)
+        let pollFunction = unsafeBitCast(try symbol("ss_pp_poll"), to: ss_pp_poll_fn.self)
         let version = abi()
         guard version == SS_PP_ABI_VERSION else {
             throw PluginError.wrongABI(path: path, found: version, expected: SS_PP_ABI_VERSION)
@@ -99,16 +99,18 @@ public final class PluginPreprocessor: Preprocessor, @unchecked Sendable {
         }
         capabilities = PreprocessorCapabilities(formats: ["jpeg"], layouts: layouts, dtypes: dtypes,
                                                 destinations: [.host, .pinned], maxBatch: Int(caps.max_batch))
+        let runtime = PluginPoller(instance: created, poll: pollFunction, jobTimeoutNanoseconds: jobTimeoutNanoseconds)
+        self.runtime = runtime
         poller = try WorkerPool(threadCount: 1) { () }
-        poller.enqueue([{ [unowned self] _ in self.pollLoop() }])
+        poller.enqueue([{ _ in runtime.pollLoop() }])
     }
 
     deinit {
-        stopped.store(true, ordering: .releasing)
+        runtime.stopped.store(true, ordering: .releasing)
         poller.shutdown()
         destroyFunction(instance)
         // Jobs the plug-in never completed: fail them now (their memory is freed after destroy).
-        let left = pending.withLock { jobs in
+        let left = runtime.pending.withLock { jobs in
             defer { jobs.removeAll() }
             return Array(jobs.values)
         }
@@ -121,16 +123,31 @@ public final class PluginPreprocessor: Preprocessor, @unchecked Sendable {
         let id = nextID.add(1, ordering: .relaxed).oldValue
         let record = PluginJob(job: job, completion: completion, guardBytes: Self.guardBytes, guardValue: Self.guardValue,
                                deadline: DispatchTimeless.now() + jobTimeoutNanoseconds)
-        pending.withLock { $0[id] = record }
+        runtime.pending.withLock { $0[id] = record }
         let status = record.submit(id: id, to: instance, using: submitFunction)
         if status != 0 {
-            if pending.withLock({ $0.removeValue(forKey: id) }) != nil {
+            if runtime.pending.withLock({ $0.removeValue(forKey: id) }) != nil {
                 record.fail("the plug-in refused the job (ss_pp_submit returned \(status))")
             }
         }
     }
+}
 
-    private func pollLoop() {
+/// A plug-in instance's pending jobs and the loop that completes them.
+private final class PluginPoller: @unchecked Sendable {
+    let instance: UnsafeMutableRawPointer
+    let pollFunction: ss_pp_poll_fn
+    let jobTimeoutNanoseconds: UInt64
+    let pending = Mutex<[UInt64: PluginJob]>([:])
+    let stopped = Atomic<Bool>(false)
+
+    init(instance: UnsafeMutableRawPointer, poll: ss_pp_poll_fn, jobTimeoutNanoseconds: UInt64) {
+        self.instance = instance
+        self.pollFunction = poll
+        self.jobTimeoutNanoseconds = jobTimeoutNanoseconds
+    }
+
+    func pollLoop() {
         var ids = [UInt64](repeating: 0, count: 64)
         while !stopped.load(ordering: .acquiring) {
             var count = 0

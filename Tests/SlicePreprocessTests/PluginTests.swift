@@ -1,6 +1,7 @@
 import Foundation
 import SliceCore
 import SlicePreprocess
+import Synchronization
 import XCTest
 
 /// The preprocessing plug-in boundary (sliceserve_preprocess.h) with the reference plug-in and
@@ -76,6 +77,24 @@ final class PluginTests: XCTestCase {
             guard case PluginError.createFailed(_, let message) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("unknown configuration"), message)
         }
+    }
+
+    /// Releasing the preprocessor stops its poller, destroys the instance and fails what was
+    /// still pending (it does not wait for the job timeout).
+    func testReleasingThePluginFailsPendingJobs() throws {
+        let good = EncodedImage(try TestSupport.fixture("hopper_96x112.jpg"))
+        let spec = ImageTensorSpec(dtype: .float32, layout: .nchw, height: 32, width: 32)
+        let buffer = try BatchBuffer(hostSpec: spec, capacity: 1)
+        let done = expectation(description: "completion")
+        let outcome = Mutex<String?>(nil)
+        var plugin: PluginPreprocessor? = try PluginPreprocessor(try plugin() + "?mode=never", jobTimeoutSeconds: 60)
+        plugin!.submit(PreprocessJob(images: [good], destination: buffer)) { result in
+            outcome.withLock { $0 = result.images[0].failure.map { "\($0)" } }
+            done.fulfill()
+        }
+        plugin = nil
+        wait(for: [done], timeout: 10)
+        XCTAssertTrue(outcome.withLock { $0 }?.contains("unloaded before the job completed") ?? false, "\(String(describing: outcome.withLock { $0 }))")
     }
 
     func testMisbehavingPluginsFailOnlyTheirImagesAndNeverTouchTheDestination() async throws {

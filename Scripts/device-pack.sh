@@ -8,26 +8,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out="$root/.device"
-mkdir -p "$out/staticlib"
+mkdir -p "$out"
 
-# Link libturbojpeg.a, not the .so: the linker looks in -L folders in order and takes the first
-# libturbojpeg it finds, so a folder holding only the archive, named first, wins.
-archive=$(dpkg -L libturbojpeg0-dev 2>/dev/null | grep '/libturbojpeg\.a$' | head -n1 || true)
-[ -n "$archive" ] || { echo "device-pack: libturbojpeg.a not found (apt-get install libturbojpeg0-dev)" >&2; exit 1; }
-ln -sf "$archive" "$out/staticlib/libturbojpeg.a"
-
-echo "device-pack: building static release binary"
-swift build -c release --static-swift-stdlib --product sliceserve -Xlinker -L"$out/staticlib"
-bin="$(swift build -c release --show-bin-path)/sliceserve"
-
-if ldd "$bin" | grep -Eq 'turbojpeg|libswift|libFoundation'; then
-    echo "device-pack: $bin still links a library the GPU machine lacks:" >&2
-    ldd "$bin" >&2
-    exit 1
-fi
+bin=$(bash Scripts/build-static.sh | tail -n1)
 strip -o "$out/sliceserve" "$bin"
 xz -T0 -6 -f "$out/sliceserve"
-# `swift test -c release` relinks the test build's binary; nothing else in .build changes.
 
 # Test photos and their variants (progressive, CMYK, YCCK, grayscale, RGB-stored, odd sizes) for
 # the GPU preprocessing check; Scripts/test.sh makes them.

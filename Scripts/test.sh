@@ -11,6 +11,8 @@ bash Scripts/setup.sh
 .venv/bin/python Scripts/oracles.py     # Pillow / onnxruntime references
 
 bash Scripts/build-plugins.sh            # the reference preprocessing plug-in and its broken builds
+bash Scripts/package.sh                  # the release bundle (static binary, own build folder); tests unpack and run it
+bash Scripts/deploy-venv.sh              # kserve + kubernetes (own venv) for the deployment manifest check
 
 # NVRTC from the nvidia-cuda-nvrtc wheel: the tests compile every CUDA kernel with it (no GPU
 # needed). A user's own SLICESERVE_LIBNVRTC wins.

@@ -86,6 +86,14 @@ public enum FileIO {
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// The running program's own file (from /proc/self/exe), or nil where that cannot be read.
+    public static func executablePath() -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// Names in the directory at `path`, sorted, without "." and "..".
     public static func list(_ path: String) throws(SliceError) -> [String] {
         guard let dir = opendir(path) else { throw .io(path: path, reason: reason(errno)) }

@@ -47,44 +47,137 @@ public struct ModelDirectory: Sendable {
     public let path: String
     public let config: Config
     public let labels: [String]
+    /// The ONNX file: `model.onnx`, or the one `.onnx` file of a directory without a config.
+    public let modelPath: String
+    /// False when `config.json` was absent and the config was derived from the ONNX graph.
+    public let hasConfigFile: Bool
 
-    public var modelPath: String { path + "/model.onnx" }
-
-    /// `$XDG_CACHE_HOME/sliceserve/models/mobilenet_v2`, or `~/.cache/...` (where
-    /// `Scripts/models.py` writes the default model).
+    /// The default model: `$SLICESERVE_MODEL` if set; else `$XDG_CACHE_HOME/sliceserve/models/
+    /// mobilenet_v2` (or `~/.cache/...`, where `Scripts/models.py` writes it) if it is there; else
+    /// the copy a release bundle carries beside its binary (`../share/sliceserve/models/
+    /// mobilenet_v2`) if that is there; else the cache path, whose absence the error explains.
     public static var defaultPath: String {
+        let env = ProcessInfo.processInfo.environment
+        if let explicit = env["SLICESERVE_MODEL"], !explicit.isEmpty { return explicit }
+        let cache = cacheModelPath
+        if FileIO.isDirectory(cache) { return cache }
+        if let bundled = bundledModelPath, FileIO.isDirectory(bundled) { return bundled }
+        return cache
+    }
+
+    /// Where the setup scripts write the default model.
+    public static var cacheModelPath: String {
         let env = ProcessInfo.processInfo.environment
         let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ((env["HOME"] ?? "/root") + "/.cache")
         return cache + "/sliceserve/models/mobilenet_v2"
     }
 
-    public init(path: String) throws(ModelError) {
+    /// The model a release bundle carries: `<bin>/../share/sliceserve/models/mobilenet_v2`.
+    public static var bundledModelPath: String? {
+        guard let executable = FileIO.executablePath() else { return nil }
+        let prefix = executable.split(separator: "/", omittingEmptySubsequences: false).dropLast(2).joined(separator: "/")
+        return prefix + "/share/sliceserve/models/mobilenet_v2"
+    }
+
+    /// Opens a model directory. `name` overrides the config's name (KServe names the model after
+    /// the InferenceService). A directory with an ONNX file but no `config.json` (what KServe's
+    /// storage initializer leaves in /mnt/models for an ONNX model) gets a config derived from the
+    /// graph: its first input [N,3,H,W] and first output, ImageNet normalization, resize to
+    /// H·256/224 then center crop H.
+    public init(path: String, name: String? = nil) throws(ModelError) {
         let trimmed = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         self.path = trimmed
         let hint = "make the default model with Scripts/models.py (Scripts/run.sh does it on first use)"
         guard FileIO.isDirectory(trimmed) else {
             throw .missingModel("no model directory at \(trimmed): \(hint)")
         }
-        for file in ["model.onnx", "config.json"] where !FileIO.isFile(trimmed + "/" + file) {
-            throw .missingModel("\(trimmed) has no \(file): a model directory holds model.onnx, labels.txt and config.json; \(hint)")
+        let onnxFiles = ((try? FileIO.list(trimmed)) ?? []).filter { $0.hasSuffix(".onnx") }.sorted()
+        var config: Config
+        if FileIO.isFile(trimmed + "/config.json") {
+            guard FileIO.isFile(trimmed + "/model.onnx") else {
+                throw .missingModel("\(trimmed) has no model.onnx: a model directory holds model.onnx, labels.txt and config.json; \(hint)")
+            }
+            modelPath = trimmed + "/model.onnx"
+            hasConfigFile = true
+            let configBytes: [UInt8]
+            do {
+                configBytes = try FileIO.read(trimmed + "/config.json")
+            } catch {
+                throw .missingModel(error.description)
+            }
+            do {
+                config = try JSONDecoder().decode(Config.self, from: Data(configBytes))
+            } catch {
+                throw .malformed("\(trimmed)/config.json: \(error)")
+            }
+        } else {
+            let chosen: String
+            if onnxFiles.contains("model.onnx") {
+                chosen = "model.onnx"
+            } else if onnxFiles.count == 1 {
+                chosen = onnxFiles[0]
+            } else if onnxFiles.isEmpty {
+                throw .missingModel("\(trimmed) has no model.onnx: a model directory holds model.onnx, labels.txt and config.json (config.json may be left out); \(hint)")
+            } else {
+                throw .missingModel("\(trimmed) holds several .onnx files (\(onnxFiles.joined(separator: ", "))) and no config.json: name one model.onnx")
+            }
+            modelPath = trimmed + "/" + chosen
+            hasConfigFile = false
+            let bytes: [UInt8]
+            do {
+                bytes = try FileIO.read(modelPath)
+            } catch {
+                throw .missingModel(error.description)
+            }
+            config = try Self.derivedConfig(graph: try Graph(onnx: bytes), name: Self.lastComponent(trimmed))
         }
-        let configBytes: [UInt8]
-        do {
-            configBytes = try FileIO.read(trimmed + "/config.json")
-        } catch {
-            throw .missingModel(error.description)
+        if let name {
+            guard Self.isValidName(name) else {
+                throw .malformed("model name '\(name)' must be 1-128 letters, digits, '_', '-' or '.', not starting with '.'")
+            }
+            config.name = name
         }
-        do {
-            config = try JSONDecoder().decode(Config.self, from: Data(configBytes))
-        } catch {
-            throw .malformed("\(trimmed)/config.json: \(error)")
-        }
+        self.config = config
         if let text = try? FileIO.read(trimmed + "/labels.txt") {
             labels = String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
                 .map(String.init).filter { !$0.isEmpty }
         } else {
             labels = []
         }
+    }
+
+    /// A name that is safe in a URL path segment and a Prometheus label.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 128 && !name.hasPrefix(".")
+            && name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "_-.".unicodeScalars.contains($0) }
+    }
+
+    private static func lastComponent(_ path: String) -> String {
+        let last = path.split(separator: "/").last.map(String.init) ?? "model"
+        return isValidName(last) ? last : "model"
+    }
+
+    /// The config of a bare ONNX model: an image classifier with input [N,3,H,W].
+    static func derivedConfig(graph: Graph, name: String) throws(ModelError) -> Config {
+        guard let inputID = graph.inputs.first, let outputID = graph.outputs.first else {
+            throw .malformed("the model has no graph input or output")
+        }
+        let input = graph.values[inputID], output = graph.values[outputID]
+        guard let shape = input.shape, shape.count == 4, shape[1] == .fixed(3),
+              case .fixed(let height) = shape[2], case .fixed(let width) = shape[3], height == width, height >= 8 else {
+            throw .unsupported("input '\(input.name)' has shape \(input.shape.map { "\($0)" } ?? "unknown"): without a config.json the model must take one square RGB image batch [N,3,H,H]; add a config.json for other inputs")
+        }
+        let outputShape = (output.shape ?? [.batch, .fixed(0)]).map { dim -> Int in
+            if case .fixed(let n) = dim { return n }
+            return -1
+        }
+        return Config(
+            name: name, description: "derived from the ONNX graph (no config.json)",
+            input: .init(name: input.name, datatype: "FP32", layout: "NCHW", shape: [-1, 3, height, width]),
+            output: .init(name: output.name, datatype: "FP32", layout: nil, shape: outputShape),
+            preprocess: .init(resize: (height * 256 + 112) / 224, crop: height,
+                              mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]),
+            batching: nil)
     }
 
     /// The preprocessing this model expects.

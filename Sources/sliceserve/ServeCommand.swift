@@ -36,11 +36,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
 
-    @Option(help: "Port to listen on (Triton's HTTP port by default).")
-    var port = 8000
+    @Option(help: "Port to listen on (default: $PORT if set, as KServe and other platforms set it, else Triton's 8000).")
+    var port: Int?
 
-    @Option(help: "Where instances run: cpu or cpu:N (N threads). GPU slices come in a later version.")
+    @Option(help: ArgumentHelp("Serve the model under this name instead of its config's (one --model only).",
+                               discussion: "KServe names the model after the InferenceService: its ServingRuntime passes --model-name {{.Name}}."))
+    var modelName: String?
+
+    @Option(help: "Where instances run: cpu or cpu:N (N threads), or auto (today: the CPU on all cores; GPU slices come in a later version).")
     var slices = "cpu"
+
+    @Flag(help: "Load every model, run its warm-up batch, print what would be served, and exit (0 when it all works) without listening.")
+    var check = false
 
     @Option(help: ArgumentHelp(
         "How JPEGs become model inputs: auto, cpu, gpu or plugin:PATH[?CONFIG].",
@@ -71,8 +78,27 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds an idle connection stays open.")
     var idleTimeout: Int64 = 60
 
+    /// --port, else $PORT, else 8000.
+    func resolvedPort() throws -> Int {
+        if let port {
+            guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535, got \(port)") }
+            return port
+        }
+        guard let text = ProcessInfo.processInfo.environment["PORT"], !text.isEmpty else { return 8000 }
+        guard let value = Int(text), (1...65535).contains(value) else {
+            throw ValidationError("the PORT environment variable must be a port number in 1...65535, got '\(text)'")
+        }
+        return value
+    }
+
     func validate() throws {
-        guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535") }
+        _ = try resolvedPort()
+        if let modelName {
+            guard models.count <= 1 else { throw ValidationError("--model-name names one model; it cannot be used with \(models.count) --model options") }
+            guard ModelDirectory.isValidName(modelName) else {
+                throw ValidationError("--model-name '\(modelName)' must be 1-128 letters, digits, '_', '-' or '.', not starting with '.'")
+            }
+        }
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
         guard priorityLevels >= 1 else { throw ValidationError("--priority-levels must be at least 1") }
         _ = try threads()
@@ -114,10 +140,10 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     private func threads() throws -> Int? {
-        if slices == "cpu" { return nil }
+        if slices == "cpu" || slices == "auto" { return nil }
         let parts = slices.split(separator: ":")
         guard parts.count == 2, parts[0] == "cpu", let n = Int(parts[1]), n >= 1 else {
-            throw ValidationError("--slices '\(slices)' is not supported: this version serves on the CPU only (cpu or cpu:N)")
+            throw ValidationError("--slices '\(slices)' is not supported: this version serves on the CPU only (cpu, cpu:N or auto)")
         }
         return n
     }
@@ -143,7 +169,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             let preprocessor = makePreprocessor(logger: logger)
             for path in models.isEmpty ? [ModelDirectory.defaultPath] : models {
-                let directory = try ModelDirectory(path: path)
+                let directory = try ModelDirectory(path: path, name: modelName)
                 let executor = try CPUExecutor(modelFile: directory.modelPath, threads: try threads(), maxBatch: maxBatch)
                 let instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: preprocessor,
                                                  options: directory.preprocessOptions, config: batching,
@@ -159,8 +185,12 @@ struct ServeCommand: AsyncParsableCommand {
         if Set(served.map(\.name)).count != served.count {
             Self.fail(CLIFailure(message: "two model directories have the same name", exitCode: CLIFailure.modelError))
         }
+        if check {
+            await checkAndExit(served, started: started)
+        }
         // CUDA libraries only (no device is opened while serving on the CPU).
         let accelerators = GPUReport.collect(openDevices: false)
+        let port = try resolvedPort()
         let server = InferenceServer(models: served, configuration: ServerConfiguration(
             host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout), metrics: metrics,
             accelerators: accelerators)
@@ -196,5 +226,30 @@ struct ServeCommand: AsyncParsableCommand {
         warmup.cancel()
         for model in served { await model.instance.shutdown() }
         logger.info("stopped")
+    }
+
+    /// --check: one warm-up batch per model on its executor, a summary, and exit 0; a failure
+    /// exits 3 with the reason.
+    private func checkAndExit(_ served: [ServedModel], started: ContinuousClock.Instant) async -> Never {
+        for model in served {
+            do {
+                let executor = model.executor
+                let input = try executor.makeInputBuffer(capacity: 1)
+                let output = try OutputBuffer(itemShape: executor.outputShape, capacity: 1)
+                try await executor.run(input, count: 1, output: output)
+                let elapsed = (ContinuousClock.now - started).components
+                let ms = elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
+                print("ok: \(model.name) and \(model.jpegName) from \(model.directory.path)"
+                      + "\(model.directory.hasConfigFile ? "" : " (config derived from the ONNX graph)"), "
+                      + "input \(model.directory.config.input.shape), output \(executor.outputShape), "
+                      + "instance \(executor.name), max batch \(maxBatch), preprocessing \(model.instance.preprocessor?.name ?? "none"), ready after \(ms) ms")
+            } catch {
+                Self.fail(CLIFailure(message: "\(model.name): the warm-up batch failed: \(error)", exitCode: CLIFailure.modelError))
+            }
+        }
+        for model in served { await model.instance.shutdown() }
+        let port = (try? resolvedPort()) ?? 8000
+        print("check passed: would listen on http://\(host):\(port)")
+        Self.exit()
     }
 }

@@ -4,14 +4,14 @@ import XCTest
 
 /// The `sliceserve` binary as a user runs it: output, files written, exit codes and messages.
 final class CLITests: XCTestCase {
-    private struct Run {
+    struct Run {
         var status: Int32
         var stdout: String
         var stderr: String
     }
 
     /// The `sliceserve` built beside this test bundle.
-    private var binary: URL {
+    var binary: URL {
         get throws {
             let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             for candidate in [dir, dir.deletingLastPathComponent()] {
@@ -22,10 +22,10 @@ final class CLITests: XCTestCase {
         }
     }
 
-    private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("SlicePreprocessTests/Fixtures")
 
-    private func run(_ arguments: [String]) throws -> Run {
+    func run(_ arguments: [String]) throws -> Run {
         let process = Process()
         process.executableURL = try binary
         process.arguments = arguments
@@ -40,7 +40,7 @@ final class CLITests: XCTestCase {
                    stderr: String(decoding: stderr, as: UTF8.self))
     }
 
-    private func temporary(_ name: String) -> String {
+    func temporary(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("sliceserve-cli-\(getpid())-\(name)").path
     }
 
@@ -332,7 +332,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(readinessProbe(port: port), "the server still answers")
     }
 
-    private func connectTo(port: Int) throws -> Int32 {
+    func connectTo(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -346,13 +346,13 @@ final class CLITests: XCTestCase {
     }
 
     /// The body of GET `path` (Connection: close), or "" on failure.
-    private func httpPost(port: Int, path: String, body: [UInt8], contentType: String) -> String {
+    func httpPost(port: Int, path: String, body: [UInt8], contentType: String) -> String {
         let head = "POST \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\r\n"
         return exchange(port: port, request: Array(head.utf8) + body)
     }
 
     /// Sends one request on a fresh connection and reads the answer until the server closes it.
-    private func exchange(port: Int, request: [UInt8]) -> String {
+    func exchange(port: Int, request: [UInt8]) -> String {
         guard let fd = try? connectTo(port: port) else { return "" }
         defer { close(fd) }
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
@@ -396,12 +396,12 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(details.contains("\"preprocess\":\"plugin:turbojpeg-reference\""), details)
     }
 
-    private func httpGet(port: Int, path: String) -> String {
+    func httpGet(port: Int, path: String) -> String {
         exchange(port: port, request: Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8))
     }
 
     /// GET /v2/health/ready answers 200.
-    private func readinessProbe(port: Int) -> Bool {
+    func readinessProbe(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }

@@ -19,6 +19,14 @@ public struct Histogram: Sendable, Equatable {
         count += 1
     }
 
+    /// Adds another histogram's observations (same bounds; others are ignored).
+    public mutating func merge(_ other: Histogram) {
+        guard other.bounds == bounds else { return }
+        for i in counts.indices { counts[i] += other.counts[i] }
+        sum += other.sum
+        count += other.count
+    }
+
     /// Cumulative counts per bound (Prometheus `le` buckets), then +Inf.
     public var cumulative: [Int] {
         var total = 0

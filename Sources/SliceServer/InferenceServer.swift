@@ -72,7 +72,10 @@ public final class InferenceServer: Sendable {
                 try handle { let (m, e) = try model(context); return Self.json(m.metadata(e)) }
             }
             router.get(RouterPath(prefix + "/ready")) { [self] _, context in
-                try handle { _ = try model(context); return Response(status: isReady ? .ok : .serviceUnavailable) }
+                try handle {
+                    let (m, _) = try model(context)
+                    return Response(status: isReady && m.instance.isHealthy ? .ok : .serviceUnavailable)
+                }
             }
             router.get(RouterPath(prefix + "/config")) { [self] _, context in
                 try handle { let (m, e) = try model(context); return Self.json(m.config(e)) }
@@ -233,7 +236,16 @@ public final class InferenceServer: Sendable {
     func healthDetails() -> [String: Any] {
         var details: [String: Any] = [
             "live": true, "ready": isReady, "version": SliceServeVersion.current,
-            "models": models.map { ["name": $0.name, "instance": $0.executor.name, "preprocess": $0.instance.preprocessor?.name ?? "none"] },
+            "models": models.map { model -> [String: Any] in
+                ["name": model.name, "instance": model.executor.name, "preprocess": model.instance.preprocessor?.name ?? "none",
+                 "slices": model.instance.statuses.map { slice -> [String: Any] in
+                     var entry: [String: Any] = ["name": slice.name, "healthy": slice.healthy, "pending_items": slice.pendingItems,
+                                                 "consecutive_failures": slice.consecutiveFailures, "requests_served": slice.served]
+                     if let perItem = slice.secondsPerItem { entry["seconds_per_item"] = perItem }
+                     if let error = slice.lastError { entry["last_error"] = error }
+                     return entry
+                 }]
+            },
         ]
         if let accelerators, let data = try? JSONEncoder().encode(accelerators),
            let object = try? JSONSerialization.jsonObject(with: data) {

@@ -32,8 +32,9 @@ public final class ServerMetrics: Sendable {
         let preprocessSecondsCounter = r.makeCounter(
             descriptor: descriptor("sliceserve_preprocess_backend_seconds_total", "Time the preprocessing backend spent on batches; images_total over this is its throughput."),
             labels: backendLabels)
-        let depth = r.makeGauge(descriptor: descriptor("sliceserve_queue_items", "Items waiting in the instance's queue."), labels: labels)
-        let inflight = r.makeGauge(descriptor: descriptor("sliceserve_inflight_requests", "Requests queued or in a running batch."), labels: labels)
+        let instanceLabels = labels + [("instance", instance)]
+        let depth = r.makeGauge(descriptor: descriptor("sliceserve_queue_items", "Items waiting in the instance's queue (one series per slice)."), labels: instanceLabels)
+        let inflight = r.makeGauge(descriptor: descriptor("sliceserve_inflight_requests", "Requests queued or in a running batch (one series per slice)."), labels: instanceLabels)
         let latency = Histogram.latency().bounds
         let requestDuration = r.makeValueHistogram(
             descriptor: descriptor("sliceserve_request_duration_seconds", "From entering the queue to the answer, for requests answered successfully."),
@@ -69,6 +70,21 @@ public final class ServerMetrics: Sendable {
                 depth.set(Double(queuedItems))
                 inflight.set(Double(inFlight))
             }
+        }
+    }
+
+    /// Keeps `sliceserve_slice_healthy{model,version,instance}` (1 healthy, 0 not) and
+    /// `sliceserve_slice_failures{...}` (consecutive failures) up to date for a model's slices.
+    public func watch(model: String, version: String = "1", slices: SliceGroup) {
+        let r = registry
+        let healthyName = "sliceserve_slice_healthy", healthyHelp = "1 while the slice takes requests, 0 after a failure until a probe succeeds."
+        let failuresName = "sliceserve_slice_consecutive_failures", failuresHelp = "Failures of the slice since it was last healthy."
+        slices.onStatusChange { _, status in
+            let labels = [("model", model), ("version", version), ("instance", status.name)]
+            r.makeGauge(descriptor: MetricNameDescriptor(metricName: healthyName, unitName: "", helpText: healthyHelp), labels: labels)
+                .set(Double(status.healthy ? 1 : 0))
+            r.makeGauge(descriptor: MetricNameDescriptor(metricName: failuresName, unitName: "", helpText: failuresHelp), labels: labels)
+                .set(Double(status.consecutiveFailures))
         }
     }
 

@@ -8,15 +8,21 @@ import SliceScheduler
 public final class ServedModel: @unchecked Sendable {
     public let name: String
     public let directory: ModelDirectory
-    public let instance: ModelInstance
+    /// The model's slices (one instance each) behind the router.
+    public let instance: SliceGroup
     public let executor: any Executor
     public let version = "1"
 
-    public init(name: String, directory: ModelDirectory, instance: ModelInstance) {
+    public init(name: String, directory: ModelDirectory, slices: SliceGroup) {
         self.name = name
         self.directory = directory
-        self.instance = instance
-        executor = instance.executor
+        self.instance = slices
+        executor = slices.executor
+    }
+
+    /// A model on one instance.
+    public convenience init(name: String, directory: ModelDirectory, instance: ModelInstance) {
+        self.init(name: name, directory: directory, slices: SliceGroup(instance: instance))
     }
 
     public var jpegName: String { name + "_jpeg" }
@@ -58,7 +64,7 @@ public final class ServedModel: @unchecked Sendable {
         }
         return ["name": meta["name"] ?? name, "platform": "sliceserve_onnx", "max_batch_size": batching.maxBatchSize,
                 "input": tensors(meta["inputs"]), "output": tensors(meta["outputs"]), "dynamic_batching": dynamic,
-                "instance_group": [["count": 1, "kind": executor.name == "cpu" ? "KIND_CPU" : "KIND_GPU"]],
+                "instance_group": [["count": instance.instances.count, "kind": executor.name.hasPrefix("cpu") ? "KIND_CPU" : "KIND_GPU"]],
                 "parameters": ["preprocess": ["resize": directory.config.preprocess.resize, "crop": directory.config.preprocess.crop]]]
     }
 }

@@ -43,7 +43,8 @@ struct ServeCommand: AsyncParsableCommand {
                                discussion: "KServe names the model after the InferenceService: its ServingRuntime passes --model-name {{.Name}}."))
     var modelName: String?
 
-    @Option(help: "Where instances run: cpu or cpu:N (N threads), or auto (today: the CPU on all cores; GPU slices come in a later version).")
+    @Option(help: ArgumentHelp("Where instances run: cpu, cpu:N (one instance, N threads), cpu:KxT (K instances of T threads, requests routed to the one that will finish first), or auto (today: the CPU, all cores).",
+                               discussion: "GPU slices (gpu, sm:KxS, mig) come in a later version."))
     var slices = "cpu"
 
     @Flag(help: "Load every model, run its warm-up batch, print what would be served, and exit (0 when it all works) without listening.")
@@ -139,14 +140,28 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    private func threads() throws -> Int? {
-        if slices == "cpu" || slices == "auto" { return nil }
-        let parts = slices.split(separator: ":")
-        guard parts.count == 2, parts[0] == "cpu", let n = Int(parts[1]), n >= 1 else {
-            throw ValidationError("--slices '\(slices)' is not supported: this version serves on the CPU only (cpu, cpu:N or auto)")
-        }
-        return n
+    /// --slices on the CPU: `cpu` or `auto` (one slice, all cores), `cpu:N` (one slice of N
+    /// threads), `cpu:KxT` (K slices of T threads each, behind the router).
+    struct CPUSlices: Equatable {
+        var count: Int
+        var threadsPerSlice: Int?
+        var totalThreads: Int? { threadsPerSlice.map { $0 * count } }
     }
+
+    private func cpuSlices() throws -> CPUSlices {
+        if slices == "cpu" || slices == "auto" { return CPUSlices(count: 1, threadsPerSlice: nil) }
+        let unsupported = ValidationError("--slices '\(slices)' is not supported: this version serves on the CPU only: cpu, cpu:N (N threads), cpu:KxT (K slices of T threads) or auto")
+        let parts = slices.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0] == "cpu" else { throw unsupported }
+        let sizes = parts[1].split(separator: "x", omittingEmptySubsequences: false)
+        if sizes.count == 1, let n = Int(sizes[0]), n >= 1, n <= 1024 { return CPUSlices(count: 1, threadsPerSlice: n) }
+        guard sizes.count == 2, let k = Int(sizes[0]), let t = Int(sizes[1]), (1...256).contains(k), (1...1024).contains(t) else {
+            throw unsupported
+        }
+        return CPUSlices(count: k, threadsPerSlice: t)
+    }
+
+    private func threads() throws -> Int? { try cpuSlices().totalThreads }
 
     private func preferred() throws -> [Int] {
         let sizes = preferredBatch.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -170,14 +185,22 @@ struct ServeCommand: AsyncParsableCommand {
             let preprocessor = makePreprocessor(logger: logger)
             for path in models.isEmpty ? [ModelDirectory.defaultPath] : models {
                 let directory = try ModelDirectory(path: path, name: modelName)
-                let executor = try CPUExecutor(modelFile: directory.modelPath, threads: try threads(), maxBatch: maxBatch)
-                let instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: preprocessor,
-                                                 options: directory.preprocessOptions, config: batching,
-                                                 events: metrics.handler(model: directory.config.name, instance: executor.name,
-                                                                         preprocessBackend: preprocessor.name))
-                served.append(ServedModel(name: directory.config.name, directory: directory, instance: instance))
-                logger.info("loaded model", metadata: ["model": "\(directory.config.name)", "path": "\(path)",
-                                                      "instance": "cpu, \(executor.threads) threads, max batch \(maxBatch)"])
+                let layout = try cpuSlices()
+                let name = directory.config.name
+                let sliceNames = layout.count == 1 ? ["cpu"] : (0..<layout.count).map { "cpu/\($0)" }
+                var threadCounts: [Int] = []
+                let group = try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
+                    let executor = try CPUExecutor(modelFile: directory.modelPath, threads: layout.threadsPerSlice, maxBatch: maxBatch)
+                    threadCounts.append(executor.threads)
+                    let metricsEvents = metrics.handler(model: name, instance: sliceNames[i], preprocessBackend: preprocessor.name)
+                    return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
+                                             options: directory.preprocessOptions, config: batching,
+                                             events: { event in routerEvents(event); metricsEvents(event) })
+                }
+                metrics.watch(model: name, slices: group)
+                served.append(ServedModel(name: name, directory: directory, slices: group))
+                logger.info("loaded model", metadata: ["model": "\(name)", "path": "\(path)",
+                                                      "slices": "\(zip(sliceNames, threadCounts).map { "\($0) (\($1) threads)" }.joined(separator: ", ")), max batch \(maxBatch) each"])
             }
         } catch {
             Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError))
@@ -203,10 +226,12 @@ struct ServeCommand: AsyncParsableCommand {
                 // Straight to each executor, not through the batcher: a warm-up must not wait for
                 // the queue delay. Requests are refused (503) until this finishes.
                 for model in models {
-                    let executor = model.executor
-                    let input = try executor.makeInputBuffer(capacity: 1)
-                    let output = try OutputBuffer(itemShape: executor.outputShape, capacity: 1)
-                    try await executor.run(input, count: 1, output: output)
+                    for instance in model.instance.instances {
+                        let executor = instance.executor
+                        let input = try executor.makeInputBuffer(capacity: 1)
+                        let output = try OutputBuffer(itemShape: executor.outputShape, capacity: 1)
+                        try await executor.run(input, count: 1, output: output)
+                    }
                 }
                 server.setReady(true)
                 let seconds = (ContinuousClock.now - started).components
@@ -234,15 +259,17 @@ struct ServeCommand: AsyncParsableCommand {
         for model in served {
             do {
                 let executor = model.executor
-                let input = try executor.makeInputBuffer(capacity: 1)
-                let output = try OutputBuffer(itemShape: executor.outputShape, capacity: 1)
-                try await executor.run(input, count: 1, output: output)
+                for instance in model.instance.instances {
+                    let input = try instance.executor.makeInputBuffer(capacity: 1)
+                    let output = try OutputBuffer(itemShape: instance.executor.outputShape, capacity: 1)
+                    try await instance.executor.run(input, count: 1, output: output)
+                }
                 let elapsed = (ContinuousClock.now - started).components
                 let ms = elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
                 print("ok: \(model.name) and \(model.jpegName) from \(model.directory.path)"
                       + "\(model.directory.hasConfigFile ? "" : " (config derived from the ONNX graph)"), "
                       + "input \(model.directory.config.input.shape), output \(executor.outputShape), "
-                      + "instance \(executor.name), max batch \(maxBatch), preprocessing \(model.instance.preprocessor?.name ?? "none"), ready after \(ms) ms")
+                      + "slices \(model.instance.sliceNames.joined(separator: ", ")), max batch \(maxBatch), preprocessing \(model.instance.preprocessor?.name ?? "none"), ready after \(ms) ms")
             } catch {
                 Self.fail(CLIFailure(message: "\(model.name): the warm-up batch failed: \(error)", exitCode: CLIFailure.modelError))
             }

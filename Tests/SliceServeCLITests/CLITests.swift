@@ -332,39 +332,13 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(readinessProbe(port: port), "the server still answers")
     }
 
-    func connectTo(port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard fd >= 0, connected == 0 else { throw XCTSkip("cannot connect to 127.0.0.1:\(port)") }
-        return fd
-    }
+    func connectTo(port: Int) throws -> Int32 { try connectLocal(port: port) }
 
-    /// The body of GET `path` (Connection: close), or "" on failure.
     func httpPost(port: Int, path: String, body: [UInt8], contentType: String) -> String {
-        let head = "POST \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\r\n"
-        return exchange(port: port, request: Array(head.utf8) + body)
+        postLocal(port: port, path: path, body: body, contentType: contentType)
     }
 
-    /// Sends one request on a fresh connection and reads the answer until the server closes it.
-    func exchange(port: Int, request: [UInt8]) -> String {
-        guard let fd = try? connectTo(port: port) else { return "" }
-        defer { close(fd) }
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            response += buffer[0..<n]
-        }
-        return String(decoding: response, as: UTF8.self)
-    }
+    func exchange(port: Int, request: [UInt8]) -> String { exchangeLocal(port: port, request: request) }
 
     /// `serve --preprocess plugin:PATH`: JPEG requests go through the reference plug-in, the
     /// metrics count them under its name; a plug-in that cannot load stops the server with exit 4.
@@ -396,6 +370,35 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(details.contains("\"preprocess\":\"plugin:turbojpeg-reference\""), details)
     }
 
+    /// `serve --slices cpu:2x1`: two instances behind the router; concurrent requests are all
+    /// answered, the health details and metrics list each slice; a bad slice grammar exits 64.
+    func testServeOnSeveralCPUSlices() throws {
+        let bad = try run(["serve", "--slices", "cpu:2x", "--check"])
+        XCTAssertEqual(bad.status, 64)
+        XCTAssertTrue(bad.stderr.contains("cpu:KxT"), bad.stderr)
+        let (server, port) = try startServer(["--slices", "cpu:2x1", "--max-queue-delay-us", "0"], portBase: 24000)
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
+        let answers = ConcurrentAnswers()
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            answers.append(postLocal(port: port, path: "/v2/models/mobilenet_v2/classify?top_k=1", body: photo, contentType: "image/jpeg"))
+        }
+        XCTAssertEqual(answers.all.filter { $0.hasPrefix("HTTP/1.1 200") }.count, 8, answers.all.joined(separator: "\n"))
+        let details = httpGet(port: port, path: "/v2/health/details")
+        let body = details.split(separator: "\r\n\r\n", maxSplits: 1).last.map(String.init) ?? ""
+        let json = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        let slices = ((json?["models"] as? [[String: Any]])?.first?["slices"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(slices.map { $0["name"] as? String }, ["cpu/0", "cpu/1"], details)
+        XCTAssertEqual(slices.map { $0["healthy"] as? Bool }, [true, true], details)
+        XCTAssertEqual(slices.compactMap { $0["requests_served"] as? Int }.reduce(0, +), 8, details)
+        let metrics = httpGet(port: port, path: "/metrics")
+        for slice in ["cpu/0", "cpu/1"] {
+            XCTAssertTrue(metrics.contains("sliceserve_slice_healthy{model=\"mobilenet_v2\",version=\"1\",instance=\"\(slice)\"} 1"), metrics)
+        }
+        let config = httpGet(port: port, path: "/v2/models/mobilenet_v2/config")
+        XCTAssertTrue(config.contains("\"count\":2"), config)
+    }
+
     func httpGet(port: Int, path: String) -> String {
         exchange(port: port, request: Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8))
     }
@@ -421,6 +424,13 @@ final class CLITests: XCTestCase {
     }
 }
 
+final class ConcurrentAnswers: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var answers: [String] = []
+    func append(_ answer: String) { lock.withLock { answers.append(answer) } }
+    var all: [String] { lock.withLock { answers } }
+}
+
 /// Where Scripts/models.py puts the default model (mirrors ModelDirectory.defaultPath).
 enum ModelDirectoryPath {
     static var `default`: String {
@@ -428,4 +438,39 @@ enum ModelDirectoryPath {
         let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ((env["HOME"] ?? "/root") + "/.cache")
         return cache + "/sliceserve/models/mobilenet_v2"
     }
+}
+
+/// A TCP connection to 127.0.0.1:port (a skip when nothing listens).
+func connectLocal(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard fd >= 0, connected == 0 else { throw XCTSkip("cannot connect to 127.0.0.1:\(port)") }
+    return fd
+}
+
+/// The whole answer to POST `path` (Connection: close), or "" on failure.
+func postLocal(port: Int, path: String, body: [UInt8], contentType: String) -> String {
+    let head = "POST \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\r\n"
+    return exchangeLocal(port: port, request: Array(head.utf8) + body)
+}
+
+/// Sends one request on a fresh connection and reads the answer until the server closes it.
+func exchangeLocal(port: Int, request: [UInt8]) -> String {
+    guard let fd = try? connectLocal(port: port) else { return "" }
+    defer { close(fd) }
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    return String(decoding: response, as: UTF8.self)
 }

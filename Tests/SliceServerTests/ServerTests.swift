@@ -183,7 +183,7 @@ final class ServerTests: XCTestCase {
                 let text = String(buffer: r.body)
                 let labels = "model=\"mobilenet_v2\",version=\"1\""
                 for line in ["nv_inference_request_success{\(labels)} 4", "nv_inference_request_failure{\(labels),reason=\"bad_input\"} 1",
-                             "sliceserve_request_duration_seconds_count{\(labels)} 4", "sliceserve_inflight_requests{\(labels)} ",
+                             "sliceserve_request_duration_seconds_count{\(labels)} 4", "sliceserve_inflight_requests{\(labels),instance=\"cpu\"} ",
                              "sliceserve_batch_size_count{\(labels)} ",
                              "# TYPE sliceserve_batch_size histogram"] {
                     XCTAssertTrue(text.contains(line), "metrics lack '\(line)':\n\(text)")

@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "SliceGPU", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SlicePreprocess", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
         .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
-        .target(name: "SliceSlices", dependencies: ["SliceCore", "SliceGPU"]),
+        .target(name: "SliceSlices", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
 
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
         .target(

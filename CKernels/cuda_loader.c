@@ -24,6 +24,12 @@
 _Static_assert(sizeof(ss_CUdeviceptr) == 8, "CUdeviceptr is 64-bit");
 _Static_assert(sizeof(ss_CUuuid) == 16, "CUuuid is 16 bytes");
 _Static_assert(sizeof(ss_nvmlMemory) == 24, "nvmlMemory_t is three unsigned long long");
+_Static_assert(sizeof(ss_nvmlGpuInstanceProfileInfo) == 48 && offsetof(ss_nvmlGpuInstanceProfileInfo, memorySizeMB) == 40,
+               "nvmlGpuInstanceProfileInfo_t: ten unsigned int, then memorySizeMB");
+_Static_assert(sizeof(ss_nvmlGpuInstanceInfo) == 24 && sizeof(ss_nvmlComputeInstanceInfo) == 32,
+               "nvmlGpuInstanceInfo_t / nvmlComputeInstanceInfo_t: handles, ids, placement");
+_Static_assert(sizeof(ss_nvmlComputeInstanceProfileInfo) == 36, "nvmlComputeInstanceProfileInfo_t: nine unsigned int");
+_Static_assert(sizeof(ss_nvmlProcessInfo) == 24, "nvmlProcessInfo_t: pid, usedGpuMemory, GI id, CI id");
 _Static_assert(sizeof(ss_CUresult) == 4 && sizeof(ss_nvmlReturn) == 4 && sizeof(ss_nvrtcResult) == 4,
                "result enums are int-sized");
 _Static_assert(sizeof(void *) == 8, "64-bit targets only");

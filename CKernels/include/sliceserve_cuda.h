@@ -63,6 +63,44 @@ enum { SS_CU_DEV_RESOURCE_TYPE_SM = 1, SS_CU_GREEN_CTX_DEFAULT_STREAM = 1 };
 typedef int ss_nvmlReturn;
 typedef struct ss_nvmlDevice_st *ss_nvmlDevice;
 typedef struct ss_nvmlMemory { unsigned long long total, free, used; } ss_nvmlMemory;
+/* MIG (nvml.h, NVML 11.0+): GPU instances (GI) and compute instances (CI) inside them. */
+typedef struct ss_nvmlGpuInstance_st *ss_nvmlGpuInstance;
+typedef struct ss_nvmlComputeInstance_st *ss_nvmlComputeInstance;
+typedef struct ss_nvmlGpuInstancePlacement { unsigned int start, size; } ss_nvmlGpuInstancePlacement;
+typedef struct ss_nvmlGpuInstanceProfileInfo {
+    unsigned int id, isP2pSupported, sliceCount, instanceCount, multiprocessorCount, copyEngineCount, decoderCount,
+        encoderCount, jpegCount, ofaCount;
+    unsigned long long memorySizeMB;
+} ss_nvmlGpuInstanceProfileInfo;
+typedef struct ss_nvmlGpuInstanceInfo {
+    ss_nvmlDevice device;
+    unsigned int id, profileId;
+    ss_nvmlGpuInstancePlacement placement;
+} ss_nvmlGpuInstanceInfo;
+typedef struct ss_nvmlComputeInstanceProfileInfo {
+    unsigned int id, sliceCount, instanceCount, multiprocessorCount, sharedCopyEngineCount, sharedDecoderCount,
+        sharedEncoderCount, sharedJpegCount, sharedOfaCount;
+} ss_nvmlComputeInstanceProfileInfo;
+typedef struct ss_nvmlComputeInstanceInfo {
+    ss_nvmlDevice device;
+    ss_nvmlGpuInstance gpuInstance;
+    unsigned int id, profileId;
+    struct { unsigned int start, size; } placement;
+} ss_nvmlComputeInstanceInfo;
+/* nvmlProcessInfo_t (v2 layout, used by the _v3 query). */
+typedef struct ss_nvmlProcessInfo {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId, computeInstanceId;
+} ss_nvmlProcessInfo;
+enum {
+    SS_NVML_SUCCESS = 0, SS_NVML_ERROR_INVALID_ARGUMENT = 2, SS_NVML_ERROR_NOT_SUPPORTED = 3,
+    SS_NVML_ERROR_NO_PERMISSION = 4, SS_NVML_ERROR_NOT_FOUND = 6, SS_NVML_ERROR_INSUFFICIENT_SIZE = 7,
+    SS_NVML_ERROR_IN_USE = 19, SS_NVML_ERROR_INSUFFICIENT_RESOURCES = 23,
+    SS_NVML_GPU_INSTANCE_PROFILE_COUNT = 15, /* NVML_GPU_INSTANCE_PROFILE_* indices 0..14 */
+    SS_NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED = 0,
+    SS_NVML_DEVICE_UUID_BUFFER_SIZE = 96
+};
 
 typedef int ss_nvrtcResult;
 typedef struct ss_nvrtcProgram_st *ss_nvrtcProgram;
@@ -200,7 +238,23 @@ enum {
     X(ss_nvmlReturn, nvmlDeviceGetMemoryInfo, 0, 0, 1, (ss_nvmlDevice device, ss_nvmlMemory *memory), (device, memory)) \
     X(ss_nvmlReturn, nvmlDeviceGetMigMode, 0, 0, 0, (ss_nvmlDevice device, unsigned int *current, unsigned int *pending), (device, current, pending)) \
     X(ss_nvmlReturn, nvmlDeviceGetMaxMigDeviceCount, 0, 0, 0, (ss_nvmlDevice device, unsigned int *count), (device, count)) \
-    X(ss_nvmlReturn, nvmlDeviceGetTotalEnergyConsumption, 0, 0, 0, (ss_nvmlDevice device, unsigned long long *millijoules), (device, millijoules))
+    X(ss_nvmlReturn, nvmlDeviceGetTotalEnergyConsumption, 0, 0, 0, (ss_nvmlDevice device, unsigned long long *millijoules), (device, millijoules)) \
+    X(ss_nvmlReturn, nvmlDeviceGetGpuInstanceProfileInfo, 0, 0, 0, (ss_nvmlDevice device, unsigned int profile, ss_nvmlGpuInstanceProfileInfo *info), (device, profile, info)) \
+    X(ss_nvmlReturn, nvmlDeviceGetGpuInstancePossiblePlacements_v2, 0, 0, 0, (ss_nvmlDevice device, unsigned int profileId, ss_nvmlGpuInstancePlacement *placements, unsigned int *count), (device, profileId, placements, count)) \
+    X(ss_nvmlReturn, nvmlDeviceGetGpuInstanceRemainingCapacity, 0, 0, 0, (ss_nvmlDevice device, unsigned int profileId, unsigned int *count), (device, profileId, count)) \
+    X(ss_nvmlReturn, nvmlDeviceCreateGpuInstanceWithPlacement, 0, 0, 0, (ss_nvmlDevice device, unsigned int profileId, const ss_nvmlGpuInstancePlacement *placement, ss_nvmlGpuInstance *gpuInstance), (device, profileId, placement, gpuInstance)) \
+    X(ss_nvmlReturn, nvmlDeviceGetGpuInstances, 0, 0, 0, (ss_nvmlDevice device, unsigned int profileId, ss_nvmlGpuInstance *gpuInstances, unsigned int *count), (device, profileId, gpuInstances, count)) \
+    X(ss_nvmlReturn, nvmlGpuInstanceGetInfo, 0, 0, 0, (ss_nvmlGpuInstance gpuInstance, ss_nvmlGpuInstanceInfo *info), (gpuInstance, info)) \
+    X(ss_nvmlReturn, nvmlGpuInstanceDestroy, 0, 0, 0, (ss_nvmlGpuInstance gpuInstance), (gpuInstance)) \
+    X(ss_nvmlReturn, nvmlGpuInstanceGetComputeInstanceProfileInfo, 0, 0, 0, (ss_nvmlGpuInstance gpuInstance, unsigned int profile, unsigned int engineProfile, ss_nvmlComputeInstanceProfileInfo *info), (gpuInstance, profile, engineProfile, info)) \
+    X(ss_nvmlReturn, nvmlGpuInstanceCreateComputeInstance, 0, 0, 0, (ss_nvmlGpuInstance gpuInstance, unsigned int profileId, ss_nvmlComputeInstance *computeInstance), (gpuInstance, profileId, computeInstance)) \
+    X(ss_nvmlReturn, nvmlGpuInstanceGetComputeInstances, 0, 0, 0, (ss_nvmlGpuInstance gpuInstance, unsigned int profileId, ss_nvmlComputeInstance *computeInstances, unsigned int *count), (gpuInstance, profileId, computeInstances, count)) \
+    X(ss_nvmlReturn, nvmlComputeInstanceGetInfo_v2, 0, 0, 0, (ss_nvmlComputeInstance computeInstance, ss_nvmlComputeInstanceInfo *info), (computeInstance, info)) \
+    X(ss_nvmlReturn, nvmlComputeInstanceDestroy, 0, 0, 0, (ss_nvmlComputeInstance computeInstance), (computeInstance)) \
+    X(ss_nvmlReturn, nvmlDeviceGetMigDeviceHandleByIndex, 0, 0, 0, (ss_nvmlDevice device, unsigned int index, ss_nvmlDevice *migDevice), (device, index, migDevice)) \
+    X(ss_nvmlReturn, nvmlDeviceGetGpuInstanceId, 0, 0, 0, (ss_nvmlDevice device, unsigned int *id), (device, id)) \
+    X(ss_nvmlReturn, nvmlDeviceGetComputeInstanceId, 0, 0, 0, (ss_nvmlDevice device, unsigned int *id), (device, id)) \
+    X(ss_nvmlReturn, nvmlDeviceGetComputeRunningProcesses_v3, 0, 0, 0, (ss_nvmlDevice device, unsigned int *count, ss_nvmlProcessInfo *infos), (device, count, infos))
 
 #define SS_NVRTC_SYMBOLS(X)                                                                         \
     X(ss_nvrtcResult, nvrtcVersion, 0, 0, 1, (int *major, int *minor), (major, minor))              \

@@ -14,10 +14,12 @@ struct SlicesCommand: AsyncParsableCommand {
         abstract: "List GPUs and their MIG geometry, and plan MIG layouts.",
         discussion: """
             --gpu sim:<card> uses a built-in simulated GPU (a100-40gb, a100-80gb, h100-80gb, h200) \
-            with that card's MIG profiles and placement rules. Creating or destroying MIG \
-            instances, MIG instance discovery and SM partitions are not in this version.
+            with that card's MIG profiles and placement rules. On a real GPU, `list` shows the \
+            GPU and compute instances (with the MIG-… UUIDs CUDA_VISIBLE_DEVICES takes) through \
+            NVML, and `apply` / `destroy` create and remove them (root, MIG mode enabled by an \
+            administrator; --dry-run prints the NVML calls instead).
             """,
-        subcommands: [SlicesList.self, SlicesPlan.self])
+        subcommands: [SlicesList.self, SlicesPlan.self, SlicesApply.self, SlicesDestroy.self])
 }
 
 /// `--gpu sim:<card>` (or nothing: the real GPUs).
@@ -53,6 +55,8 @@ struct SlicesList: AsyncParsableCommand {
         var note: String?
         var smPartitioning: SMPartitionInfo?
         var smPartitioningProblem: String?
+        var mig: MIGDeviceState?
+        var migProblem: String?
     }
 
     func run() async throws {
@@ -61,7 +65,23 @@ struct SlicesList: AsyncParsableCommand {
             entries.append(Entry(gpu: "sim:\(geometry.card)", device: nil, geometry: geometry, note: "simulated"))
         } else {
             let report = GPUReport.collect()
-            if report.devices.isEmpty {
+            // MIG state straight from NVML (which works without libcuda and on MIG-enabled cards).
+            var migStates: [MIGDeviceState] = []
+            var migProblems: [Int: String] = [:]
+            for index in 0..<NVMLMIGDevice.deviceCount() {
+                do {
+                    migStates.append(try NVMLMIGDevice(index: index).state())
+                } catch {
+                    migProblems[index] = "\(error)"
+                }
+            }
+            if report.devices.isEmpty && !migStates.isEmpty {
+                for state in migStates {
+                    let geometry = state.migEnabled ? try? NVMLMIGDevice(index: state.index).geometry() : nil
+                    entries.append(Entry(gpu: "gpu:\(state.index)", device: nil, geometry: geometry,
+                                         note: "from NVML (CUDA is not loaded)", mig: state))
+                }
+            } else if report.devices.isEmpty {
                 let reason = report.problem ?? "no GPU"
                 if json { print("{\"gpus\": [], \"problem\": \(String(decoding: try JSONEncoder().encode(reason), as: UTF8.self))}") }
                 else { print("No GPU: \(reason)\nTry a simulated one: sliceserve slices list --gpu sim:h100-80gb") }
@@ -77,9 +97,11 @@ struct SlicesList: AsyncParsableCommand {
                 } catch {
                     partitionProblem = "\(error)"
                 }
+                let mig = migStates.first { $0.uuid == device.uuid }
                 entries.append(Entry(gpu: "gpu:\(device.ordinal)", device: device, geometry: geometry,
                                      note: geometry == nil ? "no built-in MIG table for this card" : "MIG profiles from the built-in table for this card",
-                                     smPartitioning: partitioning, smPartitioningProblem: partitionProblem))
+                                     smPartitioning: partitioning, smPartitioningProblem: partitionProblem,
+                                     mig: mig, migProblem: mig == nil ? migProblems.values.first : nil))
             }
         }
         if json {
@@ -90,8 +112,26 @@ struct SlicesList: AsyncParsableCommand {
             if let device = entry.device {
                 print("\(entry.gpu): \(device.name), \(device.multiprocessors) SMs, \(ByteCountText.format(device.totalMemory)), "
                       + "MIG \(device.migMode ?? "unknown") (pending \(device.migModePending ?? "unknown")), \(device.uuid)")
+            } else if let mig = entry.mig {
+                print("\(entry.gpu): \(mig.name), MIG \(mig.migEnabled ? "enabled" : "disabled") (pending \(mig.migPending ? "enabled" : "disabled")), \(mig.uuid) [\(entry.note ?? "")]")
             } else if let geometry = entry.geometry {
                 print("\(entry.gpu): \(geometry.productName) (simulated), \(geometry.multiprocessors) SMs")
+            }
+            if let mig = entry.mig, mig.migEnabled {
+                if mig.instances.isEmpty {
+                    print("  MIG instances: none (make some with `sliceserve slices apply --layout ...`)")
+                } else {
+                    print("  MIG instances (GPU instance → compute instance → device for CUDA_VISIBLE_DEVICES):")
+                    for gi in mig.instances {
+                        print("    GI \(gi.id): \(gi.profile) (profile \(gi.profileID)) at memory slices \(gi.start)..<\(gi.start + gi.size)")
+                        for ci in gi.computeInstances {
+                            let busy = ci.processes.isEmpty ? "idle" : "in use by pid \(ci.processes.map(String.init).joined(separator: ", "))"
+                            print("      CI \(ci.id): \(ci.computeSlices) compute slice\(ci.computeSlices == 1 ? "" : "s"), \(ci.uuid ?? "no UUID"), \(busy)")
+                        }
+                    }
+                }
+            } else if let problem = entry.migProblem {
+                print("  MIG: \(problem)")
             }
             if let sm = entry.smPartitioning {
                 print("  SM partitions (green contexts; shared JPEG engines, L2 and memory, not MIG): \(sm.multiprocessors) SMs, "
@@ -160,6 +200,116 @@ struct SlicesPlan: AsyncParsableCommand {
             print("  memory slices: [\(String(used))], compute slices used: \(placed.reduce(0) { $0 + $1.computeSlices }) of \(geometry.computeSlices)")
         } catch {
             Self.fail(CLIFailure(message: "\(error)", exitCode: 1))
+        }
+    }
+}
+
+/// `slices apply`: creates a MIG layout through NVML (or prints the calls with --dry-run).
+struct SlicesApply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Create MIG GPU and compute instances for a layout (root; MIG mode must be enabled).",
+        discussion: """
+            Checks the layout against the GPU's own profiles and placements (as `slices plan`), then \
+            creates each GPU instance at its placement and one compute instance spanning it, \
+            through NVML. The GPU must have MIG mode enabled and no GPU instances (`slices \
+            destroy` first). If a call fails, what was created is destroyed again. --dry-run prints \
+            the exact NVML calls and changes nothing; with --gpu sim:<card> it needs no GPU. \
+            Never run it on a machine you do not administer: it changes the GPU for every user.
+            """)
+
+    @OptionGroup var selection: GPUSelection
+
+    @Option(help: "Comma-separated profiles, NxPROFILE for N of one (e.g. 7x1g.10gb).")
+    var layout: String
+
+    @Option(help: "The GPU (NVML index).")
+    var device = 0
+
+    @Flag(help: "Print the NVML calls instead of making them.")
+    var dryRun = false
+
+    func validate() throws {
+        if try selection.simulated() != nil && !dryRun {
+            throw ValidationError("--gpu sim:<card> only plans: add --dry-run (a simulated GPU cannot be changed)")
+        }
+        guard device >= 0 else { throw ValidationError("--device must be at least 0") }
+    }
+
+    func run() async throws {
+        let names = MIGPlanner.parseLayout(layout)
+        if let geometry = try selection.simulated() {
+            do {
+                let placed = try MIGPlanner.plan(names, on: geometry)
+                print("dry run on \(geometry.productName) (sim:\(geometry.card)): \(placed.count) GPU instances; the NVML calls, in order:")
+                for (i, op) in MIGPlanner.operations(creating: placed, gpu: device).enumerated() { print("  \(i + 1). \(op)") }
+            } catch {
+                Self.fail(CLIFailure(message: "\(error)", exitCode: 1))
+            }
+            return
+        }
+        do {
+            let gpu = try NVMLMIGDevice(index: device)
+            if dryRun {
+                let (placed, operations) = try gpu.plan(layout: names)
+                print("dry run on GPU \(device) (\(gpu.name)): \(placed.count) GPU instances; the NVML calls, in order:")
+                for (i, op) in operations.enumerated() { print("  \(i + 1). \(op)") }
+                return
+            }
+            let state = try gpu.apply(layout: names, progress: Self.report)
+            print("GPU \(device) now has \(state.instances.count) GPU instances:")
+            for gi in state.instances {
+                print("  \(gi.profile) at \(gi.start): \(gi.computeInstances.compactMap(\.uuid).joined(separator: ", "))")
+            }
+        } catch {
+            Self.fail(CLIFailure(message: "\(error)", exitCode: Self.exitCode(error)))
+        }
+    }
+
+    static func report(_ op: MIGOperation) { print("  ok: \(op)") }
+
+    /// 1 when the layout does not fit, 4 for NVML and GPU failures.
+    static func exitCode(_ error: MIGError) -> Int32 {
+        if case .plan = error { return 1 }
+        return CLIFailure.gpuError
+    }
+}
+
+/// `slices destroy`: removes every MIG compute and GPU instance of a GPU.
+struct SlicesDestroy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "destroy",
+        abstract: "Destroy a GPU's MIG compute and GPU instances (root), refusing while processes use them.",
+        discussion: """
+            Compute instances first, then GPU instances in reverse order, through NVML. Refused \
+            (exit 4, nothing destroyed) while any instance has processes on it, e.g. a SliceServe \
+            worker: stop or drain those servers first (SIGTERM drains). --dry-run prints the calls.
+            """)
+
+    @Option(help: "The GPU (NVML index).")
+    var device = 0
+
+    @Flag(help: "Print the NVML calls instead of making them.")
+    var dryRun = false
+
+    func run() async throws {
+        do {
+            let gpu = try NVMLMIGDevice(index: device)
+            guard try gpu.migMode().current else { throw MIGError.migDisabled(gpu: device) }
+            let (state, operations) = try gpu.planDestroy()
+            if operations.isEmpty {
+                print("GPU \(device) has no MIG instances: nothing to destroy")
+                return
+            }
+            if dryRun {
+                print("dry run on GPU \(device) (\(gpu.name)): \(state.instances.count) GPU instances; the NVML calls, in order:")
+                for (i, op) in operations.enumerated() { print("  \(i + 1). \(op)") }
+                return
+            }
+            _ = try gpu.destroy(progress: SlicesApply.report)
+            print("GPU \(device) has no MIG instances now")
+        } catch {
+            Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.gpuError))
         }
     }
 }

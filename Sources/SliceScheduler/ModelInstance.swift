@@ -68,6 +68,8 @@ public struct InstanceStatistics: Sendable, Equatable {
     public var queueDuration = Histogram.latency()
     /// Items per executed batch.
     public var batchSize = Histogram.batchSize()
+    public init() {}
+
     /// Time the instance spent preprocessing and executing, nanoseconds.
     public var busyNanoseconds: UInt64 { preprocessNanoseconds &+ computeNanoseconds }
 }

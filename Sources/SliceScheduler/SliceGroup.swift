@@ -73,7 +73,7 @@ public struct SliceStatus: Sendable, Equatable {
 /// arrives — succeeds. Bad input (400) and overload (429) are the request's, not the slice's.
 public final class SliceGroup: @unchecked Sendable {
     public let name: String
-    public let instances: [ModelInstance]
+    public let instances: [any SliceInstance]
     public let sliceNames: [String]
     private let clock: any SchedulerClock
     private let backoff: SliceBackoff
@@ -101,7 +101,7 @@ public final class SliceGroup: @unchecked Sendable {
     /// `probe(i)` checks a failed slice (default: one batch of zeros on its executor).
     public init(name: String, sliceNames: [String], clock: any SchedulerClock = SystemClock(), backoff: SliceBackoff = SliceBackoff(),
                 probe: (@Sendable (Int) async throws -> Void)? = nil,
-                makeInstance: (Int, @escaping InstanceEventHandler) throws -> ModelInstance) throws {
+                makeInstance: (Int, @escaping InstanceEventHandler) throws -> any SliceInstance) throws {
         precondition(!sliceNames.isEmpty, "a slice group needs at least one slice")
         self.name = name
         self.sliceNames = sliceNames
@@ -109,7 +109,7 @@ public final class SliceGroup: @unchecked Sendable {
         self.backoff = backoff
         slices = Array(repeating: State(), count: sliceNames.count)
         let box = WeakGroup()
-        var built: [ModelInstance] = []
+        var built: [any SliceInstance] = []
         for i in sliceNames.indices {
             built.append(try makeInstance(i) { event in box.group?.observe(slice: i, event) })
         }
@@ -117,13 +117,8 @@ public final class SliceGroup: @unchecked Sendable {
         if let probe {
             self.probe = probe
         } else {
-            let executors = built.map(\.executor)
-            self.probe = { i in
-                let executor = executors[i]
-                let input = try executor.makeInputBuffer(capacity: 1)
-                let output = try OutputBuffer(itemShape: executor.outputShape, capacity: 1)
-                try await executor.run(input, count: 1, output: output)
-            }
+            let instances = built
+            self.probe = { i in try await instances[i].warmUp() }
         }
         box.group = self
     }
@@ -132,6 +127,14 @@ public final class SliceGroup: @unchecked Sendable {
     public convenience init(instance: ModelInstance, sliceName: String? = nil) {
         // The closure never throws: the instance is already built.
         try! self.init(name: instance.name, sliceNames: [sliceName ?? instance.executor.name]) { _, _ in instance }
+    }
+
+    /// Warms every slice up (one batch each), in parallel.
+    public func warmUp() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for instance in instances { group.addTask { try await instance.warmUp() } }
+            try await group.waitForAll()
+        }
     }
 
     private final class WeakGroup: @unchecked Sendable {
@@ -144,9 +147,9 @@ public final class SliceGroup: @unchecked Sendable {
         for i in sliceNames.indices { handler(i, status(i)) }
     }
 
-    public var executor: any Executor { instances[0].executor }
+    public var signature: ModelSignature { instances[0].signature }
     public var config: BatchingConfig { instances[0].config }
-    public var preprocessor: (any Preprocessor)? { instances[0].preprocessor }
+    public var preprocessorName: String? { instances[0].preprocessorName }
 
     func observe(slice i: Int, _ event: InstanceEvent) {
         guard case .executed(let items, let preprocessSeconds, let computeSeconds) = event, items > 0 else { return }
@@ -211,7 +214,12 @@ public final class SliceGroup: @unchecked Sendable {
     private func markFailed(_ i: Int, reason: String) {
         let handler: (@Sendable (Int, SliceStatus) -> Void)? = lock.withLock {
             guard !slices[i].probing else { return nil }
-            if slices[i].healthy { slices[i].failures = 0 }
+            // Requests that were in flight when the slice failed fail too: one incident, one failure.
+            guard slices[i].healthy else {
+                slices[i].lastError = reason
+                return nil
+            }
+            slices[i].failures = 0
             slices[i].healthy = false
             slices[i].failures += 1
             slices[i].lastError = reason

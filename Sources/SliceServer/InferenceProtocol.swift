@@ -104,7 +104,7 @@ enum InferenceProtocol {
         let input = request.inputs[0]
         switch entry {
         case .tensor:
-            let spec = model.executor.inputSpec
+            let spec = model.signature.inputSpec
             guard input.name == model.inputName else {
                 throw ServerError.badRequest("unknown input '\(input.name)'; the model's input is '\(model.inputName)'")
             }

@@ -237,7 +237,7 @@ public final class InferenceServer: Sendable {
         var details: [String: Any] = [
             "live": true, "ready": isReady, "version": SliceServeVersion.current,
             "models": models.map { model -> [String: Any] in
-                ["name": model.name, "instance": model.executor.name, "preprocess": model.instance.preprocessor?.name ?? "none",
+                ["name": model.name, "instance": model.signature.kind, "preprocess": model.instance.preprocessorName ?? "none",
                  "slices": model.instance.statuses.map { slice -> [String: Any] in
                      var entry: [String: Any] = ["name": slice.name, "healthy": slice.healthy, "pending_items": slice.pendingItems,
                                                  "consecutive_failures": slice.consecutiveFailures, "requests_served": slice.served]

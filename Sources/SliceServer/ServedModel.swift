@@ -10,14 +10,14 @@ public final class ServedModel: @unchecked Sendable {
     public let directory: ModelDirectory
     /// The model's slices (one instance each) behind the router.
     public let instance: SliceGroup
-    public let executor: any Executor
+    public let signature: ModelSignature
     public let version = "1"
 
     public init(name: String, directory: ModelDirectory, slices: SliceGroup) {
         self.name = name
         self.directory = directory
         self.instance = slices
-        executor = slices.executor
+        signature = slices.signature
     }
 
     /// A model on one instance.
@@ -28,7 +28,7 @@ public final class ServedModel: @unchecked Sendable {
     public var jpegName: String { name + "_jpeg" }
     var inputName: String { directory.config.input.name }
     var outputName: String { directory.config.output.name }
-    var classes: Int { executor.outputShape.reduce(1, *) }
+    var classes: Int { signature.outputShape.reduce(1, *) }
 
     enum Entry { case tensor, jpeg }
 
@@ -38,12 +38,12 @@ public final class ServedModel: @unchecked Sendable {
     }
 
     func metadata(_ entry: Entry) -> [String: Any] {
-        let spec = executor.inputSpec
+        let spec = signature.inputSpec
         switch entry {
         case .tensor:
             return ["name": name, "versions": [version], "platform": "sliceserve_onnx",
                     "inputs": [["name": inputName, "datatype": "FP32", "shape": [-1] + spec.itemShape]],
-                    "outputs": [["name": outputName, "datatype": "FP32", "shape": [-1] + executor.outputShape]]]
+                    "outputs": [["name": outputName, "datatype": "FP32", "shape": [-1] + signature.outputShape]]]
         case .jpeg:
             return ["name": jpegName, "versions": [version], "platform": "sliceserve_onnx",
                     "inputs": [["name": "image", "datatype": "BYTES", "shape": [-1]]],
@@ -64,7 +64,7 @@ public final class ServedModel: @unchecked Sendable {
         }
         return ["name": meta["name"] ?? name, "platform": "sliceserve_onnx", "max_batch_size": batching.maxBatchSize,
                 "input": tensors(meta["inputs"]), "output": tensors(meta["outputs"]), "dynamic_batching": dynamic,
-                "instance_group": [["count": instance.instances.count, "kind": executor.name.hasPrefix("cpu") ? "KIND_CPU" : "KIND_GPU"]],
+                "instance_group": [["count": instance.instances.count, "kind": signature.kind.hasPrefix("cpu") ? "KIND_CPU" : "KIND_GPU"]],
                 "parameters": ["preprocess": ["resize": directory.config.preprocess.resize, "crop": directory.config.preprocess.crop]]]
     }
 }

@@ -47,6 +47,10 @@ struct ServeCommand: AsyncParsableCommand {
                                discussion: "GPU slices (gpu, sm:KxS, mig) come in a later version."))
     var slices = "cpu"
 
+    @Flag(help: ArgumentHelp("Run each slice's instance in its own worker process (`sliceserve worker`, over a Unix socket), as MIG slices need.",
+                             discussion: "A worker that dies is restarted with backoff (1 s, doubling to 60 s) and the requests it held are re-sent to other slices. Workers preprocess JPEGs on the CPU."))
+    var workers = false
+
     @Flag(help: "Load every model, run its warm-up batch, print what would be served, and exit (0 when it all works) without listening.")
     var check = false
 
@@ -189,6 +193,15 @@ struct ServeCommand: AsyncParsableCommand {
                 let name = directory.config.name
                 let sliceNames = layout.count == 1 ? ["cpu"] : (0..<layout.count).map { "cpu/\($0)" }
                 var threadCounts: [Int] = []
+                if workers {
+                    let group = try workerGroup(directory: directory, name: name, sliceNames: sliceNames, layout: layout,
+                                                batching: batching, metrics: metrics, logger: logger)
+                    metrics.watch(model: name, slices: group)
+                    served.append(ServedModel(name: name, directory: directory, slices: group))
+                    logger.info("loaded model", metadata: ["model": "\(name)", "path": "\(path)",
+                                                          "slices": "\(sliceNames.joined(separator: ", ")) in worker processes, max batch \(maxBatch) each"])
+                    continue
+                }
                 let group = try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
                     let executor = try CPUExecutor(modelFile: directory.modelPath, threads: layout.threadsPerSlice, maxBatch: maxBatch)
                     threadCounts.append(executor.threads)
@@ -226,12 +239,7 @@ struct ServeCommand: AsyncParsableCommand {
                 // Straight to each executor, not through the batcher: a warm-up must not wait for
                 // the queue delay. Requests are refused (503) until this finishes.
                 for model in models {
-                    for instance in model.instance.instances {
-                        let executor = instance.executor
-                        let input = try executor.makeInputBuffer(capacity: 1)
-                        let output = try OutputBuffer(itemShape: executor.outputShape, capacity: 1)
-                        try await executor.run(input, count: 1, output: output)
-                    }
+                    try await model.instance.warmUp()
                 }
                 server.setReady(true)
                 let seconds = (ContinuousClock.now - started).components
@@ -258,18 +266,13 @@ struct ServeCommand: AsyncParsableCommand {
     private func checkAndExit(_ served: [ServedModel], started: ContinuousClock.Instant) async -> Never {
         for model in served {
             do {
-                let executor = model.executor
-                for instance in model.instance.instances {
-                    let input = try instance.executor.makeInputBuffer(capacity: 1)
-                    let output = try OutputBuffer(itemShape: instance.executor.outputShape, capacity: 1)
-                    try await instance.executor.run(input, count: 1, output: output)
-                }
+                try await model.instance.warmUp()
                 let elapsed = (ContinuousClock.now - started).components
                 let ms = elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
                 print("ok: \(model.name) and \(model.jpegName) from \(model.directory.path)"
                       + "\(model.directory.hasConfigFile ? "" : " (config derived from the ONNX graph)"), "
-                      + "input \(model.directory.config.input.shape), output \(executor.outputShape), "
-                      + "slices \(model.instance.sliceNames.joined(separator: ", ")), max batch \(maxBatch), preprocessing \(model.instance.preprocessor?.name ?? "none"), ready after \(ms) ms")
+                      + "input \(model.directory.config.input.shape), output \(model.signature.outputShape), "
+                      + "slices \(model.instance.sliceNames.joined(separator: ", ")), max batch \(maxBatch), preprocessing \(model.instance.preprocessorName ?? "none"), ready after \(ms) ms")
             } catch {
                 Self.fail(CLIFailure(message: "\(model.name): the warm-up batch failed: \(error)", exitCode: CLIFailure.modelError))
             }
@@ -279,4 +282,71 @@ struct ServeCommand: AsyncParsableCommand {
         print("check passed: would listen on http://\(host):\(port)")
         Self.exit()
     }
+
+    /// One worker process per slice. The router's latency estimate comes from each request's
+    /// round trip (the batches run in the workers); the front's metrics count requests.
+    private func workerGroup(directory: ModelDirectory, name: String, sliceNames: [String], layout: CPUSlices,
+                             batching: BatchingConfig, metrics: ServerMetrics, logger: Logger) throws -> SliceGroup {
+        let shape = directory.config.input.shape
+        guard shape.count == 4 else { throw InferenceError.unavailable("--workers needs an NCHW image input, the model has \(shape)") }
+        let signature = ModelSignature(inputSpec: ImageTensorSpec(dtype: .float32, layout: .nchw, channels: shape[1], height: shape[2], width: shape[3]),
+                                       outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: maxBatch, kind: "cpu")
+        var arguments = ["--model", directory.path, "--model-name", name, "--max-batch", String(maxBatch),
+                         "--max-queue-delay-us", String(maxQueueDelayUs), "--max-queue", String(maxQueue),
+                         "--priority-levels", String(priorityLevels)]
+        if let threads = layout.threadsPerSlice { arguments += ["--threads", String(threads)] }
+        let log = logger
+        return try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
+            let metricsEvents = metrics.handler(model: name, instance: sliceNames[i], preprocessBackend: "cpu")
+            let worker = try WorkerInstance(name: sliceNames[i], signature: signature, config: batching, preprocessorName: "cpu",
+                                            arguments: arguments) { message in log.info("\(message)") }
+            return TimedInstance(worker, events: { event in routerEvents(event); metricsEvents(event) })
+        }
+    }
+}
+
+/// Reports each request's round trip as an event (for the router's estimate and the metrics)
+/// around an instance whose batches run elsewhere.
+final class TimedInstance: SliceInstance, @unchecked Sendable {
+    let inner: any SliceInstance
+    let events: InstanceEventHandler
+
+    init(_ inner: any SliceInstance, events: @escaping InstanceEventHandler) {
+        self.inner = inner
+        self.events = events
+    }
+
+    var signature: ModelSignature { inner.signature }
+    var config: BatchingConfig { inner.config }
+    var preprocessorName: String? { inner.preprocessorName }
+
+    func infer(_ input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
+        let started = ContinuousClock.now
+        do {
+            let outputs = try await inner.infer(input, priority: priority, timeout: timeout)
+            let d = (ContinuousClock.now - started).components
+            let seconds = Double(d.seconds) + Double(d.attoseconds) / 1e18
+            events(.executed(items: input.items, preprocessSeconds: 0, computeSeconds: seconds))
+            events(.completed(queueSeconds: 0, totalSeconds: seconds))
+            return outputs
+        } catch let error as InferenceError {
+            events(.failed(reason: TimedInstance.reason(error)))
+            throw error
+        }
+    }
+
+    static func reason(_ error: InferenceError) -> String {
+        switch error {
+        case .overloaded: "queue_full"
+        case .timedOut: "timeout"
+        case .badInput: "bad_input"
+        case .cancelled: "cancelled"
+        case .unavailable: "unavailable"
+        case .executionFailed: "execution_failed"
+        }
+    }
+
+    var statistics: InstanceStatistics { get async { await inner.statistics } }
+    func warmUp() async throws { try await inner.warmUp() }
+    func shutdown() async { await inner.shutdown() }
 }

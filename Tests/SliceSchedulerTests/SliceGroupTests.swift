@@ -137,6 +137,26 @@ final class SliceGroupTests: XCTestCase {
         await slices.shutdown()
     }
 
+    /// Requests in flight together on a slice that fails count as one failure (one backoff step).
+    func testRequestsInFlightTogetherCountAsOneFailure() async throws {
+        let clock = ManualClock()
+        let a = FlakyExecutor(name: "a"), b = FlakyExecutor(name: "b")
+        let slices = try group([a, b], clock: clock)
+        a.failing = true
+        // Three requests in flight at once: the router spreads them over both slices.
+        let outputs = try await withThrowingTaskGroup(of: [ItemOutput].self) { tasks in
+            for v in 1...3 { tasks.addTask { try await slices.infer(tensor(Float(v))) } }
+            var all: [[ItemOutput]] = []
+            for try await out in tasks { all.append(out) }
+            return all
+        }
+        XCTAssertEqual(outputs.count, 3)
+        XCTAssertEqual(b.itemsRun, 3)
+        XCTAssertLessThanOrEqual(slices.status(0).consecutiveFailures, 1)
+        XCTAssertFalse(slices.status(0).healthy)
+        await slices.shutdown()
+    }
+
     /// When every slice fails, requests fail with the slice's error (HTTP 500), then with
     /// "no healthy slice" (503) during the backoff; bad input is never blamed on a slice.
     func testEverySliceFailingFailsRequestsClearly() async throws {

@@ -232,7 +232,7 @@ final class CLITests: XCTestCase {
     /// Starts `sliceserve serve` with `arguments` on a free-ish port and waits (30 s at most) for
     /// readiness. Skips, or fails under CI, when the default model is missing. Output goes to
     /// `log` when given.
-    private func startServer(_ arguments: [String], portBase: Int, log: Pipe? = nil) throws -> (Process, Int) {
+    func startServer(_ arguments: [String], portBase: Int, log: Pipe? = nil) throws -> (Process, Int) {
         guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx") else {
             let message = "no default model: run Scripts/test.sh"
             if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }

@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SliceCore
+import SliceModel
+import SlicePreprocess
+import SliceScheduler
+
+/// `sliceserve worker`: one slice's model instance in its own process, answering the front
+/// server over a Unix socket. `serve` starts these itself (one per slice with --workers, and
+/// one per MIG slice in a later version, with CUDA_VISIBLE_DEVICES=MIG-…); it is not meant to
+/// be started by hand. It exits when its standard input closes (the front server is gone).
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Serve one slice's model instance over a Unix socket (started by `serve --workers`).",
+        shouldDisplay: false)
+
+    @Option(help: "The Unix socket to listen on.")
+    var socket: String
+
+    @Option(help: "Model directory.")
+    var model: String
+
+    @Option(help: "Serve the model under this name.")
+    var modelName: String?
+
+    @Option(help: "CPU threads of the instance (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "How JPEGs become model inputs: cpu (the worker's own CPU preprocessing).")
+    var preprocess = "cpu"
+
+    @Option(help: "Largest batch the instance runs.")
+    var maxBatch = 16
+
+    @Option(name: .customLong("max-queue-delay-us"), help: "Queue delay, microseconds.")
+    var maxQueueDelayUs: UInt64 = 2000
+
+    @Option(help: "Most items queued.")
+    var maxQueue = 512
+
+    @Option(help: "Priority levels.")
+    var priorityLevels = 1
+
+    func validate() throws {
+        guard socket.utf8.count < 100 else { throw ValidationError("--socket path is too long for a Unix socket: \(socket)") }
+        guard preprocess == "cpu" else { throw ValidationError("a worker preprocesses on the CPU in this version (--preprocess cpu)") }
+        guard maxBatch >= 1, maxQueue >= 1, priorityLevels >= 1 else { throw ValidationError("batching values must be at least 1") }
+    }
+
+    func run() async throws {
+        let instance: ModelInstance
+        do {
+            let directory = try ModelDirectory(path: model, name: modelName)
+            let executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch)
+            instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: try CPUPreprocessor(threads: threads),
+                                         options: directory.preprocessOptions,
+                                         config: BatchingConfig(maxBatchSize: maxBatch, maxQueueDelayNanoseconds: maxQueueDelayUs * 1000,
+                                                                maxQueueSize: maxQueue, priorityLevels: priorityLevels))
+            try await instance.warmUp()
+        } catch {
+            Self.fail(CLIFailure(message: "worker: \(error)", exitCode: CLIFailure.modelError))
+        }
+        // The front server holds our standard input: when it closes, the front is gone.
+        Thread.detachNewThread {
+            var byte: UInt8 = 0
+            while read(0, &byte, 1) > 0 {}
+            unlink(socket)
+            Foundation.exit(0)
+        }
+        unlink(socket)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WorkerFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(WorkerRequestHandler(instance: instance))
+                }
+            }
+            .bind(unixDomainSocketPath: socket).get()
+        try await channel.closeFuture.get()
+    }
+}

@@ -1,0 +1,295 @@
+import Foundation
+import SliceCore
+import NIOCore
+import NIOPosix
+import SliceScheduler
+
+/// Splits the Unix-socket byte stream into `WorkerMessage` frames (4-byte little-endian length,
+/// then the message; see `WorkerMessage`). An oversized length closes the connection.
+struct WorkerFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = [UInt8]
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else { return .needMoreData }
+        guard Int(length) <= WorkerMessage.maxFrameBytes else {
+            throw WorkerProtocolError.malformed("a frame of \(length) bytes (at most \(WorkerMessage.maxFrameBytes))")
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        context.fireChannelRead(wrapInboundOut(buffer.readBytes(length: Int(length)) ?? []))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+extension Channel {
+    /// Writes one message as a frame (from any thread).
+    func send(_ message: WorkerMessage) {
+        let frame = message.encoded()
+        var buffer = allocator.buffer(capacity: frame.count)
+        buffer.writeBytes(frame)
+        writeAndFlush(buffer, promise: nil)
+    }
+}
+
+/// The front server's side of one worker process: starts `sliceserve worker` for a slice,
+/// talks to it over its Unix socket, and restarts it with backoff when it exits. Requests in
+/// flight on a worker that dies fail with `unavailable`, which the slice group re-routes.
+final class WorkerInstance: SliceInstance, @unchecked Sendable {
+    let name: String
+    let signature: ModelSignature
+    let config: BatchingConfig
+    let preprocessorName: String?
+    private let arguments: [String]
+    private let environment: [String: String]
+    private let socketPath: String
+    private let backoff: SliceBackoff
+    private let log: @Sendable (String) -> Void
+    private let lock = ConditionLock()
+    private var channel: Channel?
+    private var process: Process?
+    private var stdinPipe: Pipe?
+    private var pending: [UInt64: CheckedContinuation<WorkerMessage, Error>] = [:]
+    private var nextID: UInt64 = 1
+    private var restarts = 0
+    private var stopping = false
+    private var restarting = false
+
+    /// `arguments` follow `sliceserve worker --socket PATH`; `environment` is added to this
+    /// process's (e.g. CUDA_VISIBLE_DEVICES=MIG-… for a MIG slice).
+    init(name: String, signature: ModelSignature, config: BatchingConfig, preprocessorName: String?, arguments: [String],
+         environment: [String: String] = [:], backoff: SliceBackoff = SliceBackoff(), log: @escaping @Sendable (String) -> Void) throws {
+        self.name = name
+        self.signature = signature
+        self.config = config
+        self.preprocessorName = preprocessorName
+        self.arguments = arguments
+        self.environment = environment
+        self.backoff = backoff
+        self.log = log
+        let safe = name.map { $0.isLetter || $0.isNumber ? $0 : "-" }
+        socketPath = "/tmp/sliceserve-\(getpid())-\(String(safe)).sock"
+        try start()
+    }
+
+    var pid: Int32? { lock.withLock { process?.processIdentifier } }
+    var restartCount: Int { lock.withLock { restarts } }
+
+    /// Starts the worker and connects to it (waits until it has loaded and warmed up its model).
+    private func start() throws {
+        unlink(socketPath)
+        guard let executable = FileIO.executablePath() else { throw InferenceError.unavailable("cannot find the sliceserve binary to start a worker") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["worker", "--socket", socketPath] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let stdin = Pipe()
+        process.standardInput = stdin  // the worker exits when this closes (the front is gone)
+        process.terminationHandler = { [weak self] (finished: Process) in self?.workerExited(finished) }
+        try process.run()
+        lock.withLock {
+            self.process = process
+            self.stdinPipe = stdin
+        }
+        let deadline = Date().addingTimeInterval(300)
+        var lastError: Error?
+        while Date() < deadline && process.isRunning {
+            do {
+                let channel = try ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WorkerFrameDecoder()))
+                            try channel.pipeline.syncOperations.addHandler(ReplyHandler(owner: self))
+                        }
+                    }
+                    .connect(unixDomainSocketPath: socketPath).wait()
+                lock.withLock { self.channel = channel }
+                log("worker \(name) ready (pid \(process.processIdentifier))")
+                return
+            } catch {
+                lastError = error
+                usleep(50_000)
+            }
+        }
+        process.terminate()
+        throw InferenceError.unavailable("worker \(name) did not start: \(process.isRunning ? "\(lastError.map { "\($0)" } ?? "timed out")" : "it exited with status \(process.terminationStatus)")")
+    }
+
+    /// A reply from the worker.
+    fileprivate func received(_ bytes: [UInt8]) {
+        guard let message = try? WorkerMessage(decoding: bytes) else { return }
+        let waiter = lock.withLock { pending.removeValue(forKey: message.id) }
+        waiter?.resume(returning: message)
+    }
+
+    /// The connection closed: fail what is in flight; the exit handler restarts the worker.
+    fileprivate func disconnected() {
+        let waiters: [CheckedContinuation<WorkerMessage, Error>] = lock.withLock {
+            channel = nil
+            defer { pending.removeAll() }
+            return Array(pending.values)
+        }
+        for waiter in waiters { waiter.resume(throwing: InferenceError.unavailable("the worker of slice \(name) stopped mid-request")) }
+    }
+
+    private func workerExited(_ finished: Process) {
+        disconnected()
+        let (stop, attempt): (Bool, Int) = lock.withLock {
+            if stopping || restarting { return (true, 0) }
+            restarting = true
+            restarts += 1
+            return (false, restarts)
+        }
+        if stop { return }
+        let delay = backoff.delay(afterFailures: attempt)
+        log("worker \(name) exited (status \(finished.terminationStatus)); restarting in \(Double(delay) / 1e9) s")
+        Thread.detachNewThread { [weak self] in
+            usleep(useconds_t(min(delay / 1000, UInt64(UInt32.max))))
+            guard let self else { return }
+            let stop = self.lock.withLock { self.stopping }
+            if !stop {
+                do {
+                    try self.start()
+                } catch {
+                    self.log("worker \(self.name) failed to restart: \(error)")
+                }
+            }
+            self.lock.withLock { self.restarting = false }
+        }
+    }
+
+    private func call(_ make: (UInt64) -> WorkerMessage) async throws -> WorkerMessage {
+        let (id, channel): (UInt64, Channel?) = lock.withLock {
+            defer { nextID += 1 }
+            return (nextID, self.channel)
+        }
+        guard let channel else { throw InferenceError.unavailable("the worker of slice \(name) is restarting") }
+        let message = make(id)
+        return try await withCheckedThrowingContinuation { continuation in
+            let connected: Bool = lock.withLock {
+                guard self.channel != nil else { return false }
+                pending[id] = continuation
+                return true
+            }
+            guard connected else {
+                return continuation.resume(throwing: InferenceError.unavailable("the worker of slice \(name) is restarting"))
+            }
+            channel.send(message)
+        }
+    }
+
+    func infer(_ input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
+        let reply = try await call { .infer(id: $0, input: input, priority: priority, timeout: timeout) }
+        switch reply {
+        case .outputs(_, let outputs): return outputs
+        case .failure(_, let error): throw error
+        default: throw InferenceError.executionFailed("unexpected reply from the worker of slice \(name)")
+        }
+    }
+
+    func warmUp() async throws {
+        let reply = try await call { .warmUp(id: $0) }
+        if case .failure(_, let error) = reply { throw error }
+    }
+
+    var statistics: InstanceStatistics {
+        get async {
+            var stats = InstanceStatistics()
+            if case .statisticsReply(_, let successes, let executions, let items, let queued, let inFlight)? = try? await call({ .statistics(id: $0) }) {
+                stats.successes = successes
+                stats.executions = executions
+                stats.inferredItems = items
+                stats.queuedItems = queued
+                stats.inFlight = inFlight
+            }
+            return stats
+        }
+    }
+
+    func shutdown() async {
+        let (process, stdin, channel): (Process?, Pipe?, Channel?) = lock.withLock {
+            stopping = true
+            return (self.process, self.stdinPipe, self.channel)
+        }
+        try? stdin?.fileHandleForWriting.close()
+        try? await channel?.close()
+        if let process, process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        unlink(socketPath)
+    }
+}
+
+/// Hands the worker's replies to its `WorkerInstance`.
+private final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = [UInt8]
+    private weak var owner: WorkerInstance?
+
+    init(owner: WorkerInstance) { self.owner = owner }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        owner?.received(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        owner?.disconnected()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// The worker's side: answers each request on the socket with its model instance.
+final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = [UInt8]
+    private let instance: ModelInstance
+
+    init(instance: ModelInstance) { self.instance = instance }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let channel = context.channel
+        let message: WorkerMessage
+        do {
+            message = try WorkerMessage(decoding: unwrapInboundIn(data))
+        } catch {
+            context.close(promise: nil)  // a peer that speaks something else
+            return
+        }
+        let instance = self.instance
+        Task {
+            switch message {
+            case .infer(let id, let input, let priority, let timeout):
+                do {
+                    channel.send(.outputs(id: id, try await instance.infer(input, priority: priority, timeout: timeout)))
+                } catch let error as InferenceError {
+                    channel.send(.failure(id: id, error))
+                } catch {
+                    channel.send(.failure(id: id, .executionFailed("\(error)")))
+                }
+            case .warmUp(let id):
+                do {
+                    try await instance.warmUp()
+                    channel.send(.done(id: id))
+                } catch {
+                    channel.send(.failure(id: id, .executionFailed("\(error)")))
+                }
+            case .statistics(let id):
+                let s = await instance.statistics
+                channel.send(.statisticsReply(id: id, successes: s.successes, executions: s.executions, items: s.inferredItems,
+                                              queued: s.queuedItems, inFlight: s.inFlight))
+            default:
+                break
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

@@ -43,8 +43,10 @@ step "sliceserve doctor"
 "$bin" doctor
 "$bin" doctor --json > "$OUT/doctor.json"
 
-step "slices list (read-only)"
+step "slices list (read-only: NVML MIG discovery; apply/destroy are never run here)"
 "$bin" slices list
+"$bin" slices list --json > "$work/slices-list.json" && echo "slices list --json: ok"
+"$bin" slices destroy --dry-run || echo "slices destroy --dry-run: exit $? (expected 4 with MIG disabled)"
 
 step "kernels: NVRTC compile of every embedded kernel (PTX sm_80/sm_90, CUBIN sm_90)"
 "$bin" selftest --kernels --arch compute_80,compute_90,sm_90

@@ -147,3 +147,16 @@ func printJSON<T: Encodable>(_ value: T) throws {
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
+
+/// The port to use: `flag` if given, else $PORT (as KServe and other platforms set it), else 8000.
+func resolvePort(_ flag: Int?) throws -> Int {
+    if let flag {
+        guard (1...65535).contains(flag) else { throw ValidationError("--port must be in 1...65535, got \(flag)") }
+        return flag
+    }
+    guard let text = ProcessInfo.processInfo.environment["PORT"], !text.isEmpty else { return 8000 }
+    guard let value = Int(text), (1...65535).contains(value) else {
+        throw ValidationError("the PORT environment variable must be a port number in 1...65535, got '\(text)'")
+    }
+    return value
+}

@@ -40,17 +40,7 @@ struct ProbeCommand: AsyncParsableCommand {
         _ = try resolvedPort()
     }
 
-    func resolvedPort() throws -> Int {
-        if let port {
-            guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535, got \(port)") }
-            return port
-        }
-        guard let text = ProcessInfo.processInfo.environment["PORT"], !text.isEmpty else { return 8000 }
-        guard let value = Int(text), (1...65535).contains(value) else {
-            throw ValidationError("the PORT environment variable must be a port number in 1...65535, got '\(text)'")
-        }
-        return value
-    }
+    func resolvedPort() throws -> Int { try resolvePort(port) }
 
     func run() async throws {
         let port = try resolvedPort()

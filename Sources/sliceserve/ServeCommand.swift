@@ -84,17 +84,7 @@ struct ServeCommand: AsyncParsableCommand {
     var idleTimeout: Int64 = 60
 
     /// --port, else $PORT, else 8000.
-    func resolvedPort() throws -> Int {
-        if let port {
-            guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535, got \(port)") }
-            return port
-        }
-        guard let text = ProcessInfo.processInfo.environment["PORT"], !text.isEmpty else { return 8000 }
-        guard let value = Int(text), (1...65535).contains(value) else {
-            throw ValidationError("the PORT environment variable must be a port number in 1...65535, got '\(text)'")
-        }
-        return value
-    }
+    func resolvedPort() throws -> Int { try resolvePort(port) }
 
     func validate() throws {
         _ = try resolvedPort()

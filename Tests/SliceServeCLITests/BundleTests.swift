@@ -31,20 +31,7 @@ extension CLITests {
     /// Runs `executable` with exactly `environment` (nothing inherited).
     private func runIsolated(_ executable: String, _ arguments: [String], environment: [String: String],
                              directory: String) throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                   stderr: String(decoding: stderr, as: UTF8.self))
+        try runProcess(executable, arguments, environment: environment, directory: directory)
     }
 
     /// Unpacks the bundle into a new empty folder; returns (folder, bundle root inside it).

@@ -25,13 +25,20 @@ final class CLITests: XCTestCase {
     let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("SlicePreprocessTests/Fixtures")
 
+    /// Runs the built `sliceserve` with `arguments`, `environment` added to this process's.
     func run(_ arguments: [String], environment: [String: String]? = nil) throws -> Run {
+        try runProcess(try binary.path, arguments,
+                       environment: environment.map { ProcessInfo.processInfo.environment.merging($0) { $1 } })
+    }
+
+    /// Runs `executable`; with `environment`, exactly that environment (nothing inherited).
+    func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                    directory: String? = nil) throws -> Run {
         let process = Process()
-        process.executableURL = try binary
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
+        if let environment { process.environment = environment }
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -408,17 +415,8 @@ final class CLITests: XCTestCase {
 
     /// GET /v2/health/ready answers 200.
     func readinessProbe(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard let fd = try? connectLocal(port: port) else { return false }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return false }
         let request = Array("GET /v2/health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var buffer = [UInt8](repeating: 0, count: 64)
@@ -453,7 +451,10 @@ func connectLocal(port: Int) throws -> Int32 {
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard fd >= 0, connected == 0 else { throw XCTSkip("cannot connect to 127.0.0.1:\(port)") }
+    guard fd >= 0, connected == 0 else {
+        if fd >= 0 { close(fd) }
+        throw XCTSkip("cannot connect to 127.0.0.1:\(port)")
+    }
     return fd
 }
 

@@ -18,8 +18,9 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Serve models over HTTP with the KServe v2 (Triton) protocol.",
         discussion: """
-            Loads each model directory, starts one CPU instance per model behind a dynamic \
-            batcher (JPEGs preprocessed as --preprocess says), runs a warm-up batch, then serves:
+            Loads each model directory, starts one CPU instance per slice (--slices), each behind \
+            its own dynamic batcher and all behind one router (JPEGs preprocessed as --preprocess \
+            says), runs a warm-up batch on each, then serves:
               GET  /v2, /v2/health/live, /v2/health/ready, /v2/health/details
               GET  /v2/models/NAME[/versions/1][/ready|/config|/stats]
               POST /v2/models/NAME/infer        FP32 tensors [N,3,224,224] -> logits
@@ -88,6 +89,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try resolvedPort()
+        if workers && !["auto", "cpu"].contains(preprocess) {
+            throw ValidationError("--workers preprocess on the CPU in this version; --preprocess \(preprocess) cannot be used with them")
+        }
         if let modelName {
             guard models.count <= 1 else { throw ValidationError("--model-name names one model; it cannot be used with \(models.count) --model options") }
             guard ModelDirectory.isValidName(modelName) else {
@@ -176,7 +180,8 @@ struct ServeCommand: AsyncParsableCommand {
         var served: [ServedModel] = []
         let metrics = ServerMetrics()
         do {
-            let preprocessor = makePreprocessor(logger: logger)
+            // Workers preprocess in their own processes: the front needs no backend of its own.
+            let frontPreprocessor: (any Preprocessor)? = workers ? nil : makePreprocessor(logger: logger)
             for path in models.isEmpty ? [ModelDirectory.defaultPath] : models {
                 let directory = try ModelDirectory(path: path, name: modelName)
                 let layout = try cpuSlices()
@@ -192,6 +197,7 @@ struct ServeCommand: AsyncParsableCommand {
                                                           "slices": "\(sliceNames.joined(separator: ", ")) in worker processes, max batch \(maxBatch) each"])
                     continue
                 }
+                guard let preprocessor = frontPreprocessor else { continue }
                 let group = try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
                     let executor = try CPUExecutor(modelFile: directory.modelPath, threads: layout.threadsPerSlice, maxBatch: maxBatch)
                     threadCounts.append(executor.threads)

@@ -40,6 +40,7 @@ public enum MIGError: Error, Sendable, Equatable, CustomStringConvertible {
     case notEmpty(gpu: Int, instances: [String])
     case inUse(gpu: Int, detail: String)
     case plan(PlanError)
+    case noInstances(gpu: Int)
 
     public var description: String {
         switch self {
@@ -53,6 +54,8 @@ public enum MIGError: Error, Sendable, Equatable, CustomStringConvertible {
         case .inUse(let gpu, let detail):
             "GPU \(gpu)'s MIG instances are in use (\(detail)): stop or drain the servers on them first (SIGTERM drains a SliceServe server), then destroy"
         case .plan(let error): "\(error)"
+        case .noInstances(let gpu):
+            "GPU \(gpu) has no MIG compute instances: an administrator makes some with `sliceserve slices apply --layout ...`"
         }
     }
 

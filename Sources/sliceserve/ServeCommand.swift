@@ -12,6 +12,7 @@ import SliceModel
 import SlicePreprocess
 import SliceScheduler
 import SliceServer
+import SliceSlices
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,8 +45,8 @@ struct ServeCommand: AsyncParsableCommand {
                                discussion: "KServe names the model after the InferenceService: its ServingRuntime passes --model-name {{.Name}}."))
     var modelName: String?
 
-    @Option(help: ArgumentHelp("Where instances run: cpu, cpu:N (one instance, N threads), cpu:KxT (K instances of T threads, requests routed to the one that will finish first), or auto (today: the CPU, all cores).",
-                               discussion: "GPU slices (gpu, sm:KxS, mig) come in a later version."))
+    @Option(help: ArgumentHelp("Where instances run: cpu, cpu:N (one instance, N threads), cpu:KxT (K instances of T threads, requests routed to the one that will finish first), mig[:GPU] (a worker per MIG compute instance), or auto (today: the CPU, all cores).",
+                               discussion: "mig starts one worker process per MIG compute instance NVML lists, pinned with CUDA_VISIBLE_DEVICES=MIG-...; until the GPU executor lands, those workers run the model on the CPU. gpu and sm:KxS slices come in a later version."))
     var slices = "cpu"
 
     @Flag(help: ArgumentHelp("Run each slice's instance in its own worker process (`sliceserve worker`, over a Unix socket), as MIG slices need.",
@@ -89,7 +90,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try resolvedPort()
-        if workers && !["auto", "cpu"].contains(preprocess) {
+        if (try usesWorkers()) && !["auto", "cpu"].contains(preprocess) {
             throw ValidationError("--workers preprocess on the CPU in this version; --preprocess \(preprocess) cannot be used with them")
         }
         if let modelName {
@@ -146,9 +147,45 @@ struct ServeCommand: AsyncParsableCommand {
         var totalThreads: Int? { threadsPerSlice.map { $0 * count } }
     }
 
+    /// Slices in worker processes: with --workers, and always for MIG slices.
+    private func usesWorkers() throws -> Bool {
+        if workers { return true }
+        return try migGPU() != nil
+    }
+
+    /// `mig` or `mig:N`: the MIG compute instances of GPU N (NVML index), each served by a worker.
+    private func migGPU() throws -> Int? {
+        guard slices == "mig" || slices.hasPrefix("mig:") else { return nil }
+        guard slices == "mig" else {
+            guard let n = Int(slices.dropFirst(4)), n >= 0 else { throw ValidationError("--slices mig:N needs a GPU index, got '\(slices)'") }
+            return n
+        }
+        return 0
+    }
+
+    /// One worker per MIG compute instance of the GPU, pinned to it with CUDA_VISIBLE_DEVICES.
+    private func migWorkerSlices(gpu: Int) -> [WorkerSlice] {
+        do {
+            let state = try NVMLMIGDevice(index: gpu).state()
+            guard state.migEnabled else { throw MIGError.migDisabled(gpu: gpu) }
+            let slices = state.instances.flatMap { gi in
+                gi.computeInstances.compactMap { ci in
+                    ci.uuid.map { (name: "\(gi.profile)/gi\(gi.id)" + (gi.computeInstances.count > 1 ? "ci\(ci.id)" : ""), uuid: $0) }
+                }
+            }
+            guard !slices.isEmpty else {
+                throw MIGError.noInstances(gpu: gpu)
+            }
+            let cores = max(1, CPUPreprocessor.availableCores)
+            return slices.map { WorkerSlice(name: $0.name, environment: ["CUDA_VISIBLE_DEVICES": $0.uuid], threads: max(1, cores / slices.count)) }
+        } catch {
+            Self.fail(CLIFailure(message: "--slices \(slices): \(error)", exitCode: CLIFailure.gpuError))
+        }
+    }
+
     private func cpuSlices() throws -> CPUSlices {
-        if slices == "cpu" || slices == "auto" { return CPUSlices(count: 1, threadsPerSlice: nil) }
-        let unsupported = ValidationError("--slices '\(slices)' is not supported: this version serves on the CPU only: cpu, cpu:N (N threads), cpu:KxT (K slices of T threads) or auto")
+        if try slices == "cpu" || slices == "auto" || migGPU() != nil { return CPUSlices(count: 1, threadsPerSlice: nil) }
+        let unsupported = ValidationError("--slices '\(slices)' is not supported: cpu, cpu:N (N threads), cpu:KxT (K slices of T threads), mig[:GPU] or auto")
         let parts = slices.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, parts[0] == "cpu" else { throw unsupported }
         let sizes = parts[1].split(separator: "x", omittingEmptySubsequences: false)
@@ -181,16 +218,19 @@ struct ServeCommand: AsyncParsableCommand {
         let metrics = ServerMetrics()
         do {
             // Workers preprocess in their own processes: the front needs no backend of its own.
-            let frontPreprocessor: (any Preprocessor)? = workers ? nil : makePreprocessor(logger: logger)
+            let frontPreprocessor: (any Preprocessor)? = try usesWorkers() ? nil : makePreprocessor(logger: logger)
             for path in models.isEmpty ? [ModelDirectory.defaultPath] : models {
                 let directory = try ModelDirectory(path: path, name: modelName)
                 let layout = try cpuSlices()
                 let name = directory.config.name
                 let sliceNames = layout.count == 1 ? ["cpu"] : (0..<layout.count).map { "cpu/\($0)" }
                 var threadCounts: [Int] = []
-                if workers {
-                    let group = try workerGroup(directory: directory, name: name, sliceNames: sliceNames, layout: layout,
+                if try usesWorkers() {
+                    let workerSlices = try migGPU().map { migWorkerSlices(gpu: $0) }
+                        ?? sliceNames.map { WorkerSlice(name: $0, environment: [:], threads: layout.threadsPerSlice) }
+                    let group = try workerGroup(directory: directory, name: name, slices: workerSlices,
                                                 batching: batching, metrics: metrics, logger: logger)
+                    let sliceNames = workerSlices.map(\.name)
                     metrics.watch(model: name, slices: group)
                     served.append(ServedModel(name: name, directory: directory, slices: group))
                     logger.info("loaded model", metadata: ["model": "\(name)", "path": "\(path)",
@@ -281,21 +321,28 @@ struct ServeCommand: AsyncParsableCommand {
 
     /// One worker process per slice. The router's latency estimate comes from each request's
     /// round trip (the batches run in the workers); the front's metrics count requests.
-    private func workerGroup(directory: ModelDirectory, name: String, sliceNames: [String], layout: CPUSlices,
+    struct WorkerSlice {
+        var name: String
+        var environment: [String: String]
+        var threads: Int?
+    }
+
+    private func workerGroup(directory: ModelDirectory, name: String, slices: [WorkerSlice],
                              batching: BatchingConfig, metrics: ServerMetrics, logger: Logger) throws -> SliceGroup {
         let shape = directory.config.input.shape
         guard shape.count == 4 else { throw InferenceError.unavailable("--workers needs an NCHW image input, the model has \(shape)") }
         let signature = ModelSignature(inputSpec: ImageTensorSpec(dtype: .float32, layout: .nchw, channels: shape[1], height: shape[2], width: shape[3]),
                                        outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: maxBatch, kind: "cpu")
-        var arguments = ["--model", directory.path, "--model-name", name, "--max-batch", String(maxBatch),
+        let arguments = ["--model", directory.path, "--model-name", name, "--max-batch", String(maxBatch),
                          "--max-queue-delay-us", String(maxQueueDelayUs), "--max-queue", String(maxQueue),
                          "--priority-levels", String(priorityLevels)]
-        if let threads = layout.threadsPerSlice { arguments += ["--threads", String(threads)] }
         let log = logger
-        return try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
-            let metricsEvents = metrics.handler(model: name, instance: sliceNames[i], preprocessBackend: "cpu")
-            let worker = try WorkerInstance(name: sliceNames[i], signature: signature, config: batching, preprocessorName: "cpu",
-                                            arguments: arguments) { message in log.info("\(message)") }
+        return try SliceGroup(name: name, sliceNames: slices.map(\.name)) { i, routerEvents in
+            let slice = slices[i]
+            let metricsEvents = metrics.handler(model: name, instance: slice.name, preprocessBackend: "cpu")
+            let worker = try WorkerInstance(name: slice.name, signature: signature, config: batching, preprocessorName: "cpu",
+                                            arguments: arguments + (slice.threads.map { ["--threads", String($0)] } ?? []),
+                                            environment: slice.environment) { message in log.info("\(message)") }
             return TimedInstance(worker, events: { event in routerEvents(event); metricsEvents(event) })
         }
     }

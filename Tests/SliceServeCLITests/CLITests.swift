@@ -239,7 +239,7 @@ final class CLITests: XCTestCase {
     /// Starts `sliceserve serve` with `arguments` on a free-ish port and waits (30 s at most) for
     /// readiness. Skips, or fails under CI, when the default model is missing. Output goes to
     /// `log` when given.
-    func startServer(_ arguments: [String], portBase: Int, log: Pipe? = nil) throws -> (Process, Int) {
+    func startServer(_ arguments: [String], portBase: Int, log: Pipe? = nil, environment: [String: String]? = nil) throws -> (Process, Int) {
         guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx") else {
             let message = "no default model: run Scripts/test.sh"
             if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
@@ -249,6 +249,7 @@ final class CLITests: XCTestCase {
         let server = Process()
         server.executableURL = try binary
         server.arguments = ["serve", "--port", String(port)] + arguments
+        if let environment { server.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         server.standardOutput = log ?? FileHandle.nullDevice
         server.standardError = log ?? FileHandle.nullDevice
         try server.run()

@@ -1,4 +1,5 @@
 import Foundation
+import SliceCore
 import XCTest
 
 /// `slices list/apply/destroy` against the mock NVML (Tests/MockNVML, built by
@@ -6,6 +7,11 @@ import XCTest
 /// placements and instance limits and returns NVML's error codes on demand.
 extension CLITests {
     private func mockNVML() throws -> (run: ([String], [String: String]) throws -> Run, state: String, log: String) {
+        let (run, state, log, _) = try mockNVMLEnvironment()
+        return (run, state, log)
+    }
+
+    private func mockNVMLEnvironment() throws -> (run: ([String], [String: String]) throws -> Run, state: String, log: String, environment: [String: String]) {
         let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let library = root.appendingPathComponent(".build/sliceserve-plugins/libmock_nvml.so").path
         guard FileManager.default.fileExists(atPath: library) else {
@@ -15,7 +21,7 @@ extension CLITests {
         }
         let state = temporary("mig-\(UUID().uuidString.prefix(8)).state"), log = state + ".log"
         let base = ["SLICESERVE_LIBNVML": library, "SLICESERVE_LIBCUDA": "none", "MOCK_NVML_STATE": state, "MOCK_NVML_LOG": log]
-        return ({ arguments, extra in try self.run(arguments, environment: base.merging(extra) { $1 }) }, state, log)
+        return ({ arguments, extra in try self.run(arguments, environment: base.merging(extra) { $1 }) }, state, log, base)
     }
 
     private func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
@@ -122,5 +128,38 @@ extension CLITests {
         let none = try run(["slices", "destroy"], ["SLICESERVE_LIBNVML": "none"])
         XCTAssertEqual(none.status, 4)
         XCTAssertTrue(none.stderr.contains("NVML is not available"), none.stderr)
+    }
+
+    /// `serve --slices mig`: one worker per MIG compute instance, each started with
+    /// CUDA_VISIBLE_DEVICES set to its MIG UUID; requests are served across them.
+    func testServeOnMIGSlicesPinsOneWorkerPerInstance() throws {
+        let (run, state, log, environment) = try mockNVMLEnvironment()
+        defer { try? FileManager.default.removeItem(atPath: state); try? FileManager.default.removeItem(atPath: log) }
+        let none = try run(["serve", "--slices", "mig", "--check"], [:])
+        XCTAssertEqual(none.status, 4)
+        XCTAssertTrue(none.stderr.contains("no MIG compute instances"), none.stderr)
+        XCTAssertEqual(try run(["slices", "apply", "--layout", "2x1g.10gb"], [:]).status, 0)
+        let listed = try run(["slices", "list", "--json"], [:])
+        let uuids = Set(listed.stdout.split(separator: "\"").filter { $0.hasPrefix("MIG-") }.map(String.init))
+        XCTAssertEqual(uuids.count, 2, listed.stdout)
+
+        let (server, port) = try startServer(["--slices", "mig"], portBase: 26000, environment: environment)
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        var pinned: Set<String> = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard Int32(entry) != nil, let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                  String(decoding: cmdline, as: UTF8.self).contains("sliceserve-\(server.processIdentifier)-"),
+                  let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { continue }
+            for variable in environ.split(separator: 0) {
+                let text = String(decoding: variable, as: UTF8.self)
+                if text.hasPrefix("CUDA_VISIBLE_DEVICES=") { pinned.insert(String(text.dropFirst("CUDA_VISIBLE_DEVICES=".count))) }
+            }
+        }
+        XCTAssertEqual(pinned, uuids, "each worker sees exactly its MIG instance")
+        let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
+        let answer = httpPost(port: port, path: "/v2/models/mobilenet_v2/classify?top_k=1", body: photo, contentType: "image/jpeg")
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer)
+        let details = httpGet(port: port, path: "/v2/health/details")
+        XCTAssertTrue(details.contains("\"name\":\"1g.10gb\\/gi1\"") || details.contains("\"name\":\"1g.10gb/gi1\""), details)
     }
 }

@@ -114,6 +114,12 @@ uint32_t ss_cpu_features(void);
 /// falls back to the online CPU count.
 int ss_cpu_count(void);
 
+/// A memfd of `bytes` (shared memory outside /dev/shm): the fd, or -errno.
+int ss_memfd_create(const char *name, unsigned long long bytes);
+/// Maps a shared-memory fd read-write (MAP_SHARED); NULL on failure.
+void *ss_map_shared(int fd, unsigned long long bytes);
+void ss_unmap_shared(void *address, unsigned long long bytes);
+
 // ---------------------------------------------------------------------------------------------
 // CPU model kernels (float32, row-major). Each is compiled for AVX2+FMA and for baseline x86-64;
 // the loader picks one at run time.

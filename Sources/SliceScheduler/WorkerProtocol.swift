@@ -8,6 +8,8 @@ import SliceCore
 ///     kind 1 infer:   priority:u8 timeout_ns:u64 (0 = none) input
 ///                     input := 0:u8 count:u32 (len:u32 bytes)*count      encoded images
 ///                            | 1:u8 count:u32 n:u32 f32*n                 a tensor of count items
+///     kind 4 infer, images in shared memory: priority:u8 timeout_ns:u64 count:u32
+///                     (offset:u64 length:u32)*count                      ranges of the memfd
 ///     kind 2 warm-up: (nothing)
 ///     kind 3 stats:   (nothing)
 ///   response := kind:u8 id:u64 body
@@ -17,6 +19,8 @@ import SliceCore
 ///     kind 4 stats:   successes:u64 executions:u64 items:u64 queued:u32 inflight:u32
 public enum WorkerMessage: Sendable, Equatable {
     case infer(id: UInt64, input: InferenceInput, priority: Int, timeout: UInt64?)
+    /// Encoded images the front wrote into the shared memory both map (offset and length each).
+    case inferShared(id: UInt64, images: [Range<Int>], priority: Int, timeout: UInt64?)
     case warmUp(id: UInt64)
     case statistics(id: UInt64)
     case outputs(id: UInt64, [ItemOutput])
@@ -26,7 +30,7 @@ public enum WorkerMessage: Sendable, Equatable {
 
     public var id: UInt64 {
         switch self {
-        case .infer(let id, _, _, _), .warmUp(let id), .statistics(let id), .outputs(let id, _), .failure(let id, _), .done(let id),
+        case .infer(let id, _, _, _), .inferShared(let id, _, _, _), .warmUp(let id), .statistics(let id), .outputs(let id, _), .failure(let id, _), .done(let id),
              .statisticsReply(let id, _, _, _, _, _): id
         }
     }
@@ -67,6 +71,9 @@ extension WorkerMessage {
             case .tensor(let values, let count):
                 w.u8(1); w.u32(UInt32(count)); w.u32(UInt32(values.count)); w.floats(values)
             }
+        case .inferShared(let id, let images, let priority, let timeout):
+            w.u8(4); w.u64(id); w.u8(UInt8(clamping: priority)); w.u64(timeout ?? 0); w.u32(UInt32(images.count))
+            for range in images { w.u64(UInt64(range.lowerBound)); w.u32(UInt32(range.count)) }
         case .warmUp(let id): w.u8(2); w.u64(id)
         case .statistics(let id): w.u8(3); w.u64(id)
         case .outputs(let id, let outputs):
@@ -131,6 +138,16 @@ extension WorkerMessage {
                 throw .malformed("input kind \(other)")
             }
             self = .infer(id: id, input: input, priority: priority, timeout: timeout == 0 ? nil : timeout)
+        case 4:
+            let priority = Int(try r.u8()), timeout = try r.u64(), count = Int(try r.u32())
+            guard count <= r.remaining / 12 else { throw .malformed("\(count) shared images in \(r.remaining) bytes") }
+            var images: [Range<Int>] = []
+            for _ in 0..<count {
+                let offset = try r.u64(), length = try r.u32()
+                guard offset <= UInt64(Int.max / 2) else { throw .malformed("offset \(offset)") }
+                images.append(Int(offset)..<(Int(offset) + Int(length)))
+            }
+            self = .inferShared(id: id, images: images, priority: priority, timeout: timeout == 0 ? nil : timeout)
         case 2: self = .warmUp(id: id)
         case 3: self = .statistics(id: id)
         case 0x81:

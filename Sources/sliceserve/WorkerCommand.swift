@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSliceServe
 import Foundation
 import Logging
 import NIOCore
@@ -45,6 +46,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Priority levels.")
     var priorityLevels = 1
 
+    @Option(help: "The front server's shared memory for request images (/proc/PID/fd/N of its memfd).")
+    var shm: String?
+
+    @Option(help: "Size of that shared memory in bytes.")
+    var shmBytes = 0
+
     func validate() throws {
         guard socket.utf8.count < 100 else { throw ValidationError("--socket path is too long for a Unix socket: \(socket)") }
         guard preprocess == "cpu" else { throw ValidationError("a worker preprocesses on the CPU in this version (--preprocess cpu)") }
@@ -71,12 +78,22 @@ struct WorkerCommand: AsyncParsableCommand {
             unlink(socket)
             Foundation.exit(0)
         }
+        var shared: UnsafeRawBufferPointer? = nil
+        if let shm {
+            let fd = open(shm, O_RDWR)
+            guard fd >= 0, shmBytes > 0, let base = ss_map_shared(fd, UInt64(shmBytes)) else {
+                Self.fail(CLIFailure(message: "worker: cannot map the shared memory \(shm): \(String(cString: strerror(errno)))", exitCode: CLIFailure.ioError))
+            }
+            close(fd)  // the mapping stays
+            shared = UnsafeRawBufferPointer(start: base, count: shmBytes)
+        }
+        let sharedImages = shared
         unlink(socket)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WorkerFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(WorkerRequestHandler(instance: instance))
+                    try channel.pipeline.syncOperations.addHandler(WorkerRequestHandler(instance: instance, shared: sharedImages))
                 }
             }
             .bind(unixDomainSocketPath: socket).get()

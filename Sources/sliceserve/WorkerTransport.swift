@@ -1,3 +1,4 @@
+import CSliceServe
 import Foundation
 import SliceCore
 import NIOCore
@@ -57,11 +58,17 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
     private var restarts = 0
     private var stopping = false
     private var restarting = false
+    /// The memfd both sides map for request images (nil: images go over the socket).
+    private let sharedFD: Int32
+    private let sharedBase: UnsafeMutableRawPointer?
+    private let sharedBytes: Int
+    private var arena: ArenaAllocator
 
     /// `arguments` follow `sliceserve worker --socket PATH`; `environment` is added to this
     /// process's (e.g. CUDA_VISIBLE_DEVICES=MIG-… for a MIG slice).
     init(name: String, signature: ModelSignature, config: BatchingConfig, preprocessorName: String?, arguments: [String],
-         environment: [String: String] = [:], backoff: SliceBackoff = SliceBackoff(), log: @escaping @Sendable (String) -> Void) throws {
+         environment: [String: String] = [:], sharedMemoryBytes: Int = 64 << 20, backoff: SliceBackoff = SliceBackoff(),
+         log: @escaping @Sendable (String) -> Void) throws {
         self.name = name
         self.signature = signature
         self.config = config
@@ -72,7 +79,27 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         self.log = log
         let safe = name.map { $0.isLetter || $0.isNumber ? $0 : "-" }
         socketPath = "/tmp/sliceserve-\(getpid())-\(String(safe)).sock"
+        var fd: Int32 = -1
+        var base: UnsafeMutableRawPointer? = nil
+        if sharedMemoryBytes > 0 {
+            fd = ss_memfd_create("sliceserve-\(String(safe))", UInt64(sharedMemoryBytes))
+            base = fd >= 0 ? ss_map_shared(fd, UInt64(sharedMemoryBytes)) : nil
+            if base == nil {
+                log("worker \(name): no shared memory (memfd_create: \(fd < 0 ? String(cString: strerror(-fd)) : "mmap failed")); images go over the socket")
+                if fd >= 0 { close(fd) }
+                fd = -1
+            }
+        }
+        sharedFD = fd
+        sharedBase = base
+        sharedBytes = base == nil ? 0 : sharedMemoryBytes
+        arena = ArenaAllocator(capacity: sharedBytes)
         try start()
+    }
+
+    deinit {
+        ss_unmap_shared(sharedBase, UInt64(sharedBytes))
+        if sharedFD >= 0 { close(sharedFD) }
     }
 
     var pid: Int32? { lock.withLock { process?.processIdentifier } }
@@ -85,6 +112,7 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["worker", "--socket", socketPath] + arguments
+            + (sharedBase == nil ? [] : ["--shm", "/proc/\(getpid())/fd/\(sharedFD)", "--shm-bytes", String(sharedBytes)])
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let stdin = Pipe()
         process.standardInput = stdin  // the worker exits when this closes (the front is gone)
@@ -181,8 +209,39 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         }
     }
 
+    /// Copies the images into shared memory: the ranges taken (to release) and the ranges the
+    /// images occupy; nil when shared memory is off or full (the images go inline then).
+    private func share(_ images: [EncodedImage]) -> (taken: [Range<Int>], used: [Range<Int>])? {
+        guard let base = sharedBase else { return nil }
+        let taken: [Range<Int>]? = lock.withLock {
+            var taken: [Range<Int>] = []
+            for image in images {
+                guard let range = arena.allocate(image.bytes.count) else {
+                    for r in taken { arena.release(r) }
+                    return nil
+                }
+                taken.append(range)
+            }
+            return taken
+        }
+        guard let taken else { return nil }
+        for (image, range) in zip(images, taken) {
+            image.bytes.withUnsafeBytes { (base + range.lowerBound).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        return (taken, zip(images, taken).map { $1.lowerBound..<($1.lowerBound + $0.bytes.count) })
+    }
+
     func infer(_ input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
-        let reply = try await call { .infer(id: $0, input: input, priority: priority, timeout: timeout) }
+        var shared: (taken: [Range<Int>], used: [Range<Int>])? = nil
+        if case .images(let images) = input, !images.contains(where: \.bytes.isEmpty) { shared = share(images) }
+        defer {
+            // The worker has answered (or is gone): the ranges are free again.
+            if let taken = shared?.taken { lock.withLock { for r in taken { arena.release(r) } } }
+        }
+        let reply = try await call { id in
+            if let used = shared?.used { return .inferShared(id: id, images: used, priority: priority, timeout: timeout) }
+            return .infer(id: id, input: input, priority: priority, timeout: timeout)
+        }
         switch reply {
         case .outputs(_, let outputs): return outputs
         case .failure(_, let error): throw error
@@ -249,12 +308,16 @@ private final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
 final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = [UInt8]
     private let instance: ModelInstance
+    private let shared: UnsafeRawBufferPointer?
 
-    init(instance: ModelInstance) { self.instance = instance }
+    init(instance: ModelInstance, shared: UnsafeRawBufferPointer?) {
+        self.instance = instance
+        self.shared = shared
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let channel = context.channel
-        let message: WorkerMessage
+        var message: WorkerMessage
         do {
             message = try WorkerMessage(decoding: unwrapInboundIn(data))
         } catch {
@@ -262,8 +325,17 @@ final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         let instance = self.instance
+        if case .inferShared(let id, let ranges, let priority, let timeout) = message {
+            guard let shared, ranges.allSatisfy({ $0.lowerBound >= 0 && $0.upperBound <= shared.count }) else {
+                channel.send(.failure(id: id, .badInput("the images are outside the shared memory")))
+                return
+            }
+            let images: [EncodedImage] = ranges.map { EncodedImage(Array(UnsafeRawBufferPointer(rebasing: shared[$0]))) }
+            message = .infer(id: id, input: InferenceInput.images(images), priority: priority, timeout: timeout)
+        }
+        let request = message
         Task {
-            switch message {
+            switch request {
             case .infer(let id, let input, let priority, let timeout):
                 do {
                     channel.send(.outputs(id: id, try await instance.infer(input, priority: priority, timeout: timeout)))

@@ -16,6 +16,7 @@ final class WorkerProtocolTests: XCTestCase {
         let messages: [WorkerMessage] = [
             .infer(id: 7, input: .images([EncodedImage([0xFF, 0xD8, 1, 2]), EncodedImage([])]), priority: 2, timeout: 5_000_000),
             .infer(id: UInt64.max, input: .tensor([1.5, -0, .infinity, 3], count: 1), priority: 1, timeout: nil),
+            .inferShared(id: 20, images: [0..<100, 128..<4096], priority: 1, timeout: nil),
             .warmUp(id: 1), .statistics(id: 2),
             .outputs(id: 3, [[1, 2, 3], [4, 5, 6]]), .outputs(id: 4, []),
             .failure(id: 5, .badInput("not a JPEG")), .failure(id: 6, .timedOut), .failure(id: 8, .executionFailed("CUDA error")),

@@ -31,6 +31,7 @@ extension CLITests {
         let socket0 = "worker --socket /tmp/sliceserve-\(server.processIdentifier)-cpu-0.sock"
         let before = processes(matching: socket0)
         XCTAssertEqual(before.count, 1, "one worker for slice cpu/0")
+        XCTAssertEqual(processes(matching: "--shm /proc/\(server.processIdentifier)/fd/").count, 2, "both workers map the front's memfd")
         XCTAssertEqual(processes(matching: "worker --socket /tmp/sliceserve-\(server.processIdentifier)-cpu-1.sock").count, 1)
 
         let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)

@@ -8,7 +8,9 @@ instance on all N cores), then cpu:KxT with K*T = N. For each: closed loop with 
 open-loop Poisson arrivals at 80% of the slowest layout's closed-loop rate (p99 at equal load).
 Writes Bench/results/slices-cpu-<host>-<time>.json.
 
-Usage: .venv/bin/python Bench/slices.py [--seconds 6] [--layouts cpu:1x2,cpu:2x1]
+A layout ending in "+workers" runs each slice in its own worker process (serve --workers).
+
+Usage: .venv/bin/python Bench/slices.py [--seconds 6] [--layouts cpu:1x2,cpu:2x1,cpu:2x1+workers]
 """
 import argparse
 import datetime
@@ -31,6 +33,8 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "sliceserve"))
     parser.add_argument("--seconds", type=float, default=6)
     default_layouts = [f"cpu:1x{cores}"] + [f"cpu:{k}x{cores // k}" for k in (2, 4, 8) if k <= cores and cores % k == 0]
+    if len(default_layouts) > 1:
+        default_layouts.append(default_layouts[1] + "+workers")  # the same slices, each in a worker process
     parser.add_argument("--layouts", default=",".join(default_layouts))
     parser.add_argument("--out", default=os.path.join(ROOT, "Bench", "results"))
     args = parser.parse_args()
@@ -40,8 +44,9 @@ def main():
     rows = []
 
     def measure(layout, runs):
-        cmd = [args.binary, "serve", "--port", "8012", "--slices", layout, "--max-batch", "16", "--max-queue-delay-us", "3000",
-               "--preprocess", "cpu"]
+        slices, _, mode = layout.partition("+")
+        cmd = [args.binary, "serve", "--port", "8012", "--slices", slices, "--max-batch", "16", "--max-queue-delay-us", "3000",
+               "--preprocess", "cpu"] + (["--workers"] if mode == "workers" else [])
         process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_ready(url + "/v2/health/ready")
@@ -63,13 +68,13 @@ def main():
     peer = layouts[0]
     base = {r["mode"]: r for r in rows if r["layout"] == peer}
     print(f"\n{LABEL}; peer = {peer} (one instance on all cores)")
-    print(f"{'layout':<10} {'load':<14} {'req/s':>8} {'x peer':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99 x peer':>10} {'errors':>7}")
+    print(f"{'layout':<18} {'load':<14} {'req/s':>8} {'x peer':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99 x peer':>10} {'errors':>7}")
     for r in rows:
         b = base[r["mode"]]
         load_name = f"open {r['rate']}/s" if r["mode"] == "open" else f"closed {r['concurrency']}"
         r["throughput_vs_peer"] = round(r["throughput_rps"] / b["throughput_rps"], 3) if b["throughput_rps"] else None
         r["p99_vs_peer"] = round(r["p99_ms"] / b["p99_ms"], 3) if b["p99_ms"] else None
-        print(f"{r['layout']:<10} {load_name:<14} {r['throughput_rps']:>8} {r['throughput_vs_peer']:>7} {r['p50_ms']:>8} "
+        print(f"{r['layout']:<18} {load_name:<14} {r['throughput_rps']:>8} {r['throughput_vs_peer']:>7} {r['p50_ms']:>8} "
               f"{r['p99_ms']:>8} {r['p99_vs_peer']:>10} {sum(r['errors'].values()):>7}")
     stamp = datetime.datetime.now(datetime.timezone.utc)
     report = {"benchmark": "serve_on_cpu_fake_slices", "label": LABEL, "peer": peer, "date": stamp.isoformat(timespec="seconds"),

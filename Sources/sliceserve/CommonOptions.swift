@@ -5,6 +5,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import SliceCore
+import SliceScheduler
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -159,4 +160,55 @@ func resolvePort(_ flag: Int?) throws -> Int {
         throw ValidationError("the PORT environment variable must be a port number in 1...65535, got '\(text)'")
     }
     return value
+}
+
+/// The dynamic batcher's flags, shared by `serve` and the `worker`s it starts (which get them
+/// all, through `arguments`).
+struct BatchingFlags: ParsableArguments {
+    @Option(help: "Largest batch an instance runs.")
+    var maxBatch = 16
+
+    @Option(help: "Batch sizes dispatched without waiting, comma-separated (e.g. 4,8,16).")
+    var preferredBatch = ""
+
+    @Option(name: .customLong("max-queue-delay-us"), help: "How long a request may wait for its batch to fill, in microseconds.")
+    var maxQueueDelayUs: UInt64 = 2000
+
+    @Option(help: "Most items queued per instance; more get HTTP 429 at once.")
+    var maxQueue = 512
+
+    @Option(help: "Priority levels (1 = highest); a request's \"priority\" parameter picks one, higher levels batch first.")
+    var priorityLevels = 1
+
+    @Option(name: .customLong("timeout-us"), help: "Default request timeout in microseconds (0: none); requests may set their own.")
+    var timeoutUs: UInt64 = 0
+
+    func validate() throws {
+        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard maxQueue >= 1 else { throw ValidationError("--max-queue must be at least 1") }
+        guard priorityLevels >= 1 else { throw ValidationError("--priority-levels must be at least 1") }
+        _ = try preferred()
+    }
+
+    func preferred() throws -> [Int] {
+        let sizes = preferredBatch.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard sizes.allSatisfy({ $0 != nil && $0! >= 1 && $0! <= maxBatch }) else {
+            throw ValidationError("--preferred-batch needs sizes between 1 and --max-batch (\(maxBatch)), got '\(preferredBatch)'")
+        }
+        return sizes.map { $0! }
+    }
+
+    func config() throws -> BatchingConfig {
+        BatchingConfig(maxBatchSize: maxBatch, preferredBatchSizes: try preferred(),
+                       maxQueueDelayNanoseconds: maxQueueDelayUs * 1000, maxQueueSize: maxQueue,
+                       defaultTimeoutNanoseconds: timeoutUs == 0 ? nil : timeoutUs * 1000,
+                       priorityLevels: priorityLevels)
+    }
+
+    /// The same flags on a command line (for a worker).
+    var arguments: [String] {
+        ["--max-batch", String(maxBatch), "--max-queue-delay-us", String(maxQueueDelayUs), "--max-queue", String(maxQueue),
+         "--priority-levels", String(priorityLevels), "--timeout-us", String(timeoutUs)]
+            + (preferredBatch.isEmpty ? [] : ["--preferred-batch", preferredBatch])
+    }
 }

@@ -61,23 +61,9 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: "auto picks gpu (nvJPEG and a fused resize kernel on GPU 0) when nvJPEG and a CUDA GPU are there, else cpu (libjpeg-turbo and SIMD on all cores). plugin:PATH loads a preprocessing plug-in (sliceserve_preprocess.h), e.g. the reference one Scripts/build-plugins.sh makes."))
     var preprocess = "auto"
 
-    @Option(help: "Largest batch an instance runs.")
-    var maxBatch = 16
+    @OptionGroup var batchingFlags: BatchingFlags
 
-    @Option(help: "Batch sizes dispatched without waiting, comma-separated (e.g. 4,8,16).")
-    var preferredBatch = ""
-
-    @Option(name: .customLong("max-queue-delay-us"), help: "How long a request may wait for its batch to fill, in microseconds.")
-    var maxQueueDelayUs: UInt64 = 2000
-
-    @Option(help: "Most items queued per instance; more get HTTP 429 at once.")
-    var maxQueue = 512
-
-    @Option(help: "Priority levels (1 = highest); a request's \"priority\" parameter picks one, higher levels batch first.")
-    var priorityLevels = 1
-
-    @Option(name: .customLong("timeout-us"), help: "Default request timeout in microseconds (0: none); requests may set their own.")
-    var timeoutUs: UInt64 = 0
+    private var maxBatch: Int { batchingFlags.maxBatch }
 
     @Option(help: "Largest request body in bytes; larger ones get HTTP 413.")
     var maxBodyBytes = 64 << 20
@@ -99,10 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("--model-name '\(modelName)' must be 1-128 letters, digits, '_', '-' or '.', not starting with '.'")
             }
         }
-        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
-        guard priorityLevels >= 1 else { throw ValidationError("--priority-levels must be at least 1") }
         _ = try threads()
-        _ = try preferred()
         guard ["auto", "cpu", "gpu"].contains(preprocess) || (preprocess.hasPrefix("plugin:") && preprocess.count > 7) else {
             throw ValidationError("--preprocess must be auto, cpu, gpu or plugin:PATH, got '\(preprocess)'")
         }
@@ -198,22 +181,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     private func threads() throws -> Int? { try cpuSlices().totalThreads }
 
-    private func preferred() throws -> [Int] {
-        let sizes = preferredBatch.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard sizes.allSatisfy({ $0 != nil && $0! >= 1 && $0! <= maxBatch }) else {
-            throw ValidationError("--preferred-batch needs sizes between 1 and --max-batch (\(maxBatch)), got '\(preferredBatch)'")
-        }
-        return sizes.map { $0! }
-    }
-
     func run() async throws {
         var logger = Logger(label: "sliceserve")
         logger.logLevel = .info
         let started = ContinuousClock.now
-        let batching = BatchingConfig(maxBatchSize: maxBatch, preferredBatchSizes: try preferred(),
-                                      maxQueueDelayNanoseconds: maxQueueDelayUs * 1000, maxQueueSize: maxQueue,
-                                      defaultTimeoutNanoseconds: timeoutUs == 0 ? nil : timeoutUs * 1000,
-                                      priorityLevels: priorityLevels)
+        let batching = try batchingFlags.config()
         var served: [ServedModel] = []
         let metrics = ServerMetrics()
         do {
@@ -333,9 +305,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard shape.count == 4 else { throw InferenceError.unavailable("--workers needs an NCHW image input, the model has \(shape)") }
         let signature = ModelSignature(inputSpec: ImageTensorSpec(dtype: .float32, layout: .nchw, channels: shape[1], height: shape[2], width: shape[3]),
                                        outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: maxBatch, kind: "cpu")
-        let arguments = ["--model", directory.path, "--model-name", name, "--max-batch", String(maxBatch),
-                         "--max-queue-delay-us", String(maxQueueDelayUs), "--max-queue", String(maxQueue),
-                         "--priority-levels", String(priorityLevels)]
+        let arguments = ["--model", directory.path, "--model-name", name] + batchingFlags.arguments
         let log = logger
         return try SliceGroup(name: name, sliceNames: slices.map(\.name)) { i, routerEvents in
             let slice = slices[i]

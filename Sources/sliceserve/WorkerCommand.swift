@@ -34,17 +34,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "How JPEGs become model inputs: cpu (the worker's own CPU preprocessing).")
     var preprocess = "cpu"
 
-    @Option(help: "Largest batch the instance runs.")
-    var maxBatch = 16
-
-    @Option(name: .customLong("max-queue-delay-us"), help: "Queue delay, microseconds.")
-    var maxQueueDelayUs: UInt64 = 2000
-
-    @Option(help: "Most items queued.")
-    var maxQueue = 512
-
-    @Option(help: "Priority levels.")
-    var priorityLevels = 1
+    @OptionGroup var batching: BatchingFlags
 
     @Option(help: "The front server's shared memory for request images (/proc/PID/fd/N of its memfd).")
     var shm: String?
@@ -55,18 +45,16 @@ struct WorkerCommand: AsyncParsableCommand {
     func validate() throws {
         guard socket.utf8.count < 100 else { throw ValidationError("--socket path is too long for a Unix socket: \(socket)") }
         guard preprocess == "cpu" else { throw ValidationError("a worker preprocesses on the CPU in this version (--preprocess cpu)") }
-        guard maxBatch >= 1, maxQueue >= 1, priorityLevels >= 1 else { throw ValidationError("batching values must be at least 1") }
     }
 
     func run() async throws {
         let instance: ModelInstance
         do {
             let directory = try ModelDirectory(path: model, name: modelName)
-            let executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch)
+            let executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: batching.maxBatch)
             instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: try CPUPreprocessor(threads: threads),
                                          options: directory.preprocessOptions,
-                                         config: BatchingConfig(maxBatchSize: maxBatch, maxQueueDelayNanoseconds: maxQueueDelayUs * 1000,
-                                                                maxQueueSize: maxQueue, priorityLevels: priorityLevels))
+                                         config: try batching.config())
             try await instance.warmUp()
         } catch {
             Self.fail(CLIFailure(message: "worker: \(error)", exitCode: CLIFailure.modelError))

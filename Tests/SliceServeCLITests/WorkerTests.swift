@@ -26,12 +26,14 @@ extension CLITests {
 
     func testWorkerKilledMidBatchLosesNoRequestAndIsRestarted() throws {
         // A 0.5 s queue delay: the requests wait inside the workers when one is killed.
-        let (server, port) = try startServer(["--slices", "cpu:2x1", "--workers", "--max-queue-delay-us", "500000"], portBase: 25000)
+        let (server, port) = try startServer(["--slices", "cpu:2x1", "--workers", "--max-queue-delay-us", "500000", "--preferred-batch", "8"], portBase: 25000)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
         let socket0 = "worker --socket /tmp/sliceserve-\(server.processIdentifier)-cpu-0.sock"
         let before = processes(matching: socket0)
         XCTAssertEqual(before.count, 1, "one worker for slice cpu/0")
         XCTAssertEqual(processes(matching: "--shm /proc/\(server.processIdentifier)/fd/").count, 2, "both workers map the front's memfd")
+        XCTAssertEqual(processes(matching: "--max-queue-delay-us 500000 --max-queue 512 --priority-levels 1 --timeout-us 0 --preferred-batch 8").count, 2,
+                       "the workers get every batching flag")
         XCTAssertEqual(processes(matching: "worker --socket /tmp/sliceserve-\(server.processIdentifier)-cpu-1.sock").count, 1)
 
         let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)

@@ -219,9 +219,8 @@ public final class SliceGroup: @unchecked Sendable {
                 slices[i].lastError = reason
                 return nil
             }
-            slices[i].failures = 0
             slices[i].healthy = false
-            slices[i].failures += 1
+            slices[i].failures = 1
             slices[i].lastError = reason
             slices[i].retryAt = clock.now() &+ backoff.delay(afterFailures: slices[i].failures)
             return statusHandler

@@ -108,9 +108,12 @@ public struct MIGOperation: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Compute slices of each NVML_COMPUTE_INSTANCE_PROFILE_* index (1, 2, 3, 4, 7, 8, 6 slices).
+let computeInstanceProfileSlices = [1, 2, 3, 4, 7, 8, 6]
+
 /// NVML's compute-instance profile index that covers `slices` compute slices (the whole GI).
 public func computeInstanceProfileIndex(slices: Int) -> Int? {
-    [1: 0, 2: 1, 3: 2, 4: 3, 7: 4, 8: 5, 6: 6][slices]
+    computeInstanceProfileSlices.firstIndex(of: slices)
 }
 
 extension MIGPlanner {
@@ -250,35 +253,54 @@ public final class NVMLMIGDevice: @unchecked Sendable {
         return result
     }
 
+    /// A GPU instance's handle and info, and its compute instances' (with their profile index).
+    private struct Handles {
+        var gpuInstance: ss_nvmlGpuInstance
+        var info: ss_nvmlGpuInstanceInfo
+        var profile: MIGProfile
+        var computeInstances: [(handle: ss_nvmlComputeInstance, info: ss_nvmlComputeInstanceInfo, profileIndex: Int)]
+    }
+
+    /// Every GPU instance on the card, with its compute instances (MIG enabled).
+    private func handles() throws(MIGError) -> [Handles] {
+        var result: [Handles] = []
+        for profile in try geometry().profiles {
+            for handle in try gpuInstances(profileID: UInt32(profile.id)) {
+                var info = ss_nvmlGpuInstanceInfo()
+                try check("nvmlGpuInstanceGetInfo", ss_nvmlGpuInstanceGetInfo(handle, &info))
+                var computes: [(handle: ss_nvmlComputeInstance, info: ss_nvmlComputeInstanceInfo, profileIndex: Int)] = []
+                for ciProfile in computeInstanceProfileSlices.indices {
+                    var cis = [ss_nvmlComputeInstance?](repeating: nil, count: 8)
+                    var count = UInt32(cis.count)
+                    guard ss_nvmlGpuInstanceGetComputeInstances(handle, UInt32(ciProfile), &cis, &count) == 0 else { continue }
+                    for ci in cis.prefix(Int(count)).compactMap({ $0 }) {
+                        var ciInfo = ss_nvmlComputeInstanceInfo()
+                        try check("nvmlComputeInstanceGetInfo_v2", ss_nvmlComputeInstanceGetInfo_v2(ci, &ciInfo))
+                        computes.append((ci, ciInfo, ciProfile))
+                    }
+                }
+                result.append(Handles(gpuInstance: handle, info: info, profile: profile, computeInstances: computes))
+            }
+        }
+        return result
+    }
+
     /// The GPU and compute instances now on the card.
     public func state() throws(MIGError) -> MIGDeviceState {
         let mode = try migMode()
         var instances: [MIGGpuInstance] = []
         if mode.current {
-            let geometry = try geometry()
             let devices = migDevices()
-            for profile in geometry.profiles {
-                for handle in try gpuInstances(profileID: UInt32(profile.id)) {
-                    var info = ss_nvmlGpuInstanceInfo()
-                    try check("nvmlGpuInstanceGetInfo", ss_nvmlGpuInstanceGetInfo(handle, &info))
-                    var computes: [MIGComputeInstance] = []
-                    for ciProfile in 0..<UInt32(8) {
-                        var cis = [ss_nvmlComputeInstance?](repeating: nil, count: 8)
-                        var count = UInt32(cis.count)
-                        guard ss_nvmlGpuInstanceGetComputeInstances(handle, ciProfile, &cis, &count) == 0 else { continue }
-                        for ci in cis.prefix(Int(count)).compactMap({ $0 }) {
-                            var ciInfo = ss_nvmlComputeInstanceInfo()
-                            try check("nvmlComputeInstanceGetInfo_v2", ss_nvmlComputeInstanceGetInfo_v2(ci, &ciInfo))
-                            let mig = devices["\(info.id)/\(ciInfo.id)"]
-                            let slices = [0: 1, 1: 2, 2: 3, 3: 4, 4: 7, 5: 8, 6: 6][Int(ciProfile)] ?? 0
-                            computes.append(MIGComputeInstance(id: Int(ciInfo.id), profileIndex: Int(ciProfile), computeSlices: slices,
-                                                               uuid: mig?.uuid, processes: mig?.processes ?? []))
-                        }
-                    }
-                    instances.append(MIGGpuInstance(id: Int(info.id), profileID: profile.id, profile: profile.name,
-                                                    start: Int(info.placement.start), size: Int(info.placement.size),
-                                                    computeInstances: computes.sorted { $0.id < $1.id }))
+            for gi in try handles() {
+                let computes = gi.computeInstances.map { ci in
+                    let mig = devices["\(gi.info.id)/\(ci.info.id)"]
+                    return MIGComputeInstance(id: Int(ci.info.id), profileIndex: ci.profileIndex,
+                                              computeSlices: computeInstanceProfileSlices[ci.profileIndex],
+                                              uuid: mig?.uuid, processes: mig?.processes ?? [])
                 }
+                instances.append(MIGGpuInstance(id: Int(gi.info.id), profileID: gi.profile.id, profile: gi.profile.name,
+                                                start: Int(gi.info.placement.start), size: Int(gi.info.placement.size),
+                                                computeInstances: computes.sorted { $0.id < $1.id }))
             }
         }
         return MIGDeviceState(index: index, name: name, uuid: uuid, migEnabled: mode.current, migPending: mode.pending,
@@ -351,35 +373,17 @@ public final class NVMLMIGDevice: @unchecked Sendable {
     /// processes; NVML's own "in use" is reported the same way.
     public func destroy(progress: (MIGOperation) -> Void = { _ in }) throws(MIGError) -> MIGDeviceState {
         let (_, operations) = try planDestroy()
-        var handles: [Int: ss_nvmlGpuInstance] = [:]
-        for profile in try geometry().profiles {
-            for handle in try gpuInstances(profileID: UInt32(profile.id)) {
-                var info = ss_nvmlGpuInstanceInfo()
-                try check("nvmlGpuInstanceGetInfo", ss_nvmlGpuInstanceGetInfo(handle, &info))
-                handles[Int(info.id)] = handle
-            }
-        }
+        let byID = Dictionary(try handles().map { (Int($0.info.id), $0) }) { first, _ in first }
         for op in operations {
             switch op.kind {
             case .destroyComputeInstance(let giID, let ciID):
-                guard let gi = handles[giID] else { continue }
-                var found: ss_nvmlComputeInstance? = nil
-                for ciProfile in 0..<UInt32(8) where found == nil {
-                    var cis = [ss_nvmlComputeInstance?](repeating: nil, count: 8)
-                    var count = UInt32(cis.count)
-                    guard ss_nvmlGpuInstanceGetComputeInstances(gi, ciProfile, &cis, &count) == 0 else { continue }
-                    for ci in cis.prefix(Int(count)).compactMap({ $0 }) {
-                        var info = ss_nvmlComputeInstanceInfo()
-                        if ss_nvmlComputeInstanceGetInfo_v2(ci, &info) == 0 && Int(info.id) == ciID { found = ci }
-                    }
-                }
-                guard let ci = found else { continue }
-                let code = ss_nvmlComputeInstanceDestroy(ci)
+                guard let ci = byID[giID]?.computeInstances.first(where: { Int($0.info.id) == ciID }) else { continue }
+                let code = ss_nvmlComputeInstanceDestroy(ci.handle)
                 if code == 19 { throw .inUse(gpu: index, detail: "\(op): \(Self.error(op.description, code))") }
                 try check(op.description, code)
             case .destroyGpuInstance(let giID):
-                guard let gi = handles[giID] else { continue }
-                let code = ss_nvmlGpuInstanceDestroy(gi)
+                guard let gi = byID[giID] else { continue }
+                let code = ss_nvmlGpuInstanceDestroy(gi.gpuInstance)
                 if code == 19 { throw .inUse(gpu: index, detail: "\(op): \(Self.error(op.description, code))") }
                 try check(op.description, code)
             default:

@@ -102,9 +102,6 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         if sharedFD >= 0 { close(sharedFD) }
     }
 
-    var pid: Int32? { lock.withLock { process?.processIdentifier } }
-    var restartCount: Int { lock.withLock { restarts } }
-
     /// Starts the worker and connects to it (waits until it has loaded and warmed up its model).
     private func start() throws {
         unlink(socketPath)

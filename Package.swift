@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SlicePreprocess", targets: ["SlicePreprocess"]),
         .library(name: "SliceModel", targets: ["SliceModel"]),
         .library(name: "SliceGPU", targets: ["SliceGPU"]),
+        .library(name: "SliceGPUModel", targets: ["SliceGPUModel"]),
         .library(name: "SliceScheduler", targets: ["SliceScheduler"]),
     ],
     dependencies: [
@@ -41,6 +42,7 @@ let package = Package(
         .target(name: "SliceGPU", dependencies: ["SliceCore", "CSliceServe"]),
         .target(name: "SlicePreprocess", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
         .target(name: "SliceModel", dependencies: ["SliceCore", "CSliceServe"]),
+        .target(name: "SliceGPUModel", dependencies: ["SliceCore", "SliceModel", "SliceGPU"]),
         .target(name: "SliceSlices", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
 
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
@@ -58,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceSlices", "SliceScheduler", "SliceServer", "CSliceServe",
+                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "CSliceServe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -74,6 +76,7 @@ let package = Package(
         ),
         .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),
         .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "CSliceServe"]),
+        .testTarget(name: "SliceGPUModelTests", dependencies: ["SliceGPUModel", "SliceGPU", "SliceModel", "SliceCore"]),
         .testTarget(name: "SliceSlicesTests", dependencies: ["SliceSlices"]),
         .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess"]),
         .testTarget(

@@ -16,6 +16,9 @@ static const char layout_cu[] = {
 static const char preprocess_cu[] = {
 #embed "kernels/preprocess.cu"
     , 0};
+static const char model_cu[] = {
+#embed "kernels/model.cu"
+    , 0};
 static const char selftest_cu[] = {
 #embed "kernels/selftest.cu"
     , 0};
@@ -27,6 +30,7 @@ static const ss_kernel_source sources[] = {
     SS_SOURCE("memory.cu", memory_cu, 0),
     SS_SOURCE("layout.cu", layout_cu, 0),
     SS_SOURCE("preprocess.cu", preprocess_cu, 0),
+    SS_SOURCE("model.cu", model_cu, 0),
     SS_SOURCE("selftest.cu", selftest_cu, 0),
 };
 

@@ -285,6 +285,25 @@ def fusion_cases():
              helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1])]
     graphs.append(("fold_constant_weight", nodes, [init("w0", r(3, 2, 1, 1)), init("scale", np.array(2.0, np.float32))],
                    [2, 2, 4, 4], [2, 3, 4, 4]))
+    # MatMul of two computed tensors with two batch axes (x times its own transpose).
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]),
+             helper.make_node("MatMul", ["x", "t"], ["y"])]
+    graphs.append(("matmul_computed_rhs", nodes, [], [2, 3, 4, 5], [2, 3, 4, 4]))
+    # EfficientNet-style squeeze-excitation: a per-channel gate from the pooled tensor.
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+             helper.make_node("Conv", ["p", "w1", "b1"], ["q"], kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["q"], ["qr"]),
+             helper.make_node("Conv", ["qr", "w2", "b2"], ["g"], kernel_shape=[1, 1]),
+             helper.make_node("Sigmoid", ["g"], ["gs"]),
+             helper.make_node("Mul", ["x", "gs"], ["y"])]
+    inits = [init("w1", r(2, 6, 1, 1)), init("b1", r(2)), init("w2", r(6, 2, 1, 1)), init("b2", r(6))]
+    graphs.append(("squeeze_excitation", nodes, inits, [2, 6, 5, 7], [2, 6, 5, 7]))
+    # A convolution's spatial output flattened into a classifier (channel-first order matters).
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+             helper.make_node("Flatten", ["c"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+    inits = [init("w", r(3, 2, 3, 3)), init("fw", r(5, 3 * 3 * 4)), init("fb", r(5))]
+    graphs.append(("conv_flatten_gemm", nodes, inits, [2, 2, 5, 6], [2, 5]))
     return graphs
 
 

@@ -35,6 +35,8 @@ typedef struct ss_CUmod_st *ss_CUmodule;
 typedef struct ss_CUfunc_st *ss_CUfunction;
 typedef struct ss_CUstream_st *ss_CUstream;
 typedef struct ss_CUevent_st *ss_CUevent;
+typedef struct ss_CUgraph_st *ss_CUgraph;
+typedef struct ss_CUgraphExec_st *ss_CUgraphExec;
 typedef struct ss_CUuuid { unsigned char bytes[16]; } ss_CUuuid;
 
 /// CUdevResource as of the CUDA 13.0 ABI (the green-context entry points are resolved at 13000):
@@ -160,6 +162,8 @@ enum {
 /// Flags.
 enum {
     SS_CU_STREAM_NON_BLOCKING = 1,
+    /// CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: only this thread's unsafe calls end a capture.
+    SS_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1,
     SS_CU_EVENT_DEFAULT = 0,
     SS_CU_EVENT_DISABLE_TIMING = 2,
     SS_CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 0,
@@ -222,6 +226,12 @@ enum {
     X(ss_CUresult, cuGreenCtxDestroy, "cuGreenCtxDestroy", 13000, 0, (ss_CUgreenCtx context), (context)) \
     X(ss_CUresult, cuGreenCtxStreamCreate, "cuGreenCtxStreamCreate", 13000, 0, (ss_CUstream *stream, ss_CUgreenCtx context, unsigned int flags, int priority), (stream, context, flags, priority)) \
     X(ss_CUresult, cuCtxFromGreenCtx, "cuCtxFromGreenCtx", 13000, 0, (ss_CUcontext *context, ss_CUgreenCtx green), (context, green)) \
+    X(ss_CUresult, cuStreamBeginCapture_v2, "cuStreamBeginCapture", 10010, 0, (ss_CUstream stream, int mode), (stream, mode)) \
+    X(ss_CUresult, cuStreamEndCapture, "cuStreamEndCapture", 10000, 0, (ss_CUstream stream, ss_CUgraph *graph), (stream, graph)) \
+    X(ss_CUresult, cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags", 11040, 0, (ss_CUgraphExec *exec, ss_CUgraph graph, unsigned long long flags), (exec, graph, flags)) \
+    X(ss_CUresult, cuGraphLaunch, "cuGraphLaunch", 10000, 0, (ss_CUgraphExec exec, ss_CUstream stream), (exec, stream)) \
+    X(ss_CUresult, cuGraphExecDestroy, "cuGraphExecDestroy", 10000, 0, (ss_CUgraphExec exec), (exec)) \
+    X(ss_CUresult, cuGraphDestroy, "cuGraphDestroy", 10000, 0, (ss_CUgraph graph), (graph)) \
     X(ss_CUresult, cuLaunchKernel, "cuLaunchKernel", 4000, 1, (ss_CUfunction function, unsigned int grid_x, unsigned int grid_y, unsigned int grid_z, unsigned int block_x, unsigned int block_y, unsigned int block_z, unsigned int shared_bytes, ss_CUstream stream, void **parameters, void **extra), (function, grid_x, grid_y, grid_z, block_x, block_y, block_z, shared_bytes, stream, parameters, extra))
 
 #define SS_NVML_SYMBOLS(X)                                                                          \

@@ -265,6 +265,56 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
         try makeCurrent()
         try CUDAResult.check(ss_cuStreamSynchronize(handle), "cuStreamSynchronize")
     }
+
+    /// Whether this driver has stream capture and graph launch (CUDA 11.4 and later).
+    public static var supportsGraphs: Bool {
+        let names: [String] = ["cuStreamBeginCapture_v2", "cuStreamEndCapture", "cuGraphInstantiateWithFlags", "cuGraphLaunch",
+                               "cuGraphExecDestroy", "cuGraphDestroy"]
+        return names.allSatisfy { name in name.withCString { ss_lib_has_symbol(SS_LIB_CUDA, $0) != 0 } }
+    }
+
+    public func beginCapture() throws(GPUError) {
+        guard CUDAStream.supportsGraphs else { throw .libraryUnavailable(library: "libcuda", reason: "this driver has no stream capture and graph launch (CUDA 11.4 or later)") }
+        try makeCurrent()
+        try CUDAResult.check(ss_cuStreamBeginCapture_v2(handle, Int32(SS_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)), "cuStreamBeginCapture")
+    }
+
+    public func endCapture() throws(GPUError) -> any GPUGraph {
+        try makeCurrent()
+        var graph: ss_CUgraph? = nil
+        try CUDAResult.check(ss_cuStreamEndCapture(handle, &graph), "cuStreamEndCapture")
+        guard let graph else { throw .cuda(call: "cuStreamEndCapture", code: -1, name: "no graph", message: "no graph returned") }
+        var exec: ss_CUgraphExec? = nil
+        let result = ss_cuGraphInstantiateWithFlags(&exec, graph, 0)
+        _ = ss_cuGraphDestroy(graph)
+        try CUDAResult.check(result, "cuGraphInstantiateWithFlags")
+        guard let exec else { throw .cuda(call: "cuGraphInstantiateWithFlags", code: -1, name: "no graph", message: "no executable graph returned") }
+        return CUDAGraph(exec: exec, context: context)
+    }
+
+    public func launch(_ graph: any GPUGraph) throws(GPUError) {
+        guard let graph = graph as? CUDAGraph else { throw .invalidArgument("graph was not captured on a CUDA device") }
+        try makeCurrent()
+        try CUDAResult.check(ss_cuGraphLaunch(graph.exec, handle), "cuGraphLaunch")
+    }
+}
+
+/// An instantiated CUDA graph.
+public final class CUDAGraph: GPUGraph, @unchecked Sendable {
+    let exec: ss_CUgraphExec
+    let context: ss_CUcontext
+    /// The driver does not say how many nodes an executable graph has; 0 means unknown.
+    public var operationCount: Int { 0 }
+
+    init(exec: ss_CUgraphExec, context: ss_CUcontext) {
+        self.exec = exec
+        self.context = context
+    }
+
+    deinit {
+        _ = ss_cuCtxSetCurrent(context)
+        _ = ss_cuGraphExecDestroy(exec)
+    }
 }
 
 public final class CUDAEvent: GPUEvent, @unchecked Sendable {

@@ -225,12 +225,67 @@ final class FakeEvent: GPUEvent, @unchecked Sendable {
     }
 }
 
+/// A captured sequence of fake-GPU operations, replayed in order.
+final class FakeGraph: GPUGraph, @unchecked Sendable {
+    let operations: [@Sendable () throws(GPUError) -> Void]
+    var operationCount: Int { operations.count }
+    init(operations: [@Sendable () throws(GPUError) -> Void]) { self.operations = operations }
+}
+
 final class FakeStream: GPUStream, @unchecked Sendable {
     let device: FakeGPUDevice
     /// This stream's simulated time (seconds): when its last operation finished.
     private let time = Mutex<Double>(0)
+    /// While capturing: the operations recorded so far (nil when not capturing).
+    private let captured = Mutex<[@Sendable () throws(GPUError) -> Void]?>(nil)
+    /// Graph replays so far, for tests.
+    let graphLaunches = Mutex<Int>(0)
 
     init(device: FakeGPUDevice) { self.device = device }
+
+    /// Records `operation` when capturing (returns true), else leaves it to the caller.
+    private func record(_ operation: @escaping @Sendable () throws(GPUError) -> Void) -> Bool {
+        captured.withLock { list in
+            guard list != nil else { return false }
+            list!.append(operation)
+            return true
+        }
+    }
+
+    /// What CUDA answers for a call that stream capture does not allow.
+    private func refuseWhileCapturing(_ call: String) throws(GPUError) {
+        if captured.withLock({ $0 != nil }) {
+            throw .cuda(call: call, code: 900, name: "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+                        message: "operation not permitted when stream is capturing")
+        }
+    }
+
+    func beginCapture() throws(GPUError) {
+        let already = captured.withLock { list in
+            if list != nil { return true }
+            list = []
+            return false
+        }
+        if already { throw .cuda(call: "cuStreamBeginCapture", code: 1, name: "CUDA_ERROR_INVALID_VALUE", message: "stream is already capturing") }
+    }
+
+    func endCapture() throws(GPUError) -> any GPUGraph {
+        let operations = captured.withLock { list in
+            defer { list = nil }
+            return list
+        }
+        guard let operations else {
+            throw .cuda(call: "cuStreamEndCapture", code: 901, name: "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED", message: "stream is not capturing")
+        }
+        return FakeGraph(operations: operations)
+    }
+
+    func launch(_ graph: any GPUGraph) throws(GPUError) {
+        guard let graph = graph as? FakeGraph else { throw .invalidArgument("graph was not captured on the fake GPU") }
+        try refuseWhileCapturing("cuGraphLaunch")
+        graphLaunches.withLock { $0 += 1 }
+        for operation in graph.operations { try operation() }
+    }
 
     private func advance(by seconds: Double) {
         let now = time.withLock { now in
@@ -245,18 +300,25 @@ final class FakeStream: GPUStream, @unchecked Sendable {
     }
 
     func copy(toDevice destination: UInt64, from source: UnsafeRawPointer, byteCount: Int) throws(GPUError) {
+        try refuseWhileCapturing("cuMemcpyHtoDAsync")
         let target = try device.resolve(destination, byteCount: byteCount, call: "cuMemcpyHtoDAsync(\(byteCount) bytes)")
         target.copyMemory(from: source, byteCount: byteCount)
         advance(by: copyTime(byteCount))
     }
 
     func copy(toHost destination: UnsafeMutableRawPointer, from source: UInt64, byteCount: Int) throws(GPUError) {
+        try refuseWhileCapturing("cuMemcpyDtoHAsync")
         let origin = try device.resolve(source, byteCount: byteCount, call: "cuMemcpyDtoHAsync(\(byteCount) bytes)")
         destination.copyMemory(from: origin, byteCount: byteCount)
         advance(by: copyTime(byteCount))
     }
 
     func copy(onDevice destination: UInt64, from source: UInt64, byteCount: Int) throws(GPUError) {
+        if record({ [self] () throws(GPUError) in try copyOnDevice(destination, source, byteCount) }) { return }
+        try copyOnDevice(destination, source, byteCount)
+    }
+
+    private func copyOnDevice(_ destination: UInt64, _ source: UInt64, _ byteCount: Int) throws(GPUError) {
         let origin = try device.resolve(source, byteCount: byteCount, call: "cuMemcpyDtoDAsync(\(byteCount) bytes)")
         let target = try device.resolve(destination, byteCount: byteCount, call: "cuMemcpyDtoDAsync(\(byteCount) bytes)")
         memmove(target, origin, byteCount)
@@ -264,6 +326,11 @@ final class FakeStream: GPUStream, @unchecked Sendable {
     }
 
     func fill(_ destination: UInt64, byte: UInt8, byteCount: Int) throws(GPUError) {
+        if record({ [self] () throws(GPUError) in try fillNow(destination, byte, byteCount) }) { return }
+        try fillNow(destination, byte, byteCount)
+    }
+
+    private func fillNow(_ destination: UInt64, _ byte: UInt8, _ byteCount: Int) throws(GPUError) {
         let target = try device.resolve(destination, byteCount: byteCount, call: "cuMemsetD8Async(\(byteCount) bytes)")
         memset(target, Int32(byte), byteCount)
         advance(by: device.profile.launchLatencySeconds + Double(byteCount) / device.profile.memoryBytesPerSecond)
@@ -283,6 +350,8 @@ final class FakeStream: GPUStream, @unchecked Sendable {
         guard blockOK, gridOK, sharedOK else {
             throw .cuda(call: call, code: Int32(SS_FAKE_INVALID_VALUE), name: "CUDA_ERROR_INVALID_VALUE", message: "invalid argument")
         }
+        let launch = FakeLaunch(grid: grid, block: block, sharedBytes: sharedBytes, arguments: arguments, device: device)
+        if record({ [self] () throws(GPUError) in advance(by: device.profile.launchLatencySeconds + (try kernel.body(launch))) }) { return }
         let seconds = try kernel.body(FakeLaunch(grid: grid, block: block, sharedBytes: sharedBytes,
                                                  arguments: arguments, device: device))
         advance(by: device.profile.launchLatencySeconds + seconds)
@@ -300,5 +369,5 @@ final class FakeStream: GPUStream, @unchecked Sendable {
         time.withLock { $0 = max($0, when) }
     }
 
-    func synchronize() throws(GPUError) {}
+    func synchronize() throws(GPUError) { try refuseWhileCapturing("cuStreamSynchronize") }
 }

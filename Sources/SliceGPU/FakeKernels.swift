@@ -7,6 +7,7 @@ public enum FakeKernels {
         "layout.cu": ["ss_nchw_f32_to_nhwc_f16": nchwToNHWCHalf, "ss_f16_to_f32": halfToFloat],
         "selftest.cu": ["ss_saxpy": saxpy, "ss_block_sums": blockSums, "ss_spin": spin, "ss_empty": { _ in 0 }],
         "preprocess.cu": ["ss_resize_crop_normalize": resizeCropNormalize],
+        "model.cu": ModelKernels.bodies,
     ]
 
     static let bytesPerSecond = 1e12

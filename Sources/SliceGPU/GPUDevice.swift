@@ -68,6 +68,21 @@ public protocol GPUStream: AnyObject, Sendable {
     /// Later work on this stream waits for `event` (recorded on any stream of the device).
     func wait(for event: any GPUEvent) throws(GPUError)
     func synchronize() throws(GPUError)
+
+    /// Starts recording: until `endCapture`, kernels and device-to-device copies enqueued on this
+    /// stream are recorded into a graph instead of run (CUDA stream capture). Host copies and
+    /// synchronisation are not allowed while capturing.
+    func beginCapture() throws(GPUError)
+    /// Stops recording and returns the recorded work, instantiated and ready to replay.
+    func endCapture() throws(GPUError) -> any GPUGraph
+    /// Enqueues one replay of a captured graph (the same kernels, arguments and addresses).
+    func launch(_ graph: any GPUGraph) throws(GPUError)
+}
+
+/// Work recorded once by stream capture and replayed with one launch (a CUDA graph).
+public protocol GPUGraph: AnyObject, Sendable {
+    /// How many operations it holds.
+    var operationCount: Int { get }
 }
 
 /// A point in a stream, for ordering across streams and for timing.

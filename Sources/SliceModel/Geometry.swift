@@ -1,20 +1,20 @@
 /// The sliding-window geometry of Conv, MaxPool and AveragePool on 2-D (NCHW) inputs: kernel,
 /// strides, dilations and explicit pads, with ONNX's auto_pad and ceil_mode rules applied.
-struct WindowGeometry: Equatable {
-    var kernel: (h: Int, w: Int)
-    var strides: (h: Int, w: Int)
-    var dilations: (h: Int, w: Int)
+public struct WindowGeometry: Equatable, Sendable {
+    public var kernel: (h: Int, w: Int)
+    public var strides: (h: Int, w: Int)
+    public var dilations: (h: Int, w: Int)
     /// top, left, bottom, right
-    var pads: (t: Int, l: Int, b: Int, r: Int)
-    var input: (h: Int, w: Int)
-    var output: (h: Int, w: Int)
+    public var pads: (t: Int, l: Int, b: Int, r: Int)
+    public var input: (h: Int, w: Int)
+    public var output: (h: Int, w: Int)
 
-    static func == (a: WindowGeometry, b: WindowGeometry) -> Bool {
+    public static func == (a: WindowGeometry, b: WindowGeometry) -> Bool {
         a.kernel == b.kernel && a.strides == b.strides && a.dilations == b.dilations && a.pads == b.pads
             && a.input == b.input && a.output == b.output
     }
 
-    init(node: Node, input: (h: Int, w: Int), kernel: (h: Int, w: Int)?, ceilMode: Bool = false) throws(ModelError) {
+    public init(node: Node, input: (h: Int, w: Int), kernel: (h: Int, w: Int)?, ceilMode: Bool = false) throws(ModelError) {
         let k = node.ints("kernel_shape") ?? kernel.map { [$0.h, $0.w] }
         guard let k, k.count == 2 else { throw .unsupported("node \(node.label): only 2-D windows are supported") }
         let s = node.ints("strides") ?? [1, 1]

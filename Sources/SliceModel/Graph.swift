@@ -21,13 +21,13 @@ public enum Dim: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    var fixedValue: Int? { if case .fixed(let n) = self { n } else { nil } }
+    public var fixedValue: Int? { if case .fixed(let n) = self { n } else { nil } }
 }
 
 public typealias Shape = [Dim]
 
 extension Array where Element == Dim {
-    func resolved(batch n: Int) -> [Int] { map { $0.resolved(batch: n) } }
+    public func resolved(batch n: Int) -> [Int] { map { $0.resolved(batch: n) } }
     var text: String { "[" + map(\.description).joined(separator: ", ") + "]" }
 }
 
@@ -64,7 +64,7 @@ public struct Constant: Sendable, Equatable {
         case .int64(let v): v
         }
     }
-    var isFloat: Bool { if case .float = storage { true } else { false } }
+    public var isFloat: Bool { if case .float = storage { true } else { false } }
 }
 
 /// A node attribute, as ONNX types it.
@@ -106,28 +106,28 @@ public struct Node: Sendable {
     /// For Conv after fusion.
     public var epilogue = Epilogue()
 
-    func int(_ key: String, default value: Int) -> Int {
+    public func int(_ key: String, default value: Int) -> Int {
         if case .int(let v) = attributes[key] { return v }
         return value
     }
 
-    func ints(_ key: String) -> [Int]? {
+    public func ints(_ key: String) -> [Int]? {
         if case .ints(let v) = attributes[key] { return v }
         return nil
     }
 
-    func float(_ key: String, default value: Float) -> Float {
+    public func float(_ key: String, default value: Float) -> Float {
         if case .float(let v) = attributes[key] { return v }
         return value
     }
 
-    func string(_ key: String, default value: String) -> String {
+    public func string(_ key: String, default value: String) -> String {
         if case .string(let v) = attributes[key] { return v }
         return value
     }
 
     /// The node for error messages: `'name' (Op)`.
-    var label: String { "'\(name)' (\(op))" }
+    public var label: String { "'\(name)' (\(op))" }
 }
 
 /// A model's computation graph: SliceServe's intermediate representation between the ONNX file
@@ -150,7 +150,7 @@ public struct Graph: Sendable {
     public func value(named name: String) -> ValueID? { values.firstIndex { $0.name == name } }
 
     /// Which nodes read each value.
-    func consumers() -> [[Int]] {
+    public func consumers() -> [[Int]] {
         var result = [[Int]](repeating: [], count: values.count)
         for (i, node) in nodes.enumerated() {
             for case let input? in node.inputs { result[input].append(i) }

@@ -1,13 +1,13 @@
 /// Assigns each intermediate tensor of a plan an offset in one arena, reusing the space of
 /// tensors that are no longer needed (greedy best fit over lifetimes).
-struct MemoryPlan {
+public struct MemoryPlan: Sendable {
     /// Offsets in floats, by value ID (only for planned values).
-    private(set) var offsets: [ValueID: Int] = [:]
-    private(set) var arenaSize = 0
+    public private(set) var offsets: [ValueID: Int] = [:]
+    public private(set) var arenaSize = 0
 
     /// `sizes[value]` floats for each planned value; `firstUse`/`lastUse` in step indices
     /// (a value is written at `firstUse` and read last at `lastUse`).
-    init(sizes: [ValueID: Int], firstUse: [ValueID: Int], lastUse: [ValueID: Int], steps: Int) {
+    public init(sizes: [ValueID: Int], firstUse: [ValueID: Int], lastUse: [ValueID: Int], steps: Int) {
         var free: [(offset: Int, size: Int)] = []
         var end = 0
         let alignment = 16  // floats: 64 bytes

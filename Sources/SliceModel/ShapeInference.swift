@@ -27,7 +27,7 @@ extension Graph {
         }
     }
 
-    func constantValue(_ id: ValueID?) -> Constant? { id.flatMap { values[$0].constant } }
+    public func constantValue(_ id: ValueID?) -> Constant? { id.flatMap { values[$0].constant } }
 
     private func outputShape(of node: Node, inputs: [Shape?]) throws(ModelError) -> Shape {
         func input(_ i: Int) throws(ModelError) -> Shape {
@@ -145,7 +145,7 @@ extension Graph {
         }
     }
 
-    func reduceAxes(_ node: Node, rank: Int) throws(ModelError) -> [Int] {
+    public func reduceAxes(_ node: Node, rank: Int) throws(ModelError) -> [Int] {
         var axes = node.ints("axes")
         if axes == nil, node.inputs.count > 1, let c = constantValue(node.inputs[1]) { axes = c.ints.map { Int($0) } }
         let resolved = (axes ?? Array(0..<rank)).map { $0 < 0 ? $0 + rank : $0 }

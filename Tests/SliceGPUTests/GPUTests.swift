@@ -84,7 +84,7 @@ final class LoaderTests: XCTestCase {
 final class KernelCompileTests: XCTestCase {
     func testEmbeddedSourcesAreComplete() throws {
         let names = KernelSources.units.map(\.name)
-        XCTAssertEqual(Set(names), ["memory.cu", "layout.cu", "preprocess.cu", "selftest.cu"])
+        XCTAssertEqual(Set(names), ["memory.cu", "layout.cu", "preprocess.cu", "model.cu", "selftest.cu"])
         for unit in KernelSources.units {
             XCTAssertEqual(unit.headers.map(\.name), ["ss_device.cuh"])
             XCTAssertTrue(unit.source.contains("SS_KERNEL void"), unit.name)

@@ -1,0 +1,328 @@
+import SliceCore
+import SliceGPU
+import SliceModel
+import Synchronization
+
+/// A model loaded for one GPU: its optimized graph and its weights in device memory (half
+/// precision, in the layouts the kernels read), uploaded once and shared by every instance and
+/// every batch-size plan made from it.
+public final class GPUModel: @unchecked Sendable {
+    public let graph: Graph
+    public let device: any GPUDevice
+    /// Whether the model's batch axis is symbolic (any batch size) or fixed in the file.
+    public let symbolicBatch: Bool
+    public let inputShape: [Dim]
+    public let outputShape: [Int]
+    let modules: [String: any GPUModule]
+    private let weights = Mutex<[String: DeviceMemory]>([:])
+
+    /// Parses, checks and optimizes the model, lowers it once (batch 1) so that an operator the
+    /// GPU does not run fails here, and uploads its weights.
+    public init(onnx bytes: [UInt8], device: any GPUDevice) throws {
+        var graph = try Graph(onnx: bytes)
+        guard graph.inputs.count == 1, graph.outputs.count == 1 else {
+            throw ModelError.unsupported("the model has \(graph.inputs.count) inputs and \(graph.outputs.count) outputs; SliceServe runs models with one of each")
+        }
+        try graph.inferShapes()
+        try graph.optimize()
+        self.graph = graph
+        self.device = device
+        inputShape = graph.values[graph.inputs[0]].shape!
+        symbolicBatch = inputShape.first == .batch
+        let out = graph.values[graph.outputs[0]].shape!
+        outputShape = out.dropFirst(symbolicBatch && out.first == .batch ? 1 : 0).map { $0.fixedValue ?? 1 }
+        var modules: [String: any GPUModule] = [:]
+        for unit in ["model.cu", "layout.cu"] { modules[unit] = try device.module(for: try KernelSources.unit(named: unit)) }
+        self.modules = modules
+        let first = try GPULowering.lower(graph, batch: 1)
+        let stream = try device.makeStream()
+        try upload(first.weights, stream: stream)
+    }
+
+    public convenience init(modelFile path: String, device: any GPUDevice) throws {
+        try self.init(onnx: try FileIO.read(path), device: device)
+    }
+
+    /// Bytes of weights on the device.
+    public var weightBytes: Int { weights.withLock { $0.values.reduce(0) { $0 + $1.byteCount } } }
+
+    /// Uploads the weights a plan needs that are not on the device yet.
+    func upload(_ needed: [String: WeightData], stream: any GPUStream) throws {
+        for key in needed.keys.sorted() where weights.withLock({ $0[key] == nil }) {
+            let data = needed[key]!
+            let memory = try allocate(data.byteCount, what: "weight \(key)")
+            switch data {
+            case .half(let values): try Self.copy(values.map { Float16($0).bitPattern }, to: memory, stream: stream)
+            case .float(let values): try Self.copy(values, to: memory, stream: stream)
+            }
+            weights.withLock { $0[key] = memory }
+        }
+    }
+
+    private static func copy<T>(_ values: [T], to memory: DeviceMemory, stream: any GPUStream) throws {
+        let bytes = values.count * MemoryLayout<T>.stride
+        let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 16)
+        defer { pointer.deallocate() }
+        values.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+        try stream.copy(toDevice: memory.address, from: pointer, byteCount: bytes)
+        try stream.synchronize()
+    }
+
+    /// Device memory, or a `doesNotFit` error that says how much is free.
+    func allocate(_ byteCount: Int, what: String) throws -> DeviceMemory {
+        let result: Result<DeviceMemory, GPUError>
+        do { result = .success(try device.allocate(byteCount: byteCount)) } catch { result = .failure(error) }
+        switch result {
+        case .success(let memory): return memory
+        case .failure(let error) where error.isOutOfMemory:
+            let free = (try? device.memoryInfo().free) ?? 0
+            throw GPUModelError.doesNotFit("\(what) needs \(byteCount >> 20) MiB (\(byteCount) bytes) beside \(weightBytes >> 20) MiB of weights; \(free >> 20) MiB of \(device.info.totalMemory >> 20) MiB free on \(device.info.name)")
+        case .failure(let error): throw error
+        }
+    }
+
+    func weightAddress(_ key: String) -> UInt64? { weights.withLock { $0[key]?.address } }
+
+    func kernel(_ name: String) throws -> any GPUKernel {
+        let unit = name == "ss_nchw_f32_to_nhwc_f16" || name == "ss_f16_to_f32" ? "layout.cu" : "model.cu"
+        return try modules[unit]!.kernel(named: name)
+    }
+}
+
+/// The batch sizes plans are made for: powers of two up to `maxBatch`, and `maxBatch` itself.
+public struct BatchBuckets: Sendable, Equatable {
+    public let sizes: [Int]
+
+    public init(maxBatch: Int) {
+        var sizes: [Int] = []
+        var b = 1
+        while b < maxBatch { sizes.append(b); b *= 2 }
+        sizes.append(max(maxBatch, 1))
+        self.sizes = sizes
+    }
+
+    /// Explicit sizes (sorted, deduplicated); the largest is the largest batch.
+    public init(sizes: [Int]) throws(GPUModelError) {
+        let sorted = Array(Set(sizes)).sorted()
+        guard let first = sorted.first, first >= 1 else { throw .invalidInput("batch buckets must be positive, got \(sizes)") }
+        self.sizes = sorted
+    }
+
+    public var maxBatch: Int { sizes.last! }
+
+    /// The smallest bucket that holds `count` items (the batch is padded up to it).
+    public func bucket(for count: Int) -> Int? { sizes.first { $0 >= count } }
+}
+
+/// One batch-size plan bound to device memory: the arena, the resolved launches, and the CUDA
+/// graph that replays them.
+final class BoundPlan: @unchecked Sendable {
+    let lowered: LoweredPlan
+    let arena: DeviceMemory
+    let offsets: [Int]
+    let convert: (kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])
+    let body: [(kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])]
+    let graph: (any GPUGraph)?
+    let hostOutput: PinnedMemory
+
+    init(lowered: LoweredPlan, model: GPUModel, stream: any GPUStream, useGraph: Bool) throws {
+        self.lowered = lowered
+        // Lifetimes by launch index; sizes in 256-byte units so that every tensor is aligned.
+        var sizes: [Int: Int] = [:], first: [Int: Int] = [:], last: [Int: Int] = [:]
+        for (t, tensor) in lowered.tensors.enumerated() { sizes[t] = (tensor.byteCount + 255) / 256 }
+        for (step, launch) in lowered.launches.enumerated() {
+            for t in launch.tensors {
+                if first[t] == nil { first[t] = step }
+                last[t] = step
+            }
+        }
+        // The output is read after the last launch; the input staging is written before the first.
+        last[lowered.output] = lowered.launches.count
+        first[lowered.inputStaging] = 0
+        let memory = MemoryPlan(sizes: sizes, firstUse: first, lastUse: last, steps: lowered.launches.count)
+        offsets = lowered.tensors.indices.map { (memory.offsets[$0] ?? 0) * 256 }
+        let bytes = max(memory.arenaSize * 256, 256)
+        arena = try model.allocate(bytes, what: "batch \(lowered.batch)'s activations")
+        hostOutput = try model.device.allocatePinned(byteCount: lowered.outputCount * 4)
+        try model.upload(lowered.weights, stream: stream)
+
+        let base = arena.address
+        let offsets = offsets
+        var resolved: [(kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])] = []
+        for launch in lowered.launches {
+            var arguments: [KernelArgument] = []
+            for argument in launch.arguments {
+                switch argument {
+                case .buffer(.tensor(let t), let offset): arguments.append(.pointer(base + UInt64(offsets[t] + offset)))
+                case .buffer(.weight(let key), let offset):
+                    guard let address = model.weightAddress(key) else { throw GPUModelError.invalidInput("weight \(key) was not uploaded") }
+                    arguments.append(.pointer(address + UInt64(offset)))
+                case .null: arguments.append(.pointer(0))
+                case .u32(let v): arguments.append(.uint32(UInt32(v)))
+                case .u64(let v): arguments.append(.uint64(UInt64(v)))
+                case .f32(let v): arguments.append(.float(v))
+                }
+            }
+            resolved.append((try model.kernel(launch.kernel), launch.grid, launch.block, arguments))
+        }
+        convert = resolved[0]
+        body = Array(resolved.dropFirst())
+        if useGraph {
+            try stream.beginCapture()
+            do {
+                for l in body { try stream.launch(l.kernel, grid: l.grid, block: l.block, sharedBytes: 0, arguments: l.arguments) }
+            } catch {
+                _ = try? stream.endCapture()
+                throw error
+            }
+            graph = try stream.endCapture()
+        } else {
+            graph = nil
+        }
+    }
+
+    func address(_ tensor: Int) -> UInt64 { arena.address + UInt64(offsets[tensor]) }
+}
+
+/// A model instance on a GPU (or a fake one): its own stream and plans, the model's shared
+/// weights. Batches are padded up to the nearest bucket, whose plan replays as one CUDA graph.
+///
+/// Inputs come as float32 NCHW in host memory (the CPU preprocessing path: copied in, converted
+/// to half NHWC by the first kernel) or in device memory (GPU preprocessing), either float32
+/// NCHW or half NHWC already (copied straight into the plan).
+public final class GPUExecutor: Executor, @unchecked Sendable {
+    public let name: String
+    public let model: GPUModel
+    public let inputSpec: ImageTensorSpec
+    public let outputShape: [Int]
+    public let buckets: BatchBuckets
+    public var maxBatch: Int { buckets.maxBatch }
+    /// Whether plans replay as CUDA graphs (else launch by launch).
+    public let usesGraphs: Bool
+
+    private let stream: any GPUStream
+    private let serial: WorkerPool<Void>
+    private let plans = Mutex<[Int: BoundPlan]>([:])
+    private let running = Mutex<Void>(())
+
+    public init(model: GPUModel, buckets: BatchBuckets, useGraphs: Bool = true, name: String? = nil) throws {
+        self.model = model
+        self.name = name ?? "gpu:\(model.device.info.ordinal)"
+        let shape = model.inputShape
+        if shape.count == 4, let c = shape[1].fixedValue, let h = shape[2].fixedValue, let w = shape[3].fixedValue {
+            inputSpec = ImageTensorSpec(dtype: .float32, layout: .nchw, channels: c, height: h, width: w)
+        } else {
+            let per = shape.dropFirst(model.symbolicBatch ? 1 : 0).compactMap(\.fixedValue).reduce(1, *)
+            inputSpec = ImageTensorSpec(dtype: .float32, layout: .nchw, channels: 1, height: 1, width: per)
+        }
+        outputShape = model.outputShape
+        self.buckets = model.symbolicBatch ? buckets : try BatchBuckets(sizes: [1])
+        usesGraphs = useGraphs
+        stream = try model.device.makeStream()
+        serial = try WorkerPool(threadCount: 1)
+    }
+
+    public func makeInputBuffer(capacity: Int) throws -> BatchBuffer {
+        let pinned = try model.device.allocatePinned(byteCount: capacity * inputSpec.byteCount)
+        return try BatchBuffer(spec: inputSpec, capacity: capacity, allocation: pinned)
+    }
+
+    public func prepare(batchSizes: [Int]) throws {
+        for n in batchSizes {
+            guard let bucket = buckets.bucket(for: n) else { throw GPUModelError.invalidInput("batch size \(n) is above the largest bucket \(maxBatch)") }
+            _ = try plan(bucket: bucket)
+        }
+    }
+
+    /// Bytes of activations the plan for `bucket` uses (after reuse).
+    public func arenaBytes(bucket: Int) throws -> Int { try plan(bucket: bucket).arena.byteCount }
+
+    /// The launches of a bucket's plan, for tools and tests.
+    public func launches(bucket: Int) throws -> [PlanLaunch] { try plan(bucket: bucket).lowered.launches }
+
+    func plan(bucket: Int) throws -> BoundPlan {
+        if let plan = plans.withLock({ $0[bucket] }) { return plan }
+        let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1)
+        let plan = try running.withLock { _ in try BoundPlan(lowered: lowered, model: model, stream: stream, useGraph: usesGraphs) }
+        plans.withLock { $0[bucket] = plan }
+        return plan
+    }
+
+    public func run(_ input: BatchBuffer, count: Int, output: OutputBuffer) async throws {
+        guard count >= 1, count <= input.capacity, count <= output.capacity else {
+            throw ModelError.invalidInput("batch of \(count) does not fit buffers of \(input.capacity) inputs and \(output.capacity) outputs")
+        }
+        guard count <= maxBatch, let bucket = buckets.bucket(for: count) else {
+            throw ModelError.invalidInput("batch size \(count) is outside 1...\(maxBatch)")
+        }
+        guard output.itemShape == outputShape else {
+            throw ModelError.invalidInput("the output buffer holds items of \(output.itemShape), the model makes \(outputShape)")
+        }
+        let f16 = ImageTensorSpec(dtype: .float16, layout: .nhwc, channels: inputSpec.channels, height: inputSpec.height, width: inputSpec.width)
+        guard input.spec == inputSpec || (input.spec == f16 && input.memoryKind == .device) else {
+            throw ModelError.invalidInput("the input buffer holds \(input.spec) in \(input.memoryKind.rawValue) memory; the model takes \(inputSpec) (or \(f16) in device memory)")
+        }
+        let plan = try plan(bucket: bucket)
+        let box = UncheckedBox((input, output))
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            serial.enqueue([{ _ in
+                do {
+                    try self.execute(plan, input: box.value.0, count: count, output: box.value.1)
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }])
+        }
+    }
+
+    /// Synchronously: copy in, replay, copy out (one batch at a time per instance).
+    func execute(_ plan: BoundPlan, input: BatchBuffer, count: Int, output: OutputBuffer) throws {
+        try running.withLock { _ in
+            let lowered = plan.lowered
+            let bytes = count * input.spec.byteCount
+            if input.spec.dtype == .float16 {
+                // Half NHWC from GPU preprocessing: straight into the plan's input tensor.
+                try stream.copy(onDevice: plan.address(lowered.input), from: input.allocation.deviceAddress!, byteCount: bytes)
+            } else {
+                if let host = input.allocation.hostAddress {
+                    try stream.copy(toDevice: plan.address(lowered.inputStaging), from: host, byteCount: bytes)
+                } else {
+                    try stream.copy(onDevice: plan.address(lowered.inputStaging), from: input.allocation.deviceAddress!, byteCount: bytes)
+                }
+                let c = plan.convert
+                try stream.launch(c.kernel, grid: c.grid, block: c.block, sharedBytes: 0, arguments: c.arguments)
+            }
+            if let graph = plan.graph {
+                try stream.launch(graph)
+            } else {
+                for l in plan.body { try stream.launch(l.kernel, grid: l.grid, block: l.block, sharedBytes: 0, arguments: l.arguments) }
+            }
+            let outBytes = count * output.itemCount * 4
+            try stream.copy(toHost: plan.hostOutput.pointer, from: plan.address(lowered.output), byteCount: outBytes)
+            try stream.synchronize()
+            UnsafeMutableRawPointer(output.pointer).copyMemory(from: plan.hostOutput.pointer, byteCount: outBytes)
+            withExtendedLifetime(input) {}
+        }
+    }
+
+    /// Runs one batch synchronously: `input` holds `batch` items in the model's input layout
+    /// (float32); returns `batch` items of output. For tests and tools.
+    public func infer(_ input: [Float], batch: Int = 1) throws -> [Float] {
+        let n = model.symbolicBatch ? batch : 1
+        guard input.count == n * inputSpec.elementCount else {
+            throw ModelError.invalidInput("expected \(n * inputSpec.elementCount) input values for batch \(batch), got \(input.count)")
+        }
+        guard let bucket = buckets.bucket(for: n) else { throw ModelError.invalidInput("batch size \(n) is outside 1...\(maxBatch)") }
+        let buffer = try makeInputBuffer(capacity: n)
+        input.withUnsafeBytes { buffer.allocation.hostAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        let output = try OutputBuffer(itemShape: outputShape, capacity: n)
+        try execute(try plan(bucket: bucket), input: buffer, count: n, output: output)
+        return Array(UnsafeBufferPointer(start: output.pointer, count: n * output.itemCount))
+    }
+}
+
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

@@ -237,6 +237,9 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     /// Bytes of activations the plan for `bucket` uses (after reuse).
     public func arenaBytes(bucket: Int) throws -> Int { try plan(bucket: bucket).arena.byteCount }
 
+    /// Floating-point operations of one run of a bucket's plan (padded rows included).
+    public func flops(bucket: Int) throws -> Double { try plan(bucket: bucket).lowered.flops }
+
     /// The launches of a bucket's plan, for tools and tests.
     public func launches(bucket: Int) throws -> [PlanLaunch] { try plan(bucket: bucket).lowered.launches }
 

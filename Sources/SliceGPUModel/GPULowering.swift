@@ -96,6 +96,9 @@ public struct LoweredPlan: Sendable {
     /// Where the output is read from: float32, row-major, `outputCount` values.
     public var output: Int = 0
     public var outputCount: Int = 0
+    /// Floating-point operations of one run (a multiply-add counts two): convolutions, Gemm
+    /// and MatMul, which is what the TFLOP/s of a benchmark are measured against.
+    public var flops: Double = 0
 }
 
 /// Lowers an optimized, shape-inferred graph to GPU launches for one batch size.
@@ -442,6 +445,7 @@ public struct GPULowering {
                 plan.weights[key] = .half(hwc)
             }
             let total = n * oh * ow * c
+            plan.flops += 2 * Double(total) * Double(kh * kw)
             emit("ss_depthwise_nhwc_f16", Self.grid(total), [
                 .buffer(source), .buffer(.weight(key)), bias, residual, .buffer(.tensor(t)), .u32(n), .u32(h), .u32(w), .u32(c),
                 .u32(oh), .u32(ow), .u32(kh), .u32(kw), .u32(g.strides.h), .u32(g.strides.w), .u32(g.pads.t), .u32(g.pads.l),
@@ -468,6 +472,7 @@ public struct GPULowering {
                            strides: (h: Int, w: Int), pads: (t: Int, l: Int), dilations: (h: Int, w: Int),
                            lo: Float, hi: Float, node: String) {
         let pixels = n * oh * ow
+        plan.flops += 2 * Double(pixels) * Double(m) * Double(kh * kw * (c / group))
         let grid = Dim3((pixels + 63) / 64, (m / group + 63) / 64, group)
         emit("ss_conv_nhwc_f16", grid, [
             .buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y)), .u32(n), .u32(h), .u32(w), .u32(c),
@@ -561,6 +566,7 @@ public struct GPULowering {
         let bs_ = Array(repeating: 0, count: pad) + kept.map { bsb[$0] }
         let count = out.reduce(1, *)
         let t = place(node, elements: count, layout: .plain)
+        plan.flops += 2 * Double(count) * Double(k)
         emit("ss_matmul_f16", Self.grid(count), [.buffer(a), .buffer(b), .buffer(.tensor(t)), .u32(bd[0]), .u32(bd[1]), .u32(m), .u32(n), .u32(k),
              .u32(as_[0]), .u32(as_[1]), .u32(bs_[0]), .u32(bs_[1])], node: node.name)
     }

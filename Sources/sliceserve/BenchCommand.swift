@@ -8,6 +8,7 @@ import SliceCore
 import SliceModel
 import SlicePreprocess
 import SliceGPU
+import SliceGPUModel
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -220,60 +221,105 @@ struct PreprocessBenchResult: Codable {
 struct ModelBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Measure the CPU executor's throughput and latency on a model, per batch size.",
+        abstract: "Measure an executor's throughput and latency on a model, per batch size.",
         discussion: """
             Runs batches of seeded random inputs through the model after two warm-up runs, for \
-            --seconds per batch size, and prints one JSON object per batch size. \
-            Bench/executor.py runs this beside onnxruntime and prints the ratios.
+            --seconds per batch size, and prints one JSON object per batch size. --executor gpu \
+            runs SliceServe's GPU executor (fp16, one CUDA graph per bucket) on --device N (or \
+            --fake); latency counts the input copy in and the logits out, as a server sees it, \
+            and TFLOP/s counts the convolutions and matrix products of the bucket that ran. \
+            Bench/executor.py runs the CPU executor beside onnxruntime; Scripts/device-check.sh \
+            runs the GPU executor beside PyTorch (../shared/bench/peers.py).
             """)
 
-    @Option(help: "Model directory (default: the default MobileNetV2).")
+    @Option(help: "Model directory, or an .onnx file (default: the default MobileNetV2).")
     var model: String?
 
     @Option(help: "Batch sizes, comma-separated.")
     var batch = "1,16"
 
-    @Option(help: "Threads (default: all available cores).")
+    @Option(help: "cpu (the reference executor, float32) or gpu (fp16 on a CUDA GPU).")
+    var executor = "cpu"
+
+    @Option(help: "Threads for --executor cpu (default: all available cores).")
     var threads: Int?
+
+    @Flag(help: "--executor gpu: launch kernel by kernel instead of replaying CUDA graphs.")
+    var noGraphs = false
 
     @Option(help: "How long to measure each batch size, in seconds.")
     var seconds = 3.0
+
+    @OptionGroup var choice: DeviceChoice
+
+    func validate() throws {
+        guard ["cpu", "gpu"].contains(executor) else { throw ValidationError("--executor must be cpu or gpu, got '\(executor)'") }
+        if executor == "cpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
+    }
 
     func run() async throws {
         let sizes = batch.split(separator: ",").compactMap { Int($0) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--batch needs positive integers, e.g. 1,16")
         }
-        let directory: ModelDirectory
-        let executor: CPUExecutor
+        let modelName: String
+        let runner: any Executor
+        var deviceName: String?
+        var gpu: GPUExecutor?
         do {
-            directory = try ModelDirectory(path: model ?? ModelDirectory.defaultPath)
-            executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: sizes.max()!)
+            let path = model ?? ModelDirectory.defaultPath
+            let modelPath: String
+            if path.hasSuffix(".onnx") {
+                modelPath = path
+                modelName = String(path.split(separator: "/").last!.dropLast(5))
+            } else {
+                let directory = try ModelDirectory(path: path)
+                modelPath = directory.modelPath
+                modelName = directory.config.name
+            }
+            if executor == "gpu" {
+                guard let device = try choice.devices(allByDefault: false)?.first else {
+                    Self.fail(CLIFailure(message: "no GPU: \(CUDADevice.unavailableReason() ?? "none found") (--fake uses the fake GPU)", exitCode: CLIFailure.gpuError))
+                }
+                deviceName = device.info.name
+                let executor = try GPUExecutor(model: try GPUModel(modelFile: modelPath, device: device),
+                                               buckets: try BatchBuckets(sizes: sizes), useGraphs: !noGraphs)
+                gpu = executor
+                runner = executor
+            } else {
+                runner = try CPUExecutor(modelFile: modelPath, threads: threads, maxBatch: sizes.max()!)
+            }
         } catch {
-            Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError))
+            Self.fail(CLIFailure(message: "\(error)", exitCode: executor == "gpu" ? CLIFailure.gpuError : CLIFailure.modelError))
         }
         let clock = ContinuousClock()
         for n in sizes {
-            let input = try executor.makeInputBuffer(capacity: n)
+            let input = try runner.makeInputBuffer(capacity: n)
             var rng = SplitMix64(seed: 42)
             let floats = input.allocation.hostAddress!.assumingMemoryBound(to: Float.self)
-            for i in 0..<(n * executor.inputSpec.elementCount) { floats[i] = Float(Int64(rng.next() % 2000) - 1000) / 500 }
-            let output = try OutputBuffer(itemShape: executor.outputShape, capacity: n)
-            try executor.prepare(batchSizes: [n])
-            for _ in 0..<2 { try await executor.run(input, count: n, output: output) }
+            for i in 0..<(n * runner.inputSpec.elementCount) { floats[i] = Float(Int64(rng.next() % 2000) - 1000) / 500 }
+            let output = try OutputBuffer(itemShape: runner.outputShape, capacity: n)
+            let prepareStart = clock.now
+            try runner.prepare(batchSizes: [n])
+            let prepareMs = (clock.now - prepareStart).seconds * 1000
+            for _ in 0..<2 { try await runner.run(input, count: n, output: output) }
             var latencies: [Double] = []
             let start = clock.now
             repeat {
                 let t = clock.now
-                try await executor.run(input, count: n, output: output)
+                try await runner.run(input, count: n, output: output)
                 latencies.append((clock.now - t).seconds * 1000)
             } while (clock.now - start).seconds < seconds
             let total = (clock.now - start).seconds
             latencies.sort()
+            let median = latencies[latencies.count / 2]
+            let flops = try gpu?.flops(bucket: n)
             let result = ModelBenchResult(
-                model: directory.config.name, batch: n, threads: executor.threads, runs: latencies.count,
-                imagesPerSecond: Double(latencies.count * n) / total,
-                medianMs: latencies[latencies.count / 2], p90Ms: latencies[min(latencies.count - 1, latencies.count * 9 / 10)])
+                model: modelName, executor: executor, device: deviceName, batch: n, threads: (runner as? CPUExecutor)?.threads,
+                runs: latencies.count, imagesPerSecond: Double(latencies.count * n) / total,
+                medianMs: median, p90Ms: latencies[min(latencies.count - 1, latencies.count * 9 / 10)],
+                minMs: latencies[0], prepareMs: prepareMs, cudaGraphs: gpu.map(\.usesGraphs),
+                tflops: flops.map { $0 / (median / 1000) / 1e12 })
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
@@ -283,18 +329,29 @@ struct ModelBench: AsyncParsableCommand {
 
 struct ModelBenchResult: Codable {
     var model: String
+    var executor: String
+    var device: String?
     var batch: Int
-    var threads: Int
+    var threads: Int?
     var runs: Int
     var imagesPerSecond: Double
     var medianMs: Double
     var p90Ms: Double
+    var minMs: Double
+    /// Time to build (and for the GPU, capture) the batch size's plan.
+    var prepareMs: Double
+    var cudaGraphs: Bool?
+    /// Convolution and matrix-product FLOP per second at the median latency (GPU only).
+    var tflops: Double?
 
     enum CodingKeys: String, CodingKey {
-        case model, batch, threads, runs
+        case model, executor, device, batch, threads, runs, tflops
         case imagesPerSecond = "images_per_s"
         case medianMs = "median_ms"
         case p90Ms = "p90_ms"
+        case minMs = "min_ms"
+        case prepareMs = "prepare_ms"
+        case cudaGraphs = "cuda_graphs"
     }
 }
 

@@ -8,6 +8,7 @@ import Hummingbird
 import Logging
 import SliceCore
 import SliceGPU
+import SliceGPUModel
 import SliceModel
 import SlicePreprocess
 import SliceScheduler
@@ -45,8 +46,8 @@ struct ServeCommand: AsyncParsableCommand {
                                discussion: "KServe names the model after the InferenceService: its ServingRuntime passes --model-name {{.Name}}."))
     var modelName: String?
 
-    @Option(help: ArgumentHelp("Where instances run: cpu, cpu:N (one instance, N threads), cpu:KxT (K instances of T threads, requests routed to the one that will finish first), mig[:GPU] (a worker per MIG compute instance), or auto (today: the CPU, all cores).",
-                               discussion: "mig starts one worker process per MIG compute instance NVML lists, pinned with CUDA_VISIBLE_DEVICES=MIG-...; until the GPU executor lands, those workers run the model on the CPU. gpu and sm:KxS slices come in a later version."))
+    @Option(help: ArgumentHelp("Where instances run: cpu, cpu:N (one instance, N threads), cpu:KxT (K instances of T threads, requests routed to the one that will finish first), gpu[:N][xK] (K instances on CUDA GPU N, fp16), mig[:GPU] (a worker per MIG compute instance), or auto (today: the CPU, all cores).",
+                               discussion: "gpu runs the model with SliceServe's GPU executor (half precision, NHWC, one CUDA graph per batch-size bucket); instances on one GPU share the weights. gpu:fake uses the in-process fake GPU (host memory, simulated timing; for tests, very slow). mig starts one worker process per MIG compute instance NVML lists, pinned with CUDA_VISIBLE_DEVICES=MIG-...; those workers still run the model on the CPU. sm:KxS slices come in a later version."))
     var slices = "cpu"
 
     @Flag(help: ArgumentHelp("Run each slice's instance in its own worker process (`sliceserve worker`, over a Unix socket), as MIG slices need.",
@@ -76,6 +77,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try resolvedPort()
+        if try workers && gpuSlices() != nil {
+            throw ValidationError("--workers run the model on the CPU in this version; --slices \(slices) runs it in this process")
+        }
         if (try usesWorkers()) && !["auto", "cpu"].contains(preprocess) {
             throw ValidationError("--workers preprocess on the CPU in this version; --preprocess \(preprocess) cannot be used with them")
         }
@@ -166,9 +170,49 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
+    /// `gpu[:N|:fake][xK]`: K GPU executor instances on CUDA device N (or the fake GPU).
+    struct GPUSlices: Equatable {
+        var fake: Bool
+        var ordinal: Int
+        var count: Int
+    }
+
+    func gpuSlices() throws -> GPUSlices? {
+        guard slices == "gpu" || slices.hasPrefix("gpu:") || slices.hasPrefix("gpux") else { return nil }
+        let bad = ValidationError("--slices '\(slices)': write gpu, gpu:N (CUDA device N), gpu:fake, and xK for K instances (gpu:0x2)")
+        var rest = Substring(slices.dropFirst(3))
+        var count = 1
+        if let x = rest.lastIndex(of: "x"), rest[rest.index(after: x)...].allSatisfy(\.isNumber), x != rest.endIndex {
+            guard let k = Int(rest[rest.index(after: x)...]), (1...64).contains(k) else { throw bad }
+            count = k
+            rest = rest[..<x]
+        }
+        if rest.isEmpty { return GPUSlices(fake: false, ordinal: 0, count: count) }
+        guard rest.hasPrefix(":") else { throw bad }
+        let device = rest.dropFirst()
+        if device == "fake" { return GPUSlices(fake: true, ordinal: 0, count: count) }
+        guard let n = Int(device), n >= 0 else { throw bad }
+        return GPUSlices(fake: false, ordinal: n, count: count)
+    }
+
+    /// The GPU --slices gpu names (exit 4 with the reason when it cannot be opened).
+    private func openGPU(_ choice: GPUSlices) -> any GPUDevice {
+        if choice.fake {
+            var profile = FakeGPUProfile()
+            profile.memoryBytes = 4 << 30
+            return FakeGPUDevice(profile: profile)
+        }
+        do {
+            if let reason = CUDADevice.unavailableReason() { throw GPUError.noDevice(reason) }
+            return try CUDADevice(ordinal: choice.ordinal)
+        } catch {
+            Self.fail(CLIFailure(message: "--slices \(slices): \(error)", exitCode: CLIFailure.gpuError))
+        }
+    }
+
     private func cpuSlices() throws -> CPUSlices {
-        if try slices == "cpu" || slices == "auto" || migGPU() != nil { return CPUSlices(count: 1, threadsPerSlice: nil) }
-        let unsupported = ValidationError("--slices '\(slices)' is not supported: cpu, cpu:N (N threads), cpu:KxT (K slices of T threads), mig[:GPU] or auto")
+        if try slices == "cpu" || slices == "auto" || migGPU() != nil || gpuSlices() != nil { return CPUSlices(count: 1, threadsPerSlice: nil) }
+        let unsupported = ValidationError("--slices '\(slices)' is not supported: cpu, cpu:N (N threads), cpu:KxT (K slices of T threads), gpu[:N][xK], mig[:GPU] or auto")
         let parts = slices.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, parts[0] == "cpu" else { throw unsupported }
         let sizes = parts[1].split(separator: "x", omittingEmptySubsequences: false)
@@ -188,6 +232,7 @@ struct ServeCommand: AsyncParsableCommand {
         let batching = try batchingFlags.config()
         var served: [ServedModel] = []
         let metrics = ServerMetrics()
+        var gpuDevice: (any GPUDevice)?
         do {
             // Workers preprocess in their own processes: the front needs no backend of its own.
             let frontPreprocessor: (any Preprocessor)? = try usesWorkers() ? nil : makePreprocessor(logger: logger)
@@ -210,6 +255,25 @@ struct ServeCommand: AsyncParsableCommand {
                     continue
                 }
                 guard let preprocessor = frontPreprocessor else { continue }
+                if let gpu = try gpuSlices() {
+                    let device = gpuDevice ?? openGPU(gpu)
+                    gpuDevice = device
+                    let model = try GPUModel(modelFile: directory.modelPath, device: device)
+                    let base = gpu.fake ? "gpu:fake" : "gpu:\(gpu.ordinal)"
+                    let names = gpu.count == 1 ? [base] : (0..<gpu.count).map { "\(base)/\($0)" }
+                    let group = try SliceGroup(name: name, sliceNames: names) { i, routerEvents in
+                        let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), name: names[i])
+                        let metricsEvents = metrics.handler(model: name, instance: names[i], preprocessBackend: preprocessor.name)
+                        return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
+                                                 options: directory.preprocessOptions, config: batching,
+                                                 events: { event in routerEvents(event); metricsEvents(event) })
+                    }
+                    metrics.watch(model: name, slices: group)
+                    served.append(ServedModel(name: name, directory: directory, slices: group))
+                    logger.info("loaded model", metadata: ["model": "\(name)", "path": "\(path)", "device": "\(device.info.name)",
+                                                          "slices": "\(names.joined(separator: ", ")), fp16, \(model.weightBytes >> 20) MiB of weights shared, buckets \(BatchBuckets(maxBatch: maxBatch).sizes)"])
+                    continue
+                }
                 let group = try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
                     let executor = try CPUExecutor(modelFile: directory.modelPath, threads: layout.threadsPerSlice, maxBatch: maxBatch)
                     threadCounts.append(executor.threads)

@@ -1,0 +1,43 @@
+import Foundation
+import SliceCore
+import XCTest
+
+/// `--slices gpu…`: the GPU executor behind the server (on the fake GPU here; on a real one in
+/// Scripts/device-check.sh), its flag grammar, and the error without a GPU.
+extension CLITests {
+    func testServeOnTheFakeGPUClassifiesOverHTTP() throws {
+        // Two instances share the weights; batches of up to 2 (buckets 1 and 2).
+        let (server, port) = try startServer(["--slices", "gpu:fakex2", "--max-batch", "2"], portBase: 26000)
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
+        let answer = postLocal(port: port, path: "/v2/models/mobilenet_v2/classify?top_k=1", body: photo, contentType: "image/jpeg")
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer)
+        let details = httpGet(port: port, path: "/v2/health/details").replacingOccurrences(of: "\\/", with: "/")
+        XCTAssertTrue(details.contains("\"gpu:fake/0\"") && details.contains("\"gpu:fake/1\""), details)
+        XCTAssertTrue(httpGet(port: port, path: "/metrics").contains("instance=\"gpu:fake/1\""))
+    }
+
+    func testGPUSlicesFlagErrors() throws {
+        for bad in ["gpu:2x", "gpu:x2", "gpu:-1", "gpu:fakex0", "gpuz"] {
+            let result = try run(["serve", "--slices", bad, "--check"])
+            XCTAssertEqual(result.status, 64, "\(bad): \(result.stderr)")
+        }
+        XCTAssertTrue(try run(["serve", "--slices", "gpu", "--workers", "--check"]).stderr.contains("--workers run the model on the CPU"))
+        // No driver here (or a wrong index on a GPU machine): exit 4 with the reason.
+        let missing = try run(["serve", "--slices", "gpu:7", "--check"], environment: ["SLICESERVE_LIBCUDA": "none"])
+        XCTAssertEqual(missing.status, 4, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains("--slices gpu:7"), missing.stderr)
+    }
+
+    func testBenchModelOnTheFakeGPU() throws {
+        let result = try run(["bench", "model", "--executor", "gpu", "--fake", "--batch", "1", "--seconds", "0.1"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(json?["executor"] as? String, "gpu")
+        XCTAssertEqual(json?["cuda_graphs"] as? Bool, true)
+        // MobileNetV2: about 0.6 GFLOP per image, so TFLOP/s = 0.0006 / seconds per image.
+        let tflops = json?["tflops"] as? Double ?? 0, median = json?["median_ms"] as? Double ?? 1
+        XCTAssertEqual(tflops * median / 1000 * 1e12, 0.6e9, accuracy: 0.05e9)
+        XCTAssertEqual(try run(["bench", "model", "--fake"]).status, 64)
+    }
+}

@@ -5,6 +5,8 @@ import FoundationEssentials
 import Foundation
 #endif
 import SliceCore
+import SliceGPU
+import SliceGPUModel
 import SliceModel
 import SlicePreprocess
 
@@ -38,10 +40,17 @@ struct ClassifyCommand: AsyncParsableCommand {
     @Option(help: "Threads for preprocessing and inference (default: all available cores).")
     var threads: Int?
 
+    @Option(help: "Where the model runs: cpu (float32) or gpu (SliceServe's fp16 GPU executor on --device N, or --fake).")
+    var executor = "cpu"
+
+    @OptionGroup var choice: DeviceChoice
+
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
         guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard ["cpu", "gpu"].contains(executor) else { throw ValidationError("--executor must be cpu or gpu, got '\(executor)'") }
+        if executor == "cpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
     }
 
     struct Prediction: Codable {
@@ -58,12 +67,22 @@ struct ClassifyCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let directory: ModelDirectory
-            let executor: CPUExecutor
+            let executor: any Executor
             do {
                 directory = try ModelDirectory(path: model ?? ModelDirectory.defaultPath)
-                executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: max(images.count, 1))
+                if self.executor == "gpu" {
+                    guard let device = try choice.devices(allByDefault: false)?.first else {
+                        throw CLIFailure(message: "no GPU: \(CUDADevice.unavailableReason() ?? "none found") (--fake uses the fake GPU)", exitCode: CLIFailure.gpuError)
+                    }
+                    executor = try GPUExecutor(model: try GPUModel(modelFile: directory.modelPath, device: device),
+                                               buckets: BatchBuckets(maxBatch: max(images.count, 1)))
+                } else {
+                    executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: max(images.count, 1))
+                }
+            } catch let failure as CLIFailure {
+                throw failure
             } catch {
-                throw CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError)
+                throw CLIFailure(message: "\(error)", exitCode: self.executor == "gpu" ? CLIFailure.gpuError : CLIFailure.modelError)
             }
             let encoded = try images.map { EncodedImage(try readFile($0)) }
             let buffer = try executor.makeInputBuffer(capacity: encoded.count)

@@ -6,6 +6,8 @@ import Foundation
 #endif
 import SliceCore
 import SliceGPU
+import SliceGPUModel
+import SliceModel
 import SlicePreprocess
 
 /// Which device a GPU subcommand uses: a real one by index, or the fake GPU.
@@ -51,6 +53,15 @@ struct SelftestCommand: AsyncParsableCommand {
     @Flag(help: "Compile every embedded CUDA kernel with NVRTC for the --arch targets.")
     var kernels = false
 
+    @Flag(help: "Check the GPU executor (fp16) on GPU 0 (or --device N, or --fake): the operator cases in --cases and each --executor-model against the CPU executor.")
+    var executor = false
+
+    @Option(help: "Operator cases for --executor: a folder with manifest.json (Scripts/oracles.py writes .cache/oracles/ops).")
+    var cases: String?
+
+    @Option(help: "A model (directory or .onnx file) for --executor to run on the GPU and on the CPU executor, compared at batch 1 and 3; repeatable.")
+    var executorModel: [String] = []
+
     @Option(help: "Comma-separated NVRTC targets for --kernels: compute_XY gives PTX, sm_XY gives CUBIN.")
     var arch = "compute_80,compute_90"
 
@@ -69,10 +80,13 @@ struct SelftestCommand: AsyncParsableCommand {
     @OptionGroup var choice: DeviceChoice
 
     func validate() throws {
-        guard gpu || kernels || choice.fake else {
-            throw ValidationError("choose what to check: --gpu, --fake or --kernels")
+        guard gpu || kernels || choice.fake || executor else {
+            throw ValidationError("choose what to check: --gpu, --fake, --kernels or --executor")
         }
-        if gpu && choice.fake { throw ValidationError("--gpu and --fake exclude each other") }
+        if executor && cases == nil && executorModel.isEmpty {
+            throw ValidationError("--executor needs --cases DIR and/or --executor-model PATH")
+        }
+        if gpu && choice.fake && !executor { throw ValidationError("--gpu and --fake exclude each other") }
         if let only {
             let unknown = only.split(separator: ",").map(String.init).filter { !GPUConformance.caseNames.contains($0) }
             if !unknown.isEmpty {
@@ -110,7 +124,35 @@ struct SelftestCommand: AsyncParsableCommand {
             }
             if !json { print("NVRTC \(status.version ?? "?") from \(status.path ?? "?")") }
         }
-        if gpu || choice.fake {
+        if executor {
+            let device: any GPUDevice
+            do {
+                guard let chosen = try choice.devices(allByDefault: false)?.first else {
+                    Self.skip(CUDADevice.unavailableReason() ?? "no GPU", json: json)
+                }
+                device = chosen
+            } catch {
+                Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.gpuError))
+            }
+            var results: [ExecutorCheckResult] = []
+            if let cases { results += try ExecutorCheck.operatorCases(directory: cases, device: device) }
+            for path in executorModel {
+                let file = path.hasSuffix(".onnx") ? path : (try ModelDirectory(path: path)).modelPath
+                let name = path.split(separator: "/").last.map(String.init) ?? path
+                results += ExecutorCheck.model(path: file, name: name, device: device)
+            }
+            if !json {
+                print("GPU executor on \(device.info.name) (\(device.info.backend)), tolerance: relative L2 ≤ \(ExecutorCheck.tolerance)")
+                for r in results {
+                    let error = r.relativeL2.isFinite ? String(format: "%.2e", r.relativeL2) : "-"
+                    print("\(r.passed ? "ok  " : "FAIL") \(r.kind) \(r.name) batch \(r.batch): relative L2 \(error) (\(format(r.milliseconds)) ms) \(r.detail)")
+                }
+                print("\(results.filter(\.passed).count) passed, \(results.filter { !$0.passed }.count) failed")
+            }
+            if results.contains(where: { !$0.passed }) { failed = true }
+            output.executor = results
+        }
+        if gpu || (choice.fake && !executor) {
             let devices: [any GPUDevice]
             do {
                 guard let chosen = try choice.devices(allByDefault: true) else {
@@ -196,6 +238,8 @@ struct SelftestOutput: Codable {
     var devices: [ConformanceReport] = []
     /// Per device (same order), GPU preprocessing against the CPU path, with --photos.
     var preprocess: [[PreprocessAgreement]] = []
+    /// --executor: the GPU executor's checks.
+    var executor: [ExecutorCheckResult] = []
 }
 
 struct GPUBench: AsyncParsableCommand {

@@ -40,4 +40,38 @@ extension CLITests {
         XCTAssertEqual(tflops * median / 1000 * 1e12, 0.6e9, accuracy: 0.05e9)
         XCTAssertEqual(try run(["bench", "model", "--fake"]).status, 64)
     }
+
+    func testExecutorSelftestAndClassifyOnTheFakeGPU() throws {
+        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let cases = root.appendingPathComponent(".cache/oracles/ops")
+        guard FileManager.default.fileExists(atPath: cases.appendingPathComponent("manifest.json").path) else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no operator oracles: run Scripts/test.sh") }
+            throw XCTSkip("no operator oracles at \(cases.path)")
+        }
+        let check = try run(["selftest", "--executor", "--fake", "--cases", cases.path, "--json"])
+        XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any]
+        let results = json?["executor"] as? [[String: Any]] ?? []
+        XCTAssertGreaterThanOrEqual(results.count, 56)
+        XCTAssertTrue(results.allSatisfy { $0["passed"] as? Bool == true })
+        // A case folder without its files fails that case, not the run.
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("ss-cases-\(getpid())")
+        try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: broken) }
+        try Data(#"{"cases": [{"name": "missing", "batch": 1}]}"#.utf8).write(to: broken.appendingPathComponent("manifest.json"))
+        let failed = try run(["selftest", "--executor", "--fake", "--cases", broken.path])
+        XCTAssertEqual(failed.status, 1, failed.stdout)
+        XCTAssertTrue(failed.stdout.contains("FAIL operator missing"), failed.stdout)
+
+        let photo = fixtures.appendingPathComponent("hopper_96x112.jpg").path
+        let gpu = try run(["classify", "--executor", "gpu", "--fake", "--top-k", "1", "--json", photo])
+        let cpu = try run(["classify", "--top-k", "1", "--json", photo])
+        XCTAssertEqual(gpu.status, 0, gpu.stderr)
+        func index(_ text: String) -> Int? {
+            ((try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])?.first?["predictions"] as? [[String: Any]])?.first?["index"] as? Int
+        }
+        XCTAssertNotNil(index(gpu.stdout))
+        XCTAssertEqual(index(gpu.stdout), index(cpu.stdout))
+        XCTAssertEqual(try run(["classify", "--executor", "tpu", photo]).status, 64)
+    }
 }

@@ -1,0 +1,122 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import SliceCore
+import SliceGPU
+import SliceModel
+
+/// One check of the GPU executor against a reference.
+public struct ExecutorCheckResult: Codable, Sendable {
+    /// "operator" (an ONNX operator case against onnxruntime) or "model" (a whole model
+    /// against SliceServe's float32 CPU executor).
+    public var kind: String
+    public var name: String
+    public var batch: Int
+    public var passed: Bool
+    /// ‖gpu − reference‖ / ‖reference‖.
+    public var relativeL2: Double
+    public var tolerance: Double
+    public var milliseconds: Double
+    public var detail: String
+
+    enum CodingKeys: String, CodingKey {
+        case kind, name, batch, passed, tolerance, milliseconds, detail
+        case relativeL2 = "relative_l2"
+    }
+}
+
+/// The GPU tier of the executor's tests, runnable on any device (`sliceserve selftest
+/// --executor`): the operator cases of Scripts/oracles.py and whole models against the CPU
+/// executor, at half precision's tolerance (relative L2 ≤ 1e-2).
+public enum ExecutorCheck {
+    public static let tolerance = 1e-2
+
+    public static func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
+        guard a.count == b.count else { return .infinity }
+        var num = 0.0, den = 0.0
+        for i in a.indices {
+            let d = Double(a[i]) - Double(b[i])
+            num += d * d
+            den += Double(b[i]) * Double(b[i])
+        }
+        if num.isNaN { return .infinity }
+        return den == 0 ? num.squareRoot() : (num / den).squareRoot()
+    }
+
+    /// Every case in `directory` (manifest.json, then <case>/model.onnx, input.npy, expected.npy).
+    public static func operatorCases(directory: String, device: any GPUDevice) throws -> [ExecutorCheckResult] {
+        struct Manifest: Decodable {
+            struct Case: Decodable { var name: String; var batch: Int }
+            var cases: [Case]
+        }
+        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(try FileIO.read(directory + "/manifest.json")))
+        let clock = ContinuousClock()
+        return manifest.cases.map { c in
+            let start = clock.now
+            var result = ExecutorCheckResult(kind: "operator", name: c.name, batch: c.batch, passed: false, relativeL2: .infinity,
+                                             tolerance: tolerance, milliseconds: 0, detail: "")
+            do {
+                let folder = directory + "/" + c.name
+                let model = try GPUModel(modelFile: folder + "/model.onnx", device: device)
+                let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(4, c.batch)))
+                let input = try NPYArray(decoding: FileIO.read(folder + "/input.npy")).floats()
+                let expected = try NPYArray(decoding: FileIO.read(folder + "/expected.npy")).floats()
+                let ours = try executor.infer(input, batch: c.batch)
+                result.relativeL2 = relativeL2(ours, expected)
+                result.passed = result.relativeL2 <= tolerance
+                result.detail = "\(try executor.launches(bucket: executor.buckets.bucket(for: c.batch)!).count) launches"
+            } catch {
+                result.detail = "\(error)"
+            }
+            result.milliseconds = (clock.now - start).milliseconds
+            return result
+        }
+    }
+
+    /// A whole model on the GPU against the CPU executor, on seeded random inputs, at each batch
+    /// size (sizes that are not a bucket run padded).
+    public static func model(path: String, name: String, device: any GPUDevice, batches: [Int] = [1, 3], seed: UInt64 = 7) -> [ExecutorCheckResult] {
+        let clock = ContinuousClock()
+        do {
+            let model = try GPUModel(modelFile: path, device: device)
+            let gpu = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(4, batches.max() ?? 1)))
+            let cpu = try CPUExecutor(modelFile: path, maxBatch: max(4, batches.max() ?? 1))
+            return batches.map { n in
+                let start = clock.now
+                var result = ExecutorCheckResult(kind: "model", name: name, batch: n, passed: false, relativeL2: .infinity,
+                                                 tolerance: tolerance, milliseconds: 0, detail: "")
+                do {
+                    var rng = SplitMix64(seed: seed &+ UInt64(n))
+                    // Normalized-image-like values: roughly N(0, 1).
+                    let input = (0..<(n * gpu.inputSpec.elementCount)).map { _ in Float(Int64(rng.next() % 4001) - 2000) / 1000 }
+                    let ours = try gpu.infer(input, batch: n)
+                    let reference = try cpu.infer(input, batch: n)
+                    result.relativeL2 = relativeL2(ours, reference)
+                    result.passed = result.relativeL2 <= tolerance
+                    let per = gpu.outputShape.reduce(1, *)
+                    let top = (0..<n).filter { i in argmax(ours[(i * per)..<((i + 1) * per)]) == argmax(reference[(i * per)..<((i + 1) * per)]) }.count
+                    result.detail = "top-1 agrees on \(top) of \(n); weights \(model.weightBytes >> 20) MiB"
+                } catch {
+                    result.detail = "\(error)"
+                }
+                result.milliseconds = (clock.now - start).milliseconds
+                return result
+            }
+        } catch {
+            return [ExecutorCheckResult(kind: "model", name: name, batch: 0, passed: false, relativeL2: .infinity, tolerance: tolerance,
+                                        milliseconds: 0, detail: "\(error)")]
+        }
+    }
+
+    static func argmax(_ values: ArraySlice<Float>) -> Int {
+        var best = values.startIndex
+        for i in values.indices where values[i] > values[best] { best = i }
+        return best - values.startIndex
+    }
+}
+
+extension Duration {
+    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) * 1e-15 }
+}

@@ -264,3 +264,105 @@ SS_KERNEL void ss_matmul_f16(const ss_u16 *__restrict__ A, const ss_u16 *__restr
         Y[i] = ss_f32_to_f16(acc);
     }
 }
+
+// The same convolution on tensor cores (mma.sync m16n8k16, f16 inputs, f32 accumulators), for
+// layers whose channels per group and total channels are multiples of 8, so that every row of
+// the implicit GEMM's operands loads in 16-byte pieces. A block computes 128 pixels x 64 output
+// channels with 8 warps (4 along the pixels, 2 along the channels, 32 x 32 each), 32 of the
+// reduction at a time; arguments and results as ss_conv_nhwc_f16.
+#define SS_TC_TM 128
+#define SS_TC_TN 64
+#define SS_TC_TK 32
+#define SS_TC_PAD 8
+
+struct ss_u32x4 { ss_u32 x, y, z, w; };
+
+SS_KERNEL void ss_conv_nhwc_tc_f16(
+    const ss_u16 *__restrict__ X, const ss_u16 *__restrict__ Wt, const float *__restrict__ bias,
+    const ss_u16 *__restrict__ R, ss_u16 *__restrict__ Y, ss_u32 N, ss_u32 H, ss_u32 W, ss_u32 C,
+    ss_u32 OH, ss_u32 OW, ss_u32 M, ss_u32 KH, ss_u32 KW, ss_u32 groups, ss_u32 sh, ss_u32 sw,
+    ss_u32 pt, ss_u32 pl, ss_u32 dh, ss_u32 dw, float lo, float hi) {
+    __shared__ __align__(16) ss_u16 As[SS_TC_TM][SS_TC_TK + SS_TC_PAD];
+    __shared__ __align__(16) ss_u16 Bs[SS_TC_TN][SS_TC_TK + SS_TC_PAD];
+    const ss_u32 Cg = C / groups, Mg = M / groups, g = blockIdx.z;
+    const ss_u32 K = KH * KW * Cg;
+    const ss_u64 P = (ss_u64)N * OH * OW;
+    const ss_u64 p0 = (ss_u64)blockIdx.x * SS_TC_TM;
+    const ss_u32 m0 = blockIdx.y * SS_TC_TN;
+    const ss_u32 tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const ss_u32 gid = lane / 4, tig = lane % 4;
+    const ss_u32 wm0 = (warp % 4) * 32, wn0 = (warp / 4) * 32;
+    float acc[2][4][4];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++)
+            for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
+    const ss_u32x4 zero = {0, 0, 0, 0};
+
+    for (ss_u32 k0 = 0; k0 < K; k0 += SS_TC_TK) {
+        // A: 128 rows x 4 pieces of 8 halves; two pieces per thread.
+        for (ss_u32 e = tid; e < SS_TC_TM * (SS_TC_TK / 8); e += 256) {
+            const ss_u32 row = e / (SS_TC_TK / 8), kc = (e % (SS_TC_TK / 8)) * 8;
+            const ss_u32 k = k0 + kc;
+            const ss_u64 p = p0 + row;
+            ss_u32x4 v = zero;
+            if (k < K && p < P) {
+                const ss_u32 c = k % Cg, t = k / Cg, kx = t % KW, ky = t / KW;
+                const ss_u32 ox = (ss_u32)(p % OW);
+                const ss_u64 q = p / OW;
+                const ss_u32 oy = (ss_u32)(q % OH);
+                const ss_u64 n = q / OH;
+                const int iy = (int)(oy * sh + ky * dh) - (int)pt, ix = (int)(ox * sw + kx * dw) - (int)pl;
+                if (iy >= 0 && iy < (int)H && ix >= 0 && ix < (int)W)
+                    v = *(const ss_u32x4 *)(X + ((n * H + iy) * W + ix) * C + g * Cg + c);
+            }
+            *(ss_u32x4 *)&As[row][kc] = v;
+        }
+        // B: 64 filters x 4 pieces of 8 halves; one piece per thread.
+        {
+            const ss_u32 col = tid / (SS_TC_TK / 8), kc = (tid % (SS_TC_TK / 8)) * 8;
+            const ss_u32 k = k0 + kc, m = m0 + col;
+            ss_u32x4 v = zero;
+            if (k < K && m < Mg) v = *(const ss_u32x4 *)(Wt + (ss_u64)(g * Mg + m) * K + k);
+            *(ss_u32x4 *)&Bs[col][kc] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (ss_u32 ks = 0; ks < SS_TC_TK; ks += 16) {
+            ss_u32 a[2][4], b[4][2];
+            for (int mi = 0; mi < 2; mi++) {
+                const ss_u32 r = wm0 + mi * 16 + gid;
+                a[mi][0] = *(const ss_u32 *)&As[r][ks + tig * 2];
+                a[mi][1] = *(const ss_u32 *)&As[r + 8][ks + tig * 2];
+                a[mi][2] = *(const ss_u32 *)&As[r][ks + tig * 2 + 8];
+                a[mi][3] = *(const ss_u32 *)&As[r + 8][ks + tig * 2 + 8];
+            }
+            for (int ni = 0; ni < 4; ni++) {
+                const ss_u32 n = wn0 + ni * 8 + gid;
+                b[ni][0] = *(const ss_u32 *)&Bs[n][ks + tig * 2];
+                b[ni][1] = *(const ss_u32 *)&Bs[n][ks + tig * 2 + 8];
+            }
+            for (int mi = 0; mi < 2; mi++)
+                for (int ni = 0; ni < 4; ni++) {
+                    float *d = acc[mi][ni];
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                        "{%0,%1,%2,%3};"
+                        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                        : "r"(a[mi][0]), "r"(a[mi][1]), "r"(a[mi][2]), "r"(a[mi][3]), "r"(b[ni][0]), "r"(b[ni][1]));
+                }
+        }
+        __syncthreads();
+    }
+    for (int mi = 0; mi < 2; mi++)
+        for (int ni = 0; ni < 4; ni++)
+            for (int r = 0; r < 4; r++) {
+                const ss_u64 p = p0 + wm0 + mi * 16 + gid + (r >= 2 ? 8 : 0);
+                const ss_u32 m = m0 + wn0 + ni * 8 + tig * 2 + (r & 1);
+                if (p >= P || m >= Mg) continue;
+                const ss_u64 at = p * M + g * Mg + m;
+                float v = acc[mi][ni][r];
+                if (bias) v += bias[g * Mg + m];
+                if (R) v += ss_f16_to_f32(R[at]);
+                Y[at] = ss_f32_to_f16(fminf(fmaxf(v, lo), hi));
+            }
+}

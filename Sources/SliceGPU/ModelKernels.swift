@@ -34,7 +34,7 @@ public enum ModelKernels {
     }
 
     public static let bodies: [String: FakeKernelBody] = [
-        "ss_eltwise_f16": eltwise, "ss_f32_to_f16": floatToHalf, "ss_conv_nhwc_f16": conv,
+        "ss_eltwise_f16": eltwise, "ss_f32_to_f16": floatToHalf, "ss_conv_nhwc_f16": conv, "ss_conv_nhwc_tc_f16": tensorCoreConv,
         "ss_depthwise_nhwc_f16": depthwise, "ss_pool_nhwc_f16": pool, "ss_reduce_mean_f16": reduceMean,
         "ss_softmax_f16": softmax, "ss_matmul_f16": matmul,
     ]
@@ -159,6 +159,19 @@ public enum ModelKernels {
         }
         y.update(from: results, count: results.count)
         return Double(2 * pixels * m * k) / flopsPerSecond + Double((x.count + weights.count + 2 * results.count) * 2) / bytesPerSecond
+    }
+
+    /// The tensor-core convolution computes the same sums (in another order on the device); it
+    /// loads 16-byte pieces, so its operands must be 16-byte aligned and channels multiples of 8,
+    /// which a real GPU would fault on.
+    static let tensorCoreConv: FakeKernelBody = { launch throws(GPUError) in
+        let c = Int(try launch.uint32(8)), groups = Int(try launch.uint32(14))
+        guard launch.block == Dim3(256), groups >= 1, c % 8 == 0, (c / groups) % 8 == 0,
+              try launch.pointer(0) % 16 == 0, try launch.pointer(1) % 16 == 0 else {
+            throw .cuda(call: "ss_conv_nhwc_tc_f16", code: 716, name: "CUDA_ERROR_MISALIGNED_ADDRESS",
+                        message: "misaligned address (needs 256 threads, 16-byte aligned operands, channels in multiples of 8)")
+        }
+        return try conv(launch) / 4
     }
 
     static let depthwise: FakeKernelBody = { launch throws(GPUError) in

@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SliceCore
 import SliceGPU
 import SliceModel
@@ -13,6 +18,9 @@ public final class GPUModel: @unchecked Sendable {
     public let symbolicBatch: Bool
     public let inputShape: [Dim]
     public let outputShape: [Int]
+    /// Whether plans use the tensor-core convolution (compute capability 8.0 and later, unless
+    /// SLICESERVE_TENSOR_CORES=0).
+    public let tensorCores: Bool
     let modules: [String: any GPUModule]
     private let weights = Mutex<[String: DeviceMemory]>([:])
 
@@ -34,7 +42,9 @@ public final class GPUModel: @unchecked Sendable {
         var modules: [String: any GPUModule] = [:]
         for unit in ["model.cu", "layout.cu"] { modules[unit] = try device.module(for: try KernelSources.unit(named: unit)) }
         self.modules = modules
-        let first = try GPULowering.lower(graph, batch: 1)
+        tensorCores = device.info.computeCapabilityMajor >= 8
+            && (ProcessInfo.processInfo.environment["SLICESERVE_TENSOR_CORES"] ?? "1") != "0"
+        let first = try GPULowering.lower(graph, batch: 1, tensorCores: tensorCores)
         let stream = try device.makeStream()
         try upload(first.weights, stream: stream)
     }
@@ -245,7 +255,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
 
     func plan(bucket: Int) throws -> BoundPlan {
         if let plan = plans.withLock({ $0[bucket] }) { return plan }
-        let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1)
+        let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, tensorCores: model.tensorCores)
         let plan = try running.withLock { _ in try BoundPlan(lowered: lowered, model: model, stream: stream, useGraph: usesGraphs) }
         plans.withLock { $0[bucket] = plan }
         return plan

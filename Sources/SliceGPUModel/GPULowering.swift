@@ -108,10 +108,15 @@ public struct GPULowering {
     var plan: LoweredPlan
     /// The arena tensor and layout of each graph value computed so far (constants are weights).
     var placed: [ValueID: (tensor: Int, layout: TensorLayout)] = [:]
+    /// Whether convolutions with channels in multiples of 8 use the tensor-core kernel.
+    var tensorCores = true
     static let block = 256
 
-    public static func lower(_ graph: Graph, batch: Int) throws(GPUModelError) -> LoweredPlan {
+    /// `tensorCores`: use ss_conv_nhwc_tc_f16 (mma.sync, sm_80 and later) where the channel
+    /// counts allow it; the SIMT kernel elsewhere.
+    public static func lower(_ graph: Graph, batch: Int, tensorCores: Bool = true) throws(GPUModelError) -> LoweredPlan {
         var lowering = GPULowering(graph: graph, batch: batch, plan: LoweredPlan(batch: batch))
+        lowering.tensorCores = tensorCores
         try lowering.run()
         return lowering.plan
     }
@@ -473,8 +478,9 @@ public struct GPULowering {
                            lo: Float, hi: Float, node: String) {
         let pixels = n * oh * ow
         plan.flops += 2 * Double(pixels) * Double(m) * Double(kh * kw * (c / group))
-        let grid = Dim3((pixels + 63) / 64, (m / group + 63) / 64, group)
-        emit("ss_conv_nhwc_f16", grid, [
+        let tc = tensorCores && c % 8 == 0 && (c / group) % 8 == 0
+        let grid = tc ? Dim3((pixels + 127) / 128, (m / group + 63) / 64, group) : Dim3((pixels + 63) / 64, (m / group + 63) / 64, group)
+        emit(tc ? "ss_conv_nhwc_tc_f16" : "ss_conv_nhwc_f16", grid, [
             .buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y)), .u32(n), .u32(h), .u32(w), .u32(c),
             .u32(oh), .u32(ow), .u32(m), .u32(kh), .u32(kw), .u32(group), .u32(strides.h), .u32(strides.w), .u32(pads.t),
             .u32(pads.l), .u32(dilations.h), .u32(dilations.w), .f32(lo), .f32(hi),

@@ -89,7 +89,7 @@ final class GPUExecutorTests: XCTestCase {
                 XCTFail("\(c.name): \(error)")
             }
         }
-        for kernel in ["ss_eltwise_f16", "ss_conv_nhwc_f16", "ss_depthwise_nhwc_f16", "ss_pool_nhwc_f16", "ss_reduce_mean_f16",
+        for kernel in ["ss_eltwise_f16", "ss_conv_nhwc_f16", "ss_conv_nhwc_tc_f16", "ss_depthwise_nhwc_f16", "ss_pool_nhwc_f16", "ss_reduce_mean_f16",
                        "ss_softmax_f16", "ss_matmul_f16", "ss_nchw_f32_to_nhwc_f16", "ss_f32_to_f16", "ss_f16_to_f32"] {
             XCTAssertTrue(kernels.contains(kernel), "no operator case runs \(kernel)")
         }
@@ -197,6 +197,13 @@ final class GPUExecutorTests: XCTestCase {
         XCTAssertEqual(plan.inputLayout, .nhwc)
         // 52 convolutions: 17 depthwise, 35 others, and the classifier as a 1x1 convolution.
         XCTAssertEqual(plan.launches.filter { $0.kernel == "ss_depthwise_nhwc_f16" }.count, 17)
-        XCTAssertEqual(plan.launches.filter { $0.kernel == "ss_conv_nhwc_f16" }.count, 36)
+        // The first convolution (3 channels) on the SIMT kernel, the rest on tensor cores.
+        XCTAssertEqual(plan.launches.filter { $0.kernel == "ss_conv_nhwc_f16" }.count, 1)
+        XCTAssertEqual(plan.launches.filter { $0.kernel == "ss_conv_nhwc_tc_f16" }.count, 35)
+        let simt = try GPULowering.lower(graph, batch: 2, tensorCores: false)
+        XCTAssertEqual(simt.launches.filter { $0.kernel == "ss_conv_nhwc_f16" }.count, 36)
+        XCTAssertEqual(simt.flops, plan.flops)
+        // About 0.6 GFLOP per image (300M multiply-adds).
+        XCTAssertEqual(plan.flops / 2, 0.6e9, accuracy: 0.05e9)
     }
 }

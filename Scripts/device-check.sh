@@ -7,6 +7,10 @@
 #   Scripts/device-check.sh            everything (about 3 minutes)
 #   Scripts/device-check.sh --quick    doctor, kernel compile and conformance only
 #   Scripts/device-check.sh --mig      also record the card's MIG profiles and placements as JSON
+#   Scripts/device-check.sh --executor the GPU executor only (issue 6, about 4 minutes): operator
+#                                      cases and whole models against the CPU executor, top-1 on
+#                                      the photos, then images/s per batch size for ResNet-50,
+#                                      MobileNetV2 and EfficientNet-B0 beside PyTorch fp16
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,10 +18,12 @@ OUT=${OUT:-/tmp/sliceserve-device-out}
 mkdir -p "$OUT"
 quick=0
 mig=0
+executor=0
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
         --mig) mig=1 ;;
+        --executor) executor=1 ;;
     esac
 done
 exec > >(tee -a "$OUT/device-check.log") 2>&1
@@ -51,6 +57,80 @@ step "slices list (read-only: NVML MIG discovery; apply/destroy are never run he
 step "kernels: NVRTC compile of every embedded kernel (PTX sm_80/sm_90, CUBIN sm_90)"
 "$bin" selftest --kernels --arch compute_80,compute_90,sm_90
 kernels_rc=$?
+
+if [ $executor -eq 1 ]; then
+    bench_rc=0
+    models="$work/models"
+    mkdir -p "$models"
+    step "export ResNet-50 and EfficientNet-B0 (torchvision, random weights, classic exporter, opset 13)"
+    PYTHONUNBUFFERED=1 timeout 180 python3 Bench/export_torchvision.py "$models" || echo "export failed: exit $?"
+
+    step "GPU executor vs onnxruntime (operator cases) and vs the CPU executor (whole models), fp16 tolerance"
+    check_args=()
+    [ -f .device/ops/manifest.json ] && check_args+=(--cases .device/ops)
+    for m in .device/models/mobilenet_v2 .device/models/efficientnet_lite0 "$models/resnet50" "$models/efficientnet_b0"; do
+        [ -d "$m" ] && check_args+=(--executor-model "$m")
+    done
+    "$bin" selftest --executor "${check_args[@]}" --json > "$OUT/executor-check.json"
+    check_rc=$?
+    python3 - "$OUT/executor-check.json" <<'PY'
+import json, sys
+try: rs = json.load(open(sys.argv[1]))["executor"]
+except Exception as e: print("no executor results:", e); sys.exit(0)
+for r in rs:
+    if not r["passed"] or r["kind"] == "model":
+        print(("ok  " if r["passed"] else "FAIL"), r["kind"], r["name"], "batch", r["batch"], "rel L2", r["relative_l2"], r["milliseconds"], "ms", r["detail"][:200])
+print(sum(r["passed"] for r in rs), "passed,", sum(not r["passed"] for r in rs), "failed")
+PY
+    step "top-1 on the photos: GPU executor vs CPU executor (real weights)"
+    for m in mobilenet_v2 efficientnet_lite0; do
+        [ -d .device/models/$m ] || continue
+        "$bin" classify --model .device/models/$m --executor gpu --top-k 1 --json .device/photos/*.jpg > "$work/top1-gpu-$m.json"
+        "$bin" classify --model .device/models/$m --top-k 1 --json .device/photos/*.jpg > "$work/top1-cpu-$m.json"
+        python3 - "$work/top1-gpu-$m.json" "$work/top1-cpu-$m.json" "$m" <<'PY'
+import json, sys
+g, c = (json.load(open(p)) for p in sys.argv[1:3])
+same = sum(a["predictions"][0]["index"] == b["predictions"][0]["index"] for a, b in zip(g, c))
+print(f"{sys.argv[3]}: top-1 GPU = CPU on {same} of {len(c)} photos")
+for a, b in zip(g, c):
+    if a["predictions"][0]["index"] != b["predictions"][0]["index"]:
+        print("  differs:", a["image"], a["predictions"][0], b["predictions"][0])
+PY
+    done
+
+    step "GPU executor images/s per batch size (tensor cores, CUDA graphs), then PyTorch fp16 channels_last in the same call"
+    : > "$OUT/bench-model.jsonl"
+    for m in "$models/resnet50" .device/models/mobilenet_v2 "$models/efficientnet_b0"; do
+        [ -d "$m" ] || continue
+        timeout 120 "$bin" bench model --executor gpu --model "$m" --batch 1,8,64,256 --seconds 2 | tee -a "$OUT/bench-model.jsonl" || bench_rc=$?
+    done
+    # Without CUDA graphs, and without tensor cores, at batch 1 and 256 on ResNet-50: what each buys.
+    timeout 60 "$bin" bench model --executor gpu --model "$models/resnet50" --batch 1,256 --seconds 1 --no-graphs | tee -a "$OUT/bench-model.jsonl"
+    SLICESERVE_TENSOR_CORES=0 timeout 90 "$bin" bench model --executor gpu --model "$models/resnet50" --batch 1,256 --seconds 1 \
+        | sed 's/"executor":"gpu"/"executor":"gpu-simt"/' | tee -a "$OUT/bench-model.jsonl"
+    PYTHONUNBUFFERED=1 OUT="$work" timeout 240 python3 .device/peers.py bench_models > "$OUT/bench-model-peer.jsonl" || bench_rc=$?
+    grep '^{' "$OUT/bench-model-peer.jsonl" || true
+
+    step "summary"
+    python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def lines(name):
+    try: return [json.loads(l) for l in open(os.path.join(out, name)) if l.startswith("{")]
+    except Exception: return []
+ours, peer = lines("bench-model.jsonl"), lines("bench-model-peer.jsonl")
+ref = {(r["model"], r["batch"]): r for r in peer if r.get("figure") == "model_fp16"}
+print(f"{'model':<16} {'batch':>5} {'ours img/s':>11} {'ms':>8} {'TFLOP/s':>8} {'torch graph':>12} {'ratio':>6} {'torch eager':>12}")
+for r in ours:
+    name = r["model"] + ("" if r.get("cuda_graphs", True) else " nograph") + (" simt" if r["executor"] == "gpu-simt" else "")
+    p = ref.get((r["model"], r["batch"]))
+    ratio = f"{r['images_per_s'] / p['graph_img_s']:.2f}" if p else "-"
+    print(f"{name:<16} {r['batch']:>5} {r['images_per_s']:>11.0f} {r['median_ms']:>8.3f} {r.get('tflops') or 0:>8.1f} "
+          f"{(p or {}).get('graph_img_s', '-'):>12} {ratio:>6} {(p or {}).get('eager_img_s', '-'):>12}")
+PY
+    [ $check_rc -eq 0 ] && [ $kernels_rc -eq 0 ] && [ $bench_rc -eq 0 ]
+    exit $?
+fi
 
 photos_flag=()
 [ -d .device/photos ] && photos_flag=(--photos .device/photos)

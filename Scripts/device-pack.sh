@@ -35,9 +35,21 @@ else
     echo "device-pack: warning: no default model at $model (run Scripts/models.py); the serving comparison will be skipped" >&2
 fi
 
+# The GPU executor's checks: the operator cases (onnxruntime's answers) and the second real model.
+ops="$root/.cache/oracles/ops"
+if [ -f "$ops/manifest.json" ]; then
+    rm -rf "$out/ops"
+    cp -r "$ops" "$out/ops"
+else
+    echo "device-pack: warning: no operator cases in $ops (run Scripts/test.sh first); the executor check will skip them" >&2
+fi
+lite="${XDG_CACHE_HOME:-$HOME/.cache}/sliceserve/models/efficientnet_lite0"
+[ -f "$lite/model.onnx" ] && [ -d "$out/models" ] && cp -r "$lite" "$out/models/"
+
 shared="$root/../shared/bench"
 for script in peers.py e2e_peer.py; do
     [ -f "$shared/$script" ] && cp -f "$shared/$script" "$out/$script"
 done
 ls -l "$out" | sed 's/^/device-pack: /'
+echo "device-pack: $(du -sm "$out" | cut -f1) MiB in .device (the device tool carries 64 MiB at most)"
 echo "device-pack: done; run Scripts/device-check.sh on the GPU machine with carry [\".device\"]"

@@ -151,7 +151,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(devices.first?["passed"] as? Int, 2)
         let none = try run(["selftest"])
         XCTAssertEqual(none.status, 64)
-        XCTAssertTrue(none.stderr.contains("--gpu, --fake or --kernels"), none.stderr)
+        XCTAssertTrue(none.stderr.contains("--gpu, --fake, --kernels or --executor"), none.stderr)
         let unknown = try run(["selftest", "--fake", "--only", "nope"])
         XCTAssertEqual(unknown.status, 64)
         XCTAssertTrue(unknown.stderr.contains("unknown case nope"), unknown.stderr)
@@ -171,8 +171,8 @@ final class CLITests: XCTestCase {
             throw XCTSkip(message)
         }
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        // Four kernel sources (memory, layout, preprocess, selftest) × two targets.
-        XCTAssertEqual(result.stdout.split(separator: "\n").filter { $0.hasPrefix("ok   compile") }.count, 8, result.stdout)
+        // Five kernel sources (memory, layout, preprocess, model, selftest) × two targets.
+        XCTAssertEqual(result.stdout.split(separator: "\n").filter { $0.hasPrefix("ok   compile") }.count, 10, result.stdout)
         XCTAssertFalse(result.stdout.contains("FAIL"), result.stdout)
     }
 

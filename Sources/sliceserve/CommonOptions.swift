@@ -165,14 +165,26 @@ func resolvePort(_ flag: Int?) throws -> Int {
 /// The dynamic batcher's flags, shared by `serve` and the `worker`s it starts (which get them
 /// all, through `arguments`).
 struct BatchingFlags: ParsableArguments {
-    @Option(help: "Largest batch an instance runs.")
-    var maxBatch = 16
+    @Option(help: ArgumentHelp("How batch size and queue delay are chosen: auto, profile or manual.",
+                               discussion: "auto (the default): from the model's stored latency profile on this kind of slice (`sliceserve profile`), with --max-batch and friends as given where there is no profile or where they are set explicitly; profile: the same, but measure and store the profile at start when there is none (a few seconds to a minute); manual: --max-batch, --max-queue-delay-us and --preferred-batch as given (Triton's dynamic batcher settings)."))
+    var batching = "auto"
+
+    @Option(name: .customLong("slo-ms"), help: "Latency target in milliseconds for --batching auto/profile: the largest batch whose p95 plus queueing fits it.")
+    var sloMs: Double?
+
+    @Option(name: .customLong("max-batch"), help: "Largest batch an instance runs (default 16).")
+    var maxBatchOption: Int?
 
     @Option(help: "Batch sizes dispatched without waiting, comma-separated (e.g. 4,8,16).")
     var preferredBatch = ""
 
-    @Option(name: .customLong("max-queue-delay-us"), help: "How long a request may wait for its batch to fill, in microseconds.")
-    var maxQueueDelayUs: UInt64 = 2000
+    @Option(name: .customLong("max-queue-delay-us"), help: "How long a request may wait for its batch to fill, in microseconds (default 2000).")
+    var maxQueueDelayUsOption: UInt64?
+
+    var maxBatch: Int { maxBatchOption ?? 16 }
+    var maxQueueDelayUs: UInt64 { maxQueueDelayUsOption ?? 2000 }
+    /// Whether the batch size or queue delay was set by hand (auto then keeps the flags).
+    var setByHand: Bool { maxBatchOption != nil || maxQueueDelayUsOption != nil || !preferredBatch.isEmpty }
 
     @Option(help: "Most items queued per instance; more get HTTP 429 at once.")
     var maxQueue = 512
@@ -185,6 +197,10 @@ struct BatchingFlags: ParsableArguments {
 
     func validate() throws {
         guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard ["auto", "profile", "manual"].contains(batching) else {
+            throw ValidationError("--batching must be auto, profile or manual, got '\(batching)'")
+        }
+        if let sloMs, !(sloMs > 0 && sloMs.isFinite) { throw ValidationError("--slo-ms must be a positive number of milliseconds") }
         guard maxQueue >= 1 else { throw ValidationError("--max-queue must be at least 1") }
         guard priorityLevels >= 1 else { throw ValidationError("--priority-levels must be at least 1") }
         _ = try preferred()

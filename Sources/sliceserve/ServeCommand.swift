@@ -150,6 +150,40 @@ struct ServeCommand: AsyncParsableCommand {
         return 0
     }
 
+    /// The batching for one model on one kind of slice (--batching): the flags as given
+    /// (manual, or set by hand), else from the stored profile, measured first with --batching
+    /// profile when there is none.
+    private func resolveBatching(directory: ModelDirectory, sliceKind: String, slices: Int, base: BatchingConfig, logger: Logger,
+                                 target: () throws -> ProfileTarget) async throws -> BatchingConfig {
+        let mode = batchingFlags.batching
+        guard mode != "manual" else { return base }
+        let name = directory.config.name
+        if batchingFlags.setByHand {
+            logger.info("batching as set by hand", metadata: ["model": "\(name)", "max_batch": "\(base.maxBatchSize)",
+                                                             "max_queue_delay_us": "\(base.maxQueueDelayNanoseconds / 1000)"])
+            return base
+        }
+        let fp = fingerprint(try FileIO.read(directory.modelPath))
+        var profile = ProfileStore.load(directory: directory, fingerprint: fp, sliceKind: sliceKind, slices: slices)?.0
+        if profile == nil && mode == "profile" {
+            logger.info("no latency profile yet: measuring one (about a second per batch size)", metadata: ["model": "\(name)", "slice_kind": "\(sliceKind)", "slices": "\(slices)"])
+            let measured = try await measureProfile(directory: directory, target: try target(), maxBatch: 64, secondsPerSize: 1) { p in
+                logger.info("profile point", metadata: ["batch": "\(p.batch)", "images_per_s": "\(Int(p.imagesPerSecond.rounded()))", "p95_ms": "\(p.p95Ms)"])
+            }
+            let path = try ProfileStore.save(measured, directory: directory)
+            logger.info("profile stored", metadata: ["path": "\(path)"])
+            profile = measured
+        }
+        guard let profile, let auto = BatchingPolicy.auto(profile: profile, slices: slices, sloMs: batchingFlags.sloMs, base: base) else {
+            logger.info("no latency profile for this model and slice kind: Triton-style defaults (sliceserve profile, or --batching profile, makes one)",
+                        metadata: ["model": "\(name)", "slice_kind": "\(sliceKind)", "slices": "\(slices)", "max_batch": "\(base.maxBatchSize)",
+                                   "max_queue_delay_us": "\(base.maxQueueDelayNanoseconds / 1000)"])
+            return base
+        }
+        logger.info("auto batching from the latency profile", metadata: ["model": "\(name)", "slice_kind": "\(sliceKind)", "why": "\(auto.explanation)"])
+        return auto.config
+    }
+
     /// One worker per MIG compute instance of the GPU, pinned to it with CUDA_VISIBLE_DEVICES.
     private func migWorkerSlices(gpu: Int) -> [WorkerSlice] {
         do {
@@ -177,7 +211,9 @@ struct ServeCommand: AsyncParsableCommand {
         var count: Int
     }
 
-    func gpuSlices() throws -> GPUSlices? {
+    func gpuSlices() throws -> GPUSlices? { try Self.parseGPUSlices(slices) }
+
+    static func parseGPUSlices(_ slices: String) throws -> GPUSlices? {
         guard slices == "gpu" || slices.hasPrefix("gpu:") || slices.hasPrefix("gpux") else { return nil }
         let bad = ValidationError("--slices '\(slices)': write gpu, gpu:N (CUDA device N), gpu:fake, and xK for K instances (gpu:0x2)")
         var rest = Substring(slices.dropFirst(3))
@@ -196,7 +232,11 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// The GPU --slices gpu names (exit 4 with the reason when it cannot be opened).
-    private func openGPU(_ choice: GPUSlices) -> any GPUDevice {
+    func openGPU(_ choice: GPUSlices) -> any GPUDevice {
+        Self.openGPU(choice, flag: slices)
+    }
+
+    static func openGPU(_ choice: GPUSlices, flag slices: String) -> any GPUDevice {
         if choice.fake {
             var profile = FakeGPUProfile()
             profile.memoryBytes = 4 << 30
@@ -211,7 +251,13 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     private func cpuSlices() throws -> CPUSlices {
-        if try slices == "cpu" || slices == "auto" || migGPU() != nil || gpuSlices() != nil { return CPUSlices(count: 1, threadsPerSlice: nil) }
+        if try migGPU() != nil || gpuSlices() != nil { return CPUSlices(count: 1, threadsPerSlice: nil) }
+        return try Self.parseCPUSlices(slices)
+    }
+
+    /// `cpu`, `auto`, `cpu:N` or `cpu:KxT`.
+    static func parseCPUSlices(_ slices: String) throws -> CPUSlices {
+        if slices == "cpu" || slices == "auto" { return CPUSlices(count: 1, threadsPerSlice: nil) }
         let unsupported = ValidationError("--slices '\(slices)' is not supported: cpu, cpu:N (N threads), cpu:KxT (K slices of T threads), gpu[:N][xK], mig[:GPU] or auto")
         let parts = slices.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, parts[0] == "cpu" else { throw unsupported }
@@ -243,6 +289,10 @@ struct ServeCommand: AsyncParsableCommand {
                 let sliceNames = layout.count == 1 ? ["cpu"] : (0..<layout.count).map { "cpu/\($0)" }
                 var threadCounts: [Int] = []
                 if try usesWorkers() {
+                    if batchingFlags.batching != "manual" && !batchingFlags.setByHand {
+                        logger.info("worker slices use the manual batching settings (auto batching is applied to in-process slices only in this version)",
+                                    metadata: ["model": "\(name)", "max_batch": "\(maxBatch)"])
+                    }
                     let workerSlices = try migGPU().map { migWorkerSlices(gpu: $0) }
                         ?? sliceNames.map { WorkerSlice(name: $0, environment: [:], threads: layout.threadsPerSlice) }
                     let group = try workerGroup(directory: directory, name: name, slices: workerSlices,
@@ -258,6 +308,11 @@ struct ServeCommand: AsyncParsableCommand {
                 if let gpu = try gpuSlices() {
                     let device = gpuDevice ?? openGPU(gpu)
                     gpuDevice = device
+                    let batching = try await resolveBatching(directory: directory, sliceKind: "gpu:\(device.info.name)", slices: gpu.count,
+                                                             base: batching, logger: logger) {
+                        try ProfileTarget.make(slices: slices, directory: directory, maxBatch: 64, device: device)
+                    }
+                    let maxBatch = batching.maxBatchSize
                     let model = try GPUModel(modelFile: directory.modelPath, device: device)
                     let base = gpu.fake ? "gpu:fake" : "gpu:\(gpu.ordinal)"
                     let names = gpu.count == 1 ? [base] : (0..<gpu.count).map { "\(base)/\($0)" }
@@ -274,6 +329,11 @@ struct ServeCommand: AsyncParsableCommand {
                                                           "slices": "\(names.joined(separator: ", ")), fp16, \(model.weightBytes >> 20) MiB of weights shared, buckets \(BatchBuckets(maxBatch: maxBatch).sizes)"])
                     continue
                 }
+                let batching = try await resolveBatching(directory: directory, sliceKind: "cpu:\(layout.threadsPerSlice ?? CPUPreprocessor.availableCores) threads",
+                                                         slices: layout.count, base: batching, logger: logger) {
+                    try ProfileTarget.make(slices: slices, directory: directory, maxBatch: 64)
+                }
+                let maxBatch = batching.maxBatchSize
                 let group = try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
                     let executor = try CPUExecutor(modelFile: directory.modelPath, threads: layout.threadsPerSlice, maxBatch: maxBatch)
                     threadCounts.append(executor.threads)
@@ -344,7 +404,7 @@ struct ServeCommand: AsyncParsableCommand {
                 print("ok: \(model.name) and \(model.jpegName) from \(model.directory.path)"
                       + "\(model.directory.hasConfigFile ? "" : " (config derived from the ONNX graph)"), "
                       + "input \(model.directory.config.input.shape), output \(model.signature.outputShape), "
-                      + "slices \(model.instance.sliceNames.joined(separator: ", ")), max batch \(maxBatch), preprocessing \(model.instance.preprocessorName ?? "none"), ready after \(ms) ms")
+                      + "slices \(model.instance.sliceNames.joined(separator: ", ")), max batch \(model.instance.config.maxBatchSize), preprocessing \(model.instance.preprocessorName ?? "none"), ready after \(ms) ms")
             } catch {
                 Self.fail(CLIFailure(message: "\(model.name): the warm-up batch failed: \(error)", exitCode: CLIFailure.modelError))
             }

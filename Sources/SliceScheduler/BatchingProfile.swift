@@ -76,7 +76,7 @@ public enum KneeRule {
     public static func knee(_ points: [ProfilePoint]) -> ProfilePoint? {
         let sorted = points.filter { $0.imagesPerSecond > 0 }.sorted { $0.batch < $1.batch }
         guard !sorted.isEmpty else { return nil }
-        for (point, next) in zip(sorted, sorted.dropFirst()) where next.imagesPerSecond < point.imagesPerSecond * (1 + minimumGain) {
+        for (point, next) in zip(sorted, sorted.dropFirst()) where next.imagesPerSecond - point.imagesPerSecond < minimumGain * point.imagesPerSecond {
             return point
         }
         return sorted.last

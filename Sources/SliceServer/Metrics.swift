@@ -1,20 +1,27 @@
 import Prometheus
 import SliceScheduler
+import Synchronization
 
 /// The server's Prometheus metrics (swift-prometheus), fed by each instance's events as they
 /// happen. Triton's names where a Triton user would look for them; SliceServe's own under
 /// `sliceserve_`.
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
+    private let energyAccounts = Mutex<[EnergyAccount]>([])
 
     public init() {}
+
+    /// Apportions `account`'s GPU energy among its slices at each scrape (see EnergyAccount).
+    public func addEnergyAccount(_ account: EnergyAccount) { energyAccounts.withLock { $0.append(account) } }
 
     private func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
     /// The event handler for one model's instance; pass it to `ModelInstance(events:)`.
-    public func handler(model: String, version: String = "1", instance: String, preprocessBackend: String = "cpu") -> InstanceEventHandler {
+    public func handler(model: String, version: String = "1", instance: String, preprocessBackend: String = "cpu",
+                        energy: EnergyAccount? = nil) -> InstanceEventHandler {
+        let energySlice = energy?.slice(model: model, version: version, instance: instance)
         let labels = [("model", model), ("version", version)]
         let backendLabels = labels + [("backend", preprocessBackend)]
         let r = registry
@@ -66,6 +73,7 @@ public final class ServerMetrics: Sendable {
                 }
                 compute.increment(by: Int64(computeSeconds * 1e6))
                 busy.increment(by: preprocessSeconds + computeSeconds)
+                energySlice?(items, computeSeconds)
             case .depth(let queuedItems, let inFlight):
                 depth.set(Double(queuedItems))
                 inflight.set(Double(inFlight))
@@ -89,5 +97,8 @@ public final class ServerMetrics: Sendable {
     }
 
     /// The Prometheus text exposition.
-    public func render() -> String { registry.emitToString() }
+    public func render() -> String {
+        energyAccounts.withLock { $0 }.forEach { $0.sample() }
+        return registry.emitToString()
+    }
 }

@@ -279,6 +279,7 @@ struct ServeCommand: AsyncParsableCommand {
         var served: [ServedModel] = []
         let metrics = ServerMetrics()
         var gpuDevice: (any GPUDevice)?
+        var energyAccount: EnergyAccount?
         do {
             // Workers preprocess in their own processes: the front needs no backend of its own.
             let frontPreprocessor: (any Preprocessor)? = try usesWorkers() ? nil : makePreprocessor(logger: logger)
@@ -307,6 +308,13 @@ struct ServeCommand: AsyncParsableCommand {
                 guard let preprocessor = frontPreprocessor else { continue }
                 if let gpu = try gpuSlices() {
                     let device = gpuDevice ?? openGPU(gpu)
+                    if gpuDevice == nil, !gpu.fake, NVMLQueries.energyMillijoules(uuid: device.info.uuid) != nil {
+                        // Joules per image per slice, from NVML's whole-card counter split by busy time.
+                        let uuid = device.info.uuid
+                        let account = EnergyAccount(gpu: "gpu:\(gpu.ordinal)", registry: metrics.registry) { NVMLQueries.energyMillijoules(uuid: uuid) }
+                        metrics.addEnergyAccount(account)
+                        energyAccount = account
+                    }
                     gpuDevice = device
                     let batching = try await resolveBatching(directory: directory, sliceKind: "gpu:\(device.info.name)", slices: gpu.count,
                                                              base: batching, logger: logger) {
@@ -318,7 +326,7 @@ struct ServeCommand: AsyncParsableCommand {
                     let names = gpu.count == 1 ? [base] : (0..<gpu.count).map { "\(base)/\($0)" }
                     let group = try SliceGroup(name: name, sliceNames: names) { i, routerEvents in
                         let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), name: names[i])
-                        let metricsEvents = metrics.handler(model: name, instance: names[i], preprocessBackend: preprocessor.name)
+                        let metricsEvents = metrics.handler(model: name, instance: names[i], preprocessBackend: preprocessor.name, energy: energyAccount)
                         return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
                                                  options: directory.preprocessOptions, config: batching,
                                                  events: { event in routerEvents(event); metricsEvents(event) })

@@ -7,6 +7,8 @@
 #   Scripts/device-check.sh            everything (about 3 minutes)
 #   Scripts/device-check.sh --quick    doctor, kernel compile and conformance only
 #   Scripts/device-check.sh --mig      also record the card's MIG profiles and placements as JSON
+#   Scripts/device-check.sh --preba    the PREBA ablation (Bench/preba/experiment.py) on the whole
+#                                      GPU, MobileNetV2: 1 instance and 7 instances (about 5 minutes)
 #   Scripts/device-check.sh --executor the GPU executor only (issue 6, about 4 minutes): operator
 #                                      cases and whole models against the CPU executor, top-1 on
 #                                      the photos, then images/s per batch size for ResNet-50,
@@ -19,8 +21,10 @@ mkdir -p "$OUT"
 quick=0
 mig=0
 executor=0
+preba=0
 for arg in "$@"; do
     case "$arg" in
+        --preba) preba=1 ;;
         --quick) quick=1 ;;
         --mig) mig=1 ;;
         --executor) executor=1 ;;
@@ -57,6 +61,24 @@ step "slices list (read-only: NVML MIG discovery; apply/destroy are never run he
 step "kernels: NVRTC compile of every embedded kernel (PTX sm_80/sm_90, CUBIN sm_90)"
 "$bin" selftest --kernels --arch compute_80,compute_90,sm_90
 kernels_rc=$?
+
+if [ $preba -eq 1 ]; then
+    step "PREBA ablation: cpu+fixed -> gpu+fixed -> gpu+auto, whole GPU (no SM partitions yet), MobileNetV2, server on cores 0-11, load on 12-15"
+    jpegs="$work/bench-jpegs"
+    rm -rf "$jpegs"; mkdir -p "$jpegs"
+    python3 -c "
+import sys; sys.path.insert(0, '.device'); import peers
+for i, blob in enumerate(peers.make_jpegs(256)): open('$jpegs/%03d.jpg' % i, 'wb').write(blob)
+"
+    preba_rc=0
+    for slices in gpu:0 gpu:0x7; do
+        PYTHONUNBUFFERED=1 timeout 200 python3 Bench/preba/experiment.py --binary "$bin" --model .device/models/mobilenet_v2 \
+            --images "$jpegs" --slices $slices --offload gpu --slo-ms 50 --server-cores 0-11 --client-cores 12-15 \
+            --step-seconds 3 --max-steps 8 --start-rate 200 --client-workers 128 --label "gpu-whole-${slices#gpu:0}" --out "$OUT" \
+            || preba_rc=$?
+    done
+    exit $preba_rc
+fi
 
 if [ $executor -eq 1 ]; then
     bench_rc=0

@@ -74,7 +74,7 @@ for i, blob in enumerate(peers.make_jpegs(256)): open('$jpegs/%03d.jpg' % i, 'wb
     for slices in gpu:0 gpu:0x7; do
         PYTHONUNBUFFERED=1 timeout 200 python3 Bench/preba/experiment.py --binary "$bin" --model .device/models/mobilenet_v2 \
             --images "$jpegs" --slices $slices --offload gpu --slo-ms 50 --server-cores 0-11 --client-cores 12-15 \
-            --step-seconds 3 --max-steps 8 --start-rate 200 --client-workers 128 --label "gpu-whole-${slices#gpu:0}" --out "$OUT" \
+            --step-seconds 3 --max-steps 8 --start-rate 200 --client-workers 128 --label "gpu-whole-$(echo $slices | tr : -)" --out "$OUT" \
             || preba_rc=$?
     done
     exit $preba_rc

@@ -7,8 +7,8 @@
 #   Scripts/device-check.sh            everything (about 3 minutes)
 #   Scripts/device-check.sh --quick    doctor, kernel compile and conformance only
 #   Scripts/device-check.sh --mig      also record the card's MIG profiles and placements as JSON
-#   Scripts/device-check.sh --preba    the PREBA ablation (Bench/preba/experiment.py) on the whole
-#                                      GPU, MobileNetV2: 1 instance and 7 instances (about 5 minutes)
+#   Scripts/device-check.sh --preba    the PREBA ablation (Bench/preba/experiment.py), MobileNetV2 on
+#                                      the whole GPU and on 7 SM partitions of 16 SMs (about 5 minutes)
 #   Scripts/device-check.sh --executor the GPU executor only (issue 6, about 4 minutes): operator
 #                                      cases and whole models against the CPU executor, top-1 on
 #                                      the photos, then images/s per batch size for ResNet-50,
@@ -63,7 +63,7 @@ step "kernels: NVRTC compile of every embedded kernel (PTX sm_80/sm_90, CUBIN sm
 kernels_rc=$?
 
 if [ $preba -eq 1 ]; then
-    step "PREBA ablation: cpu+fixed -> gpu+fixed -> gpu+auto, whole GPU (no SM partitions yet), MobileNetV2, server on cores 0-11, load on 12-15"
+    step "PREBA ablation: cpu+fixed -> gpu+fixed -> gpu+auto, MobileNetV2 on the whole GPU and on sm:7x16 (SM partition, shared NVJPG/L2/HBM, not MIG), server on cores 0-11, load on 12-15"
     jpegs="$work/bench-jpegs"
     rm -rf "$jpegs"; mkdir -p "$jpegs"
     python3 -c "
@@ -71,10 +71,10 @@ import sys; sys.path.insert(0, '.device'); import peers
 for i, blob in enumerate(peers.make_jpegs(256)): open('$jpegs/%03d.jpg' % i, 'wb').write(blob)
 "
     preba_rc=0
-    for slices in gpu:0 gpu:0x7; do
+    for slices in gpu:0 sm:7x16; do
         PYTHONUNBUFFERED=1 timeout 200 python3 Bench/preba/experiment.py --binary "$bin" --model .device/models/mobilenet_v2 \
             --images "$jpegs" --slices $slices --offload gpu --slo-ms 50 --server-cores 0-11 --client-cores 12-15 \
-            --step-seconds 3 --max-steps 8 --start-rate 200 --client-workers 128 --label "gpu-whole-$(echo $slices | tr : -)" --out "$OUT" \
+            --step-seconds 3 --max-steps 8 --start-rate 200 --client-workers 128 --label "gpu-$(echo $slices | tr : -)" --out "$OUT" \
             || preba_rc=$?
     done
     exit $preba_rc
@@ -119,6 +119,9 @@ for a, b in zip(g, c):
         print("  differs:", a["image"], a["predictions"][0], b["predictions"][0])
 PY
     done
+
+    step "serving on SM partitions: serve --slices sm:7x16 --check (7 green contexts of 16 SMs, graphs captured on each)"
+    timeout 120 "$bin" serve --model .device/models/mobilenet_v2 --slices sm:7x16 --max-batch 8 --check || echo "sm:7x16 serve check: exit $?"
 
     step "GPU executor images/s per batch size (tensor cores, CUDA graphs), then PyTorch fp16 channels_last in the same call"
     : > "$OUT/bench-model.jsonl"

@@ -470,18 +470,48 @@ public final class SMPartition: @unchecked Sendable {
     }
 
     /// A partition of at least `multiprocessors` SMs (rounded up by the driver).
-    public init(device: CUDADevice, multiprocessors: Int) throws(GPUError) {
-        guard try Self.info(device) != nil else {
+    public convenience init(device: CUDADevice, multiprocessors: Int) throws(GPUError) {
+        let parts = try Self.resources(device: device, count: 1, multiprocessors: multiprocessors)
+        try self.init(device: device, resource: parts[0])
+    }
+
+    /// `count` disjoint partitions of `multiprocessors` SMs each, from one split of the device
+    /// (fewer SMs than asked for fails, naming what the device can give).
+    public static func split(device: CUDADevice, count: Int, multiprocessors: Int) throws(GPUError) -> [SMPartition] {
+        let parts = try resources(device: device, count: count, multiprocessors: multiprocessors)
+        var partitions: [SMPartition] = []
+        for part in parts { partitions.append(try SMPartition(device: device, resource: part)) }
+        return partitions
+    }
+
+    private static func resources(device: CUDADevice, count: Int, multiprocessors: Int) throws(GPUError) -> [ss_CUdevResource] {
+        guard let info = try Self.info(device) else {
             throw .libraryUnavailable(library: "libcuda", reason: "green contexts need a CUDA 13.0 driver or newer (this one is \(CUDADevice.driverVersion))")
+        }
+        guard count >= 1, multiprocessors >= 1, count * max(multiprocessors, info.minimumPartition) <= info.multiprocessors else {
+            throw .invalidArgument("\(count) partitions of \(multiprocessors) SMs do not fit \(info.multiprocessors) SMs (partitions of at least \(info.minimumPartition), in steps of \(info.alignment))")
         }
         try device.makeCurrent()
         var whole = ss_CUdevResourceSlot()
         try CUDAResult.check(ss_cuDeviceGetDevResource(device.device, &whole.resource, Int32(SS_CU_DEV_RESOURCE_TYPE_SM)), "cuDeviceGetDevResource")
-        var part = ss_CUdevResourceSlot(), rest = ss_CUdevResourceSlot()
-        var groups: UInt32 = 1
-        try CUDAResult.check(ss_cuDevSmResourceSplitByCount(&part.resource, &groups, &whole.resource, &rest.resource, 0, UInt32(multiprocessors)),
-                             "cuDevSmResourceSplitByCount(\(multiprocessors) SMs)")
-        guard groups == 1 else { throw .invalidArgument("the GPU cannot give a partition of \(multiprocessors) SMs") }
+        // `count` resources in the 13.0 layout, then one slot of slack.
+        var parts = [ss_CUdevResource](repeating: ss_CUdevResource(), count: count + 3)
+        var rest = ss_CUdevResourceSlot()
+        var groups = UInt32(count)
+        let result = parts.withUnsafeMutableBufferPointer { buffer in
+            ss_cuDevSmResourceSplitByCount(buffer.baseAddress, &groups, &whole.resource, &rest.resource, 0, UInt32(multiprocessors))
+        }
+        try CUDAResult.check(result, "cuDevSmResourceSplitByCount(\(count) x \(multiprocessors) SMs)")
+        guard Int(groups) == count else {
+            throw .invalidArgument("the GPU gave \(groups) partitions of \(multiprocessors) SMs, not \(count)")
+        }
+        return Array(parts.prefix(count))
+    }
+
+    private init(device: CUDADevice, resource: ss_CUdevResource) throws(GPUError) {
+        var part = ss_CUdevResourceSlot()
+        part.resource = resource
+        try device.makeCurrent()
         var desc: ss_CUdevResourceDesc? = nil
         try CUDAResult.check(ss_cuDevResourceGenerateDesc(&desc, &part.resource, 1), "cuDevResourceGenerateDesc")
         var green: ss_CUgreenCtx? = nil
@@ -497,7 +527,7 @@ public final class SMPartition: @unchecked Sendable {
         self.device = device
         self.green = green
         self.context = context
-        self.multiprocessors = Int(part.resource.sm_count)
+        self.multiprocessors = Int(resource.sm_count)
         try device.makeCurrent()
     }
 

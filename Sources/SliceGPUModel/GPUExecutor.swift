@@ -215,7 +215,10 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     private let plans = Mutex<[Int: BoundPlan]>([:])
     private let running = Mutex<Void>(())
 
-    public init(model: GPUModel, buckets: BatchBuckets, useGraphs: Bool = true, name: String? = nil) throws {
+    /// `stream`: where this instance's work runs (e.g. a stream of an SM partition); by default
+    /// a new stream of the model's device.
+    public init(model: GPUModel, buckets: BatchBuckets, useGraphs: Bool = true, name: String? = nil,
+                stream: (any GPUStream)? = nil) throws {
         self.model = model
         self.name = name ?? "gpu:\(model.device.info.ordinal)"
         let shape = model.inputShape
@@ -228,7 +231,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         outputShape = model.outputShape
         self.buckets = model.symbolicBatch ? buckets : try BatchBuckets(sizes: [1])
         usesGraphs = useGraphs
-        stream = try model.device.makeStream()
+        self.stream = try stream ?? model.device.makeStream()
         serial = try WorkerPool(threadCount: 1)
     }
 

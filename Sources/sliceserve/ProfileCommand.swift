@@ -71,8 +71,16 @@ struct ProfileTarget {
         if let gpu = try ServeCommand.parseGPUSlices(text) {
             let device = device ?? ServeCommand.openGPU(gpu, flag: text)
             let model = try GPUModel(modelFile: directory.modelPath, device: device)
-            let executors = try (0..<gpu.count).map { _ in try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch)) }
-            return ProfileTarget(sliceKind: "gpu:\(device.info.name)", slices: gpu.count, executors: executors)
+            var streams: [(any GPUStream)?] = Array(repeating: nil, count: gpu.count)
+            if let sms = gpu.partitionSMs, let cuda = device as? CUDADevice {
+                let partitions = try SMPartition.split(device: cuda, count: gpu.count, multiprocessors: sms)
+                streams = try partitions.map { try $0.makeStream() }
+            }
+            let executors = try (0..<gpu.count).map { i in
+                try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), stream: streams[i])
+            }
+            let kind = gpu.partitionSMs.map { "sm:\($0) of \(device.info.name)" } ?? "gpu:\(device.info.name)"
+            return ProfileTarget(sliceKind: kind, slices: gpu.count, executors: executors)
         }
         guard !(text == "mig" || text.hasPrefix("mig:")) else {
             throw ValidationError("profile the MIG slices' model where it runs: in this version MIG workers run it on the CPU (--slices cpu:KxT)")
@@ -116,7 +124,7 @@ struct ProfileCommand: AsyncParsableCommand {
     @Option(help: "Model directory (default: the default MobileNetV2).")
     var model: String?
 
-    @Option(help: "The kind of slice, as serve --slices takes it: cpu, cpu:N, cpu:KxT, gpu[:N|:fake][xK].")
+    @Option(help: "The kind of slice, as serve --slices takes it: cpu, cpu:N, cpu:KxT, gpu[:N|:fake][xK], sm[:N]:KxS.")
     var slices = "cpu"
 
     @Option(help: "Largest batch size to try.")

@@ -46,8 +46,8 @@ struct ServeCommand: AsyncParsableCommand {
                                discussion: "KServe names the model after the InferenceService: its ServingRuntime passes --model-name {{.Name}}."))
     var modelName: String?
 
-    @Option(help: ArgumentHelp("Where instances run: cpu, cpu:N (one instance, N threads), cpu:KxT (K instances of T threads, requests routed to the one that will finish first), gpu[:N][xK] (K instances on CUDA GPU N, fp16), mig[:GPU] (a worker per MIG compute instance), or auto (today: the CPU, all cores).",
-                               discussion: "gpu runs the model with SliceServe's GPU executor (half precision, NHWC, one CUDA graph per batch-size bucket); instances on one GPU share the weights. gpu:fake uses the in-process fake GPU (host memory, simulated timing; for tests, very slow). mig starts one worker process per MIG compute instance NVML lists, pinned with CUDA_VISIBLE_DEVICES=MIG-...; those workers still run the model on the CPU. sm:KxS slices come in a later version."))
+    @Option(help: ArgumentHelp("Where instances run: cpu, cpu:N (one instance, N threads), cpu:KxT (K instances of T threads, requests routed to the one that will finish first), gpu[:N][xK] (K instances on CUDA GPU N, fp16), sm[:N]:KxS (K instances, each on its own partition of S SMs), mig[:GPU] (a worker per MIG compute instance), or auto (today: the CPU, all cores).",
+                               discussion: "gpu runs the model with SliceServe's GPU executor (half precision, NHWC, one CUDA graph per batch-size bucket); instances on one GPU share the weights. gpu:fake uses the in-process fake GPU (host memory, simulated timing; for tests, very slow). sm:KxS splits GPU 0's SMs into K green contexts of S SMs (CUDA 13 driver): SM partitions, not MIG, since the JPEG engines, L2 cache and memory bandwidth stay shared; sm:fake:KxS names the slices the same way on the fake GPU, without partitioning. mig starts one worker process per MIG compute instance NVML lists, pinned with CUDA_VISIBLE_DEVICES=MIG-...; those workers still run the model on the CPU. sm:KxS slices come in a later version."))
     var slices = "cpu"
 
     @Flag(help: ArgumentHelp("Run each slice's instance in its own worker process (`sliceserve worker`, over a Unix socket), as MIG slices need.",
@@ -204,16 +204,32 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    /// `gpu[:N|:fake][xK]`: K GPU executor instances on CUDA device N (or the fake GPU).
+    /// `gpu[:N|:fake][xK]`: K GPU executor instances on CUDA device N (or the fake GPU);
+    /// `sm[:N|:fake]:KxS`: K instances, each on its own partition of S SMs (green contexts).
     struct GPUSlices: Equatable {
         var fake: Bool
         var ordinal: Int
         var count: Int
+        /// SMs per partition for sm: slices; nil for instances sharing the whole GPU.
+        var partitionSMs: Int? = nil
     }
 
     func gpuSlices() throws -> GPUSlices? { try Self.parseGPUSlices(slices) }
 
     static func parseGPUSlices(_ slices: String) throws -> GPUSlices? {
+        if slices.hasPrefix("sm:") {
+            let bad = ValidationError("--slices '\(slices)': write sm:KxS (K partitions of S SMs on GPU 0), sm:N:KxS (GPU N) or sm:fake:KxS")
+            let parts = slices.split(separator: ":", omittingEmptySubsequences: false).dropFirst()
+            guard parts.count == 1 || parts.count == 2 else { throw bad }
+            let sizes = parts.last!.split(separator: "x", omittingEmptySubsequences: false)
+            guard sizes.count == 2, let k = Int(sizes[0]), let sms = Int(sizes[1]), (1...64).contains(k), (1...1024).contains(sms) else { throw bad }
+            if parts.count == 2 {
+                if parts.first! == "fake" { return GPUSlices(fake: true, ordinal: 0, count: k, partitionSMs: sms) }
+                guard let n = Int(parts.first!), n >= 0 else { throw bad }
+                return GPUSlices(fake: false, ordinal: n, count: k, partitionSMs: sms)
+            }
+            return GPUSlices(fake: false, ordinal: 0, count: k, partitionSMs: sms)
+        }
         guard slices == "gpu" || slices.hasPrefix("gpu:") || slices.hasPrefix("gpux") else { return nil }
         let bad = ValidationError("--slices '\(slices)': write gpu, gpu:N (CUDA device N), gpu:fake, and xK for K instances (gpu:0x2)")
         var rest = Substring(slices.dropFirst(3))
@@ -258,7 +274,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// `cpu`, `auto`, `cpu:N` or `cpu:KxT`.
     static func parseCPUSlices(_ slices: String) throws -> CPUSlices {
         if slices == "cpu" || slices == "auto" { return CPUSlices(count: 1, threadsPerSlice: nil) }
-        let unsupported = ValidationError("--slices '\(slices)' is not supported: cpu, cpu:N (N threads), cpu:KxT (K slices of T threads), gpu[:N][xK], mig[:GPU] or auto")
+        let unsupported = ValidationError("--slices '\(slices)' is not supported: cpu, cpu:N (N threads), cpu:KxT (K slices of T threads), gpu[:N][xK], sm[:N]:KxS, mig[:GPU] or auto")
         let parts = slices.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, parts[0] == "cpu" else { throw unsupported }
         let sizes = parts[1].split(separator: "x", omittingEmptySubsequences: false)
@@ -280,6 +296,7 @@ struct ServeCommand: AsyncParsableCommand {
         let metrics = ServerMetrics()
         var gpuDevice: (any GPUDevice)?
         var energyAccount: EnergyAccount?
+        var partitionCache: [SMPartition]?
         do {
             // Workers preprocess in their own processes: the front needs no backend of its own.
             let frontPreprocessor: (any Preprocessor)? = try usesWorkers() ? nil : makePreprocessor(logger: logger)
@@ -316,16 +333,26 @@ struct ServeCommand: AsyncParsableCommand {
                         energyAccount = account
                     }
                     gpuDevice = device
-                    let batching = try await resolveBatching(directory: directory, sliceKind: "gpu:\(device.info.name)", slices: gpu.count,
+                    let kind = gpu.partitionSMs.map { "sm:\($0) of \(device.info.name)" } ?? "gpu:\(device.info.name)"
+                    let batching = try await resolveBatching(directory: directory, sliceKind: kind, slices: gpu.count,
                                                              base: batching, logger: logger) {
                         try ProfileTarget.make(slices: slices, directory: directory, maxBatch: 64, device: device)
                     }
                     let maxBatch = batching.maxBatchSize
                     let model = try GPUModel(modelFile: directory.modelPath, device: device)
-                    let base = gpu.fake ? "gpu:fake" : "gpu:\(gpu.ordinal)"
-                    let names = gpu.count == 1 ? [base] : (0..<gpu.count).map { "\(base)/\($0)" }
+                    let base = (gpu.fake ? "gpu:fake" : "gpu:\(gpu.ordinal)") + (gpu.partitionSMs.map { "/sm\($0)" } ?? "")
+                    let names = gpu.count == 1 && gpu.partitionSMs == nil ? [base] : (0..<gpu.count).map { "\(base)/\($0)" }
+                    // One green context per slice: disjoint SMs, shared memory, JPEG engines and L2.
+                    var streams: [(any GPUStream)?] = Array(repeating: nil, count: gpu.count)
+                    if let sms = gpu.partitionSMs, let cuda = device as? CUDADevice {
+                        let partitions = try partitionCache ?? SMPartition.split(device: cuda, count: gpu.count, multiprocessors: sms)
+                        partitionCache = partitions
+                        streams = try partitions.map { try $0.makeStream() }
+                        logger.info("SM partitions (green contexts; not MIG: JPEG engines, L2 and memory stay shared)",
+                                    metadata: ["partitions": "\(partitions.map(\.multiprocessors))", "gpu": "\(device.info.name)"])
+                    }
                     let group = try SliceGroup(name: name, sliceNames: names) { i, routerEvents in
-                        let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), name: names[i])
+                        let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), name: names[i], stream: streams[i])
                         let metricsEvents = metrics.handler(model: name, instance: names[i], preprocessBackend: preprocessor.name, energy: energyAccount)
                         return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
                                                  options: directory.preprocessOptions, config: batching,

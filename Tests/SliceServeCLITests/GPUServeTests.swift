@@ -18,7 +18,7 @@ extension CLITests {
     }
 
     func testGPUSlicesFlagErrors() throws {
-        for bad in ["gpu:2x", "gpu:x2", "gpu:-1", "gpu:fakex0", "gpuz"] {
+        for bad in ["gpu:2x", "gpu:x2", "gpu:-1", "gpu:fakex0", "gpuz", "sm:2", "sm:0x16", "sm:a:2x16", "sm:1:2:2x16", "sm:2x0"] {
             let result = try run(["serve", "--slices", bad, "--check"])
             XCTAssertEqual(result.status, 64, "\(bad): \(result.stderr)")
         }
@@ -27,6 +27,11 @@ extension CLITests {
         let missing = try run(["serve", "--slices", "gpu:7", "--check"], environment: ["SLICESERVE_LIBCUDA": "none"])
         XCTAssertEqual(missing.status, 4, missing.stderr)
         XCTAssertTrue(missing.stderr.contains("--slices gpu:7"), missing.stderr)
+        XCTAssertEqual(try run(["serve", "--slices", "sm:2x16", "--check"], environment: ["SLICESERVE_LIBCUDA": "none"]).status, 4)
+        // SM-partition slices on the fake GPU: named per partition (not partitioned: the fake has no SMs to split).
+        let fake = try run(["serve", "--slices", "sm:fake:2x16", "--max-batch", "1", "--check"])
+        XCTAssertEqual(fake.status, 0, fake.stderr)
+        XCTAssertTrue(fake.stdout.contains("slices gpu:fake/sm16/0, gpu:fake/sm16/1"), fake.stdout)
     }
 
     func testBenchModelOnTheFakeGPU() throws {

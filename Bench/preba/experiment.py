@@ -34,18 +34,7 @@ import urllib.request
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "Bench"))
-
-
-def wait_ready(url, seconds=120):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except Exception:
-            time.sleep(0.3)
-    return False
+from serve_e2e import wait_ready  # noqa: E402
 
 
 def cpu_seconds(pid):

@@ -61,6 +61,33 @@ SS_KERNEL void ss_f32_to_f16(const float *__restrict__ src, ss_u16 *__restrict__
     for (ss_u64 i = ss_thread_index(); i < count; i += ss_grid_threads()) dst[i] = ss_f32_to_f16(src[i]);
 }
 
+// The implicit GEMM of an NHWC convolution, shared by its two kernels: row p of the left operand
+// is output pixel (n, oy, ox), column k is (ky, kx, c) of one group's window.
+struct ss_conv_geometry {
+    ss_u32 H, W, C, OH, OW, KW, Cg, sh, sw, pt, pl, dh, dw;
+};
+
+/// The element offset in X of row p, column k of group g's left operand, or -1 where the
+/// window lies in the padding.
+static __device__ __forceinline__ ss_i64 ss_conv_offset(const ss_conv_geometry &s, ss_u32 g, ss_u64 p, ss_u32 k) {
+    const ss_u32 c = k % s.Cg, t = k / s.Cg, kx = t % s.KW, ky = t / s.KW;
+    const ss_u32 ox = (ss_u32)(p % s.OW);
+    const ss_u64 q = p / s.OW;
+    const ss_u32 oy = (ss_u32)(q % s.OH);
+    const ss_u64 n = q / s.OH;
+    const int iy = (int)(oy * s.sh + ky * s.dh) - (int)s.pt, ix = (int)(ox * s.sw + kx * s.dw) - (int)s.pl;
+    if (iy < 0 || iy >= (int)s.H || ix < 0 || ix >= (int)s.W) return -1;
+    return (ss_i64)(((n * s.H + iy) * s.W + ix) * s.C + g * s.Cg + c);
+}
+
+/// The epilogue: Y[at] = clamp(v + bias[m] + R[at], lo, hi), bias and R optional.
+static __device__ __forceinline__ void ss_conv_store(ss_u16 *Y, const float *bias, const ss_u16 *R, ss_u64 at, ss_u32 m,
+                                                     float v, float lo, float hi) {
+    if (bias) v += bias[m];
+    if (R) v += ss_f16_to_f32(R[at]);
+    Y[at] = ss_f32_to_f16(fminf(fmaxf(v, lo), hi));
+}
+
 // Convolution as an implicit GEMM: rows are output pixels (n, oy, ox), columns output channels
 // of one group, the reduction runs over (ky, kx, c). A block computes a 64 x 64 tile with 256
 // threads, 4 x 4 outputs each, staging 16-deep slices of both operands in shared memory as
@@ -79,6 +106,7 @@ SS_KERNEL void ss_conv_nhwc_f16(
     __shared__ float Bs[SS_CONV_TK][SS_CONV_TN];
     const ss_u32 Cg = C / groups, Mg = M / groups, g = blockIdx.z;
     const ss_u32 K = KH * KW * Cg;
+    const ss_conv_geometry geometry = {H, W, C, OH, OW, KW, Cg, sh, sw, pt, pl, dh, dw};
     const ss_u64 P = (ss_u64)N * OH * OW;
     const ss_u64 p0 = (ss_u64)blockIdx.x * SS_CONV_TM;
     const ss_u32 m0 = blockIdx.y * SS_CONV_TN;
@@ -92,18 +120,8 @@ SS_KERNEL void ss_conv_nhwc_f16(
             const ss_u32 kk = e % SS_CONV_TK, row = e / SS_CONV_TK;
             const ss_u32 k = k0 + kk;
             const ss_u64 p = p0 + row;
-            float v = 0.0f;
-            if (k < K && p < P) {
-                const ss_u32 c = k % Cg, t = k / Cg, kx = t % KW, ky = t / KW;
-                const ss_u32 ox = (ss_u32)(p % OW);
-                const ss_u64 q = p / OW;
-                const ss_u32 oy = (ss_u32)(q % OH);
-                const ss_u64 n = q / OH;
-                const int iy = (int)(oy * sh + ky * dh) - (int)pt, ix = (int)(ox * sw + kx * dw) - (int)pl;
-                if (iy >= 0 && iy < (int)H && ix >= 0 && ix < (int)W)
-                    v = ss_f16_to_f32(X[((n * H + iy) * W + ix) * C + g * Cg + c]);
-            }
-            As[kk][row] = v;
+            const ss_i64 at = (k < K && p < P) ? ss_conv_offset(geometry, g, p, k) : -1;
+            As[kk][row] = at >= 0 ? ss_f16_to_f32(X[at]) : 0.0f;
         }
         for (ss_u32 e = tid; e < SS_CONV_TK * SS_CONV_TN; e += 256) {
             const ss_u32 kk = e % SS_CONV_TK, col = e / SS_CONV_TK;
@@ -127,11 +145,7 @@ SS_KERNEL void ss_conv_nhwc_f16(
         for (int j = 0; j < 4; j++) {
             const ss_u32 m = m0 + tx + 16 * j;
             if (m >= Mg) continue;
-            const ss_u64 at = p * M + g * Mg + m;
-            float v = acc[i][j];
-            if (bias) v += bias[g * Mg + m];
-            if (R) v += ss_f16_to_f32(R[at]);
-            Y[at] = ss_f32_to_f16(fminf(fmaxf(v, lo), hi));
+            ss_conv_store(Y, bias, R, p * M + g * Mg + m, g * Mg + m, acc[i][j], lo, hi);
         }
     }
 }
@@ -162,9 +176,7 @@ SS_KERNEL void ss_depthwise_nhwc_f16(const ss_u16 *__restrict__ X, const ss_u16 
                 acc = fmaf(ss_f16_to_f32(X[((n * H + iy) * W + ix) * C + c]), ss_f16_to_f32(Wt[(ky * KW + kx) * C + c]), acc);
             }
         }
-        if (bias) acc += bias[c];
-        if (R) acc += ss_f16_to_f32(R[i]);
-        Y[i] = ss_f32_to_f16(fminf(fmaxf(acc, lo), hi));
+        ss_conv_store(Y, bias, R, i, c, acc, lo, hi);
     }
 }
 
@@ -286,6 +298,7 @@ SS_KERNEL void ss_conv_nhwc_tc_f16(
     __shared__ __align__(16) ss_u16 Bs[SS_TC_TN][SS_TC_TK + SS_TC_PAD];
     const ss_u32 Cg = C / groups, Mg = M / groups, g = blockIdx.z;
     const ss_u32 K = KH * KW * Cg;
+    const ss_conv_geometry geometry = {H, W, C, OH, OW, KW, Cg, sh, sw, pt, pl, dh, dw};
     const ss_u64 P = (ss_u64)N * OH * OW;
     const ss_u64 p0 = (ss_u64)blockIdx.x * SS_TC_TM;
     const ss_u32 m0 = blockIdx.y * SS_TC_TN;
@@ -304,18 +317,8 @@ SS_KERNEL void ss_conv_nhwc_tc_f16(
             const ss_u32 row = e / (SS_TC_TK / 8), kc = (e % (SS_TC_TK / 8)) * 8;
             const ss_u32 k = k0 + kc;
             const ss_u64 p = p0 + row;
-            ss_u32x4 v = zero;
-            if (k < K && p < P) {
-                const ss_u32 c = k % Cg, t = k / Cg, kx = t % KW, ky = t / KW;
-                const ss_u32 ox = (ss_u32)(p % OW);
-                const ss_u64 q = p / OW;
-                const ss_u32 oy = (ss_u32)(q % OH);
-                const ss_u64 n = q / OH;
-                const int iy = (int)(oy * sh + ky * dh) - (int)pt, ix = (int)(ox * sw + kx * dw) - (int)pl;
-                if (iy >= 0 && iy < (int)H && ix >= 0 && ix < (int)W)
-                    v = *(const ss_u32x4 *)(X + ((n * H + iy) * W + ix) * C + g * Cg + c);
-            }
-            *(ss_u32x4 *)&As[row][kc] = v;
+            const ss_i64 at = (k < K && p < P) ? ss_conv_offset(geometry, g, p, k) : -1;
+            *(ss_u32x4 *)&As[row][kc] = at >= 0 ? *(const ss_u32x4 *)(X + at) : zero;
         }
         // B: 64 filters x 4 pieces of 8 halves; one piece per thread.
         {
@@ -359,10 +362,6 @@ SS_KERNEL void ss_conv_nhwc_tc_f16(
                 const ss_u64 p = p0 + wm0 + mi * 16 + gid + (r >= 2 ? 8 : 0);
                 const ss_u32 m = m0 + wn0 + ni * 8 + tig * 2 + (r & 1);
                 if (p >= P || m >= Mg) continue;
-                const ss_u64 at = p * M + g * Mg + m;
-                float v = acc[mi][ni][r];
-                if (bias) v += bias[g * Mg + m];
-                if (R) v += ss_f16_to_f32(R[at]);
-                Y[at] = ss_f32_to_f16(fminf(fmaxf(v, lo), hi));
+                ss_conv_store(Y, bias, R, p * M + g * Mg + m, g * Mg + m, acc[mi][ni][r], lo, hi);
             }
 }

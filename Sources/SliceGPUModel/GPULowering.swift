@@ -388,18 +388,7 @@ public struct GPULowering {
     }
 
     func clipBounds(_ node: Node) throws(GPUModelError) -> (Float, Float) {
-        var lo = -Float.infinity, hi = Float.infinity
-        if graph.opset < 11 {
-            lo = node.float("min", default: lo)
-            hi = node.float("max", default: hi)
-        } else {
-            for (i, isLow) in [(1, true), (2, false)] where node.inputs.count > i {
-                guard let id = node.inputs[i] else { continue }
-                guard let v = graph.values[id].constant?.floats.first else { throw .unsupported("node \(node.label): Clip bounds must be constants") }
-                if isLow { lo = v } else { hi = v }
-            }
-        }
-        return (lo, hi)
+        do { return try graph.clipBounds(node) } catch { throw .unsupported("\(error)") }
     }
 
     func geometry(_ node: Node, input: (h: Int, w: Int), kernel: (h: Int, w: Int)?, ceilMode: Bool = false) throws(GPUModelError) -> WindowGeometry {

@@ -145,6 +145,25 @@ extension Graph {
         }
     }
 
+    /// A Clip node's bounds: attributes before opset 11, constant inputs from 11 on; absent
+    /// bounds are infinite.
+    public func clipBounds(_ node: Node) throws(ModelError) -> (low: Float, high: Float) {
+        var lo = -Float.infinity, hi = Float.infinity
+        if opset < 11 {
+            lo = node.float("min", default: lo)
+            hi = node.float("max", default: hi)
+        } else {
+            for (i, isLow) in [(1, true), (2, false)] where node.inputs.count > i {
+                guard let id = node.inputs[i] else { continue }
+                guard let v = values[id].constant?.floats.first else {
+                    throw .unsupported("node \(node.label): Clip bounds must be constants")
+                }
+                if isLow { lo = v } else { hi = v }
+            }
+        }
+        return (lo, hi)
+    }
+
     public func reduceAxes(_ node: Node, rank: Int) throws(ModelError) -> [Int] {
         var axes = node.ints("axes")
         if axes == nil, node.inputs.count > 1, let c = constantValue(node.inputs[1]) { axes = c.ints.map { Int($0) } }

@@ -42,19 +42,7 @@ enum StepBuilder {
             case "HardSigmoid": op = .hardSigmoid(alpha: node.float("alpha", default: 0.2), beta: node.float("beta", default: 0.5))
             case "HardSwish": op = .hardSwish
             default:
-                var lo = -Float.infinity, hi = Float.infinity
-                if graph.opset < 11 {
-                    lo = node.float("min", default: lo)
-                    hi = node.float("max", default: hi)
-                } else {
-                    for (i, isLow) in [(1, true), (2, false)] where node.inputs.count > i {
-                        guard let id = node.inputs[i] else { continue }
-                        guard let v = graph.values[id].constant?.floats.first else {
-                            throw .unsupported("node \(node.label): Clip bounds must be constants")
-                        }
-                        if isLow { lo = v } else { hi = v }
-                    }
-                }
+                let (lo, hi) = try graph.clipBounds(node)
                 op = .clip(lo, hi)
             }
             let unary = op

@@ -80,6 +80,16 @@ static __device__ __forceinline__ ss_i64 ss_conv_offset(const ss_conv_geometry &
     return (ss_i64)(((n * s.H + iy) * s.W + ix) * s.C + g * s.Cg + c);
 }
 
+/// Image, row, column and channel of element i of an NHWC tensor of OH x OW x C images.
+static __device__ __forceinline__ void ss_nhwc_position(ss_u64 i, ss_u32 C, ss_u32 OW, ss_u32 OH, ss_u64 *n, ss_u32 *oy,
+                                                        ss_u32 *ox, ss_u32 *c) {
+    *c = (ss_u32)(i % C);
+    const ss_u64 r = i / C;
+    *ox = (ss_u32)(r % OW);
+    *oy = (ss_u32)((r / OW) % OH);
+    *n = r / OW / OH;
+}
+
 /// The epilogue: Y[at] = clamp(v + bias[m] + R[at], lo, hi), bias and R optional.
 static __device__ __forceinline__ void ss_conv_store(ss_u16 *Y, const float *bias, const ss_u16 *R, ss_u64 at, ss_u32 m,
                                                      float v, float lo, float hi) {
@@ -160,12 +170,9 @@ SS_KERNEL void ss_depthwise_nhwc_f16(const ss_u16 *__restrict__ X, const ss_u16 
                                      ss_u32 dh, ss_u32 dw, float lo, float hi) {
     const ss_u64 total = (ss_u64)N * OH * OW * C;
     for (ss_u64 i = ss_thread_index(); i < total; i += ss_grid_threads()) {
-        const ss_u32 c = (ss_u32)(i % C);
-        ss_u64 r = i / C;
-        const ss_u32 ox = (ss_u32)(r % OW);
-        r /= OW;
-        const ss_u32 oy = (ss_u32)(r % OH);
-        const ss_u64 n = r / OH;
+        ss_u32 c, ox, oy;
+        ss_u64 n;
+        ss_nhwc_position(i, C, OW, OH, &n, &oy, &ox, &c);
         float acc = 0.0f;
         for (ss_u32 ky = 0; ky < KH; ky++) {
             const int iy = (int)(oy * sh + ky * dh) - (int)pt;
@@ -188,12 +195,9 @@ SS_KERNEL void ss_pool_nhwc_f16(const ss_u16 *__restrict__ X, ss_u16 *__restrict
                                 ss_u32 isMax, ss_u32 includePad) {
     const ss_u64 total = (ss_u64)N * OH * OW * C;
     for (ss_u64 i = ss_thread_index(); i < total; i += ss_grid_threads()) {
-        const ss_u32 c = (ss_u32)(i % C);
-        ss_u64 r = i / C;
-        const ss_u32 ox = (ss_u32)(r % OW);
-        r /= OW;
-        const ss_u32 oy = (ss_u32)(r % OH);
-        const ss_u64 n = r / OH;
+        ss_u32 c, ox, oy;
+        ss_u64 n;
+        ss_nhwc_position(i, C, OW, OH, &n, &oy, &ox, &c);
         float acc = isMax ? -__int_as_float(0x7f800000) : 0.0f;
         ss_u32 count = 0;
         for (ss_u32 ky = 0; ky < KH; ky++) {

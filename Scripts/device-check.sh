@@ -7,8 +7,10 @@
 #   Scripts/device-check.sh            everything (about 3 minutes)
 #   Scripts/device-check.sh --quick    doctor, kernel compile and conformance only
 #   Scripts/device-check.sh --mig      also record the card's MIG profiles and placements as JSON
-#   Scripts/device-check.sh --preba    the PREBA ablation (Bench/preba/experiment.py), MobileNetV2 on
-#                                      the whole GPU and on 7 SM partitions of 16 SMs (about 5 minutes)
+#   Scripts/device-check.sh --preba    the PREBA ablation (Bench/preba/experiment.py): MobileNetV2 on
+#                                      the whole GPU and on 7 SM partitions of 16 SMs, ResNet-50 on the
+#                                      partitions (about 8 minutes; JSON under $OUT, plotted here
+#                                      with Bench/preba/experiment.py --replot)
 #   Scripts/device-check.sh --executor the GPU executor only (issue 6, about 4 minutes): operator
 #                                      cases and whole models against the CPU executor, top-1 on
 #                                      the photos, then images/s per batch size for ResNet-50,
@@ -70,11 +72,16 @@ if [ $preba -eq 1 ]; then
 import sys; sys.path.insert(0, '.device'); import peers
 for i, blob in enumerate(peers.make_jpegs(256)): open('$jpegs/%03d.jpg' % i, 'wb').write(blob)
 "
+    PYTHONUNBUFFERED=1 timeout 120 python3 Bench/export_torchvision.py "$work/models" --models resnet50 || echo "export failed: exit $?"
     preba_rc=0
-    for slices in gpu:0 sm:7x16; do
-        PYTHONUNBUFFERED=1 timeout 200 python3 Bench/preba/experiment.py --binary "$bin" --model .device/models/mobilenet_v2 \
-            --images "$jpegs" --slices $slices --offload gpu --slo-ms 50 --server-cores 0-11 --client-cores 12-15 \
-            --step-seconds 3 --max-steps 8 --start-rate 200 --client-workers 128 --label "gpu-$(echo $slices | tr : -)" --out "$OUT" \
+    # MobileNetV2 on the whole GPU and on 7 SM partitions; ResNet-50 on the partitions (the paper's pair).
+    for run in "mobilenet_v2 .device/models/mobilenet_v2 gpu:0" "mobilenet_v2 .device/models/mobilenet_v2 sm:7x16" \
+               "resnet50 $work/models/resnet50 sm:7x16"; do
+        set -- $run
+        [ -d "$2" ] || continue
+        PYTHONUNBUFFERED=1 timeout 170 python3 Bench/preba/experiment.py --binary "$bin" --model "$2" \
+            --images "$jpegs" --slices "$3" --offload gpu --slo-ms 50 --server-cores 0-11 --client-cores 12-15 \
+            --step-seconds 3 --max-steps 6 --start-rate 200 --client-workers 128 --label "$1-$(echo $3 | tr : -)" --out "$OUT" --svg-out "$work" \
             || preba_rc=$?
     done
     exit $preba_rc

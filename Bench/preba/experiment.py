@@ -180,6 +180,15 @@ def svg_curves(path, title, runs, slo):
     open(path, "w").write("\n".join(out))
 
 
+def plot(base, result):
+    """The two figures of a result: p95 against throughput per configuration, and the bars."""
+    runs, label, slo = result["runs"], result["label"], result["slo_ms"]
+    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+    svg_curves(base + "-curves.svg", f"PREBA ablation ({label}, {result['slices']}): p95 vs throughput", runs, slo)
+    svg_bars(base + "-bars.svg", f"Throughput at p95 ≤ {slo} ms ({label})", [r["config"] for r in runs],
+             [r.get("throughput_rps") for r in runs], "req/s")
+
+
 def make_images(source):
     """Every photo in `source` as a 500-pixel-wide RGB baseline JPEG, quality 90, in a temp folder."""
     import tempfile
@@ -204,7 +213,7 @@ def main():
     p.add_argument("--images", default=None, help="a folder of .jpg request bodies (default: the test photos, re-encoded "
                    "as 500-pixel-wide baseline quality-90 JPEGs, like the peers' set)")
     p.add_argument("--slices", default="cpu:2x1", help="serve --slices: cpu:KxT here, gpu:0xK on a GPU machine")
-    p.add_argument("--offload", required=True, help="the offloaded preprocessing: gpu, or plugin:PATH[?CONFIG]")
+    p.add_argument("--offload", default=None, help="the offloaded preprocessing: gpu, or plugin:PATH[?CONFIG]")
     p.add_argument("--configs", default="cpu+fixed,offload+fixed,offload+auto")
     p.add_argument("--fixed-batch", default="8")
     p.add_argument("--slo-ms", type=float, default=100)
@@ -218,7 +227,15 @@ def main():
     p.add_argument("--port", type=int, default=8190)
     p.add_argument("--label", default=None, help="what the slices are, for the file name and report (e.g. cpu-fake-slices)")
     p.add_argument("--out", default=os.path.join(ROOT, "Bench", "results"))
+    p.add_argument("--svg-out", default=None, help="where the SVGs go (default: --out)")
+    p.add_argument("--replot", default=None, help="only draw the SVGs (next to it) from a result JSON of an earlier run")
     args = p.parse_args()
+    if args.replot:
+        result = json.load(open(args.replot))
+        plot(os.path.splitext(args.replot)[0], result)
+        return
+    if not args.offload:
+        p.error("--offload is required: gpu, or plugin:PATH")
     cores = sorted(os.sched_getaffinity(0))
     args.server_cores = args.server_cores or (",".join(map(str, cores[:-1])) if len(cores) > 1 else str(cores[0]))
     args.client_cores = args.client_cores or str(cores[-1])
@@ -257,9 +274,7 @@ def main():
     base = os.path.join(args.out, f"preba-{label}-{socket.gethostname()}-{stamp}")
     json.dump(result, open(base + ".json", "w"), indent=1)
     runs = result["runs"]
-    svg_curves(base + "-curves.svg", f"PREBA ablation ({label}, {args.slices}): p95 vs throughput", runs, args.slo_ms)
-    svg_bars(base + "-bars.svg", f"Throughput at p95 ≤ {args.slo_ms} ms ({label})", [r["config"] for r in runs],
-             [r.get("throughput_rps") for r in runs], "req/s")
+    plot(os.path.join(args.svg_out or args.out, os.path.basename(base)), result)
     first = runs[0].get("throughput_rps") if runs else None
     print(f"{'config':<16} {'req/s @SLO':>10} {'x cpu+fixed':>11} {'p95 ms':>8} {'p99 ms':>8} {'cores':>6} {'mean batch':>10} {'J/img':>7}")
     for r in runs:
@@ -268,7 +283,7 @@ def main():
               f"{r.get('server_cores_used') or '-':>6} {r.get('mean_batch') or '-':>10} {r.get('gpu_joules_per_image') or '-':>7}")
         if r.get("error"):
             print("  error:", r["error"][:300])
-    print(f"wrote {base}.json and two SVGs")
+    print(f"wrote {base}.json and two SVGs (in {args.svg_out or args.out})")
 
 
 if __name__ == "__main__":

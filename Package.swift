@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "CSliceServe"]),
         .testTarget(name: "SliceGPUModelTests", dependencies: ["SliceGPUModel", "SliceGPU", "SliceModel", "SliceCore"]),
         .testTarget(name: "SliceSlicesTests", dependencies: ["SliceSlices"]),
-        .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess"]),
+        .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU", "SliceGPUModel"]),
         .testTarget(
             name: "SliceServerTests",
             dependencies: [

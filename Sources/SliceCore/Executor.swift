@@ -49,4 +49,30 @@ public protocol Executor: AnyObject, Sendable {
     func prepare(batchSizes: [Int]) throws
     /// Runs slots `0..<count` of `input` and writes `count` items to `output`.
     func run(_ input: BatchBuffer, count: Int, output: OutputBuffer) async throws
+
+    /// The input buffer to use with a preprocessor that can write `capabilities` (nil: tensors
+    /// only): an executor on a GPU may take images straight in device memory. By default
+    /// `makeInputBuffer(capacity:)`.
+    func makeInputBuffer(capacity: Int, for capabilities: PreprocessorCapabilities?) throws -> BatchBuffer
+    /// Writes one item of float32 values, in `inputSpec`'s layout, into `slot` of `buffer` (one
+    /// this executor made). By default a copy into host memory.
+    func write(_ values: [Float], slot: Int, of buffer: BatchBuffer) throws
+}
+
+extension Executor {
+    public func makeInputBuffer(capacity: Int, for capabilities: PreprocessorCapabilities?) throws -> BatchBuffer {
+        try makeInputBuffer(capacity: capacity)
+    }
+
+    public func write(_ values: [Float], slot: Int, of buffer: BatchBuffer) throws {
+        guard let base = buffer.allocation.hostAddress, buffer.spec.dtype == .float32 else {
+            throw SliceError.invalidArgument("tensor inputs need a float32 host-memory input buffer, this one holds \(buffer.spec) in \(buffer.memoryKind.rawValue) memory")
+        }
+        guard slot >= 0, slot < buffer.capacity, values.count == buffer.spec.elementCount else {
+            throw SliceError.invalidArgument("\(values.count) values do not fill slot \(slot) of \(buffer.capacity) × \(buffer.spec)")
+        }
+        values.withUnsafeBufferPointer { v in
+            (base.assumingMemoryBound(to: Float.self) + slot * buffer.spec.elementCount).update(from: v.baseAddress!, count: v.count)
+        }
+    }
 }

@@ -9,14 +9,17 @@ public struct PreprocessorCapabilities: Sendable, Hashable {
     public var destinations: Set<MemoryKind>
     /// The most images one job may hold.
     public var maxBatch: Int
+    /// For `.device` destinations: the GPU (its UUID) whose memory it writes; nil for none.
+    public var deviceUUID: String?
 
     public init(formats: Set<String>, layouts: Set<ImageLayout>, dtypes: Set<DType>,
-                destinations: Set<MemoryKind>, maxBatch: Int) {
+                destinations: Set<MemoryKind>, maxBatch: Int, deviceUUID: String? = nil) {
         self.formats = formats
         self.layouts = layouts
         self.dtypes = dtypes
         self.destinations = destinations
         self.maxBatch = maxBatch
+        self.deviceUUID = deviceUUID
     }
 }
 

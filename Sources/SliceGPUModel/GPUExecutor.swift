@@ -240,6 +240,48 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         return try BatchBuffer(spec: inputSpec, capacity: capacity, allocation: pinned)
     }
 
+    /// The half-precision NHWC image layout GPU preprocessing can write straight to the device.
+    public var deviceInputSpec: ImageTensorSpec {
+        ImageTensorSpec(dtype: .float16, layout: .nhwc, channels: inputSpec.channels, height: inputSpec.height, width: inputSpec.width)
+    }
+
+    /// Device memory in half-precision NHWC when the preprocessor writes that on this executor's
+    /// GPU (no copy through the host); else pinned host memory in float32 NCHW.
+    public func makeInputBuffer(capacity: Int, for capabilities: PreprocessorCapabilities?) throws -> BatchBuffer {
+        guard let c = capabilities, c.destinations.contains(.device), c.dtypes.contains(.float16), c.layouts.contains(.nhwc),
+              c.deviceUUID == model.device.info.uuid, inputSpec.height > 1 else {
+            return try makeInputBuffer(capacity: capacity)
+        }
+        let memory = try model.allocate(capacity * deviceInputSpec.byteCount, what: "the device input buffer")
+        return try BatchBuffer(spec: deviceInputSpec, capacity: capacity, allocation: memory)
+    }
+
+    /// Tensor requests into a device buffer: converted to half NHWC here and copied in.
+    public func write(_ values: [Float], slot: Int, of buffer: BatchBuffer) throws {
+        guard buffer.memoryKind == .device, buffer.spec == deviceInputSpec, let base = buffer.allocation.deviceAddress else {
+            guard let host = buffer.allocation.hostAddress, buffer.spec == inputSpec, slot >= 0, slot < buffer.capacity,
+                  values.count == inputSpec.elementCount else {
+                throw ModelError.invalidInput("cannot write \(values.count) values into slot \(slot) of \(buffer.capacity) × \(buffer.spec)")
+            }
+            values.withUnsafeBufferPointer { v in
+                (host.assumingMemoryBound(to: Float.self) + slot * inputSpec.elementCount).update(from: v.baseAddress!, count: v.count)
+            }
+            return
+        }
+        guard slot >= 0, slot < buffer.capacity, values.count == inputSpec.elementCount else {
+            throw ModelError.invalidInput("\(values.count) values do not fill slot \(slot) of \(buffer.capacity) × \(buffer.spec)")
+        }
+        let (c, plane) = (inputSpec.channels, inputSpec.height * inputSpec.width)
+        var bits = [UInt16](repeating: 0, count: values.count)
+        for ch in 0..<c { for p in 0..<plane { bits[p * c + ch] = Float16(values[ch * plane + p]).bitPattern } }
+        try running.withLock { _ in
+            try bits.withUnsafeBytes { raw in
+                try stream.copy(toDevice: base + UInt64(slot * buffer.spec.byteCount), from: raw.baseAddress!, byteCount: raw.count)
+                try stream.synchronize()
+            }
+        }
+    }
+
     public func prepare(batchSizes: [Int]) throws {
         for n in batchSizes {
             guard let bucket = buckets.bucket(for: n) else { throw GPUModelError.invalidInput("batch size \(n) is above the largest bucket \(maxBatch)") }
@@ -274,7 +316,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         guard output.itemShape == outputShape else {
             throw ModelError.invalidInput("the output buffer holds items of \(output.itemShape), the model makes \(outputShape)")
         }
-        let f16 = ImageTensorSpec(dtype: .float16, layout: .nhwc, channels: inputSpec.channels, height: inputSpec.height, width: inputSpec.width)
+        let f16 = deviceInputSpec
         guard input.spec == inputSpec || (input.spec == f16 && input.memoryKind == .device) else {
             throw ModelError.invalidInput("the input buffer holds \(input.spec) in \(input.memoryKind.rawValue) memory; the model takes \(inputSpec) (or \(f16) in device memory)")
         }

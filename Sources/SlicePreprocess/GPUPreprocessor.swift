@@ -39,7 +39,7 @@ public final class GPUPreprocessor: Preprocessor {
         self.device = device
         capabilities = PreprocessorCapabilities(
             formats: ["jpeg"], layouts: [.nchw, .nhwc], dtypes: [.float32, .float16, .uint8],
-            destinations: [.device, .host, .pinned], maxBatch: maxBatch)
+            destinations: [.device, .host, .pinned], maxBatch: maxBatch, deviceUUID: device.info.uuid)
         var decoder: NVJPEGDecoder? = nil
         if useNVJPEG, let cuda = device as? CUDADevice, GPULibraries.status(.nvjpeg).usable {
             decoder = try NVJPEGDecoder(device: cuda)

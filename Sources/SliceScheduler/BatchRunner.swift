@@ -42,13 +42,13 @@ final class BatchRunner: @unchecked Sendable {
                     imageSlots.append(slot + i)
                     imageOwner.append((r, i))
                 }
-            case .tensor(let values, _):
-                guard let base = input.allocation.hostAddress else {
-                    results[r] = .failure(.executionFailed("tensor inputs need a host-memory input buffer"))
-                    break
-                }
-                values.withUnsafeBufferPointer { v in
-                    (base.assumingMemoryBound(to: Float.self) + slot * perItem).update(from: v.baseAddress!, count: v.count)
+            case .tensor(let values, let count):
+                do {
+                    for item in 0..<count {
+                        try executor.write(Array(values[(item * perItem)..<((item + 1) * perItem)]), slot: slot + item, of: input)
+                    }
+                } catch {
+                    results[r] = .failure(.executionFailed("\(error)"))
                 }
             }
             slot += request.input.items

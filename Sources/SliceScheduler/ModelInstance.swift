@@ -102,7 +102,7 @@ public final class ModelInstance: @unchecked Sendable {
         self.config = config
         self.clock = clock
         state = InstanceState(config: config, clock: clock, events: events)
-        let input = try executor.makeInputBuffer(capacity: config.maxBatchSize)
+        let input = try executor.makeInputBuffer(capacity: config.maxBatchSize, for: preprocessor?.capabilities)
         let output = try OutputBuffer(itemShape: executor.outputShape, capacity: config.maxBatchSize)
         let runner = BatchRunner(executor: executor, preprocessor: preprocessor, options: options, input: input, output: output)
         let state = self.state

@@ -134,11 +134,13 @@ PY
     : > "$OUT/bench-model.jsonl"
     for m in "$models/resnet50" .device/models/mobilenet_v2 "$models/efficientnet_b0"; do
         [ -d "$m" ] || continue
-        timeout 120 "$bin" bench model --executor gpu --model "$m" --batch 1,8,64,256 --seconds 2 | tee -a "$OUT/bench-model.jsonl" || bench_rc=$?
+        # Inputs already on the device, as PyTorch's figures assume; then from host memory at 1 and 256.
+        timeout 120 "$bin" bench model --executor gpu --model "$m" --batch 1,8,64,256 --seconds 2 --input device | tee -a "$OUT/bench-model.jsonl" || bench_rc=$?
+        timeout 60 "$bin" bench model --executor gpu --model "$m" --batch 1,256 --seconds 1 --input host | tee -a "$OUT/bench-model.jsonl" || bench_rc=$?
     done
     # Without CUDA graphs, and without tensor cores, at batch 1 and 256 on ResNet-50: what each buys.
-    timeout 60 "$bin" bench model --executor gpu --model "$models/resnet50" --batch 1,256 --seconds 1 --no-graphs | tee -a "$OUT/bench-model.jsonl"
-    SLICESERVE_TENSOR_CORES=0 timeout 90 "$bin" bench model --executor gpu --model "$models/resnet50" --batch 1,256 --seconds 1 \
+    timeout 60 "$bin" bench model --executor gpu --model "$models/resnet50" --batch 1,256 --seconds 1 --input device --no-graphs | tee -a "$OUT/bench-model.jsonl"
+    SLICESERVE_TENSOR_CORES=0 timeout 90 "$bin" bench model --executor gpu --model "$models/resnet50" --batch 1,256 --seconds 1 --input device \
         | sed 's/"executor":"gpu"/"executor":"gpu-simt"/' | tee -a "$OUT/bench-model.jsonl"
     PYTHONUNBUFFERED=1 OUT="$work" timeout 240 python3 .device/peers.py bench_models > "$OUT/bench-model-peer.jsonl" || bench_rc=$?
     grep '^{' "$OUT/bench-model-peer.jsonl" || true
@@ -154,7 +156,7 @@ ours, peer = lines("bench-model.jsonl"), lines("bench-model-peer.jsonl")
 ref = {(r["model"], r["batch"]): r for r in peer if r.get("figure") == "model_fp16"}
 print(f"{'model':<16} {'batch':>5} {'ours img/s':>11} {'ms':>8} {'TFLOP/s':>8} {'torch graph':>12} {'ratio':>6} {'torch eager':>12}")
 for r in ours:
-    name = r["model"] + ("" if r.get("cuda_graphs", True) else " nograph") + (" simt" if r["executor"] == "gpu-simt" else "")
+    name = r["model"] + ("" if r.get("cuda_graphs", True) else " nograph") + (" simt" if r["executor"] == "gpu-simt" else "") + (" host-in" if r.get("input") == "host" else "")
     p = ref.get((r["model"], r["batch"]))
     ratio = f"{r['images_per_s'] / p['graph_img_s']:.2f}" if p else "-"
     print(f"{name:<16} {r['batch']:>5} {r['images_per_s']:>11.0f} {r['median_ms']:>8.3f} {r.get('tflops') or 0:>8.1f} "

@@ -247,6 +247,9 @@ struct ModelBench: AsyncParsableCommand {
     @Flag(help: "--executor gpu: launch kernel by kernel instead of replaying CUDA graphs.")
     var noGraphs = false
 
+    @Option(help: "--executor gpu: where the batch starts: host (float32 NCHW in pinned memory, copied in each run, as after CPU preprocessing) or device (half NHWC already on the GPU, as after GPU preprocessing; what PyTorch's figures assume).")
+    var input = "host"
+
     @Option(help: "How long to measure each batch size, in seconds.")
     var seconds = 3.0
 
@@ -255,6 +258,8 @@ struct ModelBench: AsyncParsableCommand {
     func validate() throws {
         guard ["cpu", "gpu"].contains(executor) else { throw ValidationError("--executor must be cpu or gpu, got '\(executor)'") }
         if executor == "cpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
+        guard ["host", "device"].contains(input) else { throw ValidationError("--input must be host or device, got '\(input)'") }
+        if input == "device" && executor != "gpu" { throw ValidationError("--input device needs --executor gpu") }
     }
 
     func run() async throws {
@@ -294,10 +299,21 @@ struct ModelBench: AsyncParsableCommand {
         }
         let clock = ContinuousClock()
         for n in sizes {
-            let input = try runner.makeInputBuffer(capacity: n)
             var rng = SplitMix64(seed: 42)
-            let floats = input.allocation.hostAddress!.assumingMemoryBound(to: Float.self)
-            for i in 0..<(n * runner.inputSpec.elementCount) { floats[i] = Float(Int64(rng.next() % 2000) - 1000) / 500 }
+            let input: BatchBuffer
+            if let gpu, self.input == "device" {
+                // Half NHWC on the device, written once through the executor's own conversion.
+                let capabilities = PreprocessorCapabilities(formats: [], layouts: [.nhwc], dtypes: [.float16], destinations: [.device],
+                                                            maxBatch: n, deviceUUID: gpu.model.device.info.uuid)
+                input = try gpu.makeInputBuffer(capacity: n, for: capabilities)
+                for slot in 0..<n {
+                    try gpu.write((0..<gpu.inputSpec.elementCount).map { _ in Float(Int64(rng.next() % 2000) - 1000) / 500 }, slot: slot, of: input)
+                }
+            } else {
+                input = try runner.makeInputBuffer(capacity: n)
+                let floats = input.allocation.hostAddress!.assumingMemoryBound(to: Float.self)
+                for i in 0..<(n * runner.inputSpec.elementCount) { floats[i] = Float(Int64(rng.next() % 2000) - 1000) / 500 }
+            }
             let output = try OutputBuffer(itemShape: runner.outputShape, capacity: n)
             let prepareStart = clock.now
             try runner.prepare(batchSizes: [n])
@@ -318,7 +334,7 @@ struct ModelBench: AsyncParsableCommand {
                 model: modelName, executor: executor, device: deviceName, batch: n, threads: (runner as? CPUExecutor)?.threads,
                 runs: latencies.count, imagesPerSecond: Double(latencies.count * n) / total,
                 medianMs: median, p90Ms: latencies[min(latencies.count - 1, latencies.count * 9 / 10)],
-                minMs: latencies[0], prepareMs: prepareMs, cudaGraphs: gpu.map(\.usesGraphs),
+                minMs: latencies[0], prepareMs: prepareMs, cudaGraphs: gpu.map(\.usesGraphs), input: gpu == nil ? nil : self.input,
                 tflops: flops.map { $0 / (median / 1000) / 1e12 })
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
@@ -341,11 +357,13 @@ struct ModelBenchResult: Codable {
     /// Time to build (and for the GPU, capture) the batch size's plan.
     var prepareMs: Double
     var cudaGraphs: Bool?
+    /// GPU: where each batch started (host or device).
+    var input: String?
     /// Convolution and matrix-product FLOP per second at the median latency (GPU only).
     var tflops: Double?
 
     enum CodingKeys: String, CodingKey {
-        case model, executor, device, batch, threads, runs, tflops
+        case model, executor, device, batch, threads, runs, tflops, input
         case imagesPerSecond = "images_per_s"
         case medianMs = "median_ms"
         case p90Ms = "p90_ms"

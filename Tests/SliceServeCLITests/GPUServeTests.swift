@@ -44,6 +44,10 @@ extension CLITests {
         let tflops = json?["tflops"] as? Double ?? 0, median = json?["median_ms"] as? Double ?? 1
         XCTAssertEqual(tflops * median / 1000 * 1e12, 0.6e9, accuracy: 0.05e9)
         XCTAssertEqual(try run(["bench", "model", "--fake"]).status, 64)
+        let device = try run(["bench", "model", "--executor", "gpu", "--fake", "--batch", "1", "--seconds", "0.05", "--input", "device"])
+        XCTAssertEqual(device.status, 0, device.stderr)
+        XCTAssertTrue(device.stdout.contains("\"input\":\"device\""), device.stdout)
+        XCTAssertEqual(try run(["bench", "model", "--input", "device"]).status, 64)
     }
 
     func testExecutorSelftestAndClassifyOnTheFakeGPU() throws {

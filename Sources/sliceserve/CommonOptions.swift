@@ -221,10 +221,11 @@ struct BatchingFlags: ParsableArguments {
                        priorityLevels: priorityLevels)
     }
 
-    /// The same flags on a command line (for a worker).
-    var arguments: [String] {
-        ["--max-batch", String(maxBatch), "--max-queue-delay-us", String(maxQueueDelayUs), "--max-queue", String(maxQueue),
-         "--priority-levels", String(priorityLevels), "--timeout-us", String(timeoutUs)]
-            + (preferredBatch.isEmpty ? [] : ["--preferred-batch", preferredBatch])
+    /// A resolved configuration as a worker's command line (always manual: the front decided).
+    static func arguments(for c: BatchingConfig) -> [String] {
+        ["--batching", "manual", "--max-batch", String(c.maxBatchSize), "--max-queue-delay-us", String(c.maxQueueDelayNanoseconds / 1000),
+         "--max-queue", String(c.maxQueueSize), "--priority-levels", String(c.priorityLevels),
+         "--timeout-us", String((c.defaultTimeoutNanoseconds ?? 0) / 1000)]
+            + (c.preferredBatchSizes.isEmpty ? [] : ["--preferred-batch", c.preferredBatchSizes.map(String.init).joined(separator: ",")])
     }
 }

@@ -307,19 +307,21 @@ struct ServeCommand: AsyncParsableCommand {
                 let sliceNames = layout.count == 1 ? ["cpu"] : (0..<layout.count).map { "cpu/\($0)" }
                 var threadCounts: [Int] = []
                 if try usesWorkers() {
-                    if batchingFlags.batching != "manual" && !batchingFlags.setByHand {
-                        logger.info("worker slices use the manual batching settings (auto batching is applied to in-process slices only in this version)",
-                                    metadata: ["model": "\(name)", "max_batch": "\(maxBatch)"])
-                    }
                     let workerSlices = try migGPU().map { migWorkerSlices(gpu: $0) }
                         ?? sliceNames.map { WorkerSlice(name: $0, environment: [:], threads: layout.threadsPerSlice) }
+                    // Workers run the CPU executor: their kind is a CPU slice of their threads.
+                    let threads = workerSlices.first?.threads ?? CPUPreprocessor.availableCores
+                    let batching = try await resolveBatching(directory: directory, sliceKind: "cpu:\(threads) threads", slices: workerSlices.count,
+                                                             base: batching, logger: logger) {
+                        try ProfileTarget.make(slices: "cpu:\(workerSlices.count)x\(threads)", directory: directory, maxBatch: 64)
+                    }
                     let group = try workerGroup(directory: directory, name: name, slices: workerSlices,
                                                 batching: batching, metrics: metrics, logger: logger)
                     let sliceNames = workerSlices.map(\.name)
                     metrics.watch(model: name, slices: group)
                     served.append(ServedModel(name: name, directory: directory, slices: group))
                     logger.info("loaded model", metadata: ["model": "\(name)", "path": "\(path)",
-                                                          "slices": "\(sliceNames.joined(separator: ", ")) in worker processes, max batch \(maxBatch) each"])
+                                                          "slices": "\(sliceNames.joined(separator: ", ")) in worker processes, max batch \(batching.maxBatchSize) each"])
                     continue
                 }
                 guard let preprocessor = frontPreprocessor else { continue }
@@ -463,8 +465,9 @@ struct ServeCommand: AsyncParsableCommand {
         let shape = directory.config.input.shape
         guard shape.count == 4 else { throw InferenceError.unavailable("--workers needs an NCHW image input, the model has \(shape)") }
         let signature = ModelSignature(inputSpec: ImageTensorSpec(dtype: .float32, layout: .nchw, channels: shape[1], height: shape[2], width: shape[3]),
-                                       outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: maxBatch, kind: "cpu")
-        let arguments = ["--model", directory.path, "--model-name", name] + batchingFlags.arguments
+                                       outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: batching.maxBatchSize, kind: "cpu")
+        // The batching this model resolved to (auto or manual), as the worker's own flags.
+        let arguments = ["--model", directory.path, "--model-name", name] + BatchingFlags.arguments(for: batching)
         let log = logger
         return try SliceGroup(name: name, sliceNames: slices.map(\.name)) { i, routerEvents in
             let slice = slices[i]

@@ -7,6 +7,8 @@ import Foundation
 import SliceCore
 import SliceGPU
 import SliceSlices
+import SliceModel
+import SliceScheduler
 
 struct SlicesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -170,7 +172,14 @@ struct SlicesPlan: AsyncParsableCommand {
     @OptionGroup var selection: GPUSelection
 
     @Option(help: "Comma-separated profiles, NxPROFILE for N of one (e.g. 7x1g.10gb).")
-    var layout: String
+    var layout: String?
+
+    @Option(help: ArgumentHelp("Suggest a layout for this model from its measured profiles instead (with --slo-ms).",
+                               discussion: "For each MIG profile it uses the model's stored latency profile (`sliceserve profile`) measured on that MIG profile, or else on an SM partition with the same number of SMs on the same GPU model (a proxy: SM partitions share L2, memory bandwidth and JPEG engines, so a MIG slice does at least as well), takes the batch size the SLO allows, and ranks the layouts of as many instances of one profile as fit by total images/s."))
+    var forModel: String?
+
+    @Option(name: .customLong("slo-ms"), help: "Latency target for --for-model, in milliseconds.")
+    var sloMs: Double?
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -179,11 +188,17 @@ struct SlicesPlan: AsyncParsableCommand {
         guard try selection.simulated() != nil else {
             throw ValidationError("plan needs --gpu sim:<card> in this version (a real GPU's table comes with MIG discovery)")
         }
+        guard (layout == nil) != (forModel == nil) else { throw ValidationError("give either --layout or --for-model") }
+        if forModel != nil, !((sloMs ?? 0) > 0) { throw ValidationError("--for-model needs --slo-ms (a positive number of milliseconds)") }
     }
 
     func run() async throws {
         let geometry = try selection.simulated()!
-        let names = MIGPlanner.parseLayout(layout)
+        if let forModel {
+            try suggest(geometry: geometry, modelPath: forModel, sloMs: sloMs!)
+            return
+        }
+        let names = MIGPlanner.parseLayout(layout!)
         do {
             let placed = try MIGPlanner.plan(names, on: geometry)
             if json {
@@ -200,6 +215,91 @@ struct SlicesPlan: AsyncParsableCommand {
             print("  memory slices: [\(String(used))], compute slices used: \(placed.reduce(0) { $0 + $1.computeSlices }) of \(geometry.computeSlices)")
         } catch {
             Self.fail(CLIFailure(message: "\(error)", exitCode: 1))
+        }
+    }
+}
+
+/// One row of `slices plan --for-model`: as many instances of one profile as fit.
+struct LayoutSuggestion: Codable {
+    var profile: String
+    var multiprocessors: Int
+    var instances: Int
+    /// Where the curve came from: "mig:<profile>", "sm:<SMs> partition (proxy)", or nil.
+    var measuredOn: String?
+    var batch: Int?
+    var imagesPerSecondPerSlice: Double?
+    var totalImagesPerSecond: Double?
+    var note: String
+
+    enum CodingKeys: String, CodingKey {
+        case profile, instances, batch, note
+        case multiprocessors = "sms"
+        case measuredOn = "measured_on"
+        case imagesPerSecondPerSlice = "images_per_s_per_slice"
+        case totalImagesPerSecond = "total_images_per_s"
+    }
+}
+
+extension SlicesPlan {
+    /// Ranks homogeneous layouts by measured throughput at the SLO.
+    func suggest(geometry: MIGGeometry, modelPath: String, sloMs: Double) throws {
+        let directory: ModelDirectory
+        let fp: String
+        do {
+            directory = try ModelDirectory(path: modelPath)
+            fp = fingerprint(try FileIO.read(directory.modelPath))
+        } catch {
+            Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError))
+        }
+        // Every stored profile of this model file and software version.
+        var stored: [BatchingProfile] = []
+        var folders = [directory.path + "/profiles"]
+        if let cache = try? CacheDirectory.subdirectory("profiles") { folders.append(cache + "/" + fp.replacingOccurrences(of: ":", with: "-")) }
+        for folder in folders {
+            for name in ((try? FileIO.list(folder)) ?? []).sorted() where name.hasSuffix(".json") {
+                guard let bytes = try? FileIO.read(folder + "/" + name),
+                      let profile = try? JSONDecoder().decode(BatchingProfile.self, from: Data(bytes)),
+                      profile.modelFingerprint == fp, profile.software == SliceServeVersion.current else { continue }
+                stored.append(profile)
+            }
+        }
+        var rows: [LayoutSuggestion] = []
+        for profile in geometry.profiles {
+            var fits = 0
+            for n in stride(from: profile.maxInstances, through: 1, by: -1) {
+                if (try? MIGPlanner.plan(Array(repeating: profile.name, count: n), on: geometry)) != nil { fits = n; break }
+            }
+            var row = LayoutSuggestion(profile: profile.name, multiprocessors: profile.multiprocessors, instances: fits, note: "")
+            let proxyKind = "sm:\(profile.multiprocessors) of \(geometry.productName)"
+            let curve = stored.first { $0.sliceKind == "mig:\(profile.name)" } ?? stored.first { $0.sliceKind == proxyKind }
+            guard fits > 0, let curve, let auto = BatchingPolicy.auto(profile: curve, slices: fits, sloMs: sloMs, base: BatchingConfig()),
+                  let point = curve.points.first(where: { $0.batch == auto.config.maxBatchSize }) else {
+                row.note = fits == 0 ? "does not fit" : "not measured: sliceserve profile --model \(modelPath) --slices sm:\(fits)x\(profile.multiprocessors) on a \(geometry.productName)"
+                rows.append(row)
+                continue
+            }
+            row.measuredOn = curve.sliceKind.hasPrefix("mig:") ? curve.sliceKind : "sm:\(profile.multiprocessors) partition (proxy for MIG)"
+            row.batch = point.batch
+            row.imagesPerSecondPerSlice = point.imagesPerSecond
+            row.totalImagesPerSecond = point.imagesPerSecond * Double(fits)
+            row.note = point.p95Ms > sloMs ? "p95 \(point.p95Ms) ms is over the SLO even at batch 1" : "p95 \(point.p95Ms) ms at batch \(point.batch)"
+            rows.append(row)
+        }
+        rows.sort { ($0.totalImagesPerSecond ?? -1) > ($1.totalImagesPerSecond ?? -1) }
+        if json {
+            try printJSON(rows)
+            return
+        }
+        print("\(directory.config.name) on \(geometry.productName) (sim:\(geometry.card)), SLO \(sloMs) ms: layouts of one profile, by total images/s")
+        for r in rows {
+            let total = r.totalImagesPerSecond.map { "\(Int($0.rounded())) img/s" } ?? "-"
+            let per = r.imagesPerSecondPerSlice.map { "\(Int($0.rounded())) per slice" } ?? ""
+            print("  \(r.instances)x\(r.profile) (\(r.multiprocessors) SMs each): \(total) \(per) — \(r.note)\(r.measuredOn.map { "; measured on \($0)" } ?? "")")
+        }
+        if let best = rows.first, let total = best.totalImagesPerSecond {
+            print("suggested: --layout \(best.instances)x\(best.profile) (\(Int(total.rounded())) img/s at p95 ≤ \(sloMs) ms)")
+        } else {
+            print("no suggestion: no profile of this model was measured on a slice of this GPU model")
         }
     }
 }

@@ -65,3 +65,55 @@ extension CLITests {
         return try XCTUnwrap(curve.last).0
     }
 }
+
+extension CLITests {
+    /// FNV-1a 64 with the size, as SliceServe fingerprints model files.
+    private func fingerprint(_ data: Data) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in data { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return "\(data.count):" + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    func testPlanSuggestsALayoutFromMeasuredProfiles() throws {
+        let home = FileManager.default.homeDirectoryForCurrentUser
+        let source = URL(fileURLWithPath: ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? home.appendingPathComponent(".cache").path)
+            .appendingPathComponent("sliceserve/models/mobilenet_v2")
+        guard FileManager.default.fileExists(atPath: source.appendingPathComponent("model.onnx").path) else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no default model: run Scripts/test.sh") }
+            throw XCTSkip("no default model at \(source.path)")
+        }
+        let model = FileManager.default.temporaryDirectory.appendingPathComponent("ss-plan-\(getpid())")
+        try? FileManager.default.removeItem(at: model)
+        try FileManager.default.copyItem(at: source, to: model)
+        defer { try? FileManager.default.removeItem(at: model) }
+        let fp = fingerprint(try Data(contentsOf: model.appendingPathComponent("model.onnx")))
+        // Curves as `profile` would store them: 16-SM and 32-SM partitions of an H200.
+        func write(_ kind: String, slices: Int, _ points: [(Int, Double, Double)]) throws {
+            let list = points.map { "{\"batch\": \($0.0), \"images_per_s\": \($0.1), \"median_ms\": \($0.2 * 0.8), \"p95_ms\": \($0.2), \"runs\": 20}" }
+            let json = """
+                {"model": "mobilenet_v2", "model_fingerprint": "\(fp)", "slice_kind": "\(kind)", "slices": \(slices),
+                 "software": "0.1.0", "measured_at": "2026-11-28T00:00:00Z", "points": [\(list.joined(separator: ","))]}
+                """
+            try FileManager.default.createDirectory(at: model.appendingPathComponent("profiles"), withIntermediateDirectories: true)
+            try json.write(to: model.appendingPathComponent("profiles/\(kind.filter { $0.isLetter || $0.isNumber })-x\(slices).json"), atomically: true, encoding: .utf8)
+        }
+        try write("sm:16 of NVIDIA H200", slices: 7, [(1, 1000, 2), (2, 1500, 3), (4, 1600, 5)])
+        try write("sm:32 of NVIDIA H200", slices: 3, [(1, 1800, 2), (2, 2900, 3), (4, 3000, 5)])
+        let result = try run(["slices", "plan", "--gpu", "sim:h200", "--for-model", model.path, "--slo-ms", "10"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        // 7 x 1500 (1g.18gb) beats 4 x 1500 (1g.35gb, also 16 SMs) and 3 x 2900 (2g.35gb).
+        XCTAssertTrue(result.stdout.contains("suggested: --layout 7x1g.18gb (10500 img/s at p95 ≤ 10.0 ms)"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("3x2g.35gb (32 SMs each): 8700 img/s"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("not measured: sliceserve profile"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("partition (proxy for MIG)"), result.stdout)
+        // A tight SLO moves the 16-SM slices to batch 1: 7 x 1000.
+        let tight = try run(["slices", "plan", "--gpu", "sim:h200", "--for-model", model.path, "--slo-ms", "3", "--json"])
+        let rows = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(tight.stdout.utf8)) as? [[String: Any]])
+        let small = try XCTUnwrap(rows.first { $0["profile"] as? String == "1g.18gb" })
+        XCTAssertEqual(small["batch"] as? Int, 1)
+        XCTAssertEqual(small["total_images_per_s"] as? Double, 7000)
+        XCTAssertEqual(try run(["slices", "plan", "--gpu", "sim:h200", "--for-model", model.path]).status, 64)
+        XCTAssertEqual(try run(["slices", "plan", "--gpu", "sim:h200", "--for-model", model.path, "--layout", "7x1g.18gb", "--slo-ms", "5"]).status, 64)
+    }
+}

@@ -9,15 +9,7 @@ import XCTest
 /// preprocessed on the CPU straight into the executor's input buffer, classified by MobileNetV2.
 final class EndToEndTests: XCTestCase {
     func testConcurrentJPEGRequestsAreBatchedAndClassified() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let photos = root.appendingPathComponent(".cache/oracles/preprocess")
-        let modelPath = ModelDirectory.defaultPath
-        guard FileManager.default.fileExists(atPath: modelPath + "/model.onnx"),
-              FileManager.default.fileExists(atPath: photos.appendingPathComponent("coffee.jpg").path) else {
-            let message = "no default model or photos: run Scripts/test.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
-            throw XCTSkip(message)
-        }
+        let (modelPath, photos) = try requireModelAndPhotos()
         let directory = try ModelDirectory(path: modelPath)
         let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 2, maxBatch: 8)
         let model = try ModelInstance(name: "mobilenet_v2", executor: executor, preprocessor: try CPUPreprocessor(threads: 2),

@@ -11,15 +11,7 @@ import XCTest
 /// become half NHWC slots on the device and never come back to the host before the model.
 final class GPUPipelineTests: XCTestCase {
     func testGPUPreprocessingWritesStraightIntoTheGPUExecutor() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let photos = root.appendingPathComponent(".cache/oracles/preprocess")
-        let modelPath = ModelDirectory.defaultPath
-        guard FileManager.default.fileExists(atPath: modelPath + "/model.onnx"),
-              FileManager.default.fileExists(atPath: photos.appendingPathComponent("coffee.jpg").path) else {
-            let message = "no default model or photos: run Scripts/test.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
-            throw XCTSkip(message)
-        }
+        let (modelPath, photos) = try requireModelAndPhotos()
         var profile = FakeGPUProfile()
         profile.memoryBytes = 1 << 30
         let device = FakeGPUDevice(profile: profile)

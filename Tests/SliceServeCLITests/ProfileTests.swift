@@ -6,16 +6,7 @@ import XCTest
 /// reused, and turned into the batcher's settings; flags set by hand win.
 extension CLITests {
     func testProfileIsStoredReusedAndDrivesServe() throws {
-        let home = FileManager.default.homeDirectoryForCurrentUser
-        let source = URL(fileURLWithPath: ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? home.appendingPathComponent(".cache").path)
-            .appendingPathComponent("sliceserve/models/mobilenet_v2")
-        guard FileManager.default.fileExists(atPath: source.appendingPathComponent("model.onnx").path) else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no default model: run Scripts/test.sh") }
-            throw XCTSkip("no default model at \(source.path)")
-        }
-        let model = FileManager.default.temporaryDirectory.appendingPathComponent("ss-profile-\(getpid())")
-        try? FileManager.default.removeItem(at: model)
-        try FileManager.default.copyItem(at: source, to: model)
+        let model = try copyOfDefaultModel("ss-profile")
         defer { try? FileManager.default.removeItem(at: model) }
 
         let first = try run(["profile", "--model", model.path, "--slices", "cpu:1", "--max-batch", "4", "--seconds", "0.2", "--json"])
@@ -59,6 +50,21 @@ extension CLITests {
         XCTAssertEqual(try run(["profile", "--slices", "mig", "--model", model.path]).status, 64)
     }
 
+    /// A private copy of the default model folder (profiles are stored next to the model).
+    func copyOfDefaultModel(_ prefix: String) throws -> URL {
+        let home = FileManager.default.homeDirectoryForCurrentUser
+        let source = URL(fileURLWithPath: ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? home.appendingPathComponent(".cache").path)
+            .appendingPathComponent("sliceserve/models/mobilenet_v2")
+        guard FileManager.default.fileExists(atPath: source.appendingPathComponent("model.onnx").path) else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no default model: run Scripts/test.sh") }
+            throw XCTSkip("no default model at \(source.path)")
+        }
+        let model = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(getpid())")
+        try? FileManager.default.removeItem(at: model)
+        try FileManager.default.copyItem(at: source, to: model)
+        return model
+    }
+
     private func kneeBatch(_ points: [[String: Any]]) throws -> Int {
         let curve = points.map { ($0["batch"] as! Int, $0["images_per_s"] as! Double) }.sorted { $0.0 < $1.0 }
         for (a, b) in zip(curve, curve.dropFirst()) where b.1 - a.1 < 0.1 * a.1 { return a.0 }
@@ -76,16 +82,7 @@ extension CLITests {
     }
 
     func testPlanSuggestsALayoutFromMeasuredProfiles() throws {
-        let home = FileManager.default.homeDirectoryForCurrentUser
-        let source = URL(fileURLWithPath: ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? home.appendingPathComponent(".cache").path)
-            .appendingPathComponent("sliceserve/models/mobilenet_v2")
-        guard FileManager.default.fileExists(atPath: source.appendingPathComponent("model.onnx").path) else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no default model: run Scripts/test.sh") }
-            throw XCTSkip("no default model at \(source.path)")
-        }
-        let model = FileManager.default.temporaryDirectory.appendingPathComponent("ss-plan-\(getpid())")
-        try? FileManager.default.removeItem(at: model)
-        try FileManager.default.copyItem(at: source, to: model)
+        let model = try copyOfDefaultModel("ss-plan")
         defer { try? FileManager.default.removeItem(at: model) }
         let fp = fingerprint(try Data(contentsOf: model.appendingPathComponent("model.onnx")))
         // Curves as `profile` would store them: 16-SM and 32-SM partitions of an H200.

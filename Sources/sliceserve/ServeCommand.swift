@@ -47,7 +47,7 @@ struct ServeCommand: AsyncParsableCommand {
     var modelName: String?
 
     @Option(help: ArgumentHelp("Where instances run: cpu, cpu:N (one instance, N threads), cpu:KxT (K instances of T threads, requests routed to the one that will finish first), gpu[:N][xK] (K instances on CUDA GPU N, fp16), sm[:N]:KxS (K instances, each on its own partition of S SMs), mig[:GPU] (a worker per MIG compute instance), or auto (today: the CPU, all cores).",
-                               discussion: "gpu runs the model with SliceServe's GPU executor (half precision, NHWC, one CUDA graph per batch-size bucket); instances on one GPU share the weights. gpu:fake uses the in-process fake GPU (host memory, simulated timing; for tests, very slow). sm:KxS splits GPU 0's SMs into K green contexts of S SMs (CUDA 13 driver): SM partitions, not MIG, since the JPEG engines, L2 cache and memory bandwidth stay shared; sm:fake:KxS names the slices the same way on the fake GPU, without partitioning. mig starts one worker process per MIG compute instance NVML lists, pinned with CUDA_VISIBLE_DEVICES=MIG-...; those workers still run the model on the CPU. sm:KxS slices come in a later version."))
+                               discussion: "gpu runs the model with SliceServe's GPU executor (half precision, NHWC, one CUDA graph per batch-size bucket); instances on one GPU share the weights. gpu:fake uses the in-process fake GPU (host memory, simulated timing; for tests, very slow). sm:KxS splits GPU 0's SMs into K green contexts of S SMs (CUDA 13 driver): SM partitions, not MIG, since the JPEG engines, L2 cache and memory bandwidth stay shared; sm:fake:KxS names the slices the same way on the fake GPU, without partitioning. mig starts one worker process per MIG compute instance NVML lists, pinned with CUDA_VISIBLE_DEVICES=MIG-..., running the model with the GPU executor on that instance (on the CPU, with a log line, where the worker sees no GPU)."))
     var slices = "cpu"
 
     @Flag(help: ArgumentHelp("Run each slice's instance in its own worker process (`sliceserve worker`, over a Unix socket), as MIG slices need.",
@@ -315,8 +315,9 @@ struct ServeCommand: AsyncParsableCommand {
                                                              base: batching, logger: logger) {
                         try ProfileTarget.make(slices: "cpu:\(workerSlices.count)x\(threads)", directory: directory, maxBatch: 64)
                     }
+                    // MIG workers run the model on their MIG instance (the CPU where the worker sees no GPU, said in the log).
                     let group = try workerGroup(directory: directory, name: name, slices: workerSlices,
-                                                batching: batching, metrics: metrics, logger: logger)
+                                                batching: batching, executor: try migGPU() == nil ? "cpu" : "auto", metrics: metrics, logger: logger)
                     let sliceNames = workerSlices.map(\.name)
                     metrics.watch(model: name, slices: group)
                     served.append(ServedModel(name: name, directory: directory, slices: group))
@@ -461,13 +462,14 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     private func workerGroup(directory: ModelDirectory, name: String, slices: [WorkerSlice],
-                             batching: BatchingConfig, metrics: ServerMetrics, logger: Logger) throws -> SliceGroup {
+                             batching: BatchingConfig, executor: String, metrics: ServerMetrics, logger: Logger) throws -> SliceGroup {
         let shape = directory.config.input.shape
         guard shape.count == 4 else { throw InferenceError.unavailable("--workers needs an NCHW image input, the model has \(shape)") }
         let signature = ModelSignature(inputSpec: ImageTensorSpec(dtype: .float32, layout: .nchw, channels: shape[1], height: shape[2], width: shape[3]),
-                                       outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: batching.maxBatchSize, kind: "cpu")
+                                       outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: batching.maxBatchSize,
+                                       kind: executor == "cpu" ? "cpu" : "gpu")
         // The batching this model resolved to (auto or manual), as the worker's own flags.
-        let arguments = ["--model", directory.path, "--model-name", name] + BatchingFlags.arguments(for: batching)
+        let arguments = ["--model", directory.path, "--model-name", name, "--executor", executor] + BatchingFlags.arguments(for: batching)
         let log = logger
         return try SliceGroup(name: name, sliceNames: slices.map(\.name)) { i, routerEvents in
             let slice = slices[i]

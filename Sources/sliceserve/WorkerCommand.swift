@@ -5,13 +5,15 @@ import Logging
 import NIOCore
 import NIOPosix
 import SliceCore
+import SliceGPU
+import SliceGPUModel
 import SliceModel
 import SlicePreprocess
 import SliceScheduler
 
 /// `sliceserve worker`: one slice's model instance in its own process, answering the front
 /// server over a Unix socket. `serve` starts these itself (one per slice with --workers, and
-/// one per MIG slice in a later version, with CUDA_VISIBLE_DEVICES=MIG-…); it is not meant to
+/// one per MIG slice, with CUDA_VISIBLE_DEVICES=MIG-… and the GPU executor); it is not meant to
 /// be started by hand. It exits when its standard input closes (the front server is gone).
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,6 +36,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "How JPEGs become model inputs: cpu (the worker's own CPU preprocessing).")
     var preprocess = "cpu"
 
+    @Option(help: "Where the model runs: cpu, gpu (the first CUDA device this process sees: a MIG instance under CUDA_VISIBLE_DEVICES=MIG-…), or auto (gpu when one is visible, else cpu, said on standard error).")
+    var executor = "cpu"
+
     @OptionGroup var batching: BatchingFlags
 
     @Option(help: "The front server's shared memory for request images (/proc/PID/fd/N of its memfd).")
@@ -45,13 +50,29 @@ struct WorkerCommand: AsyncParsableCommand {
     func validate() throws {
         guard socket.utf8.count < 100 else { throw ValidationError("--socket path is too long for a Unix socket: \(socket)") }
         guard preprocess == "cpu" else { throw ValidationError("a worker preprocesses on the CPU in this version (--preprocess cpu)") }
+        guard ["cpu", "gpu", "auto"].contains(executor) else { throw ValidationError("--executor must be cpu, gpu or auto, got '\(executor)'") }
+    }
+
+    /// The CPU executor, or the GPU executor on the one device this process sees.
+    private func makeExecutor(_ directory: ModelDirectory) throws -> any Executor {
+        var useGPU = executor == "gpu"
+        if executor == "auto" {
+            let reason = CUDADevice.unavailableReason() ?? (CUDADevice.count() == 0 ? "no CUDA device visible" : nil)
+            useGPU = reason == nil
+            if let reason { FileHandle.standardError.write(Data("worker: running the model on the CPU (\(reason))\n".utf8)) }
+        }
+        guard useGPU else { return try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: batching.maxBatch) }
+        if let reason = CUDADevice.unavailableReason() { throw GPUError.noDevice(reason) }
+        let device = try CUDADevice(ordinal: 0)
+        return try GPUExecutor(model: try GPUModel(modelFile: directory.modelPath, device: device),
+                               buckets: BatchBuckets(maxBatch: batching.maxBatch), name: "gpu:\(device.info.name)")
     }
 
     func run() async throws {
         let instance: ModelInstance
         do {
             let directory = try ModelDirectory(path: model, name: modelName)
-            let executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: batching.maxBatch)
+            let executor = try makeExecutor(directory)
             instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: try CPUPreprocessor(threads: threads),
                                          options: directory.preprocessOptions,
                                          config: try batching.config())

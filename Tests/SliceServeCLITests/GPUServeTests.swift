@@ -28,6 +28,12 @@ extension CLITests {
         XCTAssertEqual(missing.status, 4, missing.stderr)
         XCTAssertTrue(missing.stderr.contains("--slices gpu:7"), missing.stderr)
         XCTAssertEqual(try run(["serve", "--slices", "sm:2x16", "--check"], environment: ["SLICESERVE_LIBCUDA": "none"]).status, 4)
+        // A worker told to run on the GPU without one fails with the reason (auto would fall back).
+        let worker = try run(["worker", "--socket", "/tmp/ss-no-gpu-\(getpid()).sock", "--model", ModelDirectoryPath.default, "--executor", "gpu"],
+                             environment: ["SLICESERVE_LIBCUDA": "none"])
+        XCTAssertEqual(worker.status, 3, worker.stderr)
+        XCTAssertTrue(worker.stderr.contains("worker: no GPU"), worker.stderr)
+        XCTAssertEqual(try run(["worker", "--socket", "/tmp/x.sock", "--model", "x", "--executor", "tpu"]).status, 64)
         // SM-partition slices on the fake GPU: named per partition (not partitioned: the fake has no SMs to split).
         let fake = try run(["serve", "--slices", "sm:fake:2x16", "--max-batch", "1", "--check"])
         XCTAssertEqual(fake.status, 0, fake.stderr)

@@ -146,16 +146,20 @@ extension CLITests {
         let (server, port) = try startServer(["--slices", "mig"], portBase: 26000, environment: environment)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
         var pinned: Set<String> = []
+        var gpuWorkers = 0
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard Int32(entry) != nil, let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
                   String(decoding: cmdline, as: UTF8.self).contains("sliceserve-\(server.processIdentifier)-"),
                   let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { continue }
+            // MIG workers run the GPU executor where they see their instance (here: no driver, so the CPU).
+            if String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains("--executor auto") { gpuWorkers += 1 }
             for variable in environ.split(separator: 0) {
                 let text = String(decoding: variable, as: UTF8.self)
                 if text.hasPrefix("CUDA_VISIBLE_DEVICES=") { pinned.insert(String(text.dropFirst("CUDA_VISIBLE_DEVICES=".count))) }
             }
         }
         XCTAssertEqual(pinned, uuids, "each worker sees exactly its MIG instance")
+        XCTAssertEqual(gpuWorkers, 2, "MIG workers are started with --executor auto")
         let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
         let answer = httpPost(port: port, path: "/v2/models/mobilenet_v2/classify?top_k=1", body: photo, contentType: "image/jpeg")
         XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), answer)

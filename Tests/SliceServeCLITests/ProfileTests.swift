@@ -52,9 +52,7 @@ extension CLITests {
 
     /// A private copy of the default model folder (profiles are stored next to the model).
     func copyOfDefaultModel(_ prefix: String) throws -> URL {
-        let home = FileManager.default.homeDirectoryForCurrentUser
-        let source = URL(fileURLWithPath: ProcessInfo.processInfo.environment["XDG_CACHE_HOME"] ?? home.appendingPathComponent(".cache").path)
-            .appendingPathComponent("sliceserve/models/mobilenet_v2")
+        let source = URL(fileURLWithPath: ModelDirectoryPath.default)
         guard FileManager.default.fileExists(atPath: source.appendingPathComponent("model.onnx").path) else {
             if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no default model: run Scripts/test.sh") }
             throw XCTSkip("no default model at \(source.path)")

@@ -124,19 +124,12 @@ public struct BatchBuckets: Sendable, Equatable {
     public func bucket(for count: Int) -> Int? { sizes.first { $0 >= count } }
 }
 
-/// One batch-size plan bound to device memory: the arena, the resolved launches, and the CUDA
-/// graph that replays them.
-final class BoundPlan: @unchecked Sendable {
-    let lowered: LoweredPlan
-    let arena: DeviceMemory
+/// Where a lowered plan's tensors go in an arena: offsets by tensor, and the bytes it needs.
+struct ArenaLayout: Sendable {
     let offsets: [Int]
-    let convert: (kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])
-    let body: [(kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])]
-    let graph: (any GPUGraph)?
-    let hostOutput: PinnedMemory
+    let bytes: Int
 
-    init(lowered: LoweredPlan, model: GPUModel, stream: any GPUStream, useGraph: Bool) throws {
-        self.lowered = lowered
+    init(_ lowered: LoweredPlan) {
         // Lifetimes by launch index; sizes in 256-byte units so that every tensor is aligned.
         var sizes: [Int: Int] = [:], first: [Int: Int] = [:], last: [Int: Int] = [:]
         for (t, tensor) in lowered.tensors.enumerated() { sizes[t] = (tensor.byteCount + 255) / 256 }
@@ -151,8 +144,27 @@ final class BoundPlan: @unchecked Sendable {
         first[lowered.inputStaging] = 0
         let memory = MemoryPlan(sizes: sizes, firstUse: first, lastUse: last, steps: lowered.launches.count)
         offsets = lowered.tensors.indices.map { (memory.offsets[$0] ?? 0) * 256 }
-        let bytes = max(memory.arenaSize * 256, 256)
-        arena = try model.allocate(bytes, what: "batch \(lowered.batch)'s activations")
+        bytes = max(memory.arenaSize * 256, 256)
+    }
+}
+
+/// One batch-size plan bound to device memory: its place in the instance's arena (shared by all
+/// of the instance's plans, which never run at once), the resolved launches, and the CUDA graph
+/// that replays them.
+final class BoundPlan: @unchecked Sendable {
+    let lowered: LoweredPlan
+    let arena: DeviceMemory
+    let offsets: [Int]
+    let convert: (kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])
+    let body: [(kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])]
+    let graph: (any GPUGraph)?
+    let hostOutput: PinnedMemory
+
+    init(lowered: LoweredPlan, layout: ArenaLayout, arena: DeviceMemory, model: GPUModel, stream: any GPUStream, useGraph: Bool) throws {
+        precondition(arena.byteCount >= layout.bytes, "the arena is smaller than the plan")
+        self.lowered = lowered
+        self.arena = arena
+        offsets = layout.offsets
         hostOutput = try model.device.allocatePinned(byteCount: lowered.outputCount * 4)
         try model.upload(lowered.weights, stream: stream)
 
@@ -213,6 +225,9 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     private let stream: any GPUStream
     private let serial: WorkerPool<Void>
     private let plans = Mutex<[Int: BoundPlan]>([:])
+    /// What the plans are made of; changed only with `running` held.
+    private let layouts = Mutex<[Int: (lowered: LoweredPlan, layout: ArenaLayout)]>([:])
+    private let arena = Mutex<DeviceMemory?>(nil)
     private let running = Mutex<Void>(())
 
     /// `stream`: where this instance's work runs (e.g. a stream of an SM partition); by default
@@ -282,15 +297,27 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         }
     }
 
+    /// Lowers, places and captures the plans for these batch sizes' buckets now (all of them
+    /// with `buckets.sizes`): the arena is sized once for the largest, and a model that does not
+    /// fit fails here rather than at its first large batch.
     public func prepare(batchSizes: [Int]) throws {
+        var wanted: [Int] = []
         for n in batchSizes {
             guard let bucket = buckets.bucket(for: n) else { throw GPUModelError.invalidInput("batch size \(n) is above the largest bucket \(maxBatch)") }
-            _ = try plan(bucket: bucket)
+            wanted.append(bucket)
         }
+        try bind(Set(wanted))
     }
 
-    /// Bytes of activations the plan for `bucket` uses (after reuse).
-    public func arenaBytes(bucket: Int) throws -> Int { try plan(bucket: bucket).arena.byteCount }
+    /// Bytes of activations the plan for `bucket` needs (after reuse); the instance's arena is
+    /// the largest of its plans'.
+    public func arenaBytes(bucket: Int) throws -> Int {
+        _ = try plan(bucket: bucket)
+        return layouts.withLock { $0[bucket]!.layout.bytes }
+    }
+
+    /// Device bytes of the instance's arena (shared by all its plans).
+    public var deviceArenaBytes: Int { arena.withLock { $0?.byteCount ?? 0 } }
 
     /// Floating-point operations of one run of a bucket's plan (padded rows included).
     public func flops(bucket: Int) throws -> Double { try plan(bucket: bucket).lowered.flops }
@@ -300,10 +327,41 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
 
     func plan(bucket: Int) throws -> BoundPlan {
         if let plan = plans.withLock({ $0[bucket] }) { return plan }
-        let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, tensorCores: model.tensorCores)
-        let plan = try running.withLock { _ in try BoundPlan(lowered: lowered, model: model, stream: stream, useGraph: usesGraphs) }
-        plans.withLock { $0[bucket] = plan }
-        return plan
+        try bind([bucket])
+        return plans.withLock { $0[bucket]! }
+    }
+
+    /// Lowers the buckets not lowered yet, grows the arena if the largest plan needs more (then
+    /// every plan is bound again: their graphs hold the old addresses), and binds what is unbound.
+    private func bind(_ wanted: Set<Int>) throws {
+        try running.withLock { _ in
+            var added: [Int] = []
+            for bucket in wanted.sorted() where layouts.withLock({ $0[bucket] == nil }) {
+                let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, tensorCores: model.tensorCores)
+                layouts.withLock { $0[bucket] = (lowered, ArenaLayout(lowered)) }
+                added.append(bucket)
+            }
+            let all = layouts.withLock { $0 }
+            guard let (largest, need) = all.map({ ($0.key, $0.value.layout.bytes) }).max(by: { $0.1 < $1.1 }) else { return }
+            if (arena.withLock { $0?.byteCount ?? 0 }) < need {
+                // Free the old arena (and the graphs pointing into it) before asking for the new one.
+                plans.withLock { $0.removeAll() }
+                arena.withLock { $0 = nil }
+                do {
+                    let memory = try model.allocate(need, what: "batch \(model.symbolicBatch ? largest : 1)'s activations")
+                    arena.withLock { $0 = memory }
+                } catch {
+                    // The buckets that did not fit are forgotten; the others are bound again on next use.
+                    layouts.withLock { for bucket in added { $0[bucket] = nil } }
+                    throw error
+                }
+            }
+            let memory = arena.withLock { $0! }
+            for (bucket, entry) in all.sorted(by: { $0.key < $1.key }) where plans.withLock({ $0[bucket] == nil }) {
+                let plan = try BoundPlan(lowered: entry.lowered, layout: entry.layout, arena: memory, model: model, stream: stream, useGraph: usesGraphs)
+                plans.withLock { $0[bucket] = plan }
+            }
+        }
     }
 
     public func run(_ input: BatchBuffer, count: Int, output: OutputBuffer) async throws {

@@ -356,6 +356,8 @@ struct ServeCommand: AsyncParsableCommand {
                     }
                     let group = try SliceGroup(name: name, sliceNames: names) { i, routerEvents in
                         let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), name: names[i], stream: streams[i])
+                        // Every bucket's plan and graph now: a model that does not fit fails at load.
+                        try executor.prepare(batchSizes: executor.buckets.sizes)
                         let metricsEvents = metrics.handler(model: name, instance: names[i], preprocessBackend: preprocessor.name, energy: energyAccount)
                         return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
                                                  options: directory.preprocessOptions, config: batching,

@@ -159,6 +159,10 @@ final class GPUExecutorTests: XCTestCase {
         let added = device.bytesAllocated - before
         XCTAssertEqual(added, try second.arenaBytes(bucket: 1), "a second instance allocates its activations, not the weights")
         XCTAssertEqual(try second.infer(Array(input[(2 * 150528)..<(3 * 150528)])), single)
+        // A larger bucket later grows the shared arena and binds every plan again: same answers.
+        XCTAssertEqual(Array(try second.infer(Array(input[0..<(3 * 150528)]), batch: 3)[2000..<3000]), Array(ours[2000..<3000]))
+        XCTAssertEqual(second.deviceArenaBytes, try second.arenaBytes(bucket: 4))
+        XCTAssertEqual(try second.infer(Array(input[(2 * 150528)..<(3 * 150528)])), single)
     }
 
     func testModelThatDoesNotFitFailsClearly() throws {
@@ -178,6 +182,11 @@ final class GPUExecutorTests: XCTestCase {
             XCTAssertTrue(message.contains("batch 256"), message)
         }
         XCTAssertThrowsError(try executor.prepare(batchSizes: [257]))
+        // What did fit still works after the failure, and all small buckets share one arena
+        // sized for the largest of them.
+        try executor.prepare(batchSizes: [1, 2])
+        XCTAssertEqual(executor.deviceArenaBytes, try executor.arenaBytes(bucket: 2))
+        XCTAssertLessThan(try executor.arenaBytes(bucket: 1), try executor.arenaBytes(bucket: 2))
     }
 
     /// Layout bookkeeping: NHWC through convolutions and pools, no copy where NHWC and row-major

@@ -16,6 +16,15 @@ import argparse, json, os, subprocess, sys, time, urllib.request
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 
 
+def stop_server(server):
+    """SIGTERM (the server drains and exits 0), then SIGKILL after 30 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def wait_ready(url, seconds=90):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -65,11 +74,7 @@ def main():
                 run["metrics"] = [l for l in metrics.splitlines() if l.startswith(("sliceserve_preprocess_images_total",
                                   "sliceserve_preprocess_backend_seconds_total", "nv_inference_exec_count", "nv_inference_count"))]
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
         results["runs"].append(run)
         print(json.dumps(run), file=sys.stderr, flush=True)
     print(json.dumps(results))

@@ -34,7 +34,7 @@ import urllib.request
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "Bench"))
-from serve_e2e import wait_ready  # noqa: E402
+from serve_e2e import stop_server, wait_ready  # noqa: E402
 
 
 def cpu_seconds(pid):
@@ -128,11 +128,7 @@ def run_config(args, name, preprocess, batching, port):
         run["mean_batch"] = round(items / batches, 2) if batches else None
         run["auto_batching"] = [l for l in open(log_path).read().splitlines() if "auto batching" in l or "batching as set" in l][-1:]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
     return run
 
 

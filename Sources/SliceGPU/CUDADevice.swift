@@ -303,8 +303,6 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
 public final class CUDAGraph: GPUGraph, @unchecked Sendable {
     let exec: ss_CUgraphExec
     let context: ss_CUcontext
-    /// The driver does not say how many nodes an executable graph has; 0 means unknown.
-    public var operationCount: Int { 0 }
 
     init(exec: ss_CUgraphExec, context: ss_CUcontext) {
         self.exec = exec

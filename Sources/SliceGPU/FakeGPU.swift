@@ -228,7 +228,6 @@ final class FakeEvent: GPUEvent, @unchecked Sendable {
 /// A captured sequence of fake-GPU operations, replayed in order.
 final class FakeGraph: GPUGraph, @unchecked Sendable {
     let operations: [@Sendable () throws(GPUError) -> Void]
-    var operationCount: Int { operations.count }
     init(operations: [@Sendable () throws(GPUError) -> Void]) { self.operations = operations }
 }
 
@@ -238,8 +237,6 @@ final class FakeStream: GPUStream, @unchecked Sendable {
     private let time = Mutex<Double>(0)
     /// While capturing: the operations recorded so far (nil when not capturing).
     private let captured = Mutex<[@Sendable () throws(GPUError) -> Void]?>(nil)
-    /// Graph replays so far, for tests.
-    let graphLaunches = Mutex<Int>(0)
 
     init(device: FakeGPUDevice) { self.device = device }
 
@@ -283,7 +280,6 @@ final class FakeStream: GPUStream, @unchecked Sendable {
     func launch(_ graph: any GPUGraph) throws(GPUError) {
         guard let graph = graph as? FakeGraph else { throw .invalidArgument("graph was not captured on the fake GPU") }
         try refuseWhileCapturing("cuGraphLaunch")
-        graphLaunches.withLock { $0 += 1 }
         for operation in graph.operations { try operation() }
     }
 

@@ -80,10 +80,7 @@ public protocol GPUStream: AnyObject, Sendable {
 }
 
 /// Work recorded once by stream capture and replayed with one launch (a CUDA graph).
-public protocol GPUGraph: AnyObject, Sendable {
-    /// How many operations it holds.
-    var operationCount: Int { get }
-}
+public protocol GPUGraph: AnyObject, Sendable {}
 
 /// A point in a stream, for ordering across streams and for timing.
 public protocol GPUEvent: AnyObject, Sendable {

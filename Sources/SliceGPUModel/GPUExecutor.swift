@@ -379,11 +379,10 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
             throw ModelError.invalidInput("the input buffer holds \(input.spec) in \(input.memoryKind.rawValue) memory; the model takes \(inputSpec) (or \(f16) in device memory)")
         }
         let plan = try plan(bucket: bucket)
-        let box = UncheckedBox((input, output))
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             serial.enqueue([{ _ in
                 do {
-                    try self.execute(plan, input: box.value.0, count: count, output: box.value.1)
+                    try self.execute(plan, input: input, count: count, output: output)
                     continuation.resume()
                 } catch {
                     continuation.resume(throwing: error)
@@ -436,9 +435,4 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         try execute(try plan(bucket: bucket), input: buffer, count: n, output: output)
         return Array(UnsafeBufferPointer(start: output.pointer, count: n * output.itemCount))
     }
-}
-
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

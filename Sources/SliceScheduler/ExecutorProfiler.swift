@@ -46,10 +46,8 @@ public enum ExecutorProfiler {
         let limit = Duration.nanoseconds(Int64(seconds * 1e9))
         let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
             for (executor, input, output) in prepared {
-                let box = Unchecked((executor, input, output))
                 group.addTask {
                     var mine: [Double] = []
-                    let (executor, input, output) = box.value
                     while mine.count < minimumRuns || clock.now - start < limit {
                         let t = clock.now
                         try await executor.run(input, count: n, output: output)
@@ -70,9 +68,4 @@ public enum ExecutorProfiler {
                             p95Ms: latencies[min(latencies.count - 1, Int((Double(latencies.count) * 0.95).rounded(.up)) - 1)],
                             runs: latencies.count)
     }
-}
-
-struct Unchecked<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

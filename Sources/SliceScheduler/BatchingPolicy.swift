@@ -13,15 +13,22 @@ public struct BatchingConfig: Sendable, Equatable, Codable {
     public var defaultTimeoutNanoseconds: UInt64?
     /// Priority levels (1 = highest); requests of a higher level are batched first.
     public var priorityLevels: Int
+    /// Deadline-aware admission: a request is refused at arrival (HTTP 429) when its expected
+    /// time to an answer (the running batch's remainder, plus the batches queued ahead of it and
+    /// its own, at the measured batch time) exceeds this, in nanoseconds. `serve --slo-ms` sets
+    /// it to the SLO. nil: `BatchingPolicy.defaultQueueTimeLimit`, max(1 s, 8 batch times).
+    public var queueTimeLimitNanoseconds: UInt64?
 
     public init(maxBatchSize: Int = 32, preferredBatchSizes: [Int] = [], maxQueueDelayNanoseconds: UInt64 = 2_000_000,
-                maxQueueSize: Int = 512, defaultTimeoutNanoseconds: UInt64? = nil, priorityLevels: Int = 1) {
+                maxQueueSize: Int = 512, defaultTimeoutNanoseconds: UInt64? = nil, priorityLevels: Int = 1,
+                queueTimeLimitNanoseconds: UInt64? = nil) {
         self.maxBatchSize = maxBatchSize
         self.preferredBatchSizes = preferredBatchSizes
         self.maxQueueDelayNanoseconds = maxQueueDelayNanoseconds
         self.maxQueueSize = maxQueueSize
         self.defaultTimeoutNanoseconds = defaultTimeoutNanoseconds
         self.priorityLevels = priorityLevels
+        self.queueTimeLimitNanoseconds = queueTimeLimitNanoseconds
     }
 
     /// The reason the configuration cannot work, or nil.
@@ -75,6 +82,24 @@ public enum AdmissionRefusal: Sendable, Equatable {
     case tooManyItems(items: Int, limit: Int)
     /// Even run next, it would finish after its deadline.
     case deadlineUnreachable
+    /// Its expected time to an answer exceeds the queue-time limit (the SLO).
+    case queueTimeExceeded(expectedNanoseconds: UInt64, limitNanoseconds: UInt64)
+}
+
+/// What admission knows of the instance when a request arrives.
+public struct AdmissionLoad: Sendable, Equatable {
+    /// Items already waiting.
+    public var queuedItems: Int
+    /// The recent average batch time (preprocessing and execution), nanoseconds; nil before any.
+    public var batchNanoseconds: UInt64?
+    /// When the running batch started, or nil when none runs.
+    public var runningSince: UInt64?
+
+    public init(queuedItems: Int, batchNanoseconds: UInt64? = nil, runningSince: UInt64? = nil) {
+        self.queuedItems = queuedItems
+        self.batchNanoseconds = batchNanoseconds
+        self.runningSince = runningSince
+    }
 }
 
 /// The dynamic batcher's decisions as pure functions of the queue, the instance state and the
@@ -135,14 +160,52 @@ public enum BatchingPolicy {
         return .wait(until: flush)
     }
 
-    /// Whether a new request may enter the queue. `queuedItems`: items already waiting.
-    /// `estimatedFinish`: when the instance would finish this request if it went next (nil when
-    /// unknown); with a deadline before that, it is refused rather than left to time out.
-    public static func admit(items: Int, queuedItems: Int, deadline: UInt64?, estimatedFinish: UInt64?,
+    /// The queue-time limit when none is configured: max(1 s, 8 × the measured batch time).
+    public static func defaultQueueTimeLimit(batchNanoseconds: UInt64) -> UInt64 {
+        let (eight, overflow) = batchNanoseconds.multipliedReportingOverflow(by: 8)
+        return overflow ? .max : max(1_000_000_000, eight)
+    }
+
+    /// When a request of `items` arriving at `now` is expected to be answered: what is left of
+    /// the running batch, then every batch the queue ahead of it and it fill (at the measured
+    /// batch time), plus the queue delay when its batch will not be full. Nil before any batch
+    /// was measured. Saturates instead of overflowing.
+    public static func expectedCompletion(items: Int, now: UInt64, load: AdmissionLoad, config: BatchingConfig) -> UInt64? {
+        guard let batch = load.batchNanoseconds else { return nil }
+        var remaining: UInt64 = 0
+        if let since = load.runningSince {
+            let elapsed = now >= since ? now - since : 0
+            remaining = batch > elapsed ? batch - elapsed : 0
+        }
+        let waiting = max(0, load.queuedItems) + max(0, items)
+        let batches = UInt64((waiting + config.maxBatchSize - 1) / max(1, config.maxBatchSize))
+        let (queued, overflow) = batch.multipliedReportingOverflow(by: batches)
+        if overflow { return .max }
+        var total = remaining.addingReportingOverflow(queued)
+        if waiting % max(1, config.maxBatchSize) != 0 {
+            total = total.partialValue.addingReportingOverflow(config.maxQueueDelayNanoseconds)
+        }
+        let finish = now.addingReportingOverflow(total.partialValue)
+        return total.overflow || finish.overflow ? .max : finish.partialValue
+    }
+
+    /// Whether a new request may enter the queue at `now`, pure. Refused: more items than a
+    /// batch, a full queue, a deadline it would miss, or an expected time to an answer over the
+    /// queue-time limit (`config.queueTimeLimitNanoseconds`, else the default).
+    public static func admit(items: Int, now: UInt64, deadline: UInt64?, load: AdmissionLoad,
                              config: BatchingConfig) -> AdmissionRefusal? {
         if items > config.maxBatchSize { return .tooManyItems(items: items, limit: config.maxBatchSize) }
-        if queuedItems + items > config.maxQueueSize { return .queueFull(limit: config.maxQueueSize) }
-        if let deadline, let estimatedFinish, estimatedFinish > deadline { return .deadlineUnreachable }
+        if load.queuedItems + items > config.maxQueueSize { return .queueFull(limit: config.maxQueueSize) }
+        guard let finish = expectedCompletion(items: items, now: now, load: load, config: config),
+              let batch = load.batchNanoseconds else { return nil }
+        if let deadline, finish > deadline { return .deadlineUnreachable }
+        let limit = config.queueTimeLimitNanoseconds ?? defaultQueueTimeLimit(batchNanoseconds: batch)
+        let expected = finish &- now
+        // The queue's own batch is always admitted when the instance is idle: a limit below one
+        // batch time must not refuse everything.
+        if expected > limit && (load.queuedItems > 0 || load.runningSince != nil) {
+            return .queueTimeExceeded(expectedNanoseconds: expected, limitNanoseconds: limit)
+        }
         return nil
     }
 }

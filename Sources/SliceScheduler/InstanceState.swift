@@ -22,6 +22,8 @@ actor InstanceState {
     private var timer: Task<Void, Never>?
     /// Recent batch durations, for admission's deadline estimate.
     private var averageBatchNanoseconds: UInt64?
+    /// When the batch now running was dispatched (nil: none runs).
+    private var runningSince: UInt64?
     private(set) var statistics = InstanceStatistics()
 
     private let events: InstanceEventHandler?
@@ -54,10 +56,9 @@ actor InstanceState {
             throw InferenceError.unavailable("the instance is shutting down")
         }
         let now = clock.now()
-        let deadline = timeout.map { now &+ $0 }
-        let estimate = averageBatchNanoseconds.map { now &+ $0 * UInt64(queuedItems / config.maxBatchSize + 1) }
-        if let refusal = BatchingPolicy.admit(items: input.items, queuedItems: queuedItems, deadline: deadline,
-                                              estimatedFinish: estimate, config: config) {
+        let deadline = timeout.map { now.addingReportingOverflow($0).overflow ? UInt64.max : now &+ $0 }
+        let load = AdmissionLoad(queuedItems: queuedItems, batchNanoseconds: averageBatchNanoseconds, runningSince: runningSince)
+        if let refusal = BatchingPolicy.admit(items: input.items, now: now, deadline: deadline, load: load, config: config) {
             switch refusal {
             case .queueFull(let limit):
                 fail("queue_full")
@@ -68,6 +69,9 @@ actor InstanceState {
             case .deadlineUnreachable:
                 fail("deadline")
                 throw InferenceError.overloaded("the request cannot finish within its timeout at the current load")
+            case .queueTimeExceeded(let expected, let limit):
+                fail("queue_time")
+                throw InferenceError.overloaded("the request would wait about \(expected / 1_000_000) ms for an answer, over the \(limit / 1_000_000) ms limit; retry later")
             }
         }
         return try await withCheckedThrowingContinuation { continuation in
@@ -127,11 +131,13 @@ actor InstanceState {
             statistics.queueDuration.observe(Double(now &- request.info.enqueuedAt) * 1e-9)
         }
         statistics.queuedItems = queuedItems
+        if !batch.isEmpty { runningSince = now }
         reportDepth()
         return batch
     }
 
     func finish(_ batch: [Pending], results: BatchRunner.Outcome, runner: BatchRunner) {
+        runningSince = nil
         statistics.executions += results.executed ? 1 : 0
         statistics.preprocessNanoseconds &+= results.preprocessNanoseconds
         statistics.computeNanoseconds &+= results.computeNanoseconds

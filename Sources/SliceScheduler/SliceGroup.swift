@@ -91,7 +91,14 @@ public final class SliceGroup: @unchecked Sendable {
         var retryAt: UInt64 = 0
         var probing = false
         var served = 0
+        /// When `secondsPerItem` last changed (scheduler clock).
+        var observedAt: UInt64 = 0
     }
+
+    /// An idle slice's latency estimate older than this no longer steers traffic away from it
+    /// (it counts as unmeasured again), so a slice that was slow once, such as a worker that
+    /// was stopped for a while, gets traffic again and is re-measured.
+    static let staleEstimateNanoseconds: UInt64 = 5_000_000_000
 
     /// Smoothing of the per-item latency: each batch moves the estimate this far toward it.
     static let smoothing = 0.2
@@ -154,7 +161,9 @@ public final class SliceGroup: @unchecked Sendable {
     func observe(slice i: Int, _ event: InstanceEvent) {
         guard case .executed(let items, let preprocessSeconds, let computeSeconds) = event, items > 0 else { return }
         let perItem = (preprocessSeconds + computeSeconds) / Double(items)
+        let now = clock.now()
         lock.withLock {
+            slices[i].observedAt = now
             if let old = slices[i].secondsPerItem {
                 slices[i].secondsPerItem = old + Self.smoothing * (perItem - old)
             } else {
@@ -169,8 +178,12 @@ public final class SliceGroup: @unchecked Sendable {
         var lastFailure: InferenceError?
         while true {
             startDueProbes()
+            let now = clock.now()
             let chosen: Int? = lock.withLock {
-                let loads = slices.map { SliceLoad(pendingItems: $0.pending, secondsPerItem: $0.secondsPerItem, healthy: $0.healthy) }
+                let loads = slices.map { s in
+                    let stale = s.pending == 0 && now &- s.observedAt > Self.staleEstimateNanoseconds
+                    return SliceLoad(pendingItems: s.pending, secondsPerItem: stale ? nil : s.secondsPerItem, healthy: s.healthy)
+                }
                 guard let i = SliceRouter.choose(loads, items: input.items, excluding: tried) else { return nil }
                 slices[i].pending += input.items
                 return i
@@ -265,6 +278,7 @@ public final class SliceGroup: @unchecked Sendable {
             } else {
                 slices[i].healthy = true
                 slices[i].failures = 0
+                slices[i].secondsPerItem = nil  // measured afresh: the old figure may be from its failure
             }
             return statusHandler
         }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SliceCore
 import SliceModel
 import SliceScheduler
@@ -6,12 +7,29 @@ import SliceScheduler
 /// KServe v2 inference requests and responses (JSON, and Triton's binary tensor data
 /// extension), and the classification extension.
 enum InferenceProtocol {
+    /// A tensor's values as the JSON `data` field held them (flattened in row-major order).
+    enum TensorData {
+        case numbers([Float])
+        case strings([[UInt8]])
+
+        var count: Int {
+            switch self {
+            case .numbers(let v): v.count
+            case .strings(let v): v.count
+            }
+        }
+    }
+
     struct Input {
         var name: String
         var shape: [Int]
+        /// The product of `shape`, checked against the limits.
+        var elements: Int
         var datatype: String
-        var json: [Any]?
+        var data: TensorData?
         var binarySize: Int?
+        /// Where its binary data starts in the body (binary extension).
+        var binaryOffset = 0
     }
 
     struct RequestedOutput {
@@ -25,75 +43,214 @@ enum InferenceProtocol {
         var inputs: [Input]
         var outputs: [RequestedOutput]?
         var binaryOutputDefault: Bool
+        /// Microseconds; nil when absent or 0 (Triton: no timeout).
         var timeoutMicroseconds: UInt64?
         var priority: Int
-        /// Bytes after the JSON header (binary extension).
-        var binary: ArraySlice<UInt8>
+        /// The whole body; binary tensor data follows the JSON header in it.
+        var body: ByteBuffer
     }
 
     /// Parses a request body. `headerLength`: the `Inference-Header-Content-Length` header.
-    static func parse(_ body: [UInt8], headerLength: Int?) throws -> Request {
-        let jsonEnd: Int
-        if let headerLength {
-            guard headerLength >= 0 && headerLength <= body.count else {
-                throw ServerError.badRequest("Inference-Header-Content-Length is \(headerLength) but the body has \(body.count) bytes")
-            }
-            jsonEnd = headerLength
-        } else {
-            jsonEnd = body.count
+    /// Every count and size the client declares is checked against `limits` with checked
+    /// arithmetic; a violation is a 400 naming the field.
+    static func parse(_ body: ByteBuffer, headerLength: Int?, limits: RequestLimits) throws -> Request {
+        let total = body.readableBytes
+        let jsonEnd = headerLength ?? total
+        guard jsonEnd >= 0 && jsonEnd <= total else {
+            throw ServerError.badRequest("Inference-Header-Content-Length is \(jsonEnd) but the body has \(total) bytes")
         }
-        let object: Any
+        var request = Request(id: nil, inputs: [], outputs: nil, binaryOutputDefault: false, timeoutMicroseconds: nil, priority: 0, body: body)
         do {
-            object = try JSONSerialization.jsonObject(with: Data(body[0..<jsonEnd]))
-        } catch {
-            throw ServerError.badRequest("the request body is not valid JSON")
-        }
-        guard let root = object as? [String: Any] else { throw ServerError.badRequest("the request must be a JSON object") }
-        guard let rawInputs = root["inputs"] as? [[String: Any]], !rawInputs.isEmpty else {
-            throw ServerError.badRequest("the request has no 'inputs' array")
-        }
-        let inputs = try rawInputs.map { raw -> Input in
-            guard let name = raw["name"] as? String else { throw ServerError.badRequest("an input has no 'name'") }
-            guard let shape = raw["shape"] as? [Int], shape.allSatisfy({ $0 >= 0 }) else {
-                throw ServerError.badRequest("input '\(name)' has no valid 'shape'")
+            try body.withUnsafeReadableBytes { raw in
+                var reader = JSONReader(UnsafeRawBufferPointer(rebasing: raw[0..<jsonEnd]), maxDepth: limits.maxDepth)
+                guard reader.peek() == UInt8(ascii: "{") else { throw reader.fail("", "the request must be a JSON object") }
+                try reader.readObject("") { r, key in try readRoot(&r, key: key, into: &request, limits: limits) }
+                try reader.expectEnd()
             }
-            guard let datatype = raw["datatype"] as? String else { throw ServerError.badRequest("input '\(name)' has no 'datatype'") }
-            let parameters = raw["parameters"] as? [String: Any]
-            let binarySize = parameters?["binary_data_size"] as? Int
-            if binarySize == nil && raw["data"] == nil {
-                throw ServerError.badRequest("input '\(name)' has neither 'data' nor a binary_data_size parameter")
-            }
-            return Input(name: name, shape: shape, datatype: datatype, json: raw["data"].map(flatten), binarySize: binarySize)
+        } catch let failure as JSONReader.Failure {
+            throw ServerError.badRequest("the request body is not valid JSON for KServe v2: \(failure.message)")
         }
-        let outputs = try (root["outputs"] as? [[String: Any]])?.map { raw -> RequestedOutput in
-            guard let name = raw["name"] as? String else { throw ServerError.badRequest("a requested output has no 'name'") }
-            let parameters = raw["parameters"] as? [String: Any]
-            return RequestedOutput(name: name, classification: parameters?["classification"] as? Int,
-                                   binary: parameters?["binary_data"] as? Bool)
+        guard !request.inputs.isEmpty else { throw ServerError.badRequest("the request has no 'inputs' array") }
+        // Binary chunks follow the JSON header in input order; their sizes must add up exactly.
+        var offset = jsonEnd
+        var declared = 0
+        for i in request.inputs.indices {
+            request.inputs[i].binaryOffset = offset
+            let size = request.inputs[i].binarySize ?? 0
+            let (sum, overflow) = declared.addingReportingOverflow(size)
+            guard !overflow else { throw ServerError.badRequest("inputs[\(i)].parameters.binary_data_size: the sizes add up past \(Int.max)") }
+            declared = sum
+            offset = jsonEnd &+ min(declared, total - jsonEnd)
         }
-        let parameters = root["parameters"] as? [String: Any]
-        let timeout = (parameters?["timeout"] as? Int).map { UInt64(max($0, 0)) }
-        let binaryBytes = body[jsonEnd...]
-        let declared = inputs.compactMap(\.binarySize).reduce(0, +)
-        guard declared == binaryBytes.count else {
-            throw ServerError.badRequest("binary_data_size values add up to \(declared) bytes but \(binaryBytes.count) binary bytes follow the JSON header")
+        guard declared == total - jsonEnd else {
+            throw ServerError.badRequest("binary_data_size values add up to \(declared) bytes but \(total - jsonEnd) binary bytes follow the JSON header")
         }
-        let id: String? = (root["id"] as? String) ?? (root["id"] as? Int).map(String.init)
-        return Request(id: id, inputs: inputs, outputs: outputs, binaryOutputDefault: parameters?["binary_data_output"] as? Bool ?? false,
-                       timeoutMicroseconds: timeout, priority: parameters?["priority"] as? Int ?? 1, binary: binaryBytes)
+        return request
     }
 
-    /// Nested JSON arrays flattened in row-major order.
-    static func flatten(_ value: Any) -> [Any] {
-        if let array = value as? [Any] { return array.flatMap(flatten) }
-        return [value]
+    private static func readRoot(_ r: inout JSONReader, key: String, into request: inout Request, limits: RequestLimits) throws {
+        switch key {
+        case "id":
+            switch try r.readScalar("id") {
+            case .string(let s): request.id = s
+            case .integer(let n): request.id = String(n)
+            default: throw r.fail("id", "must be a string")
+            }
+        case "parameters":
+            try r.readObject("parameters") { r, key in
+                switch key {
+                case "timeout":
+                    let us = try r.readInteger("parameters.timeout", in: 0...Int64(limits.maxTimeoutMicroseconds))
+                    request.timeoutMicroseconds = us == 0 ? nil : UInt64(us)
+                case "priority":
+                    request.priority = Int(try r.readInteger("parameters.priority", in: 0...Int64(Int32.max)))
+                case "binary_data_output":
+                    request.binaryOutputDefault = try r.readBool("parameters.binary_data_output")
+                default:
+                    try r.skipValue("parameters.\(key)")
+                }
+            }
+        case "inputs":
+            try r.readArray("inputs") { r, i in
+                guard i < limits.maxInputs else { throw r.fail("inputs", "more than \(limits.maxInputs) inputs") }
+                request.inputs.append(try readInput(&r, field: "inputs[\(i)]", limits: limits))
+            }
+        case "outputs":
+            var outputs: [RequestedOutput] = []
+            try r.readArray("outputs") { r, i in
+                guard i < limits.maxOutputs else { throw r.fail("outputs", "more than \(limits.maxOutputs) requested outputs") }
+                outputs.append(try readOutput(&r, field: "outputs[\(i)]"))
+            }
+            request.outputs = outputs
+        default:
+            try r.skipValue(key)
+        }
     }
 
-    /// The binary chunk of input `index` (inputs with binary data are laid out in input order).
-    static func binaryChunk(of request: Request, index: Int) -> ArraySlice<UInt8> {
-        var start = request.binary.startIndex
-        for i in 0..<index { start += request.inputs[i].binarySize ?? 0 }
-        return request.binary[start..<(start + (request.inputs[index].binarySize ?? 0))]
+    private static func readInput(_ r: inout JSONReader, field: String, limits: RequestLimits) throws -> Input {
+        var name: String?
+        var shape: [Int]?
+        var datatype: String?
+        var data: TensorData?
+        var binarySize: Int?
+        try r.readObject(field) { r, key in
+            switch key {
+            case "name": name = try r.readString("\(field).name")
+            case "datatype": datatype = try r.readString("\(field).datatype")
+            case "shape":
+                var dims: [Int] = []
+                try r.readArray("\(field).shape") { r, i in
+                    guard i < limits.maxDimensions else { throw r.fail("\(field).shape", "more than \(limits.maxDimensions) dimensions") }
+                    dims.append(Int(try r.readInteger("\(field).shape[\(i)]", in: 0...Int64(limits.maxElementsPerInput))))
+                }
+                shape = dims
+                _ = try elementCount(dims, field: field, limits: limits)
+            case "parameters":
+                try r.readObject("\(field).parameters") { r, key in
+                    if key == "binary_data_size" {
+                        binarySize = Int(try r.readInteger("\(field).parameters.binary_data_size", in: 0...(1 << 40)))
+                    } else {
+                        try r.skipValue("\(field).parameters.\(key)")
+                    }
+                }
+            case "data":
+                // The element count from the shape bounds the parse when the shape came first;
+                // otherwise the limit does (and the count is checked against the shape after).
+                let cap = try shape.map { try elementCount($0, field: field, limits: limits) } ?? limits.maxElementsPerInput
+                data = try readTensorData(&r, field: "\(field).data", cap: cap, limits: limits)
+            default:
+                try r.skipValue("\(field).\(key)")
+            }
+        }
+        guard let name else { throw ServerError.badRequest("\(field) has no 'name'") }
+        guard let shape else { throw ServerError.badRequest("input '\(name)' has no 'shape'") }
+        guard let datatype else { throw ServerError.badRequest("input '\(name)' has no 'datatype'") }
+        let elements = try elementCount(shape, field: field, limits: limits)
+        switch (data, binarySize) {
+        case (nil, nil):
+            throw ServerError.badRequest("input '\(name)' has neither 'data' nor a binary_data_size parameter")
+        case (.some, .some):
+            throw ServerError.badRequest("input '\(name)' has both 'data' and a binary_data_size parameter")
+        default:
+            break
+        }
+        return Input(name: name, shape: shape, elements: elements, datatype: datatype, data: data, binarySize: binarySize)
+    }
+
+    private static func readOutput(_ r: inout JSONReader, field: String) throws -> RequestedOutput {
+        var output = RequestedOutput(name: "", classification: nil, binary: nil)
+        var named = false
+        try r.readObject(field) { r, key in
+            switch key {
+            case "name":
+                output.name = try r.readString("\(field).name")
+                named = true
+            case "parameters":
+                try r.readObject("\(field).parameters") { r, key in
+                    switch key {
+                    case "classification": output.classification = Int(try r.readInteger("\(field).parameters.classification", in: 1...1_000_000))
+                    case "binary_data": output.binary = try r.readBool("\(field).parameters.binary_data")
+                    default: try r.skipValue("\(field).parameters.\(key)")
+                    }
+                }
+            default:
+                try r.skipValue("\(field).\(key)")
+            }
+        }
+        guard named else { throw ServerError.badRequest("\(field) has no 'name'") }
+        return output
+    }
+
+    /// The product of a shape's dimensions, or a 400 when it overflows or passes the limit.
+    static func elementCount(_ shape: [Int], field: String, limits: RequestLimits) throws -> Int {
+        var product = 1
+        for dim in shape {
+            let (next, overflow) = product.multipliedReportingOverflow(by: dim)
+            guard !overflow, next <= limits.maxElementsPerInput else {
+                throw ServerError.badRequest("\(field).shape \(shape) has more than \(limits.maxElementsPerInput) elements")
+            }
+            product = next
+        }
+        return product
+    }
+
+    /// A `data` field: nested arrays of numbers (into Float) or of strings (BYTES), flattened in
+    /// row-major order, at most `cap` values; memory stays proportional to the body.
+    private static func readTensorData(_ r: inout JSONReader, field: String, cap: Int, limits: RequestLimits) throws -> TensorData {
+        var numbers: [Float] = []
+        var strings: [[UInt8]] = []
+        var isNumbers: Bool?
+        func element(_ r: inout JSONReader, depth: Int) throws {
+            switch r.peek() {
+            case UInt8(ascii: "["):
+                guard depth <= limits.maxDimensions else { throw r.fail(field, "nested deeper than \(limits.maxDimensions) dimensions") }
+                try r.readArray(field) { r, _ in try element(&r, depth: depth + 1) }
+            case UInt8(ascii: "\""):
+                guard isNumbers != true else { throw r.fail(field, "mixes strings and numbers") }
+                isNumbers = false
+                guard strings.count < cap else { throw r.fail(field, "holds more than the \(cap) values its shape allows") }
+                strings.append(try r.readStringBytes(field))
+            case .some(UInt8(ascii: "-")), .some(UInt8(ascii: "0")...UInt8(ascii: "9")):
+                if isNumbers == nil {
+                    isNumbers = true
+                    numbers.reserveCapacity(min(cap, r.remaining / 2 + 1))
+                }
+                guard isNumbers == true else { throw r.fail(field, "mixes strings and numbers") }
+                guard numbers.count < cap else { throw r.fail(field, "holds more than the \(cap) values its shape allows") }
+                numbers.append(try r.readFloat(field))
+            default:
+                throw r.fail(field, "holds something other than numbers or strings")
+            }
+        }
+        try element(&r, depth: 0)
+        return isNumbers == false ? .strings(strings) : .numbers(numbers)
+    }
+
+    /// The binary chunk of an input (the binary data extension), as bytes of the body.
+    static func withBinaryChunk<T>(of input: Input, in request: Request, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try request.body.withUnsafeReadableBytes { raw in
+            try body(UnsafeRawBufferPointer(rebasing: raw[input.binaryOffset..<(input.binaryOffset + (input.binarySize ?? 0))]))
+        }
     }
 
     /// The model input the request carries, checked against the entry's input.
@@ -102,6 +259,7 @@ enum InferenceProtocol {
             throw ServerError.badRequest("the model takes one input, the request has \(request.inputs.count)")
         }
         let input = request.inputs[0]
+        let maxBatch = model.instance.config.maxBatchSize
         switch entry {
         case .tensor:
             let spec = model.signature.inputSpec
@@ -113,24 +271,24 @@ enum InferenceProtocol {
                 throw ServerError.badRequest("input '\(input.name)' must have shape [N, \(spec.itemShape.map(String.init).joined(separator: ", "))], got \(input.shape)")
             }
             let count = input.shape[0]
-            let elements = count * spec.elementCount
-            var values: [Float]
-            if input.binarySize != nil {
-                let chunk = binaryChunk(of: request, index: 0)
-                guard chunk.count == elements * 4 else {
-                    throw ServerError.badRequest("input '\(input.name)' has \(chunk.count) binary bytes; shape \(input.shape) of FP32 needs \(elements * 4)")
+            guard count <= maxBatch else {
+                throw ServerError.badRequest("input '\(input.name)': a batch of \(count) exceeds the maximum batch size of \(maxBatch)")
+            }
+            let elements = input.elements  // = count × item elements, checked at parse
+            if let size = input.binarySize {
+                let (needed, overflow) = elements.multipliedReportingOverflow(by: 4)
+                guard !overflow, size == needed else {
+                    throw ServerError.badRequest("input '\(input.name)' has \(size) binary bytes; shape \(input.shape) of FP32 needs \(elements) × 4")
                 }
-                values = [Float](repeating: 0, count: elements)
-                values.withUnsafeMutableBytes { dst in dst.copyBytes(from: chunk) }
-            } else {
-                let json = input.json ?? []
-                guard json.count == elements else {
-                    throw ServerError.badRequest("input '\(input.name)' has \(json.count) values; shape \(input.shape) needs \(elements)")
-                }
-                values = try json.map { v -> Float in
-                    guard let n = v as? NSNumber else { throw ServerError.badRequest("input '\(input.name)' holds a non-number") }
-                    return n.floatValue
-                }
+                var values = [Float](repeating: 0, count: elements)
+                withBinaryChunk(of: input, in: request) { chunk in values.withUnsafeMutableBytes { $0.copyMemory(from: chunk) } }
+                return .tensor(values, count: count)
+            }
+            guard case .numbers(let values) = input.data ?? .numbers([]) else {
+                throw ServerError.badRequest("input '\(input.name)' holds strings; FP32 data must be numbers")
+            }
+            guard values.count == elements else {
+                throw ServerError.badRequest("input '\(input.name)' has \(values.count) values; shape \(input.shape) needs \(elements)")
             }
             return .tensor(values, count: count)
         case .jpeg:
@@ -138,22 +296,33 @@ enum InferenceProtocol {
             guard let count = input.shape.first, count >= 1, input.shape.dropFirst().allSatisfy({ $0 == 1 }) else {
                 throw ServerError.badRequest("input '\(input.name)' must have shape [N] (one encoded image each), got \(input.shape)")
             }
+            guard count <= maxBatch else {
+                throw ServerError.badRequest("input '\(input.name)': \(count) images exceed the maximum batch size of \(maxBatch)")
+            }
             var images: [EncodedImage] = []
             if input.binarySize != nil {
-                var chunk = binaryChunk(of: request, index: 0)
-                while !chunk.isEmpty {
-                    guard chunk.count >= 4 else { throw ServerError.badRequest("input '\(input.name)': a BYTES element's length prefix is cut off") }
-                    let length = chunk.prefix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-                    chunk = chunk.dropFirst(4)
-                    guard length <= chunk.count else {
-                        throw ServerError.badRequest("input '\(input.name)': a BYTES element claims \(length) bytes, \(chunk.count) remain")
+                try withBinaryChunk(of: input, in: request) { chunk in
+                    var at = 0
+                    while at < chunk.count {
+                        guard images.count < count else {
+                            throw ServerError.badRequest("input '\(input.name)' has shape [\(count)] but holds more images")
+                        }
+                        guard chunk.count - at >= 4 else { throw ServerError.badRequest("input '\(input.name)': a BYTES element's length prefix is cut off") }
+                        let length = Int(chunk.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
+                        at += 4
+                        guard length <= chunk.count - at else {
+                            throw ServerError.badRequest("input '\(input.name)': a BYTES element claims \(length) bytes, \(chunk.count - at) remain")
+                        }
+                        images.append(EncodedImage(Array(UnsafeRawBufferPointer(rebasing: chunk[at..<(at + length)]))))
+                        at += length
                     }
-                    images.append(EncodedImage(Array(chunk.prefix(length))))
-                    chunk = chunk.dropFirst(length)
                 }
             } else {
-                images = try (input.json ?? []).map { v in
-                    guard let text = v as? String, let data = Data(base64Encoded: text) else {
+                guard case .strings(let strings) = input.data ?? .strings([]) else {
+                    throw ServerError.badRequest("input '\(input.name)': JSON BYTES elements must be base64-encoded images (or use the binary data extension)")
+                }
+                images = try strings.map { text in
+                    guard let data = Data(base64Encoded: Data(text)) else {
                         throw ServerError.badRequest("input '\(input.name)': JSON BYTES elements must be base64-encoded images (or use the binary data extension)")
                     }
                     return EncodedImage(Array(data))

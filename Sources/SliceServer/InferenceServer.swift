@@ -16,12 +16,20 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// Connections idle this long are closed (slow or stuck clients).
     public var idleTimeoutSeconds: Int64
+    /// A request body must arrive within this many seconds of its handler starting to read it
+    /// (HTTP 408 otherwise): a body trickled a byte at a time is never idle, but is cut off here.
+    public var bodyTimeoutSeconds: Int64
+    /// What one inference request may declare (counts, shapes, sizes, timeout).
+    public var limits: RequestLimits
 
-    public init(host: String = "127.0.0.1", port: Int = 8000, maxBodyBytes: Int = 64 << 20, idleTimeoutSeconds: Int64 = 60) {
+    public init(host: String = "127.0.0.1", port: Int = 8000, maxBodyBytes: Int = 64 << 20, idleTimeoutSeconds: Int64 = 60,
+                bodyTimeoutSeconds: Int64 = 30, limits: RequestLimits = RequestLimits()) {
         self.host = host
         self.port = port
         self.maxBodyBytes = maxBodyBytes
         self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.bodyTimeoutSeconds = bodyTimeoutSeconds
+        self.limits = limits
     }
 }
 
@@ -35,6 +43,8 @@ public final class InferenceServer: Sendable {
     /// What GET /v2/health/details reports about CUDA libraries and GPUs.
     public let accelerators: GPUReport?
     private let readiness = Readiness()
+    /// Large bodies are read and parsed a few at a time (see `BodyGate`).
+    let bodyGate: BodyGate
 
     public init(models: [ServedModel], configuration: ServerConfiguration, metrics: ServerMetrics,
                 accelerators: GPUReport? = nil) {
@@ -42,6 +52,7 @@ public final class InferenceServer: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.accelerators = accelerators
+        bodyGate = BodyGate()
     }
 
     /// Marks the server ready (after every instance has run its warm-up batch) or not.
@@ -57,9 +68,10 @@ public final class InferenceServer: Sendable {
 
     public func buildRouter() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
+        router.add(middleware: JSONErrorMiddleware())
         router.get("/v2") { _, _ in
             Self.json(["name": "sliceserve", "version": SliceServeVersion.current,
-                       "extensions": ["classification", "binary_tensor_data", "statistics", "model_repository"]])
+                       "extensions": ["classification", "binary_tensor_data", "statistics"]])
         }
         router.get("/v2/health/live") { _, _ in Response(status: .ok) }
         router.get("/v2/health/ready") { [self] _, _ in Response(status: isReady ? .ok : .serviceUnavailable) }
@@ -99,8 +111,10 @@ public final class InferenceServer: Sendable {
 
     /// The Hummingbird application serving this server's routes.
     public func application(logger: Logger) -> some ApplicationProtocol {
-        Application(router: buildRouter(),
-                    server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()],
+        let maxBodyBytes = configuration.maxBodyBytes
+        return Application(router: buildRouter(),
+                    server: .http1(configuration: .init(additionalChannelHandlers: [HTTPEdgeHandler(maxBodyBytes: maxBodyBytes),
+                                                                                     DisconnectWatcher()],
                                                         idleTimeout: .seconds(configuration.idleTimeoutSeconds))),
                     configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sliceserve"),
                     logger: logger)
@@ -117,25 +131,22 @@ public final class InferenceServer: Sendable {
         return found
     }
 
-    private func body(_ request: Request) async throws -> [UInt8] {
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
-            throw ServerError(status: .contentTooLarge, message: "the body is \(length) bytes, over the limit of \(configuration.maxBodyBytes)")
-        }
-        do {
-            let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
-            return Array(buffer.readableBytesView)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw ServerError(status: .contentTooLarge, message: "the body is over the limit of \(configuration.maxBodyBytes) bytes")
-        }
-    }
-
     private func infer(_ request: Request, _ context: ServerContext) async throws -> Response {
         let (model, entry) = try model(context)
         guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
-        let bytes = try await body(request)
-        let headerLength = request.headers[HTTPField.Name("Inference-Header-Content-Length")!].flatMap(Int.init)
-        let parsed = try InferenceProtocol.parse(bytes, headerLength: headerLength)
-        let input = try InferenceProtocol.input(of: parsed, model: model, entry: entry)
+        var headerLength: Int?
+        if let field = request.headers[HTTPField.Name("Inference-Header-Content-Length")!] {
+            guard let n = Int(field.trimmingCharacters(in: .whitespaces)), n >= 0 else {
+                throw ServerError.badRequest("Inference-Header-Content-Length '\(field.prefix(40))' is not a byte count")
+            }
+            headerLength = n
+        }
+        let limits = configuration.limits
+        // Reading and parsing hold a large-body permit; the model run does not.
+        let (parsed, input) = try await withBody(request, context) { bytes in
+            let parsed = try InferenceProtocol.parse(bytes, headerLength: headerLength, limits: limits)
+            return (parsed, try InferenceProtocol.input(of: parsed, model: model, entry: entry))
+        }
         let outputs = try await run(input, on: model, priority: parsed.priority,
                                     timeout: parsed.timeoutMicroseconds.map { $0 * 1000 }, context: context)
         let name = context.parameters.get("model") ?? model.name
@@ -151,7 +162,7 @@ public final class InferenceServer: Sendable {
         guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
         let k = request.uri.queryParameters.get("top_k", as: Int.self) ?? 5
         guard k >= 1 else { throw ServerError.badRequest("top_k must be at least 1") }
-        let bytes = try await body(request)
+        let bytes = try await withBody(request, context) { Array($0.readableBytesView) }
         func predictions(_ logits: ItemOutput) -> [[String: Any]] {
             // `Classification.top` takes logits and applies the softmax itself.
             logits.withUnsafeBufferPointer { Classification.top($0, k: min(k, logits.count)) }.map {
@@ -260,14 +271,16 @@ public final class InferenceServer: Sendable {
     }
 
     private func handle(_ body: () throws -> Response) throws -> Response {
-        do { return try body() } catch let error as ServerError { return Self.json(["error": error.message], status: error.status) }
+        do { return try body() } catch let error as ServerError { return error.response() }
     }
 
     private func handleAsync(_ body: () async throws -> Response) async throws -> Response {
         do {
             return try await body()
         } catch let error as ServerError {
-            return Self.json(["error": error.message], status: error.status)
+            return error.response()
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
             return Self.json(["error": "internal error: \(error)"], status: .internalServerError)
         }

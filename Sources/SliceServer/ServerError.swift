@@ -1,28 +1,50 @@
+import Foundation
 import Hummingbird
+import NIOCore
 import SliceScheduler
 
 /// An error with its HTTP status; its body is KServe's `{"error": "..."}`.
 struct ServerError: Error {
     var status: HTTPResponse.Status
     var message: String
+    /// Sent as `Retry-After` (429 and 503 answers that a client should retry).
+    var retryAfterSeconds: Int?
+    /// Sent with `Connection: close` (the connection cannot carry another request).
+    var closeConnection = false
 
     static func badRequest(_ message: String) -> ServerError { ServerError(status: .badRequest, message: message) }
     static func notFound(_ message: String) -> ServerError { ServerError(status: .notFound, message: message) }
 
-    init(status: HTTPResponse.Status, message: String) {
+    init(status: HTTPResponse.Status, message: String, retryAfterSeconds: Int? = nil, closeConnection: Bool = false) {
         self.status = status
         self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
+        self.closeConnection = closeConnection
     }
 
     /// The status a scheduler failure maps to.
     init(_ error: InferenceError) {
         switch error {
-        case .overloaded(let m): self.init(status: .tooManyRequests, message: m)
+        case .overloaded(let m): self.init(status: .tooManyRequests, message: m, retryAfterSeconds: 1)
         case .timedOut: self.init(status: .tooManyRequests, message: "the request timed out in the queue")
         case .badInput(let m): self.init(status: .badRequest, message: m)
         case .cancelled: self.init(status: .init(code: 499, reasonPhrase: "Client Closed Request"), message: "the request was cancelled")
-        case .unavailable(let m): self.init(status: .serviceUnavailable, message: m)
+        case .unavailable(let m): self.init(status: .serviceUnavailable, message: m, retryAfterSeconds: 1)
         case .executionFailed(let m): self.init(status: .internalServerError, message: m)
         }
+    }
+
+    /// `{"error": message}` as bytes.
+    static func jsonBody(_ message: String) -> ByteBuffer {
+        let data = (try? JSONSerialization.data(withJSONObject: ["error": message], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return ByteBuffer(bytes: data)
+    }
+
+    /// The JSON response.
+    func response() -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        if closeConnection { headers[.connection] = "close" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: Self.jsonBody(message)))
     }
 }

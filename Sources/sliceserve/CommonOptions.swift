@@ -169,7 +169,8 @@ struct BatchingFlags: ParsableArguments {
                                discussion: "auto (the default): from the model's stored latency profile on this kind of slice (`sliceserve profile`), with --max-batch and friends as given where there is no profile or where they are set explicitly; profile: the same, but measure and store the profile at start when there is none (a few seconds to a minute); manual: --max-batch, --max-queue-delay-us and --preferred-batch as given (Triton's dynamic batcher settings)."))
     var batching = "auto"
 
-    @Option(name: .customLong("slo-ms"), help: "Latency target in milliseconds for --batching auto/profile: the largest batch whose p95 plus queueing fits it.")
+    @Option(name: .customLong("slo-ms"), help: ArgumentHelp("Latency target in milliseconds.",
+                                                            discussion: "--batching auto/profile choose the largest batch whose p95 plus queueing fits it, and admission refuses (HTTP 429, Retry-After) a request whose expected time to an answer (the running batch's remainder plus the batches queued ahead of it and its own, at the measured batch time) exceeds it. Without --slo-ms that limit is max(1 s, 8 × the measured batch time)."))
     var sloMs: Double?
 
     @Option(name: .customLong("max-batch"), help: "Largest batch an instance runs (default 16).")
@@ -203,6 +204,9 @@ struct BatchingFlags: ParsableArguments {
         if let sloMs, !(sloMs > 0 && sloMs.isFinite) { throw ValidationError("--slo-ms must be a positive number of milliseconds") }
         guard maxQueue >= 1 else { throw ValidationError("--max-queue must be at least 1") }
         guard priorityLevels >= 1 else { throw ValidationError("--priority-levels must be at least 1") }
+        guard maxQueueDelayUs <= 60_000_000 else { throw ValidationError("--max-queue-delay-us must be at most 60000000 (one minute)") }
+        guard timeoutUs <= 3_600_000_000 else { throw ValidationError("--timeout-us must be at most 3600000000 (one hour)") }
+        if let sloMs, sloMs > 3_600_000 { throw ValidationError("--slo-ms must be at most 3600000 (one hour)") }
         _ = try preferred()
     }
 
@@ -218,14 +222,17 @@ struct BatchingFlags: ParsableArguments {
         BatchingConfig(maxBatchSize: maxBatch, preferredBatchSizes: try preferred(),
                        maxQueueDelayNanoseconds: maxQueueDelayUs * 1000, maxQueueSize: maxQueue,
                        defaultTimeoutNanoseconds: timeoutUs == 0 ? nil : timeoutUs * 1000,
-                       priorityLevels: priorityLevels)
+                       priorityLevels: priorityLevels, queueTimeLimitNanoseconds: sloMs.map { UInt64($0 * 1e6) })
     }
 
     /// A resolved configuration as a worker's command line (always manual: the front decided).
     static func arguments(for c: BatchingConfig) -> [String] {
-        ["--batching", "manual", "--max-batch", String(c.maxBatchSize), "--max-queue-delay-us", String(c.maxQueueDelayNanoseconds / 1000),
+        var slo: [String] = []
+        if let limit = c.queueTimeLimitNanoseconds { slo = ["--slo-ms", String(Double(limit) / 1e6)] }
+        let flags: [String] = ["--batching", "manual", "--max-batch", String(c.maxBatchSize), "--max-queue-delay-us", String(c.maxQueueDelayNanoseconds / 1000),
          "--max-queue", String(c.maxQueueSize), "--priority-levels", String(c.priorityLevels),
          "--timeout-us", String((c.defaultTimeoutNanoseconds ?? 0) / 1000)]
-            + (c.preferredBatchSizes.isEmpty ? [] : ["--preferred-batch", c.preferredBatchSizes.map(String.init).joined(separator: ",")])
+        let preferred: [String] = c.preferredBatchSizes.isEmpty ? [] : ["--preferred-batch", c.preferredBatchSizes.map(String.init).joined(separator: ",")]
+        return flags + preferred + slo
     }
 }

@@ -64,11 +64,44 @@ final class BatchingPolicyTests: XCTestCase {
 
     func testAdmission() {
         let config = BatchingConfig(maxBatchSize: 8, maxQueueSize: 10)
-        XCTAssertNil(BatchingPolicy.admit(items: 2, queuedItems: 8, deadline: nil, estimatedFinish: nil, config: config))
-        XCTAssertEqual(BatchingPolicy.admit(items: 3, queuedItems: 8, deadline: nil, estimatedFinish: nil, config: config), .queueFull(limit: 10))
-        XCTAssertEqual(BatchingPolicy.admit(items: 9, queuedItems: 0, deadline: nil, estimatedFinish: nil, config: config), .tooManyItems(items: 9, limit: 8))
-        XCTAssertEqual(BatchingPolicy.admit(items: 1, queuedItems: 0, deadline: 100, estimatedFinish: 150, config: config), .deadlineUnreachable)
-        XCTAssertNil(BatchingPolicy.admit(items: 1, queuedItems: 0, deadline: 200, estimatedFinish: 150, config: config))
+        XCTAssertNil(BatchingPolicy.admit(items: 2, now: 0, deadline: nil, load: AdmissionLoad(queuedItems: 8), config: config))
+        XCTAssertEqual(BatchingPolicy.admit(items: 3, now: 0, deadline: nil, load: AdmissionLoad(queuedItems: 8), config: config), .queueFull(limit: 10))
+        XCTAssertEqual(BatchingPolicy.admit(items: 9, now: 0, deadline: nil, load: AdmissionLoad(queuedItems: 0), config: config), .tooManyItems(items: 9, limit: 8))
+        // Batches of one measured at 150 ns: alone and idle, it finishes at 150.
+        let full = BatchingConfig(maxBatchSize: 1, maxQueueSize: 10)
+        XCTAssertEqual(BatchingPolicy.admit(items: 1, now: 0, deadline: 100, load: AdmissionLoad(queuedItems: 0, batchNanoseconds: 150), config: full), .deadlineUnreachable)
+        XCTAssertNil(BatchingPolicy.admit(items: 1, now: 0, deadline: 200, load: AdmissionLoad(queuedItems: 0, batchNanoseconds: 150), config: full))
+    }
+
+    func testDeadlineAwareAdmission() {
+        let ms: UInt64 = 1_000_000
+        let config = BatchingConfig(maxBatchSize: 4, maxQueueDelayNanoseconds: 1 * ms, maxQueueSize: 1000, queueTimeLimitNanoseconds: 25 * ms)
+        // Idle, batches of 10 ms: one batch plus the queue delay (it will not be full).
+        XCTAssertEqual(BatchingPolicy.expectedCompletion(items: 1, now: 100 * ms, load: AdmissionLoad(queuedItems: 0, batchNanoseconds: 10 * ms),
+                                                         config: config), 111 * ms)
+        // A batch running since 96 ms (6 ms left) and 7 queued: with this one, two full batches → 26 ms > 25.
+        let busy = AdmissionLoad(queuedItems: 7, batchNanoseconds: 10 * ms, runningSince: 96 * ms)
+        XCTAssertEqual(BatchingPolicy.admit(items: 1, now: 100 * ms, deadline: nil, load: busy, config: config),
+                       .queueTimeExceeded(expectedNanoseconds: 26 * ms, limitNanoseconds: 25 * ms))
+        // 3 queued: one full batch after the running one → 16 ms.
+        XCTAssertNil(BatchingPolicy.admit(items: 1, now: 100 * ms, deadline: nil,
+                                          load: AdmissionLoad(queuedItems: 3, batchNanoseconds: 10 * ms, runningSince: 96 * ms), config: config))
+        // Its own deadline is checked first.
+        XCTAssertEqual(BatchingPolicy.admit(items: 1, now: 100 * ms, deadline: 110 * ms,
+                                            load: AdmissionLoad(queuedItems: 3, batchNanoseconds: 10 * ms, runningSince: 96 * ms), config: config),
+                       .deadlineUnreachable)
+        // An idle instance takes a request even when one batch alone is over the limit.
+        XCTAssertNil(BatchingPolicy.admit(items: 1, now: 0, deadline: nil, load: AdmissionLoad(queuedItems: 0, batchNanoseconds: 100 * ms), config: config))
+        // No limit configured: max(1 s, 8 batch times).
+        XCTAssertEqual(BatchingPolicy.defaultQueueTimeLimit(batchNanoseconds: 10 * ms), 1000 * ms)
+        XCTAssertEqual(BatchingPolicy.defaultQueueTimeLimit(batchNanoseconds: 200 * ms), 1600 * ms)
+        XCTAssertEqual(BatchingPolicy.defaultQueueTimeLimit(batchNanoseconds: .max), .max)
+        let open = BatchingConfig(maxBatchSize: 4, maxQueueSize: 1000)
+        XCTAssertEqual(BatchingPolicy.admit(items: 1, now: 0, deadline: nil, load: AdmissionLoad(queuedItems: 500, batchNanoseconds: 10 * ms), config: open),
+                       .queueTimeExceeded(expectedNanoseconds: 1262 * ms, limitNanoseconds: 1000 * ms))
+        // Huge measured times saturate instead of trapping.
+        XCTAssertEqual(BatchingPolicy.expectedCompletion(items: 4, now: .max - 5, load: AdmissionLoad(queuedItems: 500, batchNanoseconds: .max / 2),
+                                                         config: config), .max)
     }
 
     func testConfigValidation() {

@@ -20,28 +20,6 @@ final class ServerTests: XCTestCase {
         try FileIO.read(Self.root.appendingPathComponent(".cache/oracles/preprocess/\(name).jpg").path)
     }
 
-    private func makeServer(maxBodyBytes: Int = 64 << 20, ready: Bool = true) throws -> (InferenceServer, CPUExecutor) {
-        let path = ModelDirectory.defaultPath
-        guard FileManager.default.fileExists(atPath: path + "/model.onnx") else {
-            let message = "no default model at \(path): run Scripts/test.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
-            throw XCTSkip(message)
-        }
-        let directory = try ModelDirectory(path: path)
-        let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 2, maxBatch: 8)
-        let metrics = ServerMetrics()
-        let instance = try ModelInstance(name: "mobilenet_v2", executor: executor, preprocessor: try CPUPreprocessor(threads: 2),
-                                         options: directory.preprocessOptions,
-                                         config: BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 100_000),
-                                         events: metrics.handler(model: "mobilenet_v2", instance: "cpu"))
-        let server = InferenceServer(models: [ServedModel(name: "mobilenet_v2", directory: directory, instance: instance)],
-                                     configuration: ServerConfiguration(maxBodyBytes: maxBodyBytes), metrics: metrics,
-                                     accelerators: GPUReport.collect(openDevices: false))
-        server.setReady(ready)
-        return (server, executor)
-    }
-
-    private func app(_ server: InferenceServer) -> some ApplicationProtocol { Application(router: server.buildRouter()) }
 
 
     func testHealthMetadataAndRepository() async throws {

@@ -1,0 +1,41 @@
+import Foundation
+import Hummingbird
+import SliceCore
+import SliceGPU
+import SliceModel
+import SlicePreprocess
+import SliceScheduler
+import SliceServer
+import XCTest
+
+/// The default model served in process on the CPU (skipped with a message where the model is
+/// missing; a failure in CI).
+extension XCTestCase {
+    func makeServer(maxBodyBytes: Int = 64 << 20, ready: Bool = true,
+                    configuration: ServerConfiguration = ServerConfiguration(), batching: BatchingConfig = BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 100_000)) throws -> (InferenceServer, CPUExecutor) {
+        let path = ModelDirectory.defaultPath
+        guard FileManager.default.fileExists(atPath: path + "/model.onnx") else {
+            let message = "no default model at \(path): run Scripts/test.sh"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let directory = try ModelDirectory(path: path)
+        let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 2, maxBatch: 8)
+        let metrics = ServerMetrics()
+        let instance = try ModelInstance(name: "mobilenet_v2", executor: executor, preprocessor: try CPUPreprocessor(threads: 2),
+                                         options: directory.preprocessOptions,
+                                         config: batching,
+                                         events: metrics.handler(model: "mobilenet_v2", instance: "cpu"))
+        let server = InferenceServer(models: [ServedModel(name: "mobilenet_v2", directory: directory, instance: instance)],
+                                     configuration: {
+            var c = configuration
+            c.maxBodyBytes = maxBodyBytes
+            return c
+        }(), metrics: metrics,
+                                     accelerators: GPUReport.collect(openDevices: false))
+        server.setReady(ready)
+        return (server, executor)
+    }
+
+    func app(_ server: InferenceServer) -> some ApplicationProtocol { Application(router: server.buildRouter()) }
+}

@@ -33,6 +33,7 @@ class Stats:
         self.lock = threading.Lock()
         self.latencies = []
         self.errors = {}
+        self.refused = []  # latencies of 429 answers: how fast overload is refused
         self.sent = 0
 
     def record(self, latency, status):
@@ -40,6 +41,8 @@ class Stats:
             if status == 200:
                 self.latencies.append(latency)
             else:
+                if status == 429:
+                    self.refused.append(latency)
                 self.errors[str(status)] = self.errors.get(str(status), 0) + 1
 
 
@@ -144,6 +147,8 @@ def run(args, images):
         "p50_ms": round(percentile(lat, 50) * 1000, 2) if lat else None,
         "p95_ms": round(percentile(lat, 95) * 1000, 2) if lat else None,
         "p99_ms": round(percentile(lat, 99) * 1000, 2) if lat else None,
+        "sent": stats.sent if args.rate else None,
+        "refused_p99_ms": round(percentile(sorted(stats.refused), 99) * 1000, 2) if stats.refused else None,
     }
 
 

@@ -120,6 +120,14 @@ int ss_memfd_create(const char *name, unsigned long long bytes);
 void *ss_map_shared(int fd, unsigned long long bytes);
 void ss_unmap_shared(void *address, unsigned long long bytes);
 
+/// A new private directory (mode 0700) from a mkdtemp template ending in XXXXXX, rewritten in
+/// place: 0, or -errno.
+int ss_private_directory(char *template_path);
+/// Connects a Unix stream socket to `path` (close-on-exec): the fd, or -errno.
+int ss_unix_connect(const char *path);
+/// The process and user at the other end of a connected Unix socket (SO_PEERCRED): 0, or -errno.
+int ss_peer_credentials(int fd, int32_t *pid, uint32_t *uid);
+
 // ---------------------------------------------------------------------------------------------
 // CPU model kernels (float32, row-major). Each is compiled for AVX2+FMA and for baseline x86-64;
 // the loader picks one at run time.

@@ -94,11 +94,35 @@ public struct AdmissionLoad: Sendable, Equatable {
     public var batchNanoseconds: UInt64?
     /// When the running batch started, or nil when none runs.
     public var runningSince: UInt64?
+    /// How much longer than estimated admitted requests take (a high quantile of actual ÷
+    /// expected, at least 1; see `AdmissionCorrection`): the estimate is scaled by it.
+    public var correction: Double
 
-    public init(queuedItems: Int, batchNanoseconds: UInt64? = nil, runningSince: UInt64? = nil) {
+    public init(queuedItems: Int, batchNanoseconds: UInt64? = nil, runningSince: UInt64? = nil, correction: Double = 1) {
         self.queuedItems = queuedItems
         self.batchNanoseconds = batchNanoseconds
         self.runningSince = runningSince
+        self.correction = correction
+    }
+}
+
+/// Learns how far the admission estimate falls short: a stochastic estimate of the 99th
+/// percentile of (actual time to answer ÷ expected) over admitted requests, kept in 1...8. Each
+/// observation above the estimate raises it by `step × 0.99`, each below lowers it by
+/// `step × 0.01`, so it settles where 1% of observations lie above it: admitted requests' p99,
+/// not their mean, is what the SLO bounds. Pure value type.
+public struct AdmissionCorrection: Sendable, Equatable {
+    public private(set) var factor: Double = 1
+    public static let quantile = 0.99
+    public static let step = 0.05
+
+    public init() {}
+
+    public mutating func observe(actualNanoseconds: UInt64, expectedNanoseconds: UInt64) {
+        guard expectedNanoseconds > 0 else { return }
+        let ratio = Double(actualNanoseconds) / Double(expectedNanoseconds)
+        factor += ratio > factor ? Self.step * Self.quantile : -Self.step * (1 - Self.quantile)
+        factor = min(max(factor, 1), 8)
     }
 }
 
@@ -185,8 +209,10 @@ public enum BatchingPolicy {
         if waiting % max(1, config.maxBatchSize) != 0 {
             total = total.partialValue.addingReportingOverflow(config.maxQueueDelayNanoseconds)
         }
-        let finish = now.addingReportingOverflow(total.partialValue)
-        return total.overflow || finish.overflow ? .max : finish.partialValue
+        if total.overflow { return .max }
+        let scaled = Double(total.partialValue) * max(1, load.correction)
+        guard scaled < Double(UInt64.max - now) else { return .max }
+        return now + UInt64(scaled)
     }
 
     /// Whether a new request may enter the queue at `now`, pure. Refused: more items than a

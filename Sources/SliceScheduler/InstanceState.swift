@@ -8,6 +8,8 @@ actor InstanceState {
         var continuation: CheckedContinuation<[ItemOutput], Error>
         /// Nanoseconds spent in the queue, set when dispatched.
         var queued: UInt64 = 0
+        /// The admission estimate of its time to an answer, nanoseconds (nil: none was made).
+        var expected: UInt64?
     }
 
     private let config: BatchingConfig
@@ -24,6 +26,8 @@ actor InstanceState {
     private var averageBatchNanoseconds: UInt64?
     /// When the batch now running was dispatched (nil: none runs).
     private var runningSince: UInt64?
+    /// How far admission's estimates fall short of what admitted requests see.
+    private var correction = AdmissionCorrection()
     private(set) var statistics = InstanceStatistics()
 
     private let events: InstanceEventHandler?
@@ -57,7 +61,8 @@ actor InstanceState {
         }
         let now = clock.now()
         let deadline = timeout.map { now.addingReportingOverflow($0).overflow ? UInt64.max : now &+ $0 }
-        let load = AdmissionLoad(queuedItems: queuedItems, batchNanoseconds: averageBatchNanoseconds, runningSince: runningSince)
+        let load = AdmissionLoad(queuedItems: queuedItems, batchNanoseconds: averageBatchNanoseconds, runningSince: runningSince,
+                                 correction: correction.factor)
         if let refusal = BatchingPolicy.admit(items: input.items, now: now, deadline: deadline, load: load, config: config) {
             switch refusal {
             case .queueFull(let limit):
@@ -75,8 +80,11 @@ actor InstanceState {
             }
         }
         return try await withCheckedThrowingContinuation { continuation in
+            var raw = load
+            raw.correction = 1  // the factor learns the raw estimate's shortfall
+            let expected = BatchingPolicy.expectedCompletion(items: input.items, now: now, load: raw, config: config).map { $0 &- now }
             pending[id] = Pending(info: QueuedRequest(id: id, enqueuedAt: now, deadline: deadline, priority: priority, items: input.items),
-                                  input: input, continuation: continuation)
+                                  input: input, continuation: continuation, expected: expected)
             queuedItems += input.items
             statistics.queuedItems = queuedItems
             statistics.inFlight += 1
@@ -158,6 +166,9 @@ actor InstanceState {
             switch result {
             case .success(let outputs):
                 statistics.successes += 1
+                if let expected = request.expected {
+                    correction.observe(actualNanoseconds: now &- request.info.enqueuedAt, expectedNanoseconds: expected)
+                }
                 events?(.completed(queueSeconds: Double(request.queued) * 1e-9,
                                    totalSeconds: Double(now &- request.info.enqueuedAt) * 1e-9))
                 request.continuation.resume(returning: outputs)

@@ -72,11 +72,21 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds an idle connection stays open.")
     var idleTimeout: Int64 = 60
 
+    @Option(name: .customLong("worker-stall-timeout"), help: "Seconds a worker process (--workers, MIG) may leave its heartbeat, sent every second, unanswered before it is killed and restarted and its requests re-routed.")
+    var workerStallTimeout: Double = 5
+
+    @Option(name: .customLong("body-timeout"), help: "Seconds a request body may take to arrive once its handler reads it; slower bodies get HTTP 408 and the connection is closed.")
+    var bodyTimeout: Int64 = 30
+
     /// --port, else $PORT, else 8000.
     func resolvedPort() throws -> Int { try resolvePort(port) }
 
     func validate() throws {
         _ = try resolvedPort()
+        guard maxBodyBytes >= 1 else { throw ValidationError("--max-body-bytes must be at least 1") }
+        guard (1...86_400).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be 1...86400 seconds") }
+        guard (1...3_600).contains(bodyTimeout) else { throw ValidationError("--body-timeout must be 1...3600 seconds") }
+        guard workerStallTimeout >= 1 && workerStallTimeout <= 3_600 else { throw ValidationError("--worker-stall-timeout must be 1...3600 seconds") }
         if try workers && gpuSlices() != nil {
             throw ValidationError("--workers run the model on the CPU in this version; --slices \(slices) runs it in this process")
         }
@@ -400,7 +410,7 @@ struct ServeCommand: AsyncParsableCommand {
         let accelerators = GPUReport.collect(openDevices: false)
         let port = try resolvedPort()
         let server = InferenceServer(models: served, configuration: ServerConfiguration(
-            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout), metrics: metrics,
+            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout, bodyTimeoutSeconds: bodyTimeout), metrics: metrics,
             accelerators: accelerators)
         let app = server.application(logger: logger)
         // Warm up each instance with one batch, then report ready.
@@ -473,12 +483,13 @@ struct ServeCommand: AsyncParsableCommand {
         // The batching this model resolved to (auto or manual), as the worker's own flags.
         let arguments = ["--model", directory.path, "--model-name", name, "--executor", executor] + BatchingFlags.arguments(for: batching)
         let log = logger
+        let stall = UInt64(workerStallTimeout * 1e9)
         return try SliceGroup(name: name, sliceNames: slices.map(\.name)) { i, routerEvents in
             let slice = slices[i]
             let metricsEvents = metrics.handler(model: name, instance: slice.name, preprocessBackend: "cpu")
             let worker = try WorkerInstance(name: slice.name, signature: signature, config: batching, preprocessorName: "cpu",
                                             arguments: arguments + (slice.threads.map { ["--threads", String($0)] } ?? []),
-                                            environment: slice.environment) { message in log.info("\(message)") }
+                                            environment: slice.environment, stallNanoseconds: stall) { message in log.info("\(message)") }
             return TimedInstance(worker, events: { event in routerEvents(event); metricsEvents(event) })
         }
     }

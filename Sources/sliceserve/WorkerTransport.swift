@@ -36,9 +36,27 @@ extension Channel {
     }
 }
 
+/// The front's private folder for worker sockets, made once: `/tmp/sliceserve-<pid>-XXXXXX`,
+/// mode 0700, so no other local user can bind a socket in a worker's place or connect to one.
+enum WorkerSockets {
+    static let directory: Result<String, InferenceError> = {
+        var template = Array("/tmp/sliceserve-\(getpid())-XXXXXX".utf8CString)
+        let rc = template.withUnsafeMutableBufferPointer { ss_private_directory($0.baseAddress!) }
+        guard rc == 0 else { return .failure(.unavailable("cannot make a private folder for worker sockets: \(String(cString: strerror(-rc)))")) }
+        return .success(String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }()
+}
+
 /// The front server's side of one worker process: starts `sliceserve worker` for a slice,
 /// talks to it over its Unix socket, and restarts it with backoff when it exits. Requests in
 /// flight on a worker that dies fail with `unavailable`, which the slice group re-routes.
+///
+/// Trust and liveness: the socket lives in the front's private 0700 folder, and the front only
+/// talks to the process at the other end if its credentials (SO_PEERCRED) are those of the
+/// worker it started. A watchdog sends a heartbeat every `heartbeatNanoseconds`; a worker that
+/// does not answer within `stallNanoseconds` (stopped, hung) is killed and restarted, and its
+/// requests fail with `unavailable` (re-routed to another slice). A request's own timeout is
+/// enforced here too, whatever the worker does. A lost connection to a live worker restarts it.
 final class WorkerInstance: SliceInstance, @unchecked Sendable {
     let name: String
     let signature: ModelSignature
@@ -58,6 +76,10 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
     private var restarts = 0
     private var stopping = false
     private var restarting = false
+    private var watchdog: Task<Void, Never>?
+    /// Heartbeat period and the silence after which a worker counts as stalled, nanoseconds.
+    let heartbeatNanoseconds: UInt64
+    let stallNanoseconds: UInt64
     /// The memfd both sides map for request images (nil: images go over the socket).
     private let sharedFD: Int32
     private let sharedBase: UnsafeMutableRawPointer?
@@ -68,6 +90,7 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
     /// process's (e.g. CUDA_VISIBLE_DEVICES=MIG-… for a MIG slice).
     init(name: String, signature: ModelSignature, config: BatchingConfig, preprocessorName: String?, arguments: [String],
          environment: [String: String] = [:], sharedMemoryBytes: Int = 64 << 20, backoff: SliceBackoff = SliceBackoff(),
+         heartbeatNanoseconds: UInt64 = 1_000_000_000, stallNanoseconds: UInt64 = 5_000_000_000,
          log: @escaping @Sendable (String) -> Void) throws {
         self.name = name
         self.signature = signature
@@ -76,9 +99,11 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         self.arguments = arguments
         self.environment = environment
         self.backoff = backoff
+        self.heartbeatNanoseconds = heartbeatNanoseconds
+        self.stallNanoseconds = stallNanoseconds
         self.log = log
         let safe = name.map { $0.isLetter || $0.isNumber ? $0 : "-" }
-        socketPath = "/tmp/sliceserve-\(getpid())-\(String(safe)).sock"
+        socketPath = try WorkerSockets.directory.get() + "/\(String(safe)).sock"
         var fd: Int32 = -1
         var base: UnsafeMutableRawPointer? = nil
         if sharedMemoryBytes > 0 {
@@ -120,8 +145,24 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
             self.stdinPipe = stdin
         }
         let deadline = Date().addingTimeInterval(300)
-        var lastError: Error?
+        var lastError = "timed out"
         while Date() < deadline && process.isRunning {
+            let fd = ss_unix_connect(socketPath)
+            guard fd >= 0 else {
+                lastError = String(cString: strerror(-fd))
+                usleep(50_000)
+                continue
+            }
+            var peerPID: Int32 = 0
+            var peerUID: UInt32 = 0
+            guard ss_peer_credentials(fd, &peerPID, &peerUID) == 0, peerPID == process.processIdentifier, peerUID == getuid() else {
+                // Not the worker we started: never send it a request.
+                close(fd)
+                lastError = "the process at \(socketPath) is pid \(peerPID) (uid \(peerUID)), not worker pid \(process.processIdentifier)"
+                log("worker \(name): \(lastError); refusing it")
+                usleep(50_000)
+                continue
+            }
             do {
                 let channel = try ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                     .channelInitializer { channel in
@@ -130,17 +171,62 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
                             try channel.pipeline.syncOperations.addHandler(ReplyHandler(owner: self))
                         }
                     }
-                    .connect(unixDomainSocketPath: socketPath).wait()
+                    .withConnectedSocket(fd).wait()
                 lock.withLock { self.channel = channel }
                 log("worker \(name) ready (pid \(process.processIdentifier))")
+                startWatchdog(pid: process.processIdentifier)
                 return
             } catch {
-                lastError = error
+                close(fd)
+                lastError = "\(error)"
                 usleep(50_000)
             }
         }
         process.terminate()
-        throw InferenceError.unavailable("worker \(name) did not start: \(process.isRunning ? "\(lastError.map { "\($0)" } ?? "timed out")" : "it exited with status \(process.terminationStatus)")")
+        throw InferenceError.unavailable("worker \(name) did not start: \(process.isRunning ? lastError : "it exited with status \(process.terminationStatus)")")
+    }
+
+    /// Heartbeats the worker `pid` until it stops answering (then kills it: the exit handler
+    /// restarts it) or the instance stops.
+    private func startWatchdog(pid: Int32) {
+        let period = heartbeatNanoseconds
+        let stall = stallNanoseconds
+        let task = Task.detached { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: period)
+                guard let self, !Task.isCancelled else { return }
+                if self.lock.withLock({ self.stopping || self.channel == nil }) { return }
+                do {
+                    _ = try await self.call(timeout: stall, onTimeout: .unavailable("no heartbeat")) { .statistics(id: $0) }
+                } catch {
+                    if self.lock.withLock({ self.stopping }) { return }
+                    self.stalled(pid: pid)
+                    return
+                }
+            }
+        }
+        let old: Task<Void, Never>? = lock.withLock {
+            defer { watchdog = task }
+            return watchdog
+        }
+        old?.cancel()
+    }
+
+    /// The worker did not answer a heartbeat in time: its requests fail (to be re-routed), and it
+    /// is killed; the exit handler restarts it.
+    private func stalled(pid: Int32) {
+        let seconds = Double(stallNanoseconds) / 1e9
+        log("worker \(name) (pid \(pid)) stalled: no heartbeat for \(seconds) s; killing and restarting it")
+        failInFlight(InferenceError.unavailable("the worker of slice \(name) stalled (no heartbeat for \(seconds) s); it is being restarted"))
+        kill(pid, SIGKILL)
+    }
+
+    private func failInFlight(_ error: InferenceError) {
+        let waiters: [CheckedContinuation<WorkerMessage, Error>] = lock.withLock {
+            defer { pending.removeAll() }
+            return Array(pending.values)
+        }
+        for waiter in waiters { waiter.resume(throwing: error) }
     }
 
     /// A reply from the worker.
@@ -150,14 +236,21 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         waiter?.resume(returning: message)
     }
 
-    /// The connection closed: fail what is in flight; the exit handler restarts the worker.
-    fileprivate func disconnected() {
-        let waiters: [CheckedContinuation<WorkerMessage, Error>] = lock.withLock {
-            channel = nil
-            defer { pending.removeAll() }
-            return Array(pending.values)
+    /// The connection closed: fail what is in flight. A worker that exited is restarted by the
+    /// exit handler; one still running (its connection lost) is killed so that it is.
+    fileprivate func disconnected(_ lost: Channel? = nil) {
+        let (process, stop, current): (Process?, Bool, Bool) = lock.withLock {
+            // A late close of an old worker's connection must not touch its successor.
+            let current = lost == nil || channel === lost
+            if current { channel = nil }
+            return (self.process, stopping, current)
         }
-        for waiter in waiters { waiter.resume(throwing: InferenceError.unavailable("the worker of slice \(name) stopped mid-request")) }
+        guard current else { return }
+        failInFlight(InferenceError.unavailable("the worker of slice \(name) stopped mid-request"))
+        if !stop, let process, process.isRunning {
+            log("worker \(name): connection lost with the worker still running; restarting it")
+            kill(process.processIdentifier, SIGKILL)
+        }
     }
 
     private func workerExited(_ finished: Process) {
@@ -186,7 +279,10 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         }
     }
 
-    private func call(_ make: (UInt64) -> WorkerMessage) async throws -> WorkerMessage {
+    /// Sends a message and waits for its reply; after `timeout` nanoseconds (if given) the wait
+    /// ends with `onTimeout`, whatever the worker does.
+    private func call(timeout: UInt64? = nil, onTimeout: InferenceError = .timedOut,
+                      _ make: (UInt64) -> WorkerMessage) async throws -> WorkerMessage {
         let (id, channel): (UInt64, Channel?) = lock.withLock {
             defer { nextID += 1 }
             return (nextID, self.channel)
@@ -201,6 +297,14 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
             }
             guard connected else {
                 return continuation.resume(throwing: InferenceError.unavailable("the worker of slice \(name) is restarting"))
+            }
+            if let timeout {
+                let seconds = Double(min(timeout, 86_400_000_000_000)) / 1e9
+                DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [weak self] in
+                    guard let self else { return }
+                    let waiter = self.lock.withLock { self.pending.removeValue(forKey: id) }
+                    waiter?.resume(throwing: onTimeout)
+                }
             }
             channel.send(message)
         }
@@ -235,7 +339,7 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
             // The worker has answered (or is gone): the ranges are free again.
             if let taken = shared?.taken { lock.withLock { for r in taken { arena.release(r) } } }
         }
-        let reply = try await call { id in
+        let reply = try await call(timeout: timeout ?? config.defaultTimeoutNanoseconds) { id in
             if let used = shared?.used { return .inferShared(id: id, images: used, priority: priority, timeout: timeout) }
             return .infer(id: id, input: input, priority: priority, timeout: timeout)
         }
@@ -266,10 +370,11 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
     }
 
     func shutdown() async {
-        let (process, stdin, channel): (Process?, Pipe?, Channel?) = lock.withLock {
+        let (process, stdin, channel, watchdog): (Process?, Pipe?, Channel?, Task<Void, Never>?) = lock.withLock {
             stopping = true
-            return (self.process, self.stdinPipe, self.channel)
+            return (self.process, self.stdinPipe, self.channel, self.watchdog)
         }
+        watchdog?.cancel()
         try? stdin?.fileHandleForWriting.close()
         try? await channel?.close()
         if let process, process.isRunning {
@@ -277,6 +382,7 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
             process.waitUntilExit()
         }
         unlink(socketPath)
+        if case .success(let directory) = WorkerSockets.directory { rmdir(directory) }  // once the last socket is gone
     }
 }
 
@@ -292,7 +398,7 @@ private final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        owner?.disconnected()
+        owner?.disconnected(context.channel)
         context.fireChannelInactive()
     }
 

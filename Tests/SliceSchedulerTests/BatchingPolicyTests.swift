@@ -104,6 +104,24 @@ final class BatchingPolicyTests: XCTestCase {
                                                          config: config), .max)
     }
 
+    func testAdmissionCorrectionLearnsTheShortfall() {
+        var correction = AdmissionCorrection()
+        var rng = SplitMix64(seed: 3)
+        // Requests take 1.5× to 2× what was estimated (uniformly): the factor settles near the 99th percentile, 1.995.
+        for _ in 0..<20_000 {
+            let actual = 1_500_000 + rng.next() % 500_000
+            correction.observe(actualNanoseconds: actual, expectedNanoseconds: 1_000_000)
+        }
+        XCTAssertEqual(correction.factor, 1.995, accuracy: 0.06)
+        // Estimates that are right bring it back to 1, never below.
+        for _ in 0..<200_000 { correction.observe(actualNanoseconds: 900_000, expectedNanoseconds: 1_000_000) }
+        XCTAssertEqual(correction.factor, 1)
+        // It scales the estimate: idle, one 10 ms batch plus a 1 ms queue delay, × 2.
+        let config = BatchingConfig(maxBatchSize: 4, maxQueueDelayNanoseconds: 1_000_000)
+        XCTAssertEqual(BatchingPolicy.expectedCompletion(items: 1, now: 0, load: AdmissionLoad(queuedItems: 0, batchNanoseconds: 10_000_000, correction: 2),
+                                                         config: config), 22_000_000)
+    }
+
     func testConfigValidation() {
         XCTAssertNil(BatchingConfig().problem)
         XCTAssertNotNil(BatchingConfig(maxBatchSize: 0).problem)

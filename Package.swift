@@ -1,8 +1,8 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layers point one way: sliceserve (CLI) → SliceServer → SliceScheduler → SliceModel, SliceGPU,
-// SlicePreprocess → SliceCore, CSliceServe. CUDA is never linked: CSliceServe loads it at run time.
+// Layers point one way: sliceserve (CLI) → SliceServer, SliceWorkers → SliceScheduler → SliceModel,
+// SliceGPU, SlicePreprocess → SliceCore, CSliceServe. CUDA is never linked: CSliceServe loads it at run time.
 //
 // The hot preprocessing loops are written for AVX2-class CPUs, but the binary must start on any
 // x86-64: the C kernels pick their ISA at run time (see CKernels/cpu_features.c), the Swift code
@@ -47,6 +47,9 @@ let package = Package(
         .target(name: "SliceSlices", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
 
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
+        // Helper processes and their supervision: the preprocessing plug-in host (a plug-in's
+        // crash, hang or leak stays in its own process).
+        .target(name: "SliceWorkers", dependencies: ["SliceCore", "SlicePreprocess", "SliceScheduler", "CSliceServe"]),
         .target(
             name: "SliceServer",
             dependencies: [
@@ -64,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "CSliceServe",
+                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "SliceWorkers", "CSliceServe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -82,6 +85,7 @@ let package = Package(
         .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "CSliceServe"]),
         .testTarget(name: "SliceGPUModelTests", dependencies: ["SliceGPUModel", "SliceGPU", "SliceModel", "SliceCore"]),
         .testTarget(name: "SliceSlicesTests", dependencies: ["SliceSlices"]),
+        .testTarget(name: "SliceWorkersTests", dependencies: ["SliceWorkers", "SliceCore", "SlicePreprocess"]),
         .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU", "SliceGPUModel"]),
         .testTarget(
             name: "SliceServerTests",

@@ -9,7 +9,8 @@
 // For the host's containment tests, the config string selects a misbehaviour: "mode=fail"
 // (every image fails), "mode=overrun" (writes past each slot), "mode=bad-status" (an unknown
 // status), "mode=never" (never completes a job), "mode=wrong-size" (reports sizes that do not
-// match the header). Built with -DSS_PLUGIN_ABI=N it reports another ABI version; with
+// match the header), "mode=crash" (dereferences NULL in ss_pp_submit: a segfault), "mode=hang"
+// (sleeps 60 s in ss_pp_submit), "mode=leak" (allocates 1 MiB per job and never frees it). Built with -DSS_PLUGIN_ABI=N it reports another ABI version; with
 // -DSS_PLUGIN_OMIT_POLL it lacks ss_pp_poll.
 #define _GNU_SOURCE
 #include "sliceserve_preprocess.h"
@@ -22,12 +23,13 @@
 #include <string.h>
 #include <time.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 #ifndef SS_PLUGIN_ABI
 #define SS_PLUGIN_ABI SS_PP_ABI_VERSION
 #endif
 
-enum mode { MODE_NORMAL, MODE_FAIL, MODE_OVERRUN, MODE_BAD_STATUS, MODE_NEVER, MODE_WRONG_SIZE };
+enum mode { MODE_NORMAL, MODE_FAIL, MODE_OVERRUN, MODE_BAD_STATUS, MODE_NEVER, MODE_WRONG_SIZE, MODE_CRASH, MODE_HANG, MODE_LEAK };
 
 typedef struct job {
     uint64_t id;
@@ -321,8 +323,11 @@ int ss_pp_create(const char *config, void **out, char *error, size_t error_size)
         else if (strcmp(config, "mode=bad-status") == 0) self->mode = MODE_BAD_STATUS;
         else if (strcmp(config, "mode=never") == 0) self->mode = MODE_NEVER;
         else if (strcmp(config, "mode=wrong-size") == 0) self->mode = MODE_WRONG_SIZE;
+        else if (strcmp(config, "mode=crash") == 0) self->mode = MODE_CRASH;
+        else if (strcmp(config, "mode=hang") == 0) self->mode = MODE_HANG;
+        else if (strcmp(config, "mode=leak") == 0) self->mode = MODE_LEAK;
         else {
-            snprintf(error, error_size, "unknown configuration \"%s\" (known: mode=fail|overrun|bad-status|never|wrong-size)", config);
+            snprintf(error, error_size, "unknown configuration \"%s\" (known: mode=fail|overrun|bad-status|never|wrong-size|crash|hang|leak)", config);
             free(self);
             return -1;
         }
@@ -374,6 +379,13 @@ int ss_pp_submit(void *opaque, uint64_t job_id, const ss_pp_options *options, co
                  ss_pp_result *results) {
     instance *self = opaque;
     if (options->channels != 3 || options->memory != SS_PP_MEMORY_HOST || count > 1024) return -1;
+    // Misbehaviours under test: a crash, a hang, a leak.
+    if (self->mode == MODE_CRASH) *(volatile int *)(uintptr_t)(job_id & 0) = 1;
+    if (self->mode == MODE_HANG) sleep(60);
+    if (self->mode == MODE_LEAK) {
+        volatile char *lost = malloc(1 << 20);
+        if (lost) memset((char *)lost, 1, 1 << 20);
+    }
     job *j = calloc(1, sizeof *j);
     if (!j) return -1;
     j->id = job_id, j->options = *options, j->images = images, j->count = count, j->results = results;

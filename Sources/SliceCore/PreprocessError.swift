@@ -1,6 +1,6 @@
 /// Why one image could not be turned into a model input. Each case is the client's fault
 /// (HTTP 4xx) except `backendFailure`.
-public enum PreprocessError: Error, Sendable, Equatable {
+public enum PreprocessError: Error, Sendable, Equatable, Codable {
     /// Zero bytes were given.
     case emptyInput
     /// The bytes are not any image format SliceServe recognises.

@@ -1,5 +1,5 @@
 /// What a preprocessing backend can do, so that a server can pick one and size batches for it.
-public struct PreprocessorCapabilities: Sendable, Hashable {
+public struct PreprocessorCapabilities: Sendable, Hashable, Codable {
     /// Encoded formats it decodes, lower-case ("jpeg").
     public var formats: Set<String>
     /// Destination layouts and element types it writes.
@@ -44,7 +44,7 @@ public struct PreprocessJob: Sendable {
 }
 
 /// What happened to one image of a job.
-public struct PreprocessedImage: Sendable, Hashable {
+public struct PreprocessedImage: Sendable, Hashable, Codable {
     /// Size declared by the JPEG header.
     public var originalWidth: Int
     public var originalHeight: Int
@@ -95,9 +95,15 @@ public protocol Preprocessor: AnyObject, Sendable {
     /// every image's slot is written or failed. Job-level problems (bad slots, a destination the
     /// backend cannot write) fail every image with `.invalidJob`.
     func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void)
+
+    /// Why the backend cannot take jobs now (a plug-in host restarting, ...), or nil. Shown in
+    /// `/v2/health/details`; the `NAME_jpeg` entry's readiness follows it.
+    var healthProblem: String? { get }
 }
 
 extension Preprocessor {
+    public var healthProblem: String? { nil }
+
     /// Runs `job` and waits for its completion without blocking a thread.
     public func preprocess(_ job: PreprocessJob) async -> PreprocessBatchResult {
         await withCheckedContinuation { continuation in

@@ -65,7 +65,14 @@ final class BatchRunner: @unchecked Sendable {
                 if case .failure(let error) = outcome, results[imageOwner[k].request] == nil {
                     let (r, i) = imageOwner[k]
                     let count = batch[r].input.items
-                    results[r] = .failure(.badInput(count > 1 ? "image \(i): \(error)" : "\(error)"))
+                    let text = count > 1 ? "image \(i): \(error)" : "\(error)"
+                    // A backend fault is the slice's, not the client's: 503, and the slice group
+                    // marks the slice unhealthy and re-routes the request.
+                    if case .backendFailure = error {
+                        results[r] = .failure(.preprocessingFailed("the preprocessing backend failed: \(text)"))
+                    } else {
+                        results[r] = .failure(.badInput(text))
+                    }
                 }
             }
         }

@@ -180,16 +180,7 @@ actor InstanceState {
         reportDepth()
     }
 
-    static func reason(_ error: InferenceError) -> String {
-        switch error {
-        case .overloaded: "overloaded"
-        case .timedOut: "timeout"
-        case .badInput: "bad_input"
-        case .cancelled: "cancelled"
-        case .unavailable: "unavailable"
-        case .executionFailed: "execution_failed"
-        }
-    }
+    static func reason(_ error: InferenceError) -> String { error.reason }
 
     /// Suspends the scheduling loop until something changes or `until` passes.
     func waitForArrival(orUntil until: UInt64?) async {

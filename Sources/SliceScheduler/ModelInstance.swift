@@ -29,6 +29,25 @@ public enum InferenceError: Error, Sendable, Equatable {
     case unavailable(String)
     /// The executor failed (HTTP 500).
     case executionFailed(String)
+    /// The preprocessing backend (a plug-in, a GPU decoder) failed, not the image (HTTP 503): the
+    /// request is re-routed to another slice where there is one; the slice stays in service for
+    /// tensor requests.
+    case preprocessingFailed(String)
+}
+
+extension InferenceError {
+    /// The metrics label of the failure (`nv_inference_request_failure{reason}`).
+    public var reason: String {
+        switch self {
+        case .overloaded: "overloaded"
+        case .timedOut: "timeout"
+        case .badInput: "bad_input"
+        case .cancelled: "cancelled"
+        case .unavailable: "unavailable"
+        case .executionFailed: "execution_failed"
+        case .preprocessingFailed: "preprocessing_failed"
+        }
+    }
 }
 
 /// What an instance reports as it happens, for a metrics registry.

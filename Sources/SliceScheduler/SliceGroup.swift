@@ -157,6 +157,8 @@ public final class SliceGroup: @unchecked Sendable {
     public var signature: ModelSignature { instances[0].signature }
     public var config: BatchingConfig { instances[0].config }
     public var preprocessorName: String? { instances[0].preprocessorName }
+    /// The first slice's preprocessing problem, if any slice has one.
+    public var preprocessorProblem: String? { instances.lazy.compactMap(\.preprocessorProblem).first }
 
     func observe(slice i: Int, _ event: InstanceEvent) {
         guard case .executed(let items, let preprocessSeconds, let computeSeconds) = event, items > 0 else { return }
@@ -208,6 +210,11 @@ public final class SliceGroup: @unchecked Sendable {
                     lastFailure = error
                     if Task.isCancelled { throw InferenceError.cancelled }
                     continue  // to another slice
+                case .preprocessingFailed:
+                    // Another slice may have a working backend; this one still serves tensors.
+                    lastFailure = error
+                    if Task.isCancelled { throw InferenceError.cancelled }
+                    continue
                 default:
                     throw error
                 }

@@ -27,6 +27,8 @@ public protocol SliceInstance: AnyObject, Sendable {
     var config: BatchingConfig { get }
     /// The preprocessing backend's name ("cpu", "gpu", "plugin:…"), nil for tensor-only instances.
     var preprocessorName: String? { get }
+    /// Why the preprocessing backend takes no jobs now, or nil.
+    var preprocessorProblem: String? { get }
     func infer(_ input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput]
     var statistics: InstanceStatistics { get async }
     /// One batch of zeros straight through the model: the warm-up, and the health probe.
@@ -37,10 +39,15 @@ public protocol SliceInstance: AnyObject, Sendable {
 extension ModelInstance: SliceInstance {
     public var signature: ModelSignature { ModelSignature(executor: executor) }
     public var preprocessorName: String? { preprocessor?.name }
+    public var preprocessorProblem: String? { preprocessor?.healthProblem }
 
     public func warmUp() async throws {
         let input = try executor.makeInputBuffer(capacity: 1)
         let output = try OutputBuffer(itemShape: executor.outputShape, capacity: 1)
         try await executor.run(input, count: 1, output: output)
     }
+}
+
+extension SliceInstance {
+    public var preprocessorProblem: String? { nil }
 }

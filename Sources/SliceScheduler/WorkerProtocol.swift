@@ -101,6 +101,7 @@ extension WorkerMessage {
         case .cancelled: (4, "")
         case .unavailable(let m): (5, m)
         case .executionFailed(let m): (6, m)
+        case .preprocessingFailed(let m): (7, m)
         }
     }
 
@@ -112,6 +113,7 @@ extension WorkerMessage {
         case 4: .cancelled
         case 5: .unavailable(message)
         case 6: .executionFailed(message)
+        case 7: .preprocessingFailed(message)
         default: throw .malformed("error code \(code)")
         }
     }

@@ -85,8 +85,10 @@ public final class InferenceServer: Sendable {
             }
             router.get(RouterPath(prefix + "/ready")) { [self] _, context in
                 try handle {
-                    let (m, _) = try model(context)
-                    return Response(status: isReady && m.instance.isHealthy ? .ok : .serviceUnavailable)
+                    let (m, e) = try model(context)
+                    // The image entry also needs its preprocessing backend.
+                    let backendOK = e == .tensor || m.instance.preprocessorProblem == nil
+                    return Response(status: isReady && m.instance.isHealthy && backendOK ? .ok : .serviceUnavailable)
                 }
             }
             router.get(RouterPath(prefix + "/config")) { [self] _, context in
@@ -249,6 +251,7 @@ public final class InferenceServer: Sendable {
             "live": true, "ready": isReady, "version": SliceServeVersion.current,
             "models": models.map { model -> [String: Any] in
                 ["name": model.name, "instance": model.signature.kind, "preprocess": model.instance.preprocessorName ?? "none",
+                 "preprocess_problem": model.instance.preprocessorProblem ?? NSNull(),
                  "slices": model.instance.statuses.map { slice -> [String: Any] in
                      var entry: [String: Any] = ["name": slice.name, "healthy": slice.healthy, "pending_items": slice.pendingItems,
                                                  "consecutive_failures": slice.consecutiveFailures, "requests_served": slice.served]

@@ -31,6 +31,7 @@ struct ServerError: Error {
         case .cancelled: self.init(status: .init(code: 499, reasonPhrase: "Client Closed Request"), message: "the request was cancelled")
         case .unavailable(let m): self.init(status: .serviceUnavailable, message: m, retryAfterSeconds: 1)
         case .executionFailed(let m): self.init(status: .internalServerError, message: m)
+        case .preprocessingFailed(let m): self.init(status: .serviceUnavailable, message: m, retryAfterSeconds: 1)
         }
     }
 

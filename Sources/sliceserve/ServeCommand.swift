@@ -13,6 +13,7 @@ import SliceModel
 import SlicePreprocess
 import SliceScheduler
 import SliceServer
+import SliceWorkers
 import SliceSlices
 
 struct ServeCommand: AsyncParsableCommand {
@@ -72,6 +73,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds an idle connection stays open.")
     var idleTimeout: Int64 = 60
 
+    @Option(name: .customLong("plugin-timeout"), help: "Seconds a preprocessing plug-in may take for one batch; after that its images fail (HTTP 503) and its host process is killed and restarted.")
+    var pluginTimeout: Double = 10
+
     @Option(name: .customLong("worker-stall-timeout"), help: "Seconds a worker process (--workers, MIG) may leave its heartbeat, sent every second, unanswered before it is killed and restarted and its requests re-routed.")
     var workerStallTimeout: Double = 5
 
@@ -86,6 +90,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxBodyBytes >= 1 else { throw ValidationError("--max-body-bytes must be at least 1") }
         guard (1...86_400).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be 1...86400 seconds") }
         guard (1...3_600).contains(bodyTimeout) else { throw ValidationError("--body-timeout must be 1...3600 seconds") }
+        guard pluginTimeout >= 0.01 && pluginTimeout <= 3_600 else { throw ValidationError("--plugin-timeout must be 0.01...3600 seconds") }
         guard workerStallTimeout >= 1 && workerStallTimeout <= 3_600 else { throw ValidationError("--worker-stall-timeout must be 1...3600 seconds") }
         if try workers && gpuSlices() != nil {
             throw ValidationError("--workers run the model on the CPU in this version; --slices \(slices) runs it in this process")
@@ -127,8 +132,11 @@ struct ServeCommand: AsyncParsableCommand {
             case "cpu":
                 return try CPUPreprocessor(threads: try threads())
             default:
-                let plugin = try PluginPreprocessor(String(choice.dropFirst("plugin:".count)))
-                logger.info("preprocessing in a plug-in", metadata: ["plugin": "\(plugin.name)", "path": "\(plugin.path)"])
+                let log = logger
+                let plugin = try IsolatedPluginPreprocessor(String(choice.dropFirst("plugin:".count)), jobTimeoutSeconds: pluginTimeout) {
+                    log.info("\($0)")
+                }
+                logger.info("preprocessing in a plug-in, in its own host process", metadata: ["plugin": "\(plugin.name)", "spec": "\(plugin.specification)"])
                 return plugin
             }
         } catch {
@@ -509,6 +517,7 @@ final class TimedInstance: SliceInstance, @unchecked Sendable {
     var signature: ModelSignature { inner.signature }
     var config: BatchingConfig { inner.config }
     var preprocessorName: String? { inner.preprocessorName }
+    var preprocessorProblem: String? { inner.preprocessorProblem }
 
     func infer(_ input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
         let started = ContinuousClock.now
@@ -525,16 +534,7 @@ final class TimedInstance: SliceInstance, @unchecked Sendable {
         }
     }
 
-    static func reason(_ error: InferenceError) -> String {
-        switch error {
-        case .overloaded: "queue_full"
-        case .timedOut: "timeout"
-        case .badInput: "bad_input"
-        case .cancelled: "cancelled"
-        case .unavailable: "unavailable"
-        case .executionFailed: "execution_failed"
-        }
-    }
+    static func reason(_ error: InferenceError) -> String { error.reason }
 
     var statistics: InstanceStatistics { get async { await inner.statistics } }
     func warmUp() async throws { try await inner.warmUp() }

@@ -12,6 +12,6 @@ struct SliceServeCommand: AsyncParsableCommand {
             `sliceserve selftest --gpu` checks a GPU. Models run on the CPU executor for now (JPEGs can be preprocessed on a GPU); serving on GPU slices is not there yet.
             """,
         version: SliceServeVersion.current,
-        subcommands: [ServeCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, SelftestCommand.self, SlicesCommand.self, ProfileCommand.self, BenchCommand.self, ProbeCommand.self, WorkerCommand.self]
+        subcommands: [ServeCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, SelftestCommand.self, SlicesCommand.self, ProfileCommand.self, BenchCommand.self, ProbeCommand.self, WorkerCommand.self, PluginHostCommand.self]
     )
 }

@@ -381,6 +381,39 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(details.contains("\"preprocess\":\"plugin:turbojpeg-reference\""), details)
     }
 
+    /// A plug-in that segfaults or hangs runs in its own host process: the server lives, JPEG
+    /// requests get 503 naming the cause (at the plug-in deadline for a hang), tensor requests
+    /// on the same slice are still served, and the image entry's readiness follows the backend.
+    func testCrashingAndHangingPluginsLeaveTheServerServing() throws {
+        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let plugin = root.appendingPathComponent(".build/sliceserve-plugins/libsliceserve_turbojpeg.so").path
+        guard FileManager.default.fileExists(atPath: plugin) else {
+            let message = "no plug-in: run Scripts/build-plugins.sh"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
+        let tensor = Array(("{\"inputs\":[{\"name\":\"input\",\"shape\":[1,3,224,224],\"datatype\":\"FP32\",\"data\":["
+                            + Array(repeating: "0.5", count: 150528).joined(separator: ",") + "]}]}").utf8)
+        for (mode, base) in [("crash", 21100), ("hang", 21200)] {
+            let (server, port) = try startServer(["--preprocess", "plugin:\(plugin)?mode=\(mode)", "--plugin-timeout", "1", "--slices", "cpu:1"],
+                                                 portBase: base)
+            defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+            let started = Date()
+            let image = postLocal(port: port, path: "/v2/models/mobilenet_v2/classify", body: photo, contentType: "image/jpeg")
+            let waited = Date().timeIntervalSince(started)
+            XCTAssertTrue(image.hasPrefix("HTTP/1.1 503"), "\(mode): \(image)")
+            XCTAssertTrue(image.contains(mode == "crash" ? "crashed (signal 11)" : "did not answer a job within 1.0 s"), "\(mode): \(image)")
+            XCTAssertLessThan(waited, mode == "crash" ? 2 : 4, "\(mode): answered in \(waited) s")
+            XCTAssertTrue(httpGet(port: port, path: "/v2/models/mobilenet_v2_jpeg/ready").hasPrefix("HTTP/1.1 503"), "\(mode): the image entry is not ready")
+            let answer = postLocal(port: port, path: "/v2/models/mobilenet_v2/infer", body: tensor, contentType: "application/json")
+            XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), "\(mode): tensor requests are still served: \(answer.prefix(300))")
+            XCTAssertTrue(httpGet(port: port, path: "/v2/models/mobilenet_v2/ready").hasPrefix("HTTP/1.1 200"), mode)
+            XCTAssertTrue(httpGet(port: port, path: "/v2/health/details").contains("preprocess_problem"), mode)
+            XCTAssertTrue(server.isRunning, "\(mode): the server lives")
+        }
+    }
+
     /// `serve --slices cpu:2x1`: two instances behind the router; concurrent requests are all
     /// answered, the health details and metrics list each slice; a bad slice grammar exits 64.
     func testServeOnSeveralCPUSlices() throws {

@@ -13,6 +13,9 @@ bash Scripts/setup.sh
 bash Scripts/build-plugins.sh            # the reference preprocessing plug-in and its broken builds
 bash Scripts/package.sh                  # the release bundle (static binary, own build folder); tests unpack and run it
 bash Scripts/deploy-venv.sh              # kserve + kubernetes (own venv) for the deployment manifest check
+# The long reliability cases against the release binary (crash requests, two 63 MB JSON bodies
+# with health and peak RSS watched, stalled connections); the fast ones are XCTests.
+.venv/bin/python Scripts/soak.py --binary .build-static/release/sliceserve
 
 # NVRTC from the nvidia-cuda-nvrtc wheel: the tests compile every CUDA kernel with it (no GPU
 # needed). A user's own SLICESERVE_LIBNVRTC wins.

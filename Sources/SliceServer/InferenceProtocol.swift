@@ -63,12 +63,12 @@ enum InferenceProtocol {
         do {
             try body.withUnsafeReadableBytes { raw in
                 var reader = JSONReader(UnsafeRawBufferPointer(rebasing: raw[0..<jsonEnd]), maxDepth: limits.maxDepth)
-                guard reader.peek() == UInt8(ascii: "{") else { throw reader.fail("", "the request must be a JSON object") }
+                guard reader.peek() == UInt8(ascii: "{") else { throw reader.invalid("", "the request must be a JSON object") }
                 try reader.readObject("") { r, key in try readRoot(&r, key: key, into: &request, limits: limits) }
                 try reader.expectEnd()
             }
         } catch let failure as JSONReader.Failure {
-            throw ServerError.badRequest("the request body is not valid JSON for KServe v2: \(failure.message)")
+            throw ServerError.badRequest(failure.syntax ? "the request body is not valid JSON: \(failure.message)" : "invalid request: \(failure.message)")
         }
         guard !request.inputs.isEmpty else { throw ServerError.badRequest("the request has no 'inputs' array") }
         // Binary chunks follow the JSON header in input order; their sizes must add up exactly.
@@ -94,7 +94,7 @@ enum InferenceProtocol {
             switch try r.readScalar("id") {
             case .string(let s): request.id = s
             case .integer(let n): request.id = String(n)
-            default: throw r.fail("id", "must be a string")
+            default: throw r.invalid("id", "must be a string")
             }
         case "parameters":
             try r.readObject("parameters") { r, key in
@@ -112,13 +112,13 @@ enum InferenceProtocol {
             }
         case "inputs":
             try r.readArray("inputs") { r, i in
-                guard i < limits.maxInputs else { throw r.fail("inputs", "more than \(limits.maxInputs) inputs") }
+                guard i < limits.maxInputs else { throw r.invalid("inputs", "more than \(limits.maxInputs) inputs") }
                 request.inputs.append(try readInput(&r, field: "inputs[\(i)]", limits: limits))
             }
         case "outputs":
             var outputs: [RequestedOutput] = []
             try r.readArray("outputs") { r, i in
-                guard i < limits.maxOutputs else { throw r.fail("outputs", "more than \(limits.maxOutputs) requested outputs") }
+                guard i < limits.maxOutputs else { throw r.invalid("outputs", "more than \(limits.maxOutputs) requested outputs") }
                 outputs.append(try readOutput(&r, field: "outputs[\(i)]"))
             }
             request.outputs = outputs
@@ -140,7 +140,7 @@ enum InferenceProtocol {
             case "shape":
                 var dims: [Int] = []
                 try r.readArray("\(field).shape") { r, i in
-                    guard i < limits.maxDimensions else { throw r.fail("\(field).shape", "more than \(limits.maxDimensions) dimensions") }
+                    guard i < limits.maxDimensions else { throw r.invalid("\(field).shape", "more than \(limits.maxDimensions) dimensions") }
                     dims.append(Int(try r.readInteger("\(field).shape[\(i)]", in: 0...Int64(limits.maxElementsPerInput))))
                 }
                 shape = dims
@@ -156,7 +156,9 @@ enum InferenceProtocol {
             case "data":
                 // The element count from the shape bounds the parse when the shape came first;
                 // otherwise the limit does (and the count is checked against the shape after).
-                let cap = try shape.map { try elementCount($0, field: field, limits: limits) } ?? limits.maxElementsPerInput
+                // (At least 64 Ki values, so that a small mismatch is reported by the model's
+                // checks, which name the expected datatype and shape, instead of here.)
+                let cap = try shape.map { max(try elementCount($0, field: field, limits: limits), 1 << 16) } ?? limits.maxElementsPerInput
                 data = try readTensorData(&r, field: "\(field).data", cap: cap, limits: limits)
             default:
                 try r.skipValue("\(field).\(key)")
@@ -223,23 +225,23 @@ enum InferenceProtocol {
         func element(_ r: inout JSONReader, depth: Int) throws {
             switch r.peek() {
             case UInt8(ascii: "["):
-                guard depth <= limits.maxDimensions else { throw r.fail(field, "nested deeper than \(limits.maxDimensions) dimensions") }
+                guard depth <= limits.maxDimensions else { throw r.invalid(field, "nested deeper than \(limits.maxDimensions) dimensions") }
                 try r.readArray(field) { r, _ in try element(&r, depth: depth + 1) }
             case UInt8(ascii: "\""):
-                guard isNumbers != true else { throw r.fail(field, "mixes strings and numbers") }
+                guard isNumbers != true else { throw r.invalid(field, "mixes strings and numbers") }
                 isNumbers = false
-                guard strings.count < cap else { throw r.fail(field, "holds more than the \(cap) values its shape allows") }
+                guard strings.count < cap else { throw r.invalid(field, "holds more than the \(cap) values its shape allows") }
                 strings.append(try r.readStringBytes(field))
             case .some(UInt8(ascii: "-")), .some(UInt8(ascii: "0")...UInt8(ascii: "9")):
                 if isNumbers == nil {
                     isNumbers = true
                     numbers.reserveCapacity(min(cap, r.remaining / 2 + 1))
                 }
-                guard isNumbers == true else { throw r.fail(field, "mixes strings and numbers") }
-                guard numbers.count < cap else { throw r.fail(field, "holds more than the \(cap) values its shape allows") }
+                guard isNumbers == true else { throw r.invalid(field, "mixes strings and numbers") }
+                guard numbers.count < cap else { throw r.invalid(field, "holds more than the \(cap) values its shape allows") }
                 numbers.append(try r.readFloat(field))
             default:
-                throw r.fail(field, "holds something other than numbers or strings")
+                throw r.invalid(field, "holds something other than numbers or strings")
             }
         }
         try element(&r, depth: 0)

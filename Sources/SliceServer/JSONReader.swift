@@ -25,10 +25,18 @@ struct JSONReader {
 
     struct Failure: Error {
         var message: String
+        /// The bytes are not JSON (else: JSON, but a value out of bounds).
+        var syntax: Bool
     }
 
+    /// A syntax error at the current offset.
     func fail(_ field: String, _ what: String) -> Failure {
-        Failure(message: field.isEmpty ? "\(what) (at byte \(offset))" : "'\(field)': \(what) (at byte \(offset))")
+        Failure(message: field.isEmpty ? "\(what) (at byte \(offset))" : "'\(field)': \(what) (at byte \(offset))", syntax: true)
+    }
+
+    /// Well-formed JSON with a value the request may not have.
+    func invalid(_ field: String, _ what: String) -> Failure {
+        Failure(message: field.isEmpty ? "\(what) (at byte \(offset))" : "'\(field)': \(what) (at byte \(offset))", syntax: false)
     }
 
     mutating func skipWhitespace() {
@@ -101,7 +109,7 @@ struct JSONReader {
 
     /// Skips one value of any kind (nesting at most `maxDepth`), checking its syntax.
     mutating func skipValue(_ field: String, depth: Int = 0) throws {
-        guard depth < maxDepth else { throw fail(field, "nested deeper than \(maxDepth) levels") }
+        guard depth < maxDepth else { throw invalid(field, "nested deeper than \(maxDepth) levels") }
         switch peek() {
         case UInt8(ascii: "{"): try readObject(field) { reader, _ in try reader.skipValue(field, depth: depth + 1) }
         case UInt8(ascii: "["): try readArray(field) { reader, _ in try reader.skipValue(field, depth: depth + 1) }
@@ -148,15 +156,15 @@ struct JSONReader {
             throw fail(field, "expected an integer")
         }
         let token = try numberToken(field)
-        guard token.integral else { throw fail(field, "expected an integer, got a number with a fraction or exponent") }
+        guard token.integral else { throw invalid(field, "expected an integer, got a number with a fraction or exponent") }
         guard let value = token.exactInteger, range.contains(value) else {
-            throw fail(field, "must be an integer in \(range.lowerBound)...\(range.upperBound)")
+            throw invalid(field, "must be an integer in \(range.lowerBound)...\(range.upperBound)")
         }
         return value
     }
 
     mutating func readBool(_ field: String) throws -> Bool {
-        guard case .bool(let value) = try readScalar(field) else { throw fail(field, "expected true or false") }
+        guard case .bool(let value) = try readScalar(field) else { throw invalid(field, "expected true or false") }
         return value
     }
 
@@ -192,7 +200,7 @@ struct JSONReader {
                 return negative ? -v : v
             }
             let text = String(decoding: UnsafeBufferPointer(start: base + start, count: end - start), as: UTF8.self)
-            guard let value = Double(text), value.isFinite else { throw reader.fail(field, "the number \(text.prefix(40)) is out of range") }
+            guard let value = Double(text), value.isFinite else { throw reader.invalid(field, "the number \(text.prefix(40)) is out of range") }
             return value
         }
 
@@ -209,7 +217,7 @@ struct JSONReader {
                 d = try double(base: base, field: field, reader: reader)
             }
             let f = Float(d)
-            guard f.isFinite else { throw reader.fail(field, "the number \(d) is outside the FP32 range") }
+            guard f.isFinite else { throw reader.invalid(field, "the number \(d) is outside the FP32 range") }
             return f
         }
     }

@@ -24,14 +24,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "preba"))
 from preprocess import machine  # noqa: E402
 from serve_e2e import stop_server, wait_ready  # noqa: E402
 from experiment import make_images  # noqa: E402
+import serve  # noqa: E402
 
 
 def load(args, url, images, rate=None, concurrency=None):
-    cmd = ["taskset", "-c", args.client_cores, sys.executable, os.path.join(ROOT, "Bench", "loadgen.py"), "--url", url,
-           "--images", images, "--seconds", str(args.seconds), "--workers", "256"]
-    cmd += ["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return serve.load(url, images, args.seconds, concurrency=concurrency, rate=rate,
+                      prefix=["taskset", "-c", args.client_cores], extra=["--workers", "256"])
 
 
 def main():

@@ -35,8 +35,10 @@ def wait_ready(url, seconds=60):
     raise SystemExit(f"serve bench: {url} never became ready")
 
 
-def load(url, images, seconds, concurrency=None, rate=None):
-    cmd = [sys.executable, os.path.join(ROOT, "Bench", "loadgen.py"), "--url", url, "--images", images, "--seconds", str(seconds)]
+def load(url, images, seconds, concurrency=None, rate=None, prefix=(), extra=()):
+    """One Bench/loadgen.py run (under `prefix`, e.g. taskset); its JSON summary."""
+    cmd = list(prefix) + [sys.executable, os.path.join(ROOT, "Bench", "loadgen.py"), "--url", url, "--images", images,
+                          "--seconds", str(seconds)] + list(extra)
     cmd += ["--rate", str(rate)] if rate else ["--concurrency", str(concurrency)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])

@@ -351,16 +351,23 @@ final class CLITests: XCTestCase {
 
     func exchange(port: Int, request: [UInt8]) -> String { exchangeLocal(port: port, request: request) }
 
-    /// `serve --preprocess plugin:PATH`: JPEG requests go through the reference plug-in, the
-    /// metrics count them under its name; a plug-in that cannot load stops the server with exit 4.
-    func testServeWithAPreprocessingPlugin() throws {
+    /// The reference plug-in Scripts/build-plugins.sh makes (a skip without it; a failure in CI).
+    private func referencePlugin() throws -> String {
         let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let plugin = root.appendingPathComponent(".build/sliceserve-plugins/libsliceserve_turbojpeg.so").path
         guard FileManager.default.fileExists(atPath: plugin) else {
             let message = "no plug-in: run Scripts/build-plugins.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
             throw XCTSkip(message)
         }
+        return plugin
+    }
+
+    /// `serve --preprocess plugin:PATH`: JPEG requests go through the reference plug-in, the
+    /// metrics count them under its name; a plug-in that cannot load stops the server with exit 4.
+    func testServeWithAPreprocessingPlugin() throws {
+        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let plugin = try referencePlugin()
         let broken = try run(["serve", "--preprocess", "plugin:/nonexistent/libx.so", "--port", "18999"])
         XCTAssertEqual(broken.status, 4, broken.stderr)
         XCTAssertTrue(broken.stderr.contains("cannot load the preprocessing plug-in /nonexistent/libx.so"), broken.stderr)
@@ -385,13 +392,7 @@ final class CLITests: XCTestCase {
     /// requests get 503 naming the cause (at the plug-in deadline for a hang), tensor requests
     /// on the same slice are still served, and the image entry's readiness follows the backend.
     func testCrashingAndHangingPluginsLeaveTheServerServing() throws {
-        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let plugin = root.appendingPathComponent(".build/sliceserve-plugins/libsliceserve_turbojpeg.so").path
-        guard FileManager.default.fileExists(atPath: plugin) else {
-            let message = "no plug-in: run Scripts/build-plugins.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
-            throw XCTSkip(message)
-        }
+        let plugin = try referencePlugin()
         let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
         let tensor = Array(("{\"inputs\":[{\"name\":\"input\",\"shape\":[1,3,224,224],\"datatype\":\"FP32\",\"data\":["
                             + Array(repeating: "0.5", count: 150528).joined(separator: ",") + "]}]}").utf8)

@@ -47,9 +47,14 @@ let package = Package(
         .target(name: "SliceSlices", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
 
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
-        // Helper processes and their supervision: the preprocessing plug-in host (a plug-in's
-        // crash, hang or leak stays in its own process).
-        .target(name: "SliceWorkers", dependencies: ["SliceCore", "SlicePreprocess", "SliceScheduler", "CSliceServe"]),
+        // Helper processes and their supervision: slice workers (private sockets, peer
+        // credentials, heartbeat watchdog) and the preprocessing plug-in host (a plug-in's crash,
+        // hang or leak stays in its own process).
+        .target(name: "SliceWorkers", dependencies: [
+            "SliceCore", "SlicePreprocess", "SliceScheduler", "CSliceServe",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .target(
             name: "SliceServer",
             dependencies: [

@@ -8,6 +8,8 @@ import Synchronization
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let energyAccounts = Mutex<[EnergyAccount]>([])
+    /// Gauges read at each scrape.
+    private let samplers = Mutex<[@Sendable () -> Void]>([])
 
     public init() {}
 
@@ -94,11 +96,19 @@ public final class ServerMetrics: Sendable {
             r.makeGauge(descriptor: MetricNameDescriptor(metricName: failuresName, unitName: "", helpText: failuresHelp), labels: labels)
                 .set(Double(status.consecutiveFailures))
         }
+        // The preprocessing backend's health is read at each scrape (a plug-in host restarting).
+        if let backend = slices.preprocessorName {
+            let gauge = r.makeGauge(descriptor: MetricNameDescriptor(metricName: "sliceserve_preprocess_backend_healthy", unitName: "",
+                                                                     helpText: "1 while the model's preprocessing backend takes jobs, 0 while it is failing or restarting (a plug-in host)."),
+                                    labels: [("model", model), ("version", version), ("backend", backend)])
+            samplers.withLock { $0.append { gauge.set(Double(slices.preprocessorProblem == nil ? 1 : 0)) } }
+        }
     }
 
     /// The Prometheus text exposition.
     public func render() -> String {
         energyAccounts.withLock { $0 }.forEach { $0.sample() }
+        samplers.withLock { $0 }.forEach { $0() }
         return registry.emitToString()
     }
 }

@@ -10,6 +10,7 @@ import SliceGPUModel
 import SliceModel
 import SlicePreprocess
 import SliceScheduler
+import SliceWorkers
 
 /// `sliceserve worker`: one slice's model instance in its own process, answering the front
 /// server over a Unix socket. `serve` starts these itself (one per slice with --workers, and

@@ -406,11 +406,14 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(image.hasPrefix("HTTP/1.1 503"), "\(mode): \(image)")
             XCTAssertTrue(image.contains(mode == "crash" ? "crashed (signal 11)" : "did not answer a job within 1.0 s"), "\(mode): \(image)")
             XCTAssertLessThan(waited, mode == "crash" ? 2 : 4, "\(mode): answered in \(waited) s")
+            // While the host restarts (1 s backoff): the image entry is not ready, and says why.
             XCTAssertTrue(httpGet(port: port, path: "/v2/models/mobilenet_v2_jpeg/ready").hasPrefix("HTTP/1.1 503"), "\(mode): the image entry is not ready")
+            let metrics = httpGet(port: port, path: "/metrics")
+            XCTAssertTrue(metrics.contains("sliceserve_preprocess_backend_healthy{model=\"mobilenet_v2\",version=\"1\",backend=\"plugin:turbojpeg-reference\"} 0"), "\(mode): \(metrics)")
+            XCTAssertTrue(httpGet(port: port, path: "/v2/health/details").contains("\"preprocess_problem\":\"the plug-in"), mode)
             let answer = postLocal(port: port, path: "/v2/models/mobilenet_v2/infer", body: tensor, contentType: "application/json")
             XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), "\(mode): tensor requests are still served: \(answer.prefix(300))")
             XCTAssertTrue(httpGet(port: port, path: "/v2/models/mobilenet_v2/ready").hasPrefix("HTTP/1.1 200"), mode)
-            XCTAssertTrue(httpGet(port: port, path: "/v2/health/details").contains("preprocess_problem"), mode)
             XCTAssertTrue(server.isRunning, "\(mode): the server lives")
         }
     }

@@ -7,10 +7,12 @@ import SliceScheduler
 
 /// Splits the Unix-socket byte stream into `WorkerMessage` frames (4-byte little-endian length,
 /// then the message; see `WorkerMessage`). An oversized length closes the connection.
-struct WorkerFrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = [UInt8]
+public struct WorkerFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = [UInt8]
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    public init() {}
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt32.self) else { return .needMoreData }
         guard Int(length) <= WorkerMessage.maxFrameBytes else {
             throw WorkerProtocolError.malformed("a frame of \(length) bytes (at most \(WorkerMessage.maxFrameBytes))")
@@ -21,7 +23,7 @@ struct WorkerFrameDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         try decode(context: context, buffer: &buffer)
     }
 }
@@ -57,11 +59,11 @@ enum WorkerSockets {
 /// does not answer within `stallNanoseconds` (stopped, hung) is killed and restarted, and its
 /// requests fail with `unavailable` (re-routed to another slice). A request's own timeout is
 /// enforced here too, whatever the worker does. A lost connection to a live worker restarts it.
-final class WorkerInstance: SliceInstance, @unchecked Sendable {
-    let name: String
-    let signature: ModelSignature
-    let config: BatchingConfig
-    let preprocessorName: String?
+public final class WorkerInstance: SliceInstance, @unchecked Sendable {
+    public let name: String
+    public let signature: ModelSignature
+    public let config: BatchingConfig
+    public let preprocessorName: String?
     private let arguments: [String]
     private let environment: [String: String]
     private let socketPath: String
@@ -78,8 +80,8 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
     private var restarting = false
     private var watchdog: Task<Void, Never>?
     /// Heartbeat period and the silence after which a worker counts as stalled, nanoseconds.
-    let heartbeatNanoseconds: UInt64
-    let stallNanoseconds: UInt64
+    public let heartbeatNanoseconds: UInt64
+    public let stallNanoseconds: UInt64
     /// The memfd both sides map for request images (nil: images go over the socket).
     private let sharedFD: Int32
     private let sharedBase: UnsafeMutableRawPointer?
@@ -88,7 +90,7 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
 
     /// `arguments` follow `sliceserve worker --socket PATH`; `environment` is added to this
     /// process's (e.g. CUDA_VISIBLE_DEVICES=MIG-… for a MIG slice).
-    init(name: String, signature: ModelSignature, config: BatchingConfig, preprocessorName: String?, arguments: [String],
+    public init(name: String, signature: ModelSignature, config: BatchingConfig, preprocessorName: String?, arguments: [String],
          environment: [String: String] = [:], sharedMemoryBytes: Int = 64 << 20, backoff: SliceBackoff = SliceBackoff(),
          heartbeatNanoseconds: UInt64 = 1_000_000_000, stallNanoseconds: UInt64 = 5_000_000_000,
          log: @escaping @Sendable (String) -> Void) throws {
@@ -332,7 +334,7 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         return (taken, zip(images, taken).map { $1.lowerBound..<($1.lowerBound + $0.bytes.count) })
     }
 
-    func infer(_ input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
+    public func infer(_ input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
         var shared: (taken: [Range<Int>], used: [Range<Int>])? = nil
         if case .images(let images) = input, !images.contains(where: \.bytes.isEmpty) { shared = share(images) }
         defer {
@@ -350,12 +352,12 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         }
     }
 
-    func warmUp() async throws {
+    public func warmUp() async throws {
         let reply = try await call { .warmUp(id: $0) }
         if case .failure(_, let error) = reply { throw error }
     }
 
-    var statistics: InstanceStatistics {
+    public var statistics: InstanceStatistics {
         get async {
             var stats = InstanceStatistics()
             if case .statisticsReply(_, let successes, let executions, let items, let queued, let inFlight)? = try? await call({ .statistics(id: $0) }) {
@@ -369,7 +371,7 @@ final class WorkerInstance: SliceInstance, @unchecked Sendable {
         }
     }
 
-    func shutdown() async {
+    public func shutdown() async {
         let (process, stdin, channel, watchdog): (Process?, Pipe?, Channel?, Task<Void, Never>?) = lock.withLock {
             stopping = true
             return (self.process, self.stdinPipe, self.channel, self.watchdog)
@@ -408,17 +410,17 @@ private final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
 }
 
 /// The worker's side: answers each request on the socket with its model instance.
-final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = [UInt8]
+public final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Sendable {
+    public typealias InboundIn = [UInt8]
     private let instance: ModelInstance
     private let shared: UnsafeRawBufferPointer?
 
-    init(instance: ModelInstance, shared: UnsafeRawBufferPointer?) {
+    public init(instance: ModelInstance, shared: UnsafeRawBufferPointer?) {
         self.instance = instance
         self.shared = shared
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let channel = context.channel
         var message: WorkerMessage
         do {
@@ -464,7 +466,7 @@ final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
     }
 }

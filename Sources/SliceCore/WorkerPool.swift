@@ -54,6 +54,7 @@ public final class WorkerPool<State>: @unchecked Sendable {
         let core = self.core
         for _ in 0..<threadCount {
             let context = Unmanaged.passRetained(ThreadContext {
+                ComputeThreads.yieldToServing()
                 let state: State
                 do {
                     state = try makeState()
@@ -234,7 +235,10 @@ public final class ParallelRunner: @unchecked Sendable {
         shared = Shared()
         for _ in 1..<width {
             let shared = self.shared
-            let context = Unmanaged.passRetained(ThreadContext { shared.helperLoop() }).toOpaque()
+            let context = Unmanaged.passRetained(ThreadContext {
+                ComputeThreads.yieldToServing()
+                shared.helperLoop()
+            }).toOpaque()
             var thread = pthread_t()
             let rc = pthread_create(&thread, nil, { raw in
                 Unmanaged<ThreadContext>.fromOpaque(raw!).takeRetainedValue().body()
@@ -308,5 +312,26 @@ private final class ParallelLoop: @unchecked Sendable {
             spins += 1
             if spins % 64 == 0 { sched_yield() }
         }
+    }
+}
+
+/// The compute threads' scheduling priority.
+public enum ComputeThreads {
+    /// How much nicer than the rest of the process a compute thread runs.
+    public static let niceness: Int32 = 5
+
+    /// Makes the calling thread `niceness` nicer than it is (Linux keeps a nice value per
+    /// thread; `setpriority(PRIO_PROCESS, 0, …)` changes the calling thread only), so that the
+    /// HTTP event loops and admission, which do little work but must answer at once, preempt
+    /// the model and preprocessing threads: a 429 stays fast while every core computes. With
+    /// nothing else runnable the threads run as fast as before.
+    public static func yieldToServing() {
+        #if os(Linux)
+        let which = __priority_which_t(PRIO_PROCESS.rawValue)
+        errno = 0
+        let now = getpriority(which, 0)
+        guard errno == 0 else { return }
+        _ = setpriority(which, 0, min(now + niceness, 19))
+        #endif
     }
 }

@@ -170,7 +170,7 @@ struct BatchingFlags: ParsableArguments {
     var batching = "auto"
 
     @Option(name: .customLong("slo-ms"), help: ArgumentHelp("Latency target in milliseconds.",
-                                                            discussion: "--batching auto/profile choose the largest batch whose p95 plus queueing fits it, and admission refuses (HTTP 429, Retry-After) a request whose expected time to an answer (the running batch's remainder plus the batches queued ahead of it and its own, at the measured batch time) exceeds it. Without --slo-ms that limit is max(1 s, 8 × the measured batch time)."))
+                                                            discussion: "--batching auto/profile choose the largest batch whose p95 plus queueing fits it, and admission refuses (HTTP 429, Retry-After) a request whose expected time to an answer (the running batch's remainder plus the batches queued ahead of it and its own, at the measured batch time, scaled by how far such estimates have fallen short) exceeds 90% of it (the rest is left to reading, parsing and answering the request). Without --slo-ms that limit is max(1 s, 8 × the measured batch time)."))
     var sloMs: Double?
 
     @Option(name: .customLong("max-batch"), help: "Largest batch an instance runs (default 16).")
@@ -218,17 +218,21 @@ struct BatchingFlags: ParsableArguments {
         return sizes.map { $0! }
     }
 
+    /// The share of --slo-ms admission allows from queue entry to the batch's end; the rest is
+    /// left to what happens outside the queue (reading and parsing the request, the answer).
+    static let admissionShareOfSLO = 0.9
+
     func config() throws -> BatchingConfig {
         BatchingConfig(maxBatchSize: maxBatch, preferredBatchSizes: try preferred(),
                        maxQueueDelayNanoseconds: maxQueueDelayUs * 1000, maxQueueSize: maxQueue,
                        defaultTimeoutNanoseconds: timeoutUs == 0 ? nil : timeoutUs * 1000,
-                       priorityLevels: priorityLevels, queueTimeLimitNanoseconds: sloMs.map { UInt64($0 * 1e6) })
+                       priorityLevels: priorityLevels, queueTimeLimitNanoseconds: sloMs.map { UInt64($0 * 1e6 * Self.admissionShareOfSLO) })
     }
 
     /// A resolved configuration as a worker's command line (always manual: the front decided).
     static func arguments(for c: BatchingConfig) -> [String] {
         var slo: [String] = []
-        if let limit = c.queueTimeLimitNanoseconds { slo = ["--slo-ms", String(Double(limit) / 1e6)] }
+        if let limit = c.queueTimeLimitNanoseconds { slo = ["--slo-ms", String(Double(limit) / 1e6 / admissionShareOfSLO)] }
         let flags: [String] = ["--batching", "manual", "--max-batch", String(c.maxBatchSize), "--max-queue-delay-us", String(c.maxQueueDelayNanoseconds / 1000),
          "--max-queue", String(c.maxQueueSize), "--priority-levels", String(c.priorityLevels),
          "--timeout-us", String((c.defaultTimeoutNanoseconds ?? 0) / 1000)]

@@ -10,7 +10,8 @@ import SliceScheduler
 /// What a misbehaving plug-in costs:
 /// - a crash (segfault, abort) ends the host: the jobs it held fail with `backendFailure`
 ///   (HTTP 503, re-routed by the slice group where another slice can take them), and the host is
-///   restarted with backoff (1 s doubling to 30 s); jobs that arrive meanwhile fail the same way;
+///   restarted with backoff (1 s, doubling to 30 s while no job succeeds); jobs that arrive
+///   meanwhile fail the same way;
 /// - a hang: a job not answered within `jobTimeout` fails, and the host is killed and restarted;
 ///   more than `maxPendingJobs` unanswered jobs fail new ones at once, so nothing blocks;
 /// - a leak: the host is restarted when idle once its resident memory passes `maxResidentBytes`.
@@ -103,8 +104,10 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
         guard let executable else { throw PreprocessError.backendFailure("cannot find the sliceserve binary to start the plug-in host") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
+        // The host's own deadline is a backstop, later than ours: the front's deadline decides, and
+        // kills a hung host rather than leave it blocked in the plug-in.
         process.arguments = ["plugin-host", "--plugin", specification, "--shm", "/proc/\(getpid())/fd/\(fd)", "--shm-bytes", String(bytes),
-                             "--job-timeout", String(timeout)]
+                             "--job-timeout", String(timeout * 2 + 1)]
         let input = Pipe()
         let output = Pipe()
         process.standardInput = input
@@ -211,6 +214,7 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
     /// A reply from host `generation`.
     private func received(_ message: PluginHostMessage, generation: Int) {
         guard case .done(let id, let outcomes) = message else { return }
+        lock.withLock { failures = 0 }
         finish(id, outcomes: outcomes, reason: nil, generation: generation)
         let check: Int32? = lock.withLock {
             completedSinceCheck += 1
@@ -324,8 +328,9 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
         DispatchQueue.global().asyncAfter(deadline: .now() + Double(delay) / 1e9) { [weak self] in
             guard let self, !self.lock.withLock({ self.stopping }) else { return }
             do {
+                // The failure count is reset by the first job the new host answers, not here: a
+                // plug-in that crashes or hangs on every job is restarted ever more slowly.
                 try self.startHost()
-                self.lock.withLock { self.failures = 0 }
             } catch {
                 let attempt: Int = self.lock.withLock {
                     self.failures += 1

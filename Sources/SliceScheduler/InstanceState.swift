@@ -173,14 +173,12 @@ actor InstanceState {
                                    totalSeconds: Double(now &- request.info.enqueuedAt) * 1e-9))
                 request.continuation.resume(returning: outputs)
             case .failure(let error):
-                fail(InstanceState.reason(error))
+                fail(error.reason)
                 request.continuation.resume(throwing: error)
             }
         }
         reportDepth()
     }
-
-    static func reason(_ error: InferenceError) -> String { error.reason }
 
     /// Suspends the scheduling loop until something changes or `until` passes.
     func waitForArrival(orUntil until: UInt64?) async {

@@ -529,12 +529,11 @@ final class TimedInstance: SliceInstance, @unchecked Sendable {
             events(.completed(queueSeconds: 0, totalSeconds: seconds))
             return outputs
         } catch let error as InferenceError {
-            events(.failed(reason: TimedInstance.reason(error)))
+            events(.failed(reason: error.reason))
             throw error
         }
     }
 
-    static func reason(_ error: InferenceError) -> String { error.reason }
 
     var statistics: InstanceStatistics { get async { await inner.statistics } }
     func warmUp() async throws { try await inner.warmUp() }

@@ -217,4 +217,21 @@ final class SliceGroupTests: XCTestCase {
         XCTAssertEqual(slices.statuses.map(\.name), ["a", "b"])
         await slices.shutdown()
     }
+
+    /// A slice measured slow once (a worker stopped for a while) is not starved for good: once
+    /// its estimate is older than 5 s and it is idle, it counts as unmeasured and gets traffic.
+    func testAStaleEstimateStopsSteeringTrafficAway() async throws {
+        let clock = ManualClock()
+        let a = FlakyExecutor(name: "a"), b = FlakyExecutor(name: "b")
+        var handlers: [InstanceEventHandler] = []
+        let slices = try group([a, b], clock: clock) { handlers = $0 }
+        handlers[0](.executed(items: 1, preprocessSeconds: 0, computeSeconds: 9.7))    // 9.7 s an item
+        handlers[1](.executed(items: 1, preprocessSeconds: 0, computeSeconds: 0.010))
+        _ = try await slices.infer(tensor(1))
+        XCTAssertEqual([a.itemsRun, b.itemsRun], [0, 1], "a fresh slow estimate steers traffic away")
+        clock.advance(by: 6 * second)
+        _ = try await slices.infer(tensor(1))
+        XCTAssertEqual([a.itemsRun, b.itemsRun], [1, 1], "a stale one no longer does")
+        await slices.shutdown()
+    }
 }

@@ -66,8 +66,8 @@ final class BatchRunner: @unchecked Sendable {
                     let (r, i) = imageOwner[k]
                     let count = batch[r].input.items
                     let text = count > 1 ? "image \(i): \(error)" : "\(error)"
-                    // A backend fault is the slice's, not the client's: 503, and the slice group
-                    // marks the slice unhealthy and re-routes the request.
+                    // A backend fault is not the client's: 503, and the slice group re-routes the
+                    // request (the slice stays in service for tensor requests).
                     if case .backendFailure = error {
                         results[r] = .failure(.preprocessingFailed("the preprocessing backend failed: \(text)"))
                     } else {

@@ -112,13 +112,14 @@ enum InferenceProtocol {
             }
         case "inputs":
             try r.readArray("inputs") { r, i in
-                guard i < limits.maxInputs else { throw r.invalid("inputs", "more than \(limits.maxInputs) inputs") }
+                // Counted over the whole request: a repeated "inputs" key adds up.
+                guard request.inputs.count < limits.maxInputs else { throw r.invalid("inputs", "more than \(limits.maxInputs) inputs") }
                 request.inputs.append(try readInput(&r, field: "inputs[\(i)]", limits: limits))
             }
         case "outputs":
             var outputs: [RequestedOutput] = []
             try r.readArray("outputs") { r, i in
-                guard i < limits.maxOutputs else { throw r.invalid("outputs", "more than \(limits.maxOutputs) requested outputs") }
+                guard outputs.count < limits.maxOutputs else { throw r.invalid("outputs", "more than \(limits.maxOutputs) requested outputs") }
                 outputs.append(try readOutput(&r, field: "outputs[\(i)]"))
             }
             request.outputs = outputs
@@ -159,7 +160,7 @@ enum InferenceProtocol {
                 // (At least 64 Ki values, so that a small mismatch is reported by the model's
                 // checks, which name the expected datatype and shape, instead of here.)
                 let cap = try shape.map { max(try elementCount($0, field: field, limits: limits), 1 << 16) } ?? limits.maxElementsPerInput
-                data = try readTensorData(&r, field: "\(field).data", cap: cap, limits: limits)
+                data = try readTensorData(&r, field: "\(field).data", cap: cap, reserve: shape != nil, limits: limits)
             default:
                 try r.skipValue("\(field).\(key)")
             }
@@ -218,7 +219,8 @@ enum InferenceProtocol {
 
     /// A `data` field: nested arrays of numbers (into Float) or of strings (BYTES), flattened in
     /// row-major order, at most `cap` values; memory stays proportional to the body.
-    private static func readTensorData(_ r: inout JSONReader, field: String, cap: Int, limits: RequestLimits) throws -> TensorData {
+    /// `reserve`: the cap comes from a shape, so the array may be sized for it up front.
+    private static func readTensorData(_ r: inout JSONReader, field: String, cap: Int, reserve: Bool, limits: RequestLimits) throws -> TensorData {
         var numbers: [Float] = []
         var strings: [[UInt8]] = []
         var isNumbers: Bool?
@@ -235,7 +237,7 @@ enum InferenceProtocol {
             case .some(UInt8(ascii: "-")), .some(UInt8(ascii: "0")...UInt8(ascii: "9")):
                 if isNumbers == nil {
                     isNumbers = true
-                    numbers.reserveCapacity(min(cap, r.remaining / 2 + 1))
+                    if reserve { numbers.reserveCapacity(min(cap, r.remaining / 2 + 1)) }
                 }
                 guard isNumbers == true else { throw r.invalid(field, "mixes strings and numbers") }
                 guard numbers.count < cap else { throw r.invalid(field, "holds more than the \(cap) values its shape allows") }

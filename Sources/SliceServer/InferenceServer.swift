@@ -43,8 +43,9 @@ public final class InferenceServer: Sendable {
     /// What GET /v2/health/details reports about CUDA libraries and GPUs.
     public let accelerators: GPUReport?
     private let readiness = Readiness()
-    /// Large bodies are read and parsed a few at a time (see `BodyGate`).
-    let bodyGate: BodyGate
+    /// Large bodies are read (8 at a time) and parsed (cores − 1 at a time) under permits.
+    let readGate: BodyGate
+    let parseGate: BodyGate
 
     public init(models: [ServedModel], configuration: ServerConfiguration, metrics: ServerMetrics,
                 accelerators: GPUReport? = nil) {
@@ -52,7 +53,8 @@ public final class InferenceServer: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         self.accelerators = accelerators
-        bodyGate = BodyGate()
+        readGate = BodyGate(permits: 8, maxWaiting: 32)
+        parseGate = BodyGate()
     }
 
     /// Marks the server ready (after every instance has run its warm-up batch) or not.

@@ -204,8 +204,9 @@ struct JSONReader {
             return value
         }
 
-        /// The value as a Float, for tensor data: within one unit in the last place of Double
-        /// before rounding to Float (so the Float is the nearest one but for exact ties).
+        /// The value as a Float, for tensor data: computed in Double (within about one unit in
+        /// its last place), then rounded to Float; so the Float is the nearest one except for a
+        /// value within a Double ulp of a halfway point between two Floats.
         func float(base: UnsafePointer<UInt8>, field: String, reader: JSONReader) throws -> Float {
             if mantissa == 0 { return negative ? -0.0 : 0.0 }
             let d: Double
@@ -362,11 +363,12 @@ struct JSONReader {
         guard count - offset >= 4 else { throw fail(field, "a \\u escape is cut off") }
         var value: UInt32 = 0
         for _ in 0..<4 {
-            let c = base[offset] | 0x20
+            let c = base[offset]
             let digit: UInt8
             switch c {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = c - UInt8(ascii: "0")
             case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = c - UInt8(ascii: "A") + 10
             default: throw fail(field, "a bad \\u escape")
             }
             value = value << 4 | UInt32(digit)

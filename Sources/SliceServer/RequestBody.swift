@@ -22,20 +22,29 @@ extension InferenceServer {
         }
         if let declared, declared > limit {
             let error = ServerError(status: .contentTooLarge, message: "the body is \(declared) bytes, over the limit of \(limit)", closeConnection: true)
-            // A client that waits for 100 Continue has not sent the body: answer at once.
-            if request.headers[.expect]?.lowercased() == "100-continue" { throw error }
+            // A client that waits for 100 Continue has not sent the body: answer at once (and
+            // close, so that a client that sends it anyway is not read without limit).
+            if request.headers[.expect]?.lowercased() == "100-continue" {
+                closeSoon(context)
+                throw error
+            }
             throw await refuse(request, context, ServerError(status: .contentTooLarge, message: "the body is \(declared) bytes, over the limit of \(limit)"))
         }
         do {
-            return try await bodyGate.withPermit(declaredBytes: declared) {
+            // A read permit bounds the large bodies in memory (held until parsed); a parse permit
+            // bounds the cores parsing them, so slow uploads never hold the parsing cores.
+            return try await readGate.withPermit(declaredBytes: declared) {
                 let bytes = try await collect(request.body, declared: declared, limit: limit)
-                return try use(bytes)
+                return try await parseGate.withPermit(declaredBytes: bytes.readableBytes) { try use(bytes) }
             }
         } catch is BodyGate.Busy {
             throw ServerError(status: .serviceUnavailable, message: "too many large request bodies are being read at once; retry shortly",
                               retryAfterSeconds: 1)
         } catch is NIOTooManyBytesError {
-            throw await refuse(request, context, ServerError(status: .contentTooLarge, message: "the body is over the limit of \(limit) bytes"))
+            // The body was being read already (one reader per body): what is left of it is read
+            // and dropped by Hummingbird until the connection closes, a second from now.
+            closeSoon(context, afterMilliseconds: 1000)
+            throw ServerError(status: .contentTooLarge, message: "the body is over the limit of \(limit) bytes", closeConnection: true)
         } catch is BodyTimeout {
             closeSoon(context)
             throw ServerError(status: .requestTimeout, message: "the body did not arrive within \(configuration.bodyTimeoutSeconds) s",
@@ -104,9 +113,9 @@ extension InferenceServer {
 
     /// Closes the connection once the answer now being returned has had time to go out (a
     /// body still arriving would otherwise keep it open).
-    private func closeSoon(_ context: ServerContext) {
+    private func closeSoon(_ context: ServerContext, afterMilliseconds: Int64 = 200) {
         let channel = context.channel
-        channel.eventLoop.scheduleTask(in: .milliseconds(200)) { channel.close(promise: nil) }
+        channel.eventLoop.scheduleTask(in: .milliseconds(afterMilliseconds)) { channel.close(promise: nil) }
     }
 }
 
@@ -147,6 +156,8 @@ final class HTTPEdgeHandler: ChannelDuplexHandler, RemovableChannelHandler, @unc
     let maxBodyBytes: Int
     /// A final response head went out and its end did not yet.
     private var responding = false
+    /// This handler answered a malformed request: later responses on the connection are dropped.
+    private var answeredMalformed = false
     /// Requests whose final response has not started.
     private var unanswered = 0
 
@@ -164,6 +175,10 @@ final class HTTPEdgeHandler: ChannelDuplexHandler, RemovableChannelHandler, @unc
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if answeredMalformed {
+            promise?.succeed(())
+            return
+        }
         switch unwrapOutboundIn(data) {
         case .head(let head) where head.status.kind != .informational:
             responding = true
@@ -184,7 +199,7 @@ final class HTTPEdgeHandler: ChannelDuplexHandler, RemovableChannelHandler, @unc
             context.write(wrapOutboundOut(.head(head)), promise: nil)
             context.write(wrapOutboundOut(.body(body)), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            responding = true  // the route's own answer, if any, must not follow it
+            answeredMalformed = true  // the route's own answer, or Hummingbird's, must not follow it
         }
         context.fireErrorCaught(error)
     }

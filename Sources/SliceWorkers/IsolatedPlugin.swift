@@ -46,6 +46,8 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
     private struct Host {
         var process: Process
         var input: FileHandle
+        /// Held while a frame is written to `input`, and while `input` is closed.
+        var writeLock: ConditionLock
         var generation: Int
     }
 
@@ -91,7 +93,7 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
             return self.host
         }
         if let host {
-            try? host.input.close()
+            host.writeLock.withLock { try? host.input.close() }
             host.process.terminate()
         }
         ss_unmap_shared(sharedBase, UInt64(sharedBytes))
@@ -125,7 +127,28 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
         }
         switch first {
         case .ready(let name, let capabilities):
-            owner.lock.withLock { owner.host = Host(process: process, input: input.fileHandleForWriting, generation: generation) }
+            let host = Host(process: process, input: input.fileHandleForWriting, writeLock: ConditionLock(), generation: generation)
+            let replaced: Result<Host?, PreprocessError> = owner.lock.withLock {
+                // Only the newest host, and only while it runs: a host that crashed right after
+                // loading, or one overtaken by a later start, is never installed.
+                guard generation == owner.generation, process.isRunning else {
+                    return .failure(.backendFailure("the plug-in host exited or was replaced right after loading"))
+                }
+                defer {
+                    owner.host = host
+                    owner.problem = nil
+                }
+                return .success(owner.host)
+            }
+            switch replaced {
+            case .failure(let error):
+                try? input.fileHandleForWriting.close()
+                process.terminate()
+                throw error
+            case .success(let previous):
+                // A host being replaced finishes what it holds and exits when its input closes.
+                if let previous { previous.writeLock.withLock { try? previous.input.close() } }
+            }
             Thread.detachNewThread { [weak owner] in
                 while true {
                     guard let message = try? FrameIO.read(from: readFD) else { return }
@@ -152,12 +175,15 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
         }
         let loaded = try Self.launch(executable: executable, specification: specification, fd: sharedFD, bytes: sharedBytes,
                                      timeout: Double(jobTimeoutNanoseconds) / 1e9, into: (self, current))
-        lock.withLock { problem = nil }
         log("plug-in host for \(loaded.0) started (pid \(lock.withLock { host?.process.processIdentifier ?? 0 }))")
         return loaded
     }
 
     public func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
+        submit(job, completion: completion, resubmitted: false)
+    }
+
+    private func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void, resubmitted: Bool) {
         if answeredBeforeStarting(job, completion: completion) { return }
         guard job.destination.spec.byteCount > 0, job.slots.allSatisfy({ job.destination.hostAddress(ofSlot: $0) != nil }) else {
             return fail(job, completion, .invalidJob("the plug-in host writes host memory only"))
@@ -196,9 +222,21 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
             }
             let message = PluginHostMessage.job(id: id, images: zip(job.images, ranges).map { .init(offset: $1.lowerBound, count: $0.count) },
                                                 slotsOffset: slots.lowerBound, spec: job.destination.spec, options: job.options)
-            do {
-                try FrameIO.write(message, to: host.input.fileDescriptor)
-            } catch {
+            let written: Bool = host.writeLock.withLock {
+                (try? FrameIO.write(message, to: host.input.fileDescriptor)) != nil
+            }
+            guard written else {
+                // Its host exited or was just replaced: a replaced host's job is sent again to the
+                // new one (once); otherwise the job fails as a backend fault.
+                let replaced = lock.withLock { self.host.map { $0.generation != host.generation } ?? false }
+                if replaced, let record = lock.withLock({ pending.removeValue(forKey: id) }) {
+                    lock.withLock {
+                        record.ranges.forEach { arena.release($0) }
+                        arena.release(record.slots)
+                    }
+                    if !resubmitted { return submit(job, completion: completion, resubmitted: true) }
+                    return fail(job, completion, .backendFailure("the plug-in host was being replaced"))
+                }
                 finish(id, outcomes: nil, reason: "the plug-in host's input is closed (it exited)")
                 return
             }
@@ -235,13 +273,12 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
             recycling = true
             return host
         }
-        guard let old else { return }
+        guard old != nil else { return }
         log("\(reason): replacing it")
         DispatchQueue.global().async { [weak self] in
             guard let self else { return }
             do {
-                try self.startHost()
-                try? old.input.close()
+                try self.startHost()  // installing the new host closes the old one's input
             } catch {
                 self.log("could not start a replacement plug-in host, keeping the old one: \(error)")
             }
@@ -300,7 +337,9 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
         let why = process.terminationReason == .uncaughtSignal
             ? "the plug-in host crashed (signal \(process.terminationStatus))" : "the plug-in host exited (status \(process.terminationStatus))"
         let retired: [UInt64]? = lock.withLock {
-            guard host?.generation != generation else { return nil }
+            // Current: the installed host, or (none installed yet) the newest one started.
+            let current = host.map { $0.generation == generation } ?? (generation == self.generation)
+            guard !current else { return nil }
             return pending.filter { $0.value.generation == generation }.map(\.key)
         }
         if let retired {
@@ -309,7 +348,7 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
             return
         }
         let (orphans, stop, attempt): ([UInt64], Bool, Int) = lock.withLock {
-            host = nil
+            if host?.generation == generation { host = nil }
             let reason = problem.map { "\($0); \(why)" } ?? why
             problem = reason
             failures += 1

@@ -45,6 +45,8 @@ enum WorkerSockets {
         var template = Array("/tmp/sliceserve-\(getpid())-XXXXXX".utf8CString)
         let rc = template.withUnsafeMutableBufferPointer { ss_private_directory($0.baseAddress!) }
         guard rc == 0 else { return .failure(.unavailable("cannot make a private folder for worker sockets: \(String(cString: strerror(-rc)))")) }
+        // Removed when the process exits (empty by then: each worker's shutdown unlinks its socket).
+        atexit { if case .success(let folder) = WorkerSockets.directory { rmdir(folder) } }
         return .success(String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }()
 }
@@ -179,7 +181,7 @@ public final class WorkerInstance: SliceInstance, @unchecked Sendable {
                 startWatchdog(pid: process.processIdentifier)
                 return
             } catch {
-                close(fd)
+                // NIO owns the fd once handed over, and closes it on failure: not closed again here.
                 lastError = "\(error)"
                 usleep(50_000)
             }
@@ -199,11 +201,13 @@ public final class WorkerInstance: SliceInstance, @unchecked Sendable {
                 guard let self, !Task.isCancelled else { return }
                 if self.lock.withLock({ self.stopping || self.channel == nil }) { return }
                 do {
-                    _ = try await self.call(timeout: stall, onTimeout: .unavailable("no heartbeat")) { .statistics(id: $0) }
-                } catch {
+                    _ = try await self.call(timeout: stall, onTimeout: Self.noHeartbeat) { .statistics(id: $0) }
+                } catch let error as InferenceError where error == Self.noHeartbeat {
                     if self.lock.withLock({ self.stopping }) { return }
                     self.stalled(pid: pid)
                     return
+                } catch {
+                    return  // the worker exited or its connection closed: the exit path handles it
                 }
             }
         }
@@ -214,9 +218,14 @@ public final class WorkerInstance: SliceInstance, @unchecked Sendable {
         old?.cancel()
     }
 
+    private static let noHeartbeat = InferenceError.unavailable("no heartbeat")
+
     /// The worker did not answer a heartbeat in time: its requests fail (to be re-routed), and it
     /// is killed; the exit handler restarts it.
     private func stalled(pid: Int32) {
+        // Only the worker this watchdog watched, while it is still there (never a reused pid).
+        let current = lock.withLock { process.map { $0.processIdentifier == pid && $0.isRunning } ?? false }
+        guard current else { return }
         let seconds = Double(stallNanoseconds) / 1e9
         log("worker \(name) (pid \(pid)) stalled: no heartbeat for \(seconds) s; killing and restarting it")
         failInFlight(InferenceError.unavailable("the worker of slice \(name) stalled (no heartbeat for \(seconds) s); it is being restarted"))
@@ -384,7 +393,6 @@ public final class WorkerInstance: SliceInstance, @unchecked Sendable {
             process.waitUntilExit()
         }
         unlink(socketPath)
-        if case .success(let directory) = WorkerSockets.directory { rmdir(directory) }  // once the last socket is gone
     }
 }
 

@@ -66,6 +66,7 @@ final class FuzzTests: XCTestCase {
             let badChunk = try RawHTTP.exchange(port: port, Array((infer + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n").utf8))
             XCTAssertTrue(badChunk.hasPrefix("HTTP/1.1 400"), badChunk)
             XCTAssertTrue(badChunk.contains("{\"error\":\"the request is malformed HTTP"), badChunk)
+            XCTAssertEqual(badChunk.components(separatedBy: "HTTP/1.1 ").count, 2, "one answer, not two: \(badChunk)")
             // A chunked body past the limit: 413 (was 500).
             var chunked = Array((infer + "Transfer-Encoding: chunked\r\n\r\n").utf8)
             for _ in 0..<3 { chunked += Array("80000\r\n".utf8) + [UInt8](repeating: 0x20, count: 0x80000) + Array("\r\n".utf8) }

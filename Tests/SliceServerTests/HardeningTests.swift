@@ -60,10 +60,16 @@ final class HardeningTests: XCTestCase {
             try await expect400(b4b, headers: h4b, mentions: "binary_data_size values add up to 2199023255552 bytes but 8")
             // Counts past the limits.
             try await expect400(try jsonBody(["inputs": Array(repeating: input, count: 17)]), mentions: "more than 16 inputs")
+            // A repeated "inputs" key adds up (each array alone is under the limit).
+            let one = String(decoding: try JSONSerialization.data(withJSONObject: [input]), as: UTF8.self)
+            try await expect400(ByteBuffer(string: "{" + Array(repeating: "\"inputs\": \(one)", count: 17).joined(separator: ",") + "}"),
+                                mentions: "more than 16 inputs")
             try await expect400(try jsonBody(["inputs": [["name": "input", "shape": [1, 1, 1, 1, 1, 1, 1, 1, 1], "datatype": "FP32", "data": [0]]]]),
                                 mentions: "more than 8 dimensions")
             try await expect400(try jsonBody(["inputs": [input], "outputs": [["name": "logits", "parameters": ["classification": 0]]]]),
                                 mentions: "outputs[0].parameters.classification")
+            // Control bytes are not hex digits in a \u escape.
+            try await expect400(ByteBuffer(string: "{\"id\": \"\\u\u{10}\u{11}\u{12}\u{13}\", \"inputs\": []}"), mentions: "a bad \\u escape")
             // Headers that are not numbers.
             try await expect400(try jsonBody(["inputs": [input]]), headers: [Self.header: "abc"], mentions: "Inference-Header-Content-Length")
             try await expect400(try jsonBody(["inputs": [input]]), headers: [Self.header: "-5"], mentions: "Inference-Header-Content-Length")
@@ -130,7 +136,7 @@ final class HardeningTests: XCTestCase {
                    "{\"inputs\": [{\"name\": \"input\", \"shape\": [1], \"datatype\": \"FP32\", \"data\": [1,]}]}",
                    "{\"inputs\": [{\"name\": \"input\", \"shape\": [2], \"datatype\": \"FP32\", \"data\": [1, \"a\"]}]}",
                    "{\"inputs\": [{\"name\": \"in\\uD800put\", \"shape\": [1], \"datatype\": \"FP32\", \"data\": [1]}]}",
-                   "{\"inputs\": [{\"name\": \"in\\qput\"}]}", "{\"inputs\": [{\"name\": \"input\u{01}\"}]}", "{\"id\": \"unclosed",
+                   "{\"inputs\": [{\"name\": \"in\\qput\"}]}", "{\"id\": \"\\u\u{10}\u{11}\u{12}\u{13}\"}", "{\"inputs\": [{\"name\": \"input\u{01}\"}]}", "{\"id\": \"unclosed",
                    "{\"inputs\": []} trailing", "{\"inputs\": [{\"name\": \"input\", \"shape\": [1], \"datatype\": \"FP32\", \"data\": [true]}]}",
                    String(repeating: "[", count: 100_000), "{\"x\": " + String(repeating: "[", count: 100_000)]
         try await app(server).test(.router) { client in

@@ -22,7 +22,7 @@ import numpy as np
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from preprocess import machine  # noqa: E402
+from preprocess import machine, save_report  # noqa: E402
 
 
 def bench_ort(path, batch, threads, seconds):
@@ -95,10 +95,7 @@ def main():
     report = {"benchmark": "cpu_executor", "date": stamp.isoformat(timespec="seconds"), "machine": machine(),
               "seconds_per_measurement": args.seconds, "rounds_best_of": args.rounds, "onnxruntime": onnxruntime.__version__,
               "sliceserve_kernels": json.loads(kernels).get("cpuKernels") if kernels else None, "results": rows}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"executor-{report['machine']['host']}-{stamp:%Y%m%d-%H%M}.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
+    path = save_report(args.out, "executor", stamp, report)
     print(f"wrote {os.path.relpath(path, ROOT)}")
 
 

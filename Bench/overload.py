@@ -21,7 +21,7 @@ import sys
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "preba"))
-from preprocess import machine  # noqa: E402
+from preprocess import machine, save_report  # noqa: E402
 from serve_e2e import stop_server, wait_ready  # noqa: E402
 from experiment import make_images  # noqa: E402
 import serve  # noqa: E402
@@ -79,10 +79,7 @@ def main():
               "server": f"sliceserve serve --slices cpu:{threads} --slo-ms {args.slo_ms} --batching profile (taskset {args.server_cores})",
               "client": f"Bench/loadgen.py open loop, Poisson, taskset {args.client_cores}", "capacity_rps": capacity,
               "slo_ms": args.slo_ms, "rows": rows}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"overload-{report['machine']['host']}-{stamp:%Y%m%d-%H%M}.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
+    path = save_report(args.out, "overload", stamp, report, indent=2)
     print(f"{'load':>6} {'rate':>8} {'sent':>6} {'ok/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'429s':>6} {'429 p99':>8}")
     for r in rows:
         print(f"{r['multiple']:>5}x {r['rate']:>8} {r['sent']:>6} {r['admitted_rps']:>7} {r['admitted_p50_ms'] or 0:>8} "

@@ -141,6 +141,15 @@ def bench_sliceserve(binary, folder, threads, seconds, extra=()):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def save_report(out, name, stamp, report, indent=1):
+    """Writes `report` (with its "machine") to OUT/NAME-HOST-YYYYmmdd-HHMM.json; returns the path."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, f"{name}-{report['machine']['host']}-{stamp:%Y%m%d-%H%M}.json")
+    with open(path, "w") as f:
+        json.dump(report, f, indent=indent)
+    return path
+
+
 def machine():
     model = "unknown"
     try:
@@ -196,10 +205,7 @@ def main():
               "versions": {"pillow": Image.__version__, "opencv": cv2.__version__, "numpy": np.__version__,
                            "pillow_libjpeg_turbo": PIL.features.version("libjpeg_turbo")},
               "results": rows}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"preprocess-{report['machine']['host']}-{stamp:%Y%m%d-%H%M}.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
+    path = save_report(args.out, "preprocess", stamp, report)
     print(f"wrote {os.path.relpath(path, ROOT)}")
 
 

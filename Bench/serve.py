@@ -20,7 +20,7 @@ import urllib.request
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from preprocess import machine, make_sets  # noqa: E402
+from preprocess import machine, make_sets, save_report  # noqa: E402
 
 
 def wait_ready(url, seconds=60):
@@ -98,10 +98,7 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc)
     report = {"benchmark": "serve_jpeg_classify", "date": stamp.isoformat(timespec="seconds"), "machine": machine(),
               "seconds_per_run": args.seconds, "results": rows}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"serve-{report['machine']['host']}-{stamp:%Y%m%d-%H%M}.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
+    path = save_report(args.out, "serve", stamp, report)
     print(f"wrote {os.path.relpath(path, ROOT)}")
 
 

@@ -21,7 +21,7 @@ import sys
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from preprocess import machine, make_sets  # noqa: E402
+from preprocess import machine, make_sets, save_report  # noqa: E402
 from serve import load, wait_ready  # noqa: E402
 
 LABEL = "CPU fake slices (threads of one CPU), not GPU slices"
@@ -79,10 +79,7 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc)
     report = {"benchmark": "serve_on_cpu_fake_slices", "label": LABEL, "peer": peer, "date": stamp.isoformat(timespec="seconds"),
               "machine": machine(), "seconds_per_run": args.seconds, "results": rows}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"slices-cpu-{report['machine']['host']}-{stamp:%Y%m%d-%H%M}.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
+    path = save_report(args.out, "slices-cpu", stamp, report)
     print(f"wrote {os.path.relpath(path, ROOT)}")
 
 

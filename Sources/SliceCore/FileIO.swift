@@ -108,6 +108,23 @@ public enum FileIO {
         return names.sorted()
     }
 
+    /// Writes all of `bytes` to an open descriptor (a pipe, a socket); false when it closes or
+    /// fails first.
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { buffer in
+            transferAll(buffer.count) { done in systemWrite(fd, buffer.baseAddress! + done, buffer.count - done) }
+        }.done == bytes.count
+    }
+
+    /// Reads exactly `count` bytes from an open descriptor; nil when it ends or fails first.
+    public static func readExactly(_ fd: Int32, _ count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let done = bytes.withUnsafeMutableBytes { buffer in
+            transferAll(count) { done in systemRead(fd, buffer.baseAddress! + done, count - done) }
+        }.done
+        return done == count ? bytes : nil
+    }
+
     /// Calls `step` (a read or write of the bytes after `done`) until `total` bytes moved, the
     /// step returns 0 (end of file), or it fails with an errno other than EINTR.
     private static func transferAll(_ total: Int, _ step: (_ done: Int) -> Int) -> (done: Int, errno: Int32) {

@@ -70,6 +70,7 @@ public final class InferenceServer: Sendable {
 
     public func buildRouter() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
+        // Every error a route throws becomes its status with a JSON body (see JSONErrorMiddleware).
         router.add(middleware: JSONErrorMiddleware())
         router.get("/v2") { _, _ in
             Self.json(["name": "sliceserve", "version": SliceServeVersion.current,
@@ -83,27 +84,27 @@ public final class InferenceServer: Sendable {
         }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             router.get(RouterPath(prefix)) { [self] _, context in
-                try handle { let (m, e) = try model(context); return Self.json(m.metadata(e)) }
+                let (m, e) = try model(context)
+                return Self.json(m.metadata(e))
             }
             router.get(RouterPath(prefix + "/ready")) { [self] _, context in
-                try handle {
-                    let (m, e) = try model(context)
-                    // The image entry also needs its preprocessing backend.
-                    let backendOK = e == .tensor || m.instance.preprocessorProblem == nil
-                    return Response(status: isReady && m.instance.isHealthy && backendOK ? .ok : .serviceUnavailable)
-                }
+                let (m, e) = try model(context)
+                // The image entry also needs its preprocessing backend.
+                let backendOK = e == .tensor || m.instance.preprocessorProblem == nil
+                return Response(status: isReady && m.instance.isHealthy && backendOK ? .ok : .serviceUnavailable)
             }
             router.get(RouterPath(prefix + "/config")) { [self] _, context in
-                try handle { let (m, e) = try model(context); return Self.json(m.config(e)) }
+                let (m, e) = try model(context)
+                return Self.json(m.config(e))
             }
             router.get(RouterPath(prefix + "/stats")) { [self] _, context in
-                try await handleAsync { try await statistics(context) }
+                try await statistics(context)
             }
             router.post(RouterPath(prefix + "/infer")) { [self] request, context in
-                try await handleAsync { try await infer(request, context) }
+                try await infer(request, context)
             }
             router.post(RouterPath(prefix + "/classify")) { [self] request, context in
-                try await handleAsync { try await classify(request, context) }
+                try await classify(request, context)
             }
         }
         router.get("/metrics") { [metrics] _, _ in
@@ -275,21 +276,6 @@ public final class InferenceServer: Sendable {
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
-    private func handle(_ body: () throws -> Response) throws -> Response {
-        do { return try body() } catch let error as ServerError { return error.response() }
-    }
-
-    private func handleAsync(_ body: () async throws -> Response) async throws -> Response {
-        do {
-            return try await body()
-        } catch let error as ServerError {
-            return error.response()
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            return Self.json(["error": "internal error: \(error)"], status: .internalServerError)
-        }
-    }
 }
 
 /// A thread-safe flag.

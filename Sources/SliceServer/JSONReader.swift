@@ -113,7 +113,7 @@ struct JSONReader {
         switch peek() {
         case UInt8(ascii: "{"): try readObject(field) { reader, _ in try reader.skipValue(field, depth: depth + 1) }
         case UInt8(ascii: "["): try readArray(field) { reader, _ in try reader.skipValue(field, depth: depth + 1) }
-        case UInt8(ascii: "\""): try skipString(field)
+        case UInt8(ascii: "\""): _ = try readStringBytes(field)
         default: _ = try readScalar(field)
         }
     }
@@ -299,10 +299,6 @@ struct JSONReader {
 
     mutating func readString(_ field: String) throws -> String {
         String(decoding: try readStringBytes(field), as: UTF8.self)
-    }
-
-    private mutating func skipString(_ field: String) throws {
-        _ = try readStringBytes(field)
     }
 
     /// A string's bytes, escapes decoded (\uXXXX, surrogate pairs included, as UTF-8).

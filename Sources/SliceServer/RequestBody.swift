@@ -28,7 +28,7 @@ extension InferenceServer {
                 closeSoon(context)
                 throw error
             }
-            throw await refuse(request, context, ServerError(status: .contentTooLarge, message: "the body is \(declared) bytes, over the limit of \(limit)"))
+            throw await refuse(request, context, error)
         }
         do {
             // A read permit bounds the large bodies in memory (held until parsed); a parse permit
@@ -57,57 +57,48 @@ extension InferenceServer {
 
     private struct BodyTimeout: Error {}
 
-    /// Collects the body, at most `limit` bytes, within the body deadline.
-    private func collect(_ body: RequestBody, declared: Int?, limit: Int) async throws -> ByteBuffer {
+    /// `work`'s result, or nil when the body deadline passes first (`work` is then cancelled).
+    private func withinBodyDeadline<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T? {
         let seconds = configuration.bodyTimeoutSeconds
-        return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask {
-                // One allocation of the declared size: no doubling while it arrives.
-                var buffer = ByteBufferAllocator().buffer(capacity: min(declared ?? 4096, limit))
-                try await body.collect(upTo: limit, into: &buffer)
-                return buffer
-            }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await work() }
             group.addTask {
                 try await Task.sleep(for: .seconds(seconds))
                 return nil
             }
             defer { group.cancelAll() }
-            guard let first = try await group.next(), let bytes = first else { throw BodyTimeout() }
-            return bytes
+            return try await group.next() ?? nil
         }
+    }
+
+    /// Collects the body, at most `limit` bytes, within the body deadline.
+    private func collect(_ body: RequestBody, declared: Int?, limit: Int) async throws -> ByteBuffer {
+        let bytes = try await withinBodyDeadline {
+            // One allocation of the declared size: no doubling while it arrives.
+            var buffer = ByteBufferAllocator().buffer(capacity: min(declared ?? 4096, limit))
+            try await body.collect(upTo: limit, into: &buffer)
+            return buffer
+        }
+        guard let bytes else { throw BodyTimeout() }
+        return bytes
     }
 
     /// Reads and drops what is left of a refused body (at most four times the body limit, for at
     /// most the body deadline), then answers with `Connection: close`; a body that is still
     /// coming after that has its connection closed at once.
     private func refuse(_ request: Request, _ context: ServerContext, _ error: ServerError) async -> ServerError {
-        var error = error
-        error.closeConnection = true
         let cap = configuration.maxBodyBytes.multipliedReportingOverflow(by: 4)
         let budget = cap.overflow ? Int.max : cap.partialValue
-        let seconds = configuration.bodyTimeoutSeconds
         let body = request.body
-        let drained: Bool = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                var read = 0
-                do {
-                    for try await chunk in body {
-                        read += chunk.readableBytes
-                        if read > budget { return false }
-                    }
-                    return true
-                } catch {
-                    return false
-                }
+        let drained = try? await withinBodyDeadline { () -> Bool in
+            var read = 0
+            for try await chunk in body {
+                read += chunk.readableBytes
+                if read > budget { return false }
             }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(seconds))
-                return false
-            }
-            defer { group.cancelAll() }
-            return await group.next() ?? false
+            return true
         }
-        if !drained { closeSoon(context) }
+        if drained != true { closeSoon(context) }
         return error
     }
 

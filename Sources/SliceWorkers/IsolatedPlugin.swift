@@ -230,10 +230,7 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
                 // new one (once); otherwise the job fails as a backend fault.
                 let replaced = lock.withLock { self.host.map { $0.generation != host.generation } ?? false }
                 if replaced, let record = lock.withLock({ pending.removeValue(forKey: id) }) {
-                    lock.withLock {
-                        record.ranges.forEach { arena.release($0) }
-                        arena.release(record.slots)
-                    }
+                    release(record)
                     if !resubmitted { return submit(job, completion: completion, resubmitted: true) }
                     return fail(job, completion, .backendFailure("the plug-in host was being replaced"))
                 }
@@ -286,9 +283,18 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
         }
     }
 
-    /// Completes job `id`: copies the accepted slots (with `outcomes`) or fails every image.
-    /// The staging memory is released unless the host that could still write it is alive.
-    private func finish(_ id: UInt64, outcomes: [PluginHostMessage.Outcome]?, reason: String?, generation: Int? = nil, releaseMemory: Bool = true) {
+    /// Returns a job's staging memory to the arena. Only once no host can write it: after the
+    /// host's answer, after the host died, or when the job never reached it.
+    private func release(_ record: Pending) {
+        lock.withLock {
+            record.ranges.forEach { arena.release($0) }
+            arena.release(record.slots)
+        }
+    }
+
+    /// Completes job `id`: copies the accepted slots (with `outcomes`) or fails every image. It is
+    /// called only when no host can still write the job's staging memory (see `release`).
+    private func finish(_ id: UInt64, outcomes: [PluginHostMessage.Outcome]?, reason: String?, generation: Int? = nil) {
         let record: Pending? = lock.withLock {
             guard let record = pending[id], generation == nil || record.generation == generation else { return nil }
             pending.removeValue(forKey: id)
@@ -311,12 +317,7 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
                 images.append(.failure(.backendFailure(reason ?? "the plug-in host gave no outcome for this image")))
             }
         }
-        if releaseMemory {
-            lock.withLock {
-                record.ranges.forEach { arena.release($0) }
-                arena.release(record.slots)
-            }
-        }
+        release(record)
         record.completion(PreprocessBatchResult(images: images))
     }
 
@@ -336,26 +337,23 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
     private func hostExited(_ process: Process, generation: Int) {
         let why = process.terminationReason == .uncaughtSignal
             ? "the plug-in host crashed (signal \(process.terminationStatus))" : "the plug-in host exited (status \(process.terminationStatus))"
-        let retired: [UInt64]? = lock.withLock {
+        let (current, orphans, stop, attempt, reason): (Bool, [UInt64], Bool, Int, String) = lock.withLock {
             // Current: the installed host, or (none installed yet) the newest one started.
             let current = host.map { $0.generation == generation } ?? (generation == self.generation)
-            guard !current else { return nil }
-            return pending.filter { $0.value.generation == generation }.map(\.key)
-        }
-        if let retired {
-            // A host that was replaced (recycled) exited: only its own jobs, normally none, fail.
-            for id in retired { finish(id, outcomes: nil, reason: "\(why) after it was replaced") }
-            return
-        }
-        let (orphans, stop, attempt): ([UInt64], Bool, Int) = lock.withLock {
+            let orphans = pending.filter { $0.value.generation == generation }.map(\.key)
+            guard current else { return (false, orphans, stopping, 0, why) }
             if host?.generation == generation { host = nil }
             let reason = problem.map { "\($0); \(why)" } ?? why
             problem = reason
             failures += 1
-            return (pending.filter { $0.value.generation == generation }.map(\.key), stopping, failures)
+            return (true, orphans, stopping, failures, reason)
+        }
+        guard current else {
+            // A host that was replaced (recycled) exited: only its own jobs, normally none, fail.
+            for id in orphans { finish(id, outcomes: nil, reason: "\(why) after it was replaced") }
+            return
         }
         // The host is dead: nobody writes the staging memory of its jobs any more.
-        let reason = lock.withLock { problem ?? why }
         for id in orphans { finish(id, outcomes: nil, reason: "\(reason); it is being restarted") }
         guard !stop else { return }
         scheduleRestart(reason: reason, attempt: attempt)

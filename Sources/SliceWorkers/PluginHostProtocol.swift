@@ -35,33 +35,14 @@ enum FrameIO {
 
     static func write(_ message: PluginHostMessage, to fd: Int32) throws {
         let body = try JSONEncoder().encode(message)
-        var frame = withUnsafeBytes(of: UInt32(body.count).littleEndian) { Array($0) }
-        frame += body
-        var sent = 0
-        while sent < frame.count {
-            let n = frame[sent...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw Closed() }
-            sent += n
-        }
+        let frame = withUnsafeBytes(of: UInt32(body.count).littleEndian) { Array($0) } + Array(body)
+        guard FileIO.writeAll(fd, frame) else { throw Closed() }
     }
 
     static func read(from fd: Int32) throws -> PluginHostMessage {
-        let head = try readExactly(4, from: fd)
+        guard let head = FileIO.readExactly(fd, 4) else { throw Closed() }
         let length = Int(UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24)
-        guard length <= PluginHostMessage.maxFrameBytes else { throw Closed() }
-        return try JSONDecoder().decode(PluginHostMessage.self, from: Data(try readExactly(length, from: fd)))
-    }
-
-    private static func readExactly(_ count: Int, from fd: Int32) throws -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var got = 0
-        while got < count {
-            let n = bytes[got...].withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw Closed() }
-            got += n
-        }
-        return bytes
+        guard length <= PluginHostMessage.maxFrameBytes, let body = FileIO.readExactly(fd, length) else { throw Closed() }
+        return try JSONDecoder().decode(PluginHostMessage.self, from: Data(body))
     }
 }

@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "SliceGPU", targets: ["SliceGPU"]),
         .library(name: "SliceGPUModel", targets: ["SliceGPUModel"]),
         .library(name: "SliceScheduler", targets: ["SliceScheduler"]),
+        .library(name: "SliceTesting", targets: ["SliceTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,7 +36,7 @@ let package = Package(
         .target(
             name: "CSliceServe",
             path: "CKernels",
-            exclude: ["kernels"],
+            exclude: ["kernels", "emulator"],
             cSettings: [.unsafeFlags(["-O3", "-std=gnu11", "-ffp-contract=fast"])],
             linkerSettings: [.linkedLibrary("turbojpeg"), .linkedLibrary("dl"), .linkedLibrary("pthread")]
         ),
@@ -47,6 +48,10 @@ let package = Package(
         .target(name: "SliceSlices", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
 
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
+        // Test doubles that ship with the binary: the fake GPU, whose kernels are the real CUDA
+        // sources run by the CUDA emulator (a host C++ compiler, a fiber per CUDA thread,
+        // checked memory), used by the tests and by `--fake` on the command line.
+        .target(name: "SliceTesting", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
         // Helper processes and their supervision: slice workers (private sockets, peer
         // credentials, heartbeat watchdog) and the preprocessing plug-in host (a plug-in's crash,
         // hang or leak stays in its own process).
@@ -72,7 +77,7 @@ let package = Package(
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "SliceWorkers", "CSliceServe",
+                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "SliceWorkers", "SliceTesting", "CSliceServe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -83,15 +88,15 @@ let package = Package(
         .testTarget(name: "SliceCoreTests", dependencies: ["SliceCore"]),
         .testTarget(
             name: "SlicePreprocessTests",
-            dependencies: ["SlicePreprocess", "SliceCore", "SliceGPU"],
+            dependencies: ["SlicePreprocess", "SliceCore", "SliceGPU", "SliceTesting"],
             exclude: ["Fixtures"]
         ),
         .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),
-        .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "CSliceServe"]),
-        .testTarget(name: "SliceGPUModelTests", dependencies: ["SliceGPUModel", "SliceGPU", "SliceModel", "SliceCore"]),
+        .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "SliceTesting", "CSliceServe"]),
+        .testTarget(name: "SliceGPUModelTests", dependencies: ["SliceGPUModel", "SliceGPU", "SliceModel", "SliceCore", "SliceTesting"]),
         .testTarget(name: "SliceSlicesTests", dependencies: ["SliceSlices"]),
         .testTarget(name: "SliceWorkersTests", dependencies: ["SliceWorkers", "SliceCore", "SlicePreprocess"]),
-        .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU", "SliceGPUModel"]),
+        .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU", "SliceGPUModel", "SliceTesting"]),
         .testTarget(
             name: "SliceServerTests",
             dependencies: [

@@ -376,6 +376,11 @@ int ss_kernel_source_count(void);
 /// The i-th embedded source, or NULL when out of range.
 const ss_kernel_source *ss_kernel_source_at(int index);
 
+/// The CUDA emulator's own sources (CKernels/emulator and sliceserve_emulator.h), for the fake
+/// GPU's host compiler.
+int ss_emulator_source_count(void);
+const ss_kernel_source *ss_emulator_source_at(int index);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,6 +13,7 @@
 // the whole API, and a change to it invalidates clang's cached module).
 #include "sliceserve_cuda.h"
 #include "sliceserve_preprocess.h"
+#include "sliceserve_emulator.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -20,6 +20,17 @@ public struct GPUDeviceInfo: Codable, Sendable, Equatable {
     public var migMode: String?
     public var migModePending: String?
 
+    public init(backend: String, ordinal: Int, name: String, uuid: String, computeCapabilityMajor: Int,
+                computeCapabilityMinor: Int, multiprocessors: Int, totalMemory: Int, l2CacheBytes: Int,
+                maxSharedMemoryPerBlockOptin: Int, copyEngines: Int, pciBusID: String?, migMode: String?,
+                migModePending: String?) {
+        (self.backend, self.ordinal, self.name, self.uuid) = (backend, ordinal, name, uuid)
+        (self.computeCapabilityMajor, self.computeCapabilityMinor) = (computeCapabilityMajor, computeCapabilityMinor)
+        (self.multiprocessors, self.totalMemory, self.l2CacheBytes) = (multiprocessors, totalMemory, l2CacheBytes)
+        (self.maxSharedMemoryPerBlockOptin, self.copyEngines, self.pciBusID) = (maxSharedMemoryPerBlockOptin, copyEngines, pciBusID)
+        (self.migMode, self.migModePending) = (migMode, migModePending)
+    }
+
     /// The NVRTC target for this device's exact architecture, e.g. "sm_90".
     public var architecture: String { "sm_\(computeCapabilityMajor)\(computeCapabilityMinor)" }
 }

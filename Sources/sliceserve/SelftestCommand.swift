@@ -6,6 +6,7 @@ import Foundation
 #endif
 import SliceCore
 import SliceGPU
+import SliceTesting
 import SliceGPUModel
 import SliceModel
 import SlicePreprocess

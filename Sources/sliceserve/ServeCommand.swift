@@ -8,6 +8,7 @@ import Hummingbird
 import Logging
 import SliceCore
 import SliceGPU
+import SliceTesting
 import SliceGPUModel
 import SliceModel
 import SlicePreprocess

@@ -2,6 +2,7 @@ import CSliceServe
 import Foundation
 import SliceCore
 import SliceGPU
+import SliceTesting
 import XCTest
 
 /// NVRTC is needed for the kernel compile checks: Scripts/test.sh points SLICESERVE_LIBNVRTC at
@@ -90,13 +91,16 @@ final class KernelCompileTests: XCTestCase {
             XCTAssertTrue(unit.source.contains("SS_KERNEL void"), unit.name)
             XCTAssertFalse(unit.source.contains("\0"), unit.name)
         }
-        // The host implementations of the fake GPU cover every kernel the sources declare.
+        // The emulator registers every kernel the sources declare, from the sources themselves.
         for unit in KernelSources.units {
-            let declared = unit.source.split(separator: "\n").compactMap { line -> String? in
-                guard line.hasPrefix("SS_KERNEL void ") else { return nil }
-                return String(line.dropFirst("SS_KERNEL void ".count).prefix(while: { $0 != "(" }))
-            }
-            XCTAssertEqual(Set(declared), Set(FakeKernels.standard[unit.name]?.keys.map { $0 } ?? []), unit.name)
+            XCTAssertEqual(Set(try KernelEmulator.load(unit).kernels), Set(Self.declaredKernels(unit)), unit.name)
+        }
+    }
+
+    static func declaredKernels(_ unit: KernelUnit) -> [String] {
+        unit.source.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("SS_KERNEL void ") else { return nil }
+            return String(line.dropFirst("SS_KERNEL void ".count).prefix(while: { $0 != "(" }))
         }
     }
 
@@ -110,7 +114,7 @@ final class KernelCompileTests: XCTestCase {
                 XCTAssertEqual(compiled.format, .ptx)
                 let ptx = String(decoding: compiled.image.prefix(while: { $0 != 0 }), as: UTF8.self)
                 XCTAssertTrue(ptx.contains(".target sm_\(target.dropFirst("compute_".count))"), "\(unit.name) \(target)")
-                for kernel in FakeKernels.standard[unit.name]!.keys {
+                for kernel in Self.declaredKernels(unit) {
                     XCTAssertTrue(ptx.contains(".entry \(kernel)("), "\(unit.name) has no extern \"C\" entry \(kernel)")
                 }
             }
@@ -167,15 +171,6 @@ final class KernelCompileTests: XCTestCase {
     }
 }
 
-/// y = a·x, without the + y: a wrong kernel for the conformance case to catch.
-let forgetfulSaxpy: FakeKernelBody = { (launch: FakeLaunch) throws(GPUError) -> Double in
-    let a = try launch.float(0), count = Int(try launch.uint64(3))
-    let x = try launch.memory(try launch.pointer(1), byteCount: count * 4).bindMemory(to: Float.self, capacity: count)
-    let y = try launch.memory(try launch.pointer(2), byteCount: count * 4).bindMemory(to: Float.self, capacity: count)
-    for index in 0..<count { y[index] = a * x[index] }
-    return 0
-}
-
 final class FakeGPUTests: XCTestCase {
     /// The GPU conformance library on the fake GPU: the same cases `selftest --gpu` runs.
     func testConformanceCasesPassOnTheFakeGPU() {
@@ -189,12 +184,12 @@ final class FakeGPUTests: XCTestCase {
     }
 
     func testConformanceCatchesAWrongKernel() {
-        // A fake whose saxpy forgets the y term: the conformance case must fail.
-        var kernels = FakeKernels.standard
-        var selftest = kernels["selftest.cu"] ?? [:]
-        selftest["ss_saxpy"] = forgetfulSaxpy
-        kernels["selftest.cu"] = selftest
-        let report = GPUConformance.run(on: FakeGPUDevice(kernels: kernels), only: ["kernel-saxpy"])
+        // selftest.cu with a saxpy that forgets the y term: the conformance case must fail.
+        var unit = try! KernelSources.unit(named: "selftest.cu")
+        let correct = "y[i] = a * x[i] + y[i];"
+        XCTAssertTrue(unit.source.contains(correct))
+        unit.source = unit.source.replacingOccurrences(of: correct, with: "y[i] = a * x[i];")
+        let report = GPUConformance.run(on: FakeGPUDevice(overrides: [unit]), only: ["kernel-saxpy"])
         XCTAssertEqual(report.failed, 1)
         XCTAssertTrue(report.results[0].detail.contains("max |error|"), report.results[0].detail)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import SliceCore
 import SliceGPU
+import SliceTesting
 import SlicePreprocess
 import XCTest
 

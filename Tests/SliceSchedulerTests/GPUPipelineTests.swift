@@ -1,6 +1,7 @@
 import Foundation
 import SliceCore
 import SliceGPU
+import SliceTesting
 import SliceGPUModel
 import SliceModel
 import SlicePreprocess

@@ -1,4 +1,7 @@
+import CSliceServe
+import Foundation
 import SliceCore
+import SliceGPU
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -7,7 +10,9 @@ import Musl
 #endif
 
 /// The capacity and speeds of a fake GPU. Times are simulated, not measured: an operation takes
-/// its latency plus bytes over bandwidth (or what a kernel's host implementation says).
+/// its latency plus bytes over bandwidth; a kernel, the longest of its global traffic over
+/// memory bandwidth, its tensor-core work over the tensor rate, and the time its threads saw
+/// pass on %globaltimer.
 public struct FakeGPUProfile: Sendable, Equatable {
     public var name = "SliceServe fake GPU"
     public var multiprocessors = 16
@@ -17,61 +22,31 @@ public struct FakeGPUProfile: Sendable, Equatable {
     public var memoryBytesPerSecond = 1e12
     public var launchLatencySeconds = 4e-6
     public var maxSharedMemoryPerBlock = 48 << 10
+    public var tensorFlopsPerSecond = 200e12
+    /// Host threads the emulator spreads a launch's blocks over.
+    public var hostThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Whether launches check shared memory for races (compute-sanitizer's racecheck).
+    public var checkRaces = true
 
     public init() {}
 }
 
-/// A kernel's host implementation on the fake GPU: does the work on host memory and returns
-/// the simulated device time it took, in seconds (launch latency is added by the stream).
-public typealias FakeKernelBody = @Sendable (FakeLaunch) throws(GPUError) -> Double
-
-/// What a fake kernel sees: the launch shape, its arguments, and bounds-checked device memory.
-public struct FakeLaunch: Sendable {
-    public let grid: Dim3
-    public let block: Dim3
-    public let sharedBytes: Int
-    public let arguments: [KernelArgument]
-    let device: FakeGPUDevice
-
-    /// Host memory behind `byteCount` bytes at device address `address`; throws as CUDA would
-    /// fault when the range is not inside one live allocation.
-    public func memory(_ address: UInt64, byteCount: Int) throws(GPUError) -> UnsafeMutableRawPointer {
-        try device.resolve(address, byteCount: byteCount, call: "kernel access")
-    }
-
-    public func pointer(_ index: Int) throws(GPUError) -> UInt64 {
-        guard index < arguments.count, case .pointer(let value) = arguments[index] else { throw argumentError(index, "pointer") }
-        return value
-    }
-    public func uint64(_ index: Int) throws(GPUError) -> UInt64 {
-        guard index < arguments.count, case .uint64(let value) = arguments[index] else { throw argumentError(index, "uint64") }
-        return value
-    }
-    public func uint32(_ index: Int) throws(GPUError) -> UInt32 {
-        guard index < arguments.count, case .uint32(let value) = arguments[index] else { throw argumentError(index, "uint32") }
-        return value
-    }
-    public func float(_ index: Int) throws(GPUError) -> Float {
-        guard index < arguments.count, case .float(let value) = arguments[index] else { throw argumentError(index, "float") }
-        return value
-    }
-
-    private func argumentError(_ index: Int, _ type: String) -> GPUError {
-        .invalidArgument("fake kernel expects a \(type) as argument \(index), got \(index < arguments.count ? "\(arguments[index])" : "nothing")")
-    }
-}
-
 /// An in-process GPU on host memory, implementing `GPUDevice` so that the runtime, allocator,
-/// scheduler and server are tested on machines without a GPU. Operations run at once on the
-/// calling thread (so results are ready when a call returns), while each stream keeps a
+/// scheduler and server are tested on machines without a GPU. Its kernels are the real CUDA
+/// sources, compiled by the CUDA emulator (`KernelEmulator`: a host C++ compiler, one fiber per
+/// CUDA thread, every memory access checked) and launched through it. Operations run at once on
+/// the calling thread (results are ready when a call returns), while each stream keeps a
 /// simulated clock that events read: timings are deterministic. Errors mirror CUDA's: bad launch
-/// shapes and unknown kernels return the same codes, allocations beyond `memoryBytes` are out
-/// of memory, and every device address is checked against the live allocations.
+/// shapes and unknown kernels return the same codes, allocations beyond `memoryBytes` are out of
+/// memory, every device address is checked against the live allocations, and a kernel that
+/// faults (out of bounds, misaligned, a shared-memory race, a barrier not every thread reaches)
+/// fails its launch with kernel, block, thread and address.
 public final class FakeGPUDevice: GPUDevice, @unchecked Sendable {
     public let info: GPUDeviceInfo
     public let profile: FakeGPUProfile
     public var timingIsSimulated: Bool { true }
-    private let kernels: [String: [String: FakeKernelBody]]
+    /// Units compiled instead of the ones asked for, by name (a mutated kernel, in tests).
+    private let overrides: [String: KernelUnit]
     private let allocations = Mutex<Allocations>(Allocations())
     /// The device-wide simulated clock: the latest time any stream reached (seconds).
     let clock = Mutex<Double>(0)
@@ -81,12 +56,10 @@ public final class FakeGPUDevice: GPUDevice, @unchecked Sendable {
         var used = 0
     }
 
-    /// A fake GPU running the host implementations in `kernels` (unit name → kernel name → body);
-    /// by default those of every kernel embedded in SliceServe.
-    public init(profile: FakeGPUProfile = FakeGPUProfile(), ordinal: Int = 0,
-                kernels: [String: [String: FakeKernelBody]] = FakeKernels.standard) {
+    /// A fake GPU; `overrides` replaces kernel units by name when they are loaded.
+    public init(profile: FakeGPUProfile = FakeGPUProfile(), ordinal: Int = 0, overrides: [KernelUnit] = []) {
         self.profile = profile
-        self.kernels = kernels
+        self.overrides = Dictionary(overrides.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
         info = GPUDeviceInfo(
             backend: "fake", ordinal: ordinal, name: profile.name,
             uuid: "GPU-fa4e0000-0000-0000-0000-\(String(repeating: "0", count: 11))\(ordinal % 10)",
@@ -148,10 +121,13 @@ public final class FakeGPUDevice: GPUDevice, @unchecked Sendable {
     public func makeEvent() throws(GPUError) -> any GPUEvent { FakeEvent() }
 
     public func module(for unit: KernelUnit) throws(GPUError) -> any GPUModule {
-        guard let bodies = kernels[unit.name] else {
-            throw .compile(unit: unit.name, log: "the fake GPU has no host implementation of \(unit.name)")
-        }
-        return FakeModule(unit: unit.name, bodies: bodies)
+        let library = try KernelEmulator.load(overrides[unit.name] ?? unit)
+        return FakeModule(unit: unit.name, library: library)
+    }
+
+    /// Every live allocation, for a launch's bounds checks.
+    func liveAllocations() -> [(base: UInt64, size: Int)] {
+        allocations.withLock { state in state.blocks.map { ($0.key, $0.value.size) } }
     }
 
     public func synchronize() throws(GPUError) {}
@@ -179,31 +155,31 @@ let SS_FAKE_NOT_FOUND = 500
 
 final class FakeModule: GPUModule, @unchecked Sendable {
     let unit: String
-    let bodies: [String: FakeKernelBody]
+    let library: EmulatedLibrary
 
-    init(unit: String, bodies: [String: FakeKernelBody]) {
+    init(unit: String, library: EmulatedLibrary) {
         self.unit = unit
-        self.bodies = bodies
+        self.library = library
     }
 
     func kernel(named name: String) throws(GPUError) -> any GPUKernel {
-        guard let body = bodies[name] else {
+        guard library.kernels.contains(name) else {
             throw .cuda(call: "cuModuleGetFunction(\(name))", code: Int32(SS_FAKE_NOT_FOUND), name: "CUDA_ERROR_NOT_FOUND",
                         message: "named symbol not found")
         }
-        return FakeKernel(name: name, body: body)
+        return FakeKernel(name: name, library: library)
     }
 }
 
 final class FakeKernel: GPUKernel, @unchecked Sendable {
     let name: String
-    let body: FakeKernelBody
+    let library: EmulatedLibrary
     var registers: Int { 0 }
     var maxThreadsPerBlock: Int { 1024 }
 
-    init(name: String, body: @escaping FakeKernelBody) {
+    init(name: String, library: EmulatedLibrary) {
         self.name = name
-        self.body = body
+        self.library = library
     }
 }
 
@@ -346,11 +322,43 @@ final class FakeStream: GPUStream, @unchecked Sendable {
         guard blockOK, gridOK, sharedOK else {
             throw .cuda(call: call, code: Int32(SS_FAKE_INVALID_VALUE), name: "CUDA_ERROR_INVALID_VALUE", message: "invalid argument")
         }
-        let launch = FakeLaunch(grid: grid, block: block, sharedBytes: sharedBytes, arguments: arguments, device: device)
-        if record({ [self] () throws(GPUError) in advance(by: device.profile.launchLatencySeconds + (try kernel.body(launch))) }) { return }
-        let seconds = try kernel.body(FakeLaunch(grid: grid, block: block, sharedBytes: sharedBytes,
-                                                 arguments: arguments, device: device))
-        advance(by: device.profile.launchLatencySeconds + seconds)
+        if record({ [self] () throws(GPUError) in try emulate(kernel, call: call, grid: grid, block: block, sharedBytes: sharedBytes, arguments: arguments) }) {
+            return
+        }
+        try emulate(kernel, call: call, grid: grid, block: block, sharedBytes: sharedBytes, arguments: arguments)
+    }
+
+    /// Runs one launch on the emulator and advances this stream's clock by its simulated time.
+    private func emulate(_ kernel: FakeKernel, call: String, grid: Dim3, block: Dim3, sharedBytes: Int,
+                         arguments: [KernelArgument]) throws(GPUError) {
+        let profile = device.profile
+        let start = time.withLock { $0 }
+        let startNanoseconds = UInt64(start * 1e9)
+        let outcome = kernel.library.launch(kernel.name, grid: grid, block: block, sharedBytes: sharedBytes,
+                                            sharedLimit: profile.maxSharedMemoryPerBlock, arguments: arguments,
+                                            allocations: device.liveAllocations(), hostThreads: profile.hostThreads,
+                                            checkRaces: profile.checkRaces, timerStart: startNanoseconds)
+        if outcome.status != 0 { throw Self.error(outcome, call: call) }
+        let waited = Double(outcome.timerEndNanoseconds &- startNanoseconds) / 1e9
+        let seconds = max(Double(outcome.globalBytes) / profile.memoryBytesPerSecond,
+                          Double(outcome.tensorFlops) / profile.tensorFlopsPerSecond, waited)
+        advance(by: profile.launchLatencySeconds + seconds)
+    }
+
+    /// The CUDA error a card would give (or, for what a card does not report, the one a tool
+    /// would), with the emulator's finding as the message.
+    static func error(_ outcome: EmulatedLibrary.Outcome, call: String) -> GPUError {
+        let (code, name): (Int32, String) = switch outcome.status {
+        case Int32(SS_EMU_UNKNOWN_KERNEL): (500, "CUDA_ERROR_NOT_FOUND")
+        case Int32(SS_EMU_BAD_ARGUMENTS), Int32(SS_EMU_SHARED_LIMIT): (1, "CUDA_ERROR_INVALID_VALUE")
+        case Int32(SS_EMU_OUT_OF_BOUNDS), Int32(SS_EMU_SHARED_OUT_OF_BOUNDS): (700, "CUDA_ERROR_ILLEGAL_ADDRESS")
+        case Int32(SS_EMU_MISALIGNED): (716, "CUDA_ERROR_MISALIGNED_ADDRESS")
+        case Int32(SS_EMU_DEADLOCK): (702, "CUDA_ERROR_LAUNCH_TIMEOUT")
+        case Int32(SS_EMU_INVALID): (715, "CUDA_ERROR_ILLEGAL_INSTRUCTION")
+        case Int32(SS_EMU_RESOURCES): (2, "CUDA_ERROR_OUT_OF_MEMORY")
+        default: (719, "CUDA_ERROR_LAUNCH_FAILED")
+        }
+        return .cuda(call: call, code: code, name: name, message: "emulator: \(outcome.message)")
     }
 
     func record(_ event: any GPUEvent) throws(GPUError) {

@@ -24,10 +24,58 @@ public struct KernelUnit: Sendable, Equatable {
     }
 }
 
-/// The kernels embedded in this binary (CKernels/kernels, via #embed).
+/// The kernels embedded in this binary (CKernels/kernels, via #embed), or, with
+/// `SLICESERVE_KERNEL_SOURCE_DIR=DIR`, the `.cu` and `.cuh` files in DIR instead: a kernel
+/// author edits a copy of CKernels/kernels and re-runs `sliceserve selftest … --fake` (or on a
+/// GPU) with no Swift rebuild. NVRTC and the emulator both compile what this returns.
 public enum KernelSources {
-    /// Every embedded compilation unit, each with every embedded header.
+    /// The folder named by SLICESERVE_KERNEL_SOURCE_DIR, or nil for the embedded sources.
+    public static var overrideDirectory: String? {
+        getenv("SLICESERVE_KERNEL_SOURCE_DIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Every compilation unit, each with every header.
     public static let units: [KernelUnit] = {
+        if let directory = overrideDirectory {
+            do { return try units(in: directory) } catch {
+                // The first GPU call reports it; an empty list would read as "no kernels".
+                let line = Array("sliceserve: SLICESERVE_KERNEL_SOURCE_DIR: \(error)\n".utf8)
+                _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+                return []
+            }
+        }
+        return embeddedUnits
+    }()
+
+    /// The `.cu` units and `.cuh` headers in `directory`.
+    public static func units(in directory: String) throws(GPUError) -> [KernelUnit] {
+        let names: [String]
+        do { names = try FileIO.list(directory).sorted() } catch {
+            throw .invalidArgument("cannot read kernel sources in \(directory): \(error)")
+        }
+        func read(_ name: String) throws(GPUError) -> String {
+            do { return String(decoding: try FileIO.read(directory + "/" + name, limit: 16 << 20), as: UTF8.self) } catch {
+                throw .invalidArgument("cannot read \(directory)/\(name): \(error)")
+            }
+        }
+        var headers: [(name: String, text: String)] = []
+        for name in names where name.hasSuffix(".cuh") { headers.append((name, try read(name))) }
+        var units: [KernelUnit] = []
+        for name in names where name.hasSuffix(".cu") { units.append(KernelUnit(name: name, source: try read(name), headers: headers)) }
+        guard !units.isEmpty else { throw .invalidArgument("no .cu files in \(directory)") }
+        return units
+    }
+
+    /// The kernels a unit defines (`SS_KERNEL void name(`), in source order.
+    public static func declaredKernels(_ unit: KernelUnit) -> [String] {
+        unit.source.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("SS_KERNEL void ") else { return nil }
+            return String(line.dropFirst("SS_KERNEL void ".count).prefix(while: { $0 != "(" }))
+        }
+    }
+
+    /// The units embedded in this binary.
+    public static let embeddedUnits: [KernelUnit] = {
         var headers: [(name: String, text: String)] = []
         var sources: [(name: String, text: String)] = []
         for index in 0..<Int(ss_kernel_source_count()) {
@@ -42,7 +90,8 @@ public enum KernelSources {
 
     public static func unit(named name: String) throws(GPUError) -> KernelUnit {
         guard let unit = units.first(where: { $0.name == name }) else {
-            throw .invalidArgument("no embedded kernel source named \(name) (have \(units.map(\.name).joined(separator: ", ")))")
+            let origin = overrideDirectory.map { "in SLICESERVE_KERNEL_SOURCE_DIR=\($0)" } ?? "embedded"
+            throw .invalidArgument("no kernel source named \(name) \(origin) (have \(units.map(\.name).joined(separator: ", ")))")
         }
         return unit
     }

@@ -53,7 +53,8 @@ public enum ExecutorCheck {
         }
         let manifest = try JSONDecoder().decode(Manifest.self, from: Data(try FileIO.read(directory + "/manifest.json")))
         let clock = ContinuousClock()
-        return manifest.cases.map { c in
+        var launched = Set<String>()
+        var results = manifest.cases.map { c in
             let start = clock.now
             var result = ExecutorCheckResult(kind: "operator", name: c.name, batch: c.batch, passed: false, relativeL2: .infinity,
                                              tolerance: tolerance, milliseconds: 0, detail: "")
@@ -63,16 +64,34 @@ public enum ExecutorCheck {
                 let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(4, c.batch)))
                 let input = try NPYArray(decoding: FileIO.read(folder + "/input.npy")).floats()
                 let expected = try NPYArray(decoding: FileIO.read(folder + "/expected.npy")).floats()
+                let launches = try executor.launches(bucket: executor.buckets.bucket(for: c.batch)!)
+                launched.formUnion(launches.map(\.kernel))
                 let ours = try executor.infer(input, batch: c.batch)
                 result.relativeL2 = relativeL2(ours, expected)
                 result.passed = result.relativeL2 <= tolerance
-                result.detail = "\(try executor.launches(bucket: executor.buckets.bucket(for: c.batch)!).count) launches"
+                result.detail = "\(launches.count) launches"
             } catch {
                 result.detail = "\(error)"
             }
             result.milliseconds = (clock.now - start).milliseconds
             return result
         }
+        // Every kernel of the executor's unit must be launched by some case: a kernel no case
+        // runs is a kernel no test checks.
+        var coverage = ExecutorCheckResult(kind: "coverage", name: "model.cu", batch: 0, passed: true, relativeL2: 0,
+                                           tolerance: 0, milliseconds: 0, detail: "")
+        do {
+            let declared = KernelSources.declaredKernels(try KernelSources.unit(named: "model.cu"))
+            let missing = declared.filter { !launched.contains($0) }
+            coverage.passed = !missing.isEmpty ? false : !declared.isEmpty
+            coverage.detail = missing.isEmpty ? "every one of its \(declared.count) kernels is launched by a case"
+                                              : "launched by no case: \(missing.joined(separator: ", "))"
+        } catch {
+            coverage.passed = false
+            coverage.detail = "\(error)"
+        }
+        results.append(coverage)
+        return results
     }
 
     /// A whole model on the GPU against the CPU executor, on seeded random inputs, at each batch

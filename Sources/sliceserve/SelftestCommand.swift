@@ -11,12 +11,21 @@ import SliceGPUModel
 import SliceModel
 import SlicePreprocess
 
+/// The fake GPU; where the CUDA emulator has no C++ compiler, says so and exits 77 (skipped).
+func makeFakeGPU(profile: FakeGPUProfile = FakeGPUProfile()) -> FakeGPUDevice {
+    if let reason = KernelEmulator.unavailableReason {
+        SelftestCommand.fail(CLIFailure(message: "--fake runs the CUDA kernels on the CUDA emulator, which needs a C++ compiler: \(reason)",
+                                        exitCode: CLIFailure.skipped))
+    }
+    return FakeGPUDevice(profile: profile)
+}
+
 /// Which device a GPU subcommand uses: a real one by index, or the fake GPU.
 struct DeviceChoice: ParsableArguments {
     @Option(name: .customLong("device"), help: "GPU index (default: every GPU for selftest, GPU 0 for bench).")
     var ordinal: Int?
 
-    @Flag(help: "Use the in-process fake GPU (host memory, simulated timing) instead of a real one.")
+    @Flag(help: "Use the fake GPU instead of a real one: host memory, simulated timing, and the real CUDA kernel sources run on the CUDA emulator (needs clang++ or g++, or $SLICESERVE_EMULATOR_CXX).")
     var fake = false
 
     func validate() throws {
@@ -26,7 +35,7 @@ struct DeviceChoice: ParsableArguments {
 
     /// The devices chosen; nil with the reason when there is no usable real GPU.
     func devices(allByDefault: Bool) throws(GPUError) -> [any GPUDevice]? {
-        if fake { return [FakeGPUDevice()] }
+        if fake { return [makeFakeGPU()] }
         if CUDADevice.unavailableReason() != nil { return nil }
         if let ordinal { return [try CUDADevice(ordinal: ordinal)] }
         let count = allByDefault ? CUDADevice.count() : 1
@@ -144,7 +153,10 @@ struct SelftestCommand: AsyncParsableCommand {
             }
             if !json {
                 print("GPU executor on \(device.info.name) (\(device.info.backend)), tolerance: relative L2 ≤ \(ExecutorCheck.tolerance)")
-                for r in results {
+                for r in results where r.kind == "coverage" {
+                    print("\(r.passed ? "ok  " : "FAIL") kernels of \(r.name): \(r.detail)")
+                }
+                for r in results where r.kind != "coverage" {
                     let error = r.relativeL2.isFinite ? String(format: "%.2e", r.relativeL2) : "-"
                     print("\(r.passed ? "ok  " : "FAIL") \(r.kind) \(r.name) batch \(r.batch): relative L2 \(error) (\(format(r.milliseconds)) ms) \(r.detail)")
                 }

@@ -275,7 +275,7 @@ struct ServeCommand: AsyncParsableCommand {
         if choice.fake {
             var profile = FakeGPUProfile()
             profile.memoryBytes = 4 << 30
-            return FakeGPUDevice(profile: profile)
+            return makeFakeGPU(profile: profile)
         }
         do {
             if let reason = CUDADevice.unavailableReason() { throw GPUError.noDevice(reason) }

@@ -97,12 +97,7 @@ final class KernelCompileTests: XCTestCase {
         }
     }
 
-    static func declaredKernels(_ unit: KernelUnit) -> [String] {
-        unit.source.split(separator: "\n").compactMap { line -> String? in
-            guard line.hasPrefix("SS_KERNEL void ") else { return nil }
-            return String(line.dropFirst("SS_KERNEL void ".count).prefix(while: { $0 != "(" }))
-        }
-    }
+    static func declaredKernels(_ unit: KernelUnit) -> [String] { KernelSources.declaredKernels(unit) }
 
     /// The CI compile check: every kernel compiles to PTX for sm_80 and sm_90 with no GPU.
     func testEveryKernelCompilesToPTXForSm80AndSm90() throws {

@@ -490,7 +490,10 @@ public enum KernelTranslation {
                 let function = "ss_ptx::" + opcode.replacingOccurrences(of: "::", with: "__").replacingOccurrences(of: ".", with: "_")
                 var arguments: [String] = []
                 for (position, piece) in Self.splitTopLevel(text).enumerated() where !piece.isEmpty {
-                    arguments += try argument(piece, destination: position == 0, outputs: outputs, operands: operands, token: token)
+                    // The first operand is the destination when it names registers (cp.async's is an
+                    // address, wait_group's a count).
+                    let names = piece.hasPrefix("{") || (piece.hasPrefix("%") && !piece.hasPrefix("%%"))
+                    arguments += try argument(piece, destination: position == 0 && names, outputs: outputs, operands: operands, token: token)
                 }
                 code += "ss_emu_self()->line = __LINE__; \(function)(\(arguments.joined(separator: ", "))); "
                 calls += 1

@@ -96,6 +96,46 @@ final class GPUExecutorTests: XCTestCase {
         }
     }
 
+    /// Faults planted in model.cu's tensor-core convolution, each of a kind the emulator exists to
+    /// catch: the operator cases must fail on every one, for the stated reason.
+    static let mutations: [(name: String, find: String, replace: String, expect: String)] = [
+        ("two fragment registers swapped", #""r"(b[ni][0]), "r"(b[ni][1])"#, #""r"(b[ni][1]), "r"(b[ni][0])"#, "relative L2"),
+        ("an edge mask off by one", "if (p >= P || m >= Mg) continue;", "if (p >= P || m > Mg) continue;",
+         "CUDA_ERROR_ILLEGAL_ADDRESS (700): emulator: ss_conv_nhwc_tc_f16"),
+        ("a barrier removed", "            *(ss_u32x4 *)&Bs[col][kc] = v;\n        }\n        __syncthreads();",
+         "            *(ss_u32x4 *)&Bs[col][kc] = v;\n        }\n", "shared-memory race"),
+        ("a 16-byte load at an 8-byte offset", "v = *(const ss_u32x4 *)(Wt + (ss_u64)(g * Mg + m) * K + k);",
+         "v = *(const ss_u32x4 *)(Wt + (ss_u64)(g * Mg + m) * K + k + 4);", "misaligned 16-byte global read"),
+    ]
+
+    func testPlantedKernelFaultsFailTheOperatorCases() throws {
+        let dir = Self.oracles.appendingPathComponent("ops")
+        try Self.require(dir.appendingPathComponent("manifest.json"), what: "operator oracles")
+        let original = try KernelSources.unit(named: "model.cu")
+        for mutation in Self.mutations {
+            var unit = original
+            guard let range = unit.source.range(of: mutation.find) else {
+                XCTFail("\(mutation.name): model.cu no longer contains `\(mutation.find)`; update the mutation")
+                continue
+            }
+            unit.source.replaceSubrange(range, with: mutation.replace)
+            var profile = FakeGPUProfile()
+            profile.memoryBytes = 64 << 20
+            let results = try ExecutorCheck.operatorCases(directory: dir.path, device: FakeGPUDevice(profile: profile, overrides: [unit]))
+            let failed = results.filter { !$0.passed && $0.kind == "operator" }
+            XCTAssertFalse(failed.isEmpty, "\(mutation.name): every operator case passed")
+            let reason = mutation.expect == "relative L2" ? failed.first { $0.relativeL2.isFinite && $0.relativeL2 > ExecutorCheck.tolerance }?.detail
+                                                          : failed.first { $0.detail.contains(mutation.expect) }?.detail
+            XCTAssertNotNil(reason, "\(mutation.name): no failure for the expected reason (\(mutation.expect)); got \(failed.first?.detail ?? "none")")
+        }
+        // And the unmutated source passes, every kernel of model.cu launched by some case.
+        var profile = FakeGPUProfile()
+        profile.memoryBytes = 64 << 20
+        let clean = try ExecutorCheck.operatorCases(directory: dir.path, device: FakeGPUDevice(profile: profile))
+        XCTAssertEqual(clean.filter { !$0.passed }.map(\.name), [])
+        XCTAssertEqual(clean.last?.kind, "coverage")
+    }
+
     /// MobileNetV2 (real weights) on the fake GPU against onnxruntime and on the real photos.
     func testMobileNetV2OnTheFakeGPU() async throws {
         let base = URL(fileURLWithPath: ModelDirectory.defaultPath).deletingLastPathComponent()

@@ -56,6 +56,41 @@ extension CLITests {
         XCTAssertEqual(try run(["bench", "model", "--input", "device"]).status, 64)
     }
 
+    /// A kernel author's loop: edit a copy of CKernels/kernels, point SLICESERVE_KERNEL_SOURCE_DIR
+    /// at it, re-run the self-test on the emulator (no Swift rebuild). A clean copy passes; a
+    /// removed barrier fails with the race named; no compiler is a skip (77) that says so.
+    func testKernelAuthorsRunEditedSourcesOnTheEmulator() throws {
+        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let cases = root.appendingPathComponent(".cache/oracles/ops")
+        guard FileManager.default.fileExists(atPath: cases.appendingPathComponent("manifest.json").path) else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no operator oracles: run Scripts/test.sh") }
+            throw XCTSkip("no operator oracles at \(cases.path)")
+        }
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("ss-kernels-\(getpid())")
+        try? FileManager.default.removeItem(at: copy)
+        try FileManager.default.copyItem(at: root.appendingPathComponent("CKernels/kernels"), to: copy)
+        defer { try? FileManager.default.removeItem(at: copy) }
+        let arguments = ["selftest", "--executor", "--cases", cases.path, "--fake"]
+        let clean = try run(arguments, environment: ["SLICESERVE_KERNEL_SOURCE_DIR": copy.path])
+        XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)
+        XCTAssertTrue(clean.stdout.contains("ok   kernels of model.cu: every one of its"), clean.stdout)
+
+        let model = copy.appendingPathComponent("model.cu")
+        let barrier = "            *(ss_u32x4 *)&Bs[col][kc] = v;\n        }\n        __syncthreads();"
+        let source = try String(contentsOf: model, encoding: .utf8)
+        XCTAssertTrue(source.contains(barrier))
+        try source.replacingOccurrences(of: barrier, with: "            *(ss_u32x4 *)&Bs[col][kc] = v;\n        }\n")
+            .write(to: model, atomically: true, encoding: .utf8)
+        let mutated = try run(arguments, environment: ["SLICESERVE_KERNEL_SOURCE_DIR": copy.path])
+        XCTAssertEqual(mutated.status, 1, mutated.stdout + mutated.stderr)
+        XCTAssertTrue(mutated.stdout.contains("shared-memory race") && mutated.stdout.contains("ss_conv_nhwc_tc_f16: block (0, 0, 0)"),
+                      mutated.stdout)
+
+        let none = try run(["selftest", "--fake"], environment: ["SLICESERVE_EMULATOR_CXX": "/nonexistent/c++"])
+        XCTAssertEqual(none.status, 77, none.stdout + none.stderr)
+        XCTAssertTrue(none.stderr.contains("CUDA emulator, which needs a C++ compiler") && none.stderr.contains("/nonexistent/c++"), none.stderr)
+    }
+
     func testExecutorSelftestAndClassifyOnTheFakeGPU() throws {
         let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let cases = root.appendingPathComponent(".cache/oracles/ops")

@@ -1,8 +1,8 @@
 // Model operators for the GPU executor: half-precision tensors (NHWC for images), float32
 // arithmetic inside every kernel, one rounding to half on each store.
 //
-// Every kernel here has a host twin in Sources/SliceGPU/ModelKernels.swift that the fake GPU
-// runs; the two must compute the same thing (same accumulation type, same rounding points).
+// The fake GPU runs these very sources on the CUDA emulator (Sources/SliceTesting): the tests
+// check them, not a host copy of them.
 #include "ss_device.cuh"
 
 typedef long long ss_i64;
@@ -98,6 +98,22 @@ static __device__ __forceinline__ void ss_conv_store(ss_u16 *Y, const float *bia
     Y[at] = ss_f32_to_f16(fminf(fmaxf(v, lo), hi));
 }
 
+/// The epilogue for two adjacent channels m, m + 1 at `at` (even, so the pair is 4-byte aligned).
+static __device__ __forceinline__ void ss_conv_store_pair(ss_u16 *Y, const float *bias, const ss_u16 *R, ss_u64 at,
+                                                          ss_u32 m, float v0, float v1, float lo, float hi) {
+    if (bias) {
+        v0 += bias[m];
+        v1 += bias[m + 1];
+    }
+    if (R) {
+        const ss_u32 r = *(const ss_u32 *)(R + at);
+        v0 += ss_f16_to_f32((ss_u16)(r & 0xffffu));
+        v1 += ss_f16_to_f32((ss_u16)(r >> 16));
+    }
+    *(ss_u32 *)(Y + at) = (ss_u32)ss_f32_to_f16(fminf(fmaxf(v0, lo), hi)) |
+                          ((ss_u32)ss_f32_to_f16(fminf(fmaxf(v1, lo), hi)) << 16);
+}
+
 // Convolution as an implicit GEMM: rows are output pixels (n, oy, ox), columns output channels
 // of one group, the reduction runs over (ky, kx, c). A block computes a 64 x 64 tile with 256
 // threads, 4 x 4 outputs each, staging 16-deep slices of both operands in shared memory as
@@ -112,8 +128,10 @@ SS_KERNEL void ss_conv_nhwc_f16(
     const ss_u16 *__restrict__ R, ss_u16 *__restrict__ Y, ss_u32 N, ss_u32 H, ss_u32 W, ss_u32 C,
     ss_u32 OH, ss_u32 OW, ss_u32 M, ss_u32 KH, ss_u32 KW, ss_u32 groups, ss_u32 sh, ss_u32 sw,
     ss_u32 pt, ss_u32 pl, ss_u32 dh, ss_u32 dw, float lo, float hi) {
-    __shared__ float As[SS_CONV_TK][SS_CONV_TM];
-    __shared__ float Bs[SS_CONV_TK][SS_CONV_TN];
+    // One column of padding: the tile stores (consecutive threads take consecutive k of one row,
+    // so that the global loads are coalesced) fall in distinct banks instead of 16 to a bank.
+    __shared__ float As[SS_CONV_TK][SS_CONV_TM + 1];
+    __shared__ float Bs[SS_CONV_TK][SS_CONV_TN + 1];
     const ss_u32 Cg = C / groups, Mg = M / groups, g = blockIdx.z;
     const ss_u32 K = KH * KW * Cg;
     const ss_conv_geometry geometry = {H, W, C, OH, OW, KW, Cg, sh, sw, pt, pl, dh, dw};
@@ -291,7 +309,9 @@ SS_KERNEL void ss_matmul_f16(const ss_u16 *__restrict__ A, const ss_u16 *__restr
 #define SS_TC_TK 32
 #define SS_TC_PAD 8
 
-struct ss_u32x4 { ss_u32 x, y, z, w; };
+/// Eight halves, 16-byte aligned: one 128-bit load or store (a 4-byte aligned struct compiles to
+/// four 32-bit accesses).
+struct __align__(16) ss_u32x4 { ss_u32 x, y, z, w; };
 
 SS_KERNEL void ss_conv_nhwc_tc_f16(
     const ss_u16 *__restrict__ X, const ss_u16 *__restrict__ Wt, const float *__restrict__ bias,
@@ -360,12 +380,16 @@ SS_KERNEL void ss_conv_nhwc_tc_f16(
         }
         __syncthreads();
     }
+    // Each thread holds two adjacent output channels per row: stored (and the residual loaded)
+    // as one 32-bit pair. M and Mg are multiples of 8 here, so a pair never straddles the edge
+    // and its address is 4-byte aligned.
     for (int mi = 0; mi < 2; mi++)
         for (int ni = 0; ni < 4; ni++)
-            for (int r = 0; r < 4; r++) {
-                const ss_u64 p = p0 + wm0 + mi * 16 + gid + (r >= 2 ? 8 : 0);
-                const ss_u32 m = m0 + wn0 + ni * 8 + tig * 2 + (r & 1);
+            for (int half = 0; half < 2; half++) {
+                const ss_u64 p = p0 + wm0 + mi * 16 + gid + half * 8;
+                const ss_u32 m = m0 + wn0 + ni * 8 + tig * 2;
                 if (p >= P || m >= Mg) continue;
-                ss_conv_store(Y, bias, R, p * M + g * Mg + m, g * Mg + m, acc[mi][ni][r], lo, hi);
+                ss_conv_store_pair(Y, bias, R, p * M + g * Mg + m, g * Mg + m, acc[mi][ni][half * 2],
+                                   acc[mi][ni][half * 2 + 1], lo, hi);
             }
 }

@@ -118,7 +118,8 @@ struct Worker {
     SharedDecl decls[64];
     unsigned decl_count = 0;
     Warp warps[kMaxThreads / 32];
-    uint64_t cache_lo = 1, cache_hi = 0;
+    uint64_t cache_lo[4] = {1, 1, 1, 1}, cache_hi[4] = {0, 0, 0, 0};  // recently hit allocations
+    unsigned cache_next = 0;
     uint64_t global_bytes = 0, shared_traffic = 0, tensor_flops = 0;
 };
 
@@ -330,7 +331,10 @@ void check_shared(Worker *w, uint64_t address, uint32_t size, bool write, unsign
                  size, access_name(write), (unsigned long long)offset, size);
     }
     const uint8_t owner = w->owner[offset];
-    for (uint32_t i = 0; i < size; i++) {
+    // Declarations are separated by red zones wider than any access: an access whose first and
+    // last bytes belong to one declaration lies inside it.
+    const bool inside = offset + size <= w->shared_used && owner != 0 && w->owner[offset + size - 1] == owner;
+    for (uint32_t i = 0; !inside && i < size; i++) {
         if (offset + i >= w->shared_used || w->owner[offset + i] == 0 || w->owner[offset + i] != owner) {
             // Name the declaration the access started in, or the nearest one before it.
             const SharedDecl *near = nullptr;
@@ -390,7 +394,9 @@ void check_global(Worker *w, uint64_t address, uint32_t size, bool write, unsign
                  access_name(write), (unsigned long long)address, size);
     }
     w->global_bytes += size;
-    if (address >= w->cache_lo && address + size <= w->cache_hi) return;
+    for (int c = 0; c < 4; c++) {
+        if (address >= w->cache_lo[c] && address + size <= w->cache_hi[c]) return;
+    }
     const ss_emu_launch *d = w->launch->desc;
     uint32_t lo = 0, hi = d->allocation_count;
     while (lo < hi) {  // the last allocation whose base is <= address
@@ -401,8 +407,9 @@ void check_global(Worker *w, uint64_t address, uint32_t size, bool write, unsign
     if (lo > 0) {
         const uint64_t base = d->allocation_bases[lo - 1], bytes = d->allocation_sizes[lo - 1];
         if (address + size <= base + bytes) {
-            w->cache_lo = base;
-            w->cache_hi = base + bytes;
+            w->cache_lo[w->cache_next] = base;
+            w->cache_hi[w->cache_next] = base + bytes;
+            w->cache_next = (w->cache_next + 1) % 4;
             return;
         }
     }
@@ -629,8 +636,10 @@ void perform_copies(Worker *w, Fiber *f, unsigned keep_groups);
 void worker_run(Worker *w, Launch *L) {
     tl_worker = w;
     w->launch = L;
-    w->cache_lo = 1;
-    w->cache_hi = 0;
+    for (int c = 0; c < 4; c++) {
+        w->cache_lo[c] = 1;
+        w->cache_hi[c] = 0;
+    }
     w->global_bytes = w->shared_traffic = w->tensor_flops = 0;
     const ss_emu_launch *d = L->desc;
     w->thread_count = d->block[0] * d->block[1] * d->block[2];
@@ -805,7 +814,22 @@ uint16_t ss_ptx::f32_to_f16_rn(float value) {
     return (uint16_t)(sign | half);
 }
 
-float ss_ptx::f16_to_f32(uint16_t bits) {
+namespace {
+float f16_to_f32_exact(uint16_t bits);
+/// Every half's float value: conversions are on every hot path (mma fragments, loads).
+struct HalfTable {
+    float values[65536];
+    HalfTable() {
+        for (uint32_t i = 0; i < 65536; i++) values[i] = f16_to_f32_exact((uint16_t)i);
+    }
+};
+const HalfTable g_halves;
+}  // namespace
+
+float ss_ptx::f16_to_f32(uint16_t bits) { return g_halves.values[bits]; }
+
+namespace {
+float f16_to_f32_exact(uint16_t bits) {
     const uint32_t sign = (uint32_t)(bits & 0x8000u) << 16;
     const uint32_t exponent = (bits >> 10) & 0x1fu;
     uint32_t mantissa = bits & 0x3ffu;
@@ -825,6 +849,7 @@ float ss_ptx::f16_to_f32(uint16_t bits) {
     memcpy(&value, &x, 4);
     return value;
 }
+}  // namespace
 
 uint16_t ss_ptx::f32_to_bf16_rn(float value) {
     uint32_t x;
@@ -864,8 +889,8 @@ struct MmaOps {
     float c[4];
 };
 
-float lo_half(uint32_t r) { return ss_ptx::f16_to_f32((uint16_t)(r & 0xffffu)); }
-float hi_half(uint32_t r) { return ss_ptx::f16_to_f32((uint16_t)(r >> 16)); }
+float lo_half(uint32_t r) { return g_halves.values[r & 0xffffu]; }
+float hi_half(uint32_t r) { return g_halves.values[r >> 16]; }
 
 /// m16n8k16, A row-major 16x16, B column-major 16x8, f16 inputs, f32 accumulators. Fragments as
 /// the PTX ISA lays them out (groupID = lane / 4, threadID_in_group = lane % 4):
@@ -875,7 +900,7 @@ float hi_half(uint32_t r) { return ss_ptx::f16_to_f32((uint16_t)(r >> 16)); }
 /// Products are exact and summed in double, rounded once to float (tensor cores keep more than
 /// f32 precision inside a step; the last bits may differ from a card).
 void complete_mma(Worker *w, unsigned warp, unsigned) {
-    float A[16][16], B[16][8], C[16][8];
+    float A[16][16], B[16][8], C[16][8];  // B[k][n]
     Warp &wp = w->warps[warp];
     for (unsigned lane = 0; lane < 32; lane++) {
         const MmaOps *o = (const MmaOps *)wp.slots[lane].ops;
@@ -897,17 +922,23 @@ void complete_mma(Worker *w, unsigned warp, unsigned) {
         C[g + 8][2 * t] = o->c[2];
         C[g + 8][2 * t + 1] = o->c[3];
     }
+    double D[16][8];
+    for (int m = 0; m < 16; m++) {
+        double row[8];
+        for (int n = 0; n < 8; n++) row[n] = C[m][n];
+        for (int k = 0; k < 16; k++) {
+            const double a = A[m][k];
+            for (int n = 0; n < 8; n++) row[n] += a * (double)B[k][n];
+        }
+        for (int n = 0; n < 8; n++) D[m][n] = row[n];
+    }
     for (unsigned lane = 0; lane < 32; lane++) {
         const MmaOps *o = (const MmaOps *)wp.slots[lane].ops;
         const unsigned g = lane / 4, t = lane % 4;
-        const unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
-        float out[4];
-        for (int r = 0; r < 4; r++) {
-            double sum = C[rows[r]][cols[r]];
-            for (int k = 0; k < 16; k++) sum += (double)A[rows[r]][k] * (double)B[k][cols[r]];
-            out[r] = (float)sum;
-        }
-        for (int r = 0; r < 4; r++) *o->d[r] = out[r];
+        *o->d[0] = (float)D[g][2 * t];
+        *o->d[1] = (float)D[g][2 * t + 1];
+        *o->d[2] = (float)D[g + 8][2 * t];
+        *o->d[3] = (float)D[g + 8][2 * t + 1];
     }
     w->tensor_flops += 2 * 16 * 8 * 16;
 }

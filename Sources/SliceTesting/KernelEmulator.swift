@@ -93,20 +93,18 @@ public enum KernelEmulator {
 
     static func flags(_ compiler: Compiler) -> [String] {
         // -march=native: the object runs where it is compiled (the CPU is in the cache key); FMA
-        // contraction as NVRTC's -fmad=true. No auto-vectorisation: every wide access the checks
-        // see is one the source wrote.
-        var flags = ["-std=c++17", "-O2", "-fPIC", "-march=native", "-ffp-contract=fast", "-fno-strict-aliasing",
-                     "-Wno-unknown-pragmas", "-DSLICESERVE_EMULATOR=1"]
-        flags += compiler.isClang ? ["-fno-vectorize", "-fno-slp-vectorize", "-Wno-unused-command-line-argument"]
-                                  : ["-fno-tree-vectorize", "-fno-tree-slp-vectorize"]
-        return flags
+        // contraction as NVRTC's -fmad=true.
+        ["-std=c++17", "-O2", "-fPIC", "-march=native", "-ffp-contract=fast", "-fno-strict-aliasing",
+         "-Wno-unknown-pragmas", "-DSLICESERVE_EMULATOR=1"] + (compiler.isClang ? ["-Wno-unused-command-line-argument"] : [])
     }
 
+    /// For the kernels only: no auto-vectorisation (so every wide access the checks see is one the
+    /// source wrote) and every load and store through the address-sanitizer callbacks.
     static func sanitizerFlags(_ compiler: Compiler) -> [String] {
         compiler.isClang
-            ? ["-fsanitize=address", "-fno-sanitize-address-use-after-scope", "-mllvm", "-asan-instrumentation-with-call-threshold=0",
+            ? ["-fno-vectorize", "-fno-slp-vectorize", "-fsanitize=address", "-fno-sanitize-address-use-after-scope", "-mllvm", "-asan-instrumentation-with-call-threshold=0",
                "-mllvm", "-asan-stack=0", "-mllvm", "-asan-globals=0"]
-            : ["-fsanitize=address", "-fno-sanitize-address-use-after-scope", "--param", "asan-instrumentation-with-call-threshold=0",
+            : ["-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fsanitize=address", "-fno-sanitize-address-use-after-scope", "--param", "asan-instrumentation-with-call-threshold=0",
                "--param", "asan-stack=0", "--param", "asan-globals=0", "--param", "asan-use-after-return=0"]
     }
 

@@ -34,8 +34,8 @@ _Static_assert(sizeof(ss_CUresult) == 4 && sizeof(ss_nvmlReturn) == 4 && sizeof(
                "result enums are int-sized");
 _Static_assert(sizeof(void *) == 8, "64-bit targets only");
 _Static_assert(sizeof(ss_CUdevResource) == 144 && offsetof(ss_CUdevResource, sm_count) == 96 &&
-                   offsetof(ss_CUdevResource, next_resource) == 136,
-               "CUdevResource (CUDA 13.0 ABI): 4 + 92 + 40-byte union + pointer");
+                   offsetof(ss_CUdevResource, sm_coscheduled_alignment) == 104,
+               "CUdevResource (CUDA 13.0 ABI): 4 + 92 + a 48-byte union");
 _Static_assert(sizeof(ss_nvjpegImage) == 64, "nvjpegImage_t is four pointers and four size_t pitches");
 
 // The value a forwarder returns when its symbol is missing.

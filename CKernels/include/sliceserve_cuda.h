@@ -40,17 +40,17 @@ typedef struct ss_CUgraphExec_st *ss_CUgraphExec;
 typedef struct ss_CUuuid { unsigned char bytes[16]; } ss_CUuuid;
 
 /// CUdevResource as of the CUDA 13.0 ABI (the green-context entry points are resolved at 13000):
-/// type, 92 bytes of internal padding, a 40-byte union whose SM member is four unsigned ints,
-/// and a pointer to the next resource.
+/// type, 92 bytes of internal padding, then a 48-byte union whose SM member (CUdevSmResource)
+/// is smCount, minSmPartitionSize and smCoscheduledAlignment; 144 bytes in all. (CUDA 13.1 adds
+/// a flags word to the SM member and a next-resource pointer at the union's end: fields 13.0
+/// lacks, so SliceServe never reads them.)
 typedef struct ss_CUdevResource {
     unsigned int type;
     unsigned char internal_padding[92];
     unsigned int sm_count;
     unsigned int min_sm_partition_size;
     unsigned int sm_coscheduled_alignment;
-    unsigned int sm_flags;
-    unsigned char union_rest[24];
-    void *next_resource;
+    unsigned char union_rest[36];
 } ss_CUdevResource;
 /// One ss_CUdevResource with slack after it: the driver writes its own ABI's struct size, which
 /// this guards against if a driver's were larger than the 13.0 layout above.
@@ -99,7 +99,9 @@ enum {
     SS_NVML_SUCCESS = 0, SS_NVML_ERROR_INVALID_ARGUMENT = 2, SS_NVML_ERROR_NOT_SUPPORTED = 3,
     SS_NVML_ERROR_NO_PERMISSION = 4, SS_NVML_ERROR_NOT_FOUND = 6, SS_NVML_ERROR_INSUFFICIENT_SIZE = 7,
     SS_NVML_ERROR_IN_USE = 19, SS_NVML_ERROR_INSUFFICIENT_RESOURCES = 23,
-    SS_NVML_GPU_INSTANCE_PROFILE_COUNT = 15, /* NVML_GPU_INSTANCE_PROFILE_* indices 0..14 */
+    /* NVML_GPU_INSTANCE_PROFILE_* indices 0..17 as of the R580 NVML headers (an index an older
+     * NVML does not know answers NOT_SUPPORTED or INVALID_ARGUMENT and is skipped). */
+    SS_NVML_GPU_INSTANCE_PROFILE_COUNT = 18,
     SS_NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED = 0,
     SS_NVML_DEVICE_UUID_BUFFER_SIZE = 96
 };
@@ -193,6 +195,8 @@ enum {
     X(ss_CUresult, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", 7000, 1, (ss_CUcontext *context, ss_CUdevice device), (context, device)) \
     X(ss_CUresult, cuDevicePrimaryCtxRelease_v2, "cuDevicePrimaryCtxRelease", 11000, 1, (ss_CUdevice device), (device)) \
     X(ss_CUresult, cuCtxSetCurrent, "cuCtxSetCurrent", 4000, 1, (ss_CUcontext context), (context))  \
+    X(ss_CUresult, cuCtxPushCurrent_v2, "cuCtxPushCurrent", 4000, 1, (ss_CUcontext context), (context)) \
+    X(ss_CUresult, cuCtxPopCurrent_v2, "cuCtxPopCurrent", 4000, 1, (ss_CUcontext *context), (context)) \
     X(ss_CUresult, cuCtxSynchronize, "cuCtxSynchronize", 2000, 1, (void), ())                       \
     X(ss_CUresult, cuMemGetInfo_v2, "cuMemGetInfo", 3020, 1, (size_t *free, size_t *total), (free, total)) \
     X(ss_CUresult, cuMemAlloc_v2, "cuMemAlloc", 3020, 1, (ss_CUdeviceptr *pointer, size_t bytes), (pointer, bytes)) \

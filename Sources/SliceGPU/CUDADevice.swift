@@ -179,11 +179,13 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
     }
 
     init(partition: SMPartition) throws(GPUError) {
-        try CUDAResult.check(ss_cuCtxSetCurrent(partition.context), "cuCtxSetCurrent(green context)")
-        var stream: ss_CUstream? = nil
-        try CUDAResult.check(ss_cuGreenCtxStreamCreate(&stream, partition.green, UInt32(SS_CU_STREAM_NON_BLOCKING), 0),
-                             "cuGreenCtxStreamCreate")
-        guard let stream else { throw .cuda(call: "cuGreenCtxStreamCreate", code: -1, name: "no stream", message: "no stream returned") }
+        let stream: ss_CUstream = try partition.withCurrent { () throws(GPUError) -> ss_CUstream in
+            var stream: ss_CUstream? = nil
+            try CUDAResult.check(ss_cuGreenCtxStreamCreate(&stream, partition.green, UInt32(SS_CU_STREAM_NON_BLOCKING), 0),
+                                 "cuGreenCtxStreamCreate")
+            guard let stream else { throw .cuda(call: "cuGreenCtxStreamCreate", code: -1, name: "no stream", message: "no stream returned") }
+            return stream
+        }
         self.device = partition.device
         self.handle = stream
         self.context = partition.context
@@ -191,33 +193,47 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
     }
 
     deinit {
-        _ = ss_cuCtxSetCurrent(context)
-        _ = ss_cuStreamDestroy_v2(handle)
+        let handle = handle
+        if let partition {
+            _ = try? partition.withCurrent { () throws(GPUError) in _ = ss_cuStreamDestroy_v2(handle) }
+        } else {
+            _ = ss_cuCtxSetCurrent(context)
+            _ = ss_cuStreamDestroy_v2(handle)
+        }
     }
 
-    /// Makes the stream's context current on the calling thread.
-    func makeCurrent() throws(GPUError) {
-        try CUDAResult.check(ss_cuCtxSetCurrent(context), "cuCtxSetCurrent")
+    /// Runs `body` with the stream's context current on the calling thread. The primary context
+    /// may be current on many threads at once; a green context on one thread at a time (the driver
+    /// does not synchronise it), so a partition's is pushed under the partition's lock and popped
+    /// after, leaving the thread's own context as it was.
+    func withContext<R>(_ body: () throws(GPUError) -> R) throws(GPUError) -> R {
+        if let partition { return try partition.withCurrent(body) }
+        try device.makeCurrent()
+        return try body()
     }
 
     public func copy(toDevice destination: UInt64, from source: UnsafeRawPointer, byteCount: Int) throws(GPUError) {
-        try makeCurrent()
-        try CUDAResult.check(ss_cuMemcpyHtoDAsync_v2(destination, source, byteCount, handle), "cuMemcpyHtoDAsync(\(byteCount) bytes)")
+        try withContext { () throws(GPUError) in
+            try CUDAResult.check(ss_cuMemcpyHtoDAsync_v2(destination, source, byteCount, handle), "cuMemcpyHtoDAsync(\(byteCount) bytes)")
+        }
     }
 
     public func copy(toHost destination: UnsafeMutableRawPointer, from source: UInt64, byteCount: Int) throws(GPUError) {
-        try makeCurrent()
-        try CUDAResult.check(ss_cuMemcpyDtoHAsync_v2(destination, source, byteCount, handle), "cuMemcpyDtoHAsync(\(byteCount) bytes)")
+        try withContext { () throws(GPUError) in
+            try CUDAResult.check(ss_cuMemcpyDtoHAsync_v2(destination, source, byteCount, handle), "cuMemcpyDtoHAsync(\(byteCount) bytes)")
+        }
     }
 
     public func copy(onDevice destination: UInt64, from source: UInt64, byteCount: Int) throws(GPUError) {
-        try makeCurrent()
-        try CUDAResult.check(ss_cuMemcpyDtoDAsync_v2(destination, source, byteCount, handle), "cuMemcpyDtoDAsync(\(byteCount) bytes)")
+        try withContext { () throws(GPUError) in
+            try CUDAResult.check(ss_cuMemcpyDtoDAsync_v2(destination, source, byteCount, handle), "cuMemcpyDtoDAsync(\(byteCount) bytes)")
+        }
     }
 
     public func fill(_ destination: UInt64, byte: UInt8, byteCount: Int) throws(GPUError) {
-        try makeCurrent()
-        try CUDAResult.check(ss_cuMemsetD8Async(destination, byte, byteCount, handle), "cuMemsetD8Async(\(byteCount) bytes)")
+        try withContext { () throws(GPUError) in
+            try CUDAResult.check(ss_cuMemsetD8Async(destination, byte, byteCount, handle), "cuMemsetD8Async(\(byteCount) bytes)")
+        }
     }
 
     public func launch(_ kernel: any GPUKernel, grid: Dim3, block: Dim3, sharedBytes: Int,
@@ -225,7 +241,6 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
         guard let kernel = kernel as? CUDAKernel else {
             throw .invalidArgument("kernel \(kernel.name) was not loaded on a CUDA device")
         }
-        try makeCurrent()
         // One 8-byte slot per parameter: every kernel parameter SliceServe passes is at most 8
         // bytes, and each slot is aligned for any of them.
         var slots = [UInt64](repeating: 0, count: max(arguments.count, 1))
@@ -238,32 +253,29 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
             case .float(let value): slots[index] = UInt64(value.bitPattern)
             }
         }
-        let result: Int32 = slots.withUnsafeMutableBytes { raw in
+        let result: Int32 = try withContext { () throws(GPUError) -> Int32 in slots.withUnsafeMutableBytes { raw in
             var pointers: [UnsafeMutableRawPointer?] = (0..<arguments.count).map { raw.baseAddress! + $0 * 8 }
             return pointers.withUnsafeMutableBufferPointer { params in
                 ss_cuLaunchKernel(kernel.function, UInt32(clamping: grid.x), UInt32(clamping: grid.y), UInt32(clamping: grid.z),
                                   UInt32(clamping: block.x), UInt32(clamping: block.y), UInt32(clamping: block.z),
                                   UInt32(clamping: sharedBytes), handle, params.baseAddress, nil)
             }
-        }
+        } }
         try CUDAResult.check(result, "cuLaunchKernel(\(kernel.name), grid \(grid), block \(block), shared \(sharedBytes))")
     }
 
     public func record(_ event: any GPUEvent) throws(GPUError) {
         guard let event = event as? CUDAEvent else { throw .invalidArgument("event is not a CUDA event") }
-        try makeCurrent()
-        try CUDAResult.check(ss_cuEventRecord(event.handle, handle), "cuEventRecord")
+        try withContext { () throws(GPUError) in try CUDAResult.check(ss_cuEventRecord(event.handle, handle), "cuEventRecord") }
     }
 
     public func wait(for event: any GPUEvent) throws(GPUError) {
         guard let event = event as? CUDAEvent else { throw .invalidArgument("event is not a CUDA event") }
-        try makeCurrent()
-        try CUDAResult.check(ss_cuStreamWaitEvent(handle, event.handle, 0), "cuStreamWaitEvent")
+        try withContext { () throws(GPUError) in try CUDAResult.check(ss_cuStreamWaitEvent(handle, event.handle, 0), "cuStreamWaitEvent") }
     }
 
     public func synchronize() throws(GPUError) {
-        try makeCurrent()
-        try CUDAResult.check(ss_cuStreamSynchronize(handle), "cuStreamSynchronize")
+        try withContext { () throws(GPUError) in try CUDAResult.check(ss_cuStreamSynchronize(handle), "cuStreamSynchronize") }
     }
 
     /// Whether this driver has stream capture and graph launch (CUDA 11.4 and later).
@@ -275,43 +287,54 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
 
     public func beginCapture() throws(GPUError) {
         guard CUDAStream.supportsGraphs else { throw .libraryUnavailable(library: "libcuda", reason: "this driver has no stream capture and graph launch (CUDA 11.4 or later)") }
-        try makeCurrent()
-        try CUDAResult.check(ss_cuStreamBeginCapture_v2(handle, Int32(SS_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)), "cuStreamBeginCapture")
+        try withContext { () throws(GPUError) in
+            try CUDAResult.check(ss_cuStreamBeginCapture_v2(handle, Int32(SS_CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)), "cuStreamBeginCapture")
+        }
     }
 
     public func endCapture() throws(GPUError) -> any GPUGraph {
-        try makeCurrent()
-        var graph: ss_CUgraph? = nil
-        try CUDAResult.check(ss_cuStreamEndCapture(handle, &graph), "cuStreamEndCapture")
-        guard let graph else { throw .cuda(call: "cuStreamEndCapture", code: -1, name: "no graph", message: "no graph returned") }
-        var exec: ss_CUgraphExec? = nil
-        let result = ss_cuGraphInstantiateWithFlags(&exec, graph, 0)
-        _ = ss_cuGraphDestroy(graph)
-        try CUDAResult.check(result, "cuGraphInstantiateWithFlags")
-        guard let exec else { throw .cuda(call: "cuGraphInstantiateWithFlags", code: -1, name: "no graph", message: "no executable graph returned") }
-        return CUDAGraph(exec: exec, context: context)
+        let exec: ss_CUgraphExec = try withContext { () throws(GPUError) -> ss_CUgraphExec in
+            var graph: ss_CUgraph? = nil
+            try CUDAResult.check(ss_cuStreamEndCapture(handle, &graph), "cuStreamEndCapture")
+            guard let graph else { throw .cuda(call: "cuStreamEndCapture", code: -1, name: "no graph", message: "no graph returned") }
+            var exec: ss_CUgraphExec? = nil
+            let result = ss_cuGraphInstantiateWithFlags(&exec, graph, 0)
+            _ = ss_cuGraphDestroy(graph)
+            try CUDAResult.check(result, "cuGraphInstantiateWithFlags")
+            guard let exec else { throw .cuda(call: "cuGraphInstantiateWithFlags", code: -1, name: "no graph", message: "no executable graph returned") }
+            return exec
+        }
+        // The graph keeps the stream's device and partition alive: destroying a green context
+        // before the graphs captured on it would leave them pointing at a dead context.
+        return CUDAGraph(exec: exec, device: device, partition: partition)
     }
 
     public func launch(_ graph: any GPUGraph) throws(GPUError) {
         guard let graph = graph as? CUDAGraph else { throw .invalidArgument("graph was not captured on a CUDA device") }
-        try makeCurrent()
-        try CUDAResult.check(ss_cuGraphLaunch(graph.exec, handle), "cuGraphLaunch")
+        try withContext { () throws(GPUError) in try CUDAResult.check(ss_cuGraphLaunch(graph.exec, handle), "cuGraphLaunch") }
     }
 }
 
-/// An instantiated CUDA graph.
+/// An instantiated CUDA graph. It holds the device and the SM partition it was captured on, so
+/// neither goes before the graph does.
 public final class CUDAGraph: GPUGraph, @unchecked Sendable {
     let exec: ss_CUgraphExec
-    let context: ss_CUcontext
+    let device: CUDADevice
+    let partition: SMPartition?
 
-    init(exec: ss_CUgraphExec, context: ss_CUcontext) {
+    init(exec: ss_CUgraphExec, device: CUDADevice, partition: SMPartition?) {
         self.exec = exec
-        self.context = context
+        self.device = device
+        self.partition = partition
     }
 
     deinit {
-        _ = ss_cuCtxSetCurrent(context)
-        _ = ss_cuGraphExecDestroy(exec)
+        if let partition {
+            _ = try? partition.withCurrent { () throws(GPUError) in _ = ss_cuGraphExecDestroy(exec) }
+        } else {
+            _ = ss_cuCtxSetCurrent(device.context)
+            _ = ss_cuGraphExecDestroy(exec)
+        }
     }
 }
 
@@ -450,6 +473,21 @@ public final class SMPartition: @unchecked Sendable {
     public let multiprocessors: Int
     let green: ss_CUgreenCtx
     let context: ss_CUcontext
+    /// Held while the green context is current on some thread: the driver allows one at a time.
+    private let current = Mutex<Void>(())
+
+    /// Runs `body` with this partition's context pushed on the calling thread (and no other),
+    /// then pops it: the thread's previous context is current again afterwards.
+    func withCurrent<R>(_ body: () throws(GPUError) -> R) throws(GPUError) -> R {
+        try current.withLock { _ throws(GPUError) -> R in
+            try CUDAResult.check(ss_cuCtxPushCurrent_v2(context), "cuCtxPushCurrent(green context)")
+            defer {
+                var popped: ss_CUcontext? = nil
+                _ = ss_cuCtxPopCurrent_v2(&popped)
+            }
+            return try body()
+        }
+    }
 
     /// The device's partitioning rules, or nil when the driver has no green contexts (before
     /// CUDA 13.0 here, since SliceServe declares the 13.0 ABI of CUdevResource).

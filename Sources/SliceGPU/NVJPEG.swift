@@ -58,28 +58,31 @@ public final class NVJPEGDecoder: @unchecked Sendable {
                               stream: CUDAStream) throws(GPUError) {
         precondition(images.count == destinations.count, "one destination per image")
         guard !images.isEmpty else { return }
-        try stream.makeCurrent()
-        if initializedBatch != images.count {
-            let status = ss_nvjpegDecodeBatchedInitialize(handle, state, Int32(images.count), 1, Int32(SS_NVJPEG_OUTPUT_RGBI))
-            guard status == 0 else { throw Self.error("nvjpegDecodeBatchedInitialize(\(images.count))", status) }
-            initializedBatch = images.count
-        }
-        var pointers = images.map { $0.baseAddress?.assumingMemoryBound(to: UInt8.self) }
-        var lengths = images.map(\.count)
-        var outputs = destinations.map { destination -> ss_nvjpegImage in
-            var image = ss_nvjpegImage()
-            image.channel.0 = UnsafeMutablePointer(bitPattern: UInt(destination.address))
-            image.pitch.0 = destination.pitch
-            return image
-        }
-        let status = pointers.withUnsafeMutableBufferPointer { data in
-            lengths.withUnsafeMutableBufferPointer { sizes in
-                outputs.withUnsafeMutableBufferPointer { out in
-                    data.baseAddress!.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: data.count) { raw in
-                        ss_nvjpegDecodeBatched(handle, state, raw, sizes.baseAddress, out.baseAddress, stream.handle)
+        // Under the stream's context (a partition's green context is current on one thread at a time).
+        let status: Int32 = try stream.withContext { () throws(GPUError) -> Int32 in
+            if initializedBatch != images.count {
+                let status = ss_nvjpegDecodeBatchedInitialize(handle, state, Int32(images.count), 1, Int32(SS_NVJPEG_OUTPUT_RGBI))
+                guard status == 0 else { throw Self.error("nvjpegDecodeBatchedInitialize(\(images.count))", status) }
+                initializedBatch = images.count
+            }
+            var pointers = images.map { $0.baseAddress?.assumingMemoryBound(to: UInt8.self) }
+            var lengths = images.map(\.count)
+            var outputs = destinations.map { destination -> ss_nvjpegImage in
+                var image = ss_nvjpegImage()
+                image.channel.0 = UnsafeMutablePointer(bitPattern: UInt(destination.address))
+                image.pitch.0 = destination.pitch
+                return image
+            }
+            let status = pointers.withUnsafeMutableBufferPointer { data in
+                lengths.withUnsafeMutableBufferPointer { sizes in
+                    outputs.withUnsafeMutableBufferPointer { out in
+                        data.baseAddress!.withMemoryRebound(to: UnsafePointer<UInt8>?.self, capacity: data.count) { raw in
+                            ss_nvjpegDecodeBatched(handle, state, raw, sizes.baseAddress, out.baseAddress, stream.handle)
+                        }
                     }
                 }
             }
+            return status
         }
         guard status == 0 else {
             initializedBatch = 0  // re-initialise before the next batch

@@ -23,6 +23,7 @@ public final class GPUModel: @unchecked Sendable {
     public let tensorCores: Bool
     let modules: [String: any GPUModule]
     private let weights = Mutex<[String: DeviceMemory]>([:])
+    private let uploading = Mutex<Void>(())
 
     /// Parses, checks and optimizes the model, lowers it once (batch 1) so that an operator the
     /// GPU does not run fails here, and uploads its weights.
@@ -57,15 +58,21 @@ public final class GPUModel: @unchecked Sendable {
     public var weightBytes: Int { weights.withLock { $0.values.reduce(0) { $0 + $1.byteCount } } }
 
     /// Uploads the weights a plan needs that are not on the device yet.
+    /// One upload at a time: two instances loading at once must not both upload a weight and
+    /// replace (free) the copy the first one's plans and graphs already point at.
     func upload(_ needed: [String: WeightData], stream: any GPUStream) throws {
-        for key in needed.keys.sorted() where weights.withLock({ $0[key] == nil }) {
-            let data = needed[key]!
-            let memory = try allocate(data.byteCount, what: "weight \(key)")
-            switch data {
-            case .half(let values): try Self.copy(values.map { Float16($0).bitPattern }, to: memory, stream: stream)
-            case .float(let values): try Self.copy(values, to: memory, stream: stream)
+        try uploading.withLock { _ in
+            for key in needed.keys.sorted() where weights.withLock({ $0[key] == nil }) {
+                let data = needed[key]!
+                let memory = try allocate(data.byteCount, what: "weight \(key)")
+                switch data {
+                case .half(let values): try Self.copy(values.map { Float16($0).bitPattern }, to: memory, stream: stream)
+                case .float(let values): try Self.copy(values, to: memory, stream: stream)
+                }
+                weights.withLock { installed in
+                    if installed[key] == nil { installed[key] = memory }  // never replace: plans hold the address
+                }
             }
-            weights.withLock { $0[key] = memory }
         }
     }
 

@@ -164,6 +164,64 @@ public struct KernelCompiler: Sendable {
         return compiled
     }
 
+    /// What ptxas reports for one kernel compiled for an `sm_XY` target.
+    public struct Resources: Codable, Sendable, Equatable {
+        public var kernel: String
+        public var registers: Int
+        /// Static shared memory, bytes.
+        public var sharedBytes: Int
+        /// Local memory: the stack frame, and the spills within it, bytes.
+        public var stackBytes: Int
+        public var spillStoreBytes: Int
+        public var spillLoadBytes: Int
+        public var barriers: Int
+
+        public init(kernel: String, registers: Int, sharedBytes: Int, stackBytes: Int, spillStoreBytes: Int,
+                    spillLoadBytes: Int, barriers: Int) {
+            (self.kernel, self.registers, self.sharedBytes, self.stackBytes) = (kernel, registers, sharedBytes, stackBytes)
+            (self.spillStoreBytes, self.spillLoadBytes, self.barriers) = (spillStoreBytes, spillLoadBytes, barriers)
+        }
+    }
+
+    /// Each kernel's registers, shared and local memory as NVRTC's ptxas reports them
+    /// (`--ptxas-options=-v`) for `target` ("sm_90"). Compiled afresh: a cached CUBIN has no log.
+    public static func resources(_ unit: KernelUnit, target: String) throws(GPUError) -> [Resources] {
+        guard target.hasPrefix("sm_") else { throw .invalidArgument("resource usage needs an sm_XY target, got \(target)") }
+        let compiled = try KernelCompiler(cacheDirectory: nil).compile(unit, target: target, extraOptions: ["--ptxas-options=-v"])
+        return parseResources(compiled.log)
+    }
+
+    /// Parses ptxas's `-v` lines: "Compiling entry function 'k' …", "N bytes stack frame, N bytes
+    /// spill stores, N bytes spill loads", "Used N registers, used N barriers, … N bytes smem".
+    public static func parseResources(_ log: String) -> [Resources] {
+        var found: [Resources] = []
+        func number(before word: String, in line: Substring) -> Int? {
+            guard let range = line.firstRange(of: word) else { return nil }
+            let digits = line[..<range.lowerBound].reversed().drop(while: { $0 == " " }).prefix(while: \.isNumber)
+            return Int(String(digits.reversed()))
+        }
+        for line in log.split(separator: "\n") {
+            if let start = line.firstRange(of: "Compiling entry function '") {
+                let name = line[start.upperBound...].prefix(while: { $0 != "'" })
+                found.append(Resources(kernel: String(name), registers: 0, sharedBytes: 0, stackBytes: 0, spillStoreBytes: 0,
+                                       spillLoadBytes: 0, barriers: 0))
+                continue
+            }
+            guard !found.isEmpty else { continue }
+            if line.contains("bytes stack frame") {
+                found[found.count - 1].stackBytes = number(before: " bytes stack frame", in: line) ?? 0
+                found[found.count - 1].spillStoreBytes = number(before: " bytes spill stores", in: line) ?? 0
+                found[found.count - 1].spillLoadBytes = number(before: " bytes spill loads", in: line) ?? 0
+            }
+            if line.contains("Used ") && line.contains(" registers") {
+                found[found.count - 1].registers = number(before: " registers", in: line) ?? 0
+                found[found.count - 1].barriers = number(before: " barriers", in: line) ?? 0
+                found[found.count - 1].sharedBytes = number(before: " bytes smem", in: line) ?? 0
+            }
+        }
+        return found
+    }
+
     private static func runNVRTC(_ unit: KernelUnit, options: [String], format: CompiledKernel.Format) throws(GPUError) -> CompiledKernel {
         var program: ss_nvrtcProgram? = nil
         let created: Int32 = withCStrings(unit.headers.map(\.text)) { texts in

@@ -116,6 +116,39 @@ final class KernelCompileTests: XCTestCase {
         }
     }
 
+    /// The CI report of every kernel's registers, shared and local memory for sm_90 (ptxas -v
+    /// through NVRTC), printed for the log; each declared kernel must appear.
+    func testEveryKernelsResourceUsageForSm90() throws {
+        try requireNVRTC()
+        var lines = ["kernel resources for sm_90 (NVRTC \(KernelCompiler.nvrtcVersion ?? "?")):",
+                     "unit/kernel registers shared_B stack_B spill_st_B spill_ld_B barriers"]
+        for unit in KernelSources.units {
+            let resources = try KernelCompiler.resources(unit, target: "sm_90")
+            XCTAssertEqual(Set(resources.map(\.kernel)), Set(Self.declaredKernels(unit)), unit.name)
+            for r in resources.sorted(by: { $0.kernel < $1.kernel }) {
+                XCTAssertGreaterThan(r.registers, 0, "\(unit.name)/\(r.kernel)")
+                lines.append("\(unit.name)/\(r.kernel) \(r.registers) \(r.sharedBytes) \(r.stackBytes) \(r.spillStoreBytes) \(r.spillLoadBytes) \(r.barriers)")
+            }
+        }
+        print(lines.joined(separator: "\n"))
+    }
+
+    func testResourceLinesParse() {
+        let log = """
+        ptxas info    : Compiling entry function 'k_tc' for 'sm_90'
+        ptxas info    : Function properties for k_tc
+        ptxas         .     128 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads
+        ptxas info    : Used 60 registers, used 1 barriers, 128 bytes cumulative stack size, 15360 bytes smem
+        ptxas info    : Compiling entry function 'k_plain' for 'sm_90'
+        ptxas         .     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+        ptxas info    : Used 32 registers, used 0 barriers
+        """
+        XCTAssertEqual(KernelCompiler.parseResources(log), [
+            .init(kernel: "k_tc", registers: 60, sharedBytes: 15360, stackBytes: 128, spillStoreBytes: 8, spillLoadBytes: 4, barriers: 1),
+            .init(kernel: "k_plain", registers: 32, sharedBytes: 0, stackBytes: 0, spillStoreBytes: 0, spillLoadBytes: 0, barriers: 0),
+        ])
+    }
+
     func testHalfConversionUsesRoundToNearestEvenPTX() throws {
         try requireNVRTC()
         let ptx = try KernelCompiler(cacheDirectory: nil).compile(try KernelSources.unit(named: "layout.cu"), target: "compute_90")

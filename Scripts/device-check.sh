@@ -11,10 +11,15 @@
 #                                      the whole GPU and on 7 SM partitions of 16 SMs, ResNet-50 on the
 #                                      partitions (about 8 minutes; JSON under $OUT, plotted here
 #                                      with Bench/preba/experiment.py --replot)
-#   Scripts/device-check.sh --executor the GPU executor only (issue 6, about 4 minutes): operator
-#                                      cases and whole models against the CPU executor, top-1 on
-#                                      the photos, then images/s per batch size for ResNet-50,
-#                                      MobileNetV2 and EfficientNet-B0 beside PyTorch fp16
+#   Scripts/device-check.sh --executor the GPU executor only (issue 6, about 5 minutes): operator
+#                                      cases and whole models against the CPU executor (the cases
+#                                      also under compute-sanitizer memcheck and racecheck, and
+#                                      their outputs saved bit for bit to executor-outputs.json for
+#                                      `selftest --executor --fake --compare` against the CUDA
+#                                      emulator here), top-1 on the photos, then images/s per batch
+#                                      size for ResNet-50, MobileNetV2 and EfficientNet-B0 beside
+#                                      PyTorch fp16
+# Every mode but --preba and --quick also runs `selftest --gpu` under compute-sanitizer.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -34,6 +39,26 @@ for arg in "$@"; do
 done
 exec > >(tee -a "$OUT/device-check.log") 2>&1
 step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+
+# compute-sanitizer (installed on the lent machines) over a self-test: memcheck (out-of-bounds
+# and misaligned accesses, leaks) and racecheck (shared-memory hazards), each a pass/fail line in
+# the log. Usage: sanitize REQUIRED_PATH LABEL COMMAND...; skipped when REQUIRED_PATH is missing.
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n1)
+sanitize() {
+    local required=$1 label=$2
+    shift 2
+    [ -e "$required" ] || { echo "compute-sanitizer $label: skipped ($required missing)"; return 0; }
+    [ -n "$sanitizer" ] || { echo "compute-sanitizer $label: skipped (not installed)"; return 0; }
+    for tool in memcheck racecheck; do
+        step "compute-sanitizer --tool $tool: $label"
+        timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 --print-limit 20 "$@" > "$work/sanitizer-$tool.log" 2>&1
+        local rc=$?
+        tail -n 25 "$work/sanitizer-$tool.log"
+        echo "compute-sanitizer $tool $label: $([ $rc -eq 0 ] && echo clean || echo "FAILED (exit $rc)")"
+        [ $rc -eq 0 ] || sanitizer_rc=$rc
+    done
+}
+sanitizer_rc=0
 
 work=/tmp/sliceserve-device
 mkdir -p "$work"
@@ -100,8 +125,13 @@ if [ $executor -eq 1 ]; then
     for m in .device/models/mobilenet_v2 .device/models/efficientnet_lite0 "$models/resnet50" "$models/efficientnet_b0"; do
         [ -d "$m" ] && check_args+=(--executor-model "$m")
     done
-    "$bin" selftest --executor "${check_args[@]}" --json > "$OUT/executor-check.json"
+    # The operator cases' outputs, bit for bit, for the comparison with the CUDA emulator back home:
+    #   sliceserve selftest --executor --cases .cache/oracles/ops --fake --compare executor-outputs.json
+    outputs_flag=()
+    [ -f .device/ops/manifest.json ] && outputs_flag=(--outputs "$OUT/executor-outputs.json")
+    "$bin" selftest --executor "${check_args[@]}" "${outputs_flag[@]}" --json > "$OUT/executor-check.json"
     check_rc=$?
+    sanitize .device/ops "operator cases" "$bin" selftest --executor --cases .device/ops
     python3 - "$OUT/executor-check.json" <<'PY'
 import json, sys
 try: rs = json.load(open(sys.argv[1]))["executor"]
@@ -162,12 +192,14 @@ for r in ours:
     print(f"{name:<16} {r['batch']:>5} {r['images_per_s']:>11.0f} {r['median_ms']:>8.3f} {r.get('tflops') or 0:>8.1f} "
           f"{(p or {}).get('graph_img_s', '-'):>12} {ratio:>6} {(p or {}).get('eager_img_s', '-'):>12}")
 PY
-    [ $check_rc -eq 0 ] && [ $kernels_rc -eq 0 ] && [ $bench_rc -eq 0 ]
+    [ $check_rc -eq 0 ] && [ $kernels_rc -eq 0 ] && [ $bench_rc -eq 0 ] && [ $sanitizer_rc -eq 0 ]
     exit $?
 fi
 
 photos_flag=()
 [ -d .device/photos ] && photos_flag=(--photos .device/photos)
+[ $quick -eq 0 ] && sanitize "$bin" "GPU conformance" "$bin" selftest --gpu
+
 step "GPU conformance (selftest --gpu) and GPU preprocessing vs the CPU path, twice: the second run loads kernels from the disk cache"
 "$bin" selftest --gpu "${photos_flag[@]}"
 gpu_rc=$?
@@ -281,4 +313,4 @@ if m: rows.append(("MIG profiles read", f"{len(m.get('profiles', []))} profiles,
 w = max(len(r[0]) for r in rows)
 for k, v in rows: print(f"{k:<{w}}  {v}")
 PY
-[ $kernels_rc -eq 0 ] && [ $gpu_rc -eq 0 ] && [ $bench_rc -eq 0 ]
+[ $kernels_rc -eq 0 ] && [ $gpu_rc -eq 0 ] && [ $bench_rc -eq 0 ] && [ $sanitizer_rc -eq 0 ]

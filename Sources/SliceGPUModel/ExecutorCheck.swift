@@ -20,6 +20,9 @@ public struct ExecutorCheckResult: Codable, Sendable {
     public var tolerance: Double
     public var milliseconds: Double
     public var detail: String
+    /// The GPU's output for an operator case (float32 from its half values), kept for
+    /// `selftest --outputs` and `--compare`; not in the JSON report.
+    public var output: [Float]? = nil
 
     enum CodingKeys: String, CodingKey {
         case kind, name, batch, passed, tolerance, milliseconds, detail
@@ -67,6 +70,7 @@ public enum ExecutorCheck {
                 let launches = try executor.launches(bucket: executor.buckets.bucket(for: c.batch)!)
                 launched.formUnion(launches.map(\.kernel))
                 let ours = try executor.infer(input, batch: c.batch)
+                result.output = ours
                 result.relativeL2 = relativeL2(ours, expected)
                 result.passed = result.relativeL2 <= tolerance
                 result.detail = "\(launches.count) launches"
@@ -127,6 +131,34 @@ public enum ExecutorCheck {
             return [ExecutorCheckResult(kind: "model", name: name, batch: 0, passed: false, relativeL2: .infinity, tolerance: tolerance,
                                         milliseconds: 0, detail: "\(error)")]
         }
+    }
+
+    /// One case's outputs on two devices (the emulator's and a card's): how many values differ
+    /// in their bits, and by how much.
+    public struct Agreement: Codable, Sendable, Equatable {
+        public var name: String
+        public var values: Int
+        public var differing: Int
+        public var maxAbsoluteDifference: Double
+        public var identical: Bool { values > 0 && differing == 0 }
+
+        enum CodingKeys: String, CodingKey {
+            case name, values, differing
+            case maxAbsoluteDifference = "max_abs_difference"
+        }
+    }
+
+    public static func compare(name: String, _ ours: [Float], _ theirs: [Float]) -> Agreement {
+        guard ours.count == theirs.count else {
+            return Agreement(name: name, values: max(ours.count, theirs.count), differing: max(ours.count, theirs.count), maxAbsoluteDifference: .infinity)
+        }
+        var differing = 0
+        var worst = 0.0
+        for i in ours.indices where ours[i].bitPattern != theirs[i].bitPattern {
+            differing += 1
+            worst = max(worst, abs(Double(ours[i]) - Double(theirs[i])))
+        }
+        return Agreement(name: name, values: ours.count, differing: differing, maxAbsoluteDifference: worst)
     }
 
     static func argmax(_ values: ArraySlice<Float>) -> Int {

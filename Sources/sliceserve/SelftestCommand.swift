@@ -72,6 +72,12 @@ struct SelftestCommand: AsyncParsableCommand {
     @Option(help: "A model (directory or .onnx file) for --executor to run on the GPU and on the CPU executor, compared at batch 1 and 3; repeatable.")
     var executorModel: [String] = []
 
+    @Option(help: "With --executor --cases: write every operator case's GPU output (bit for bit) to this JSON file.")
+    var outputs: String?
+
+    @Option(help: "With --executor --cases: compare every operator case's output with one --outputs wrote (e.g. the emulator's here against a card's), bit for bit; reported, never a failure.")
+    var compare: String?
+
     @Option(help: "Comma-separated NVRTC targets for --kernels: compute_XY gives PTX, sm_XY gives CUBIN.")
     var arch = "compute_80,compute_90"
 
@@ -95,6 +101,9 @@ struct SelftestCommand: AsyncParsableCommand {
         }
         if executor && cases == nil && executorModel.isEmpty {
             throw ValidationError("--executor needs --cases DIR and/or --executor-model PATH")
+        }
+        if (outputs != nil || compare != nil) && (!executor || cases == nil) {
+            throw ValidationError("--outputs and --compare go with --executor --cases DIR")
         }
         if gpu && choice.fake && !executor { throw ValidationError("--gpu and --fake exclude each other") }
         if let only {
@@ -164,6 +173,34 @@ struct SelftestCommand: AsyncParsableCommand {
             }
             if results.contains(where: { !$0.passed }) { failed = true }
             output.executor = results
+            let produced = results.filter { $0.kind == "operator" && $0.output != nil }
+            if let outputs {
+                let file = RecordedOutputs(device: device.info.name, backend: device.info.backend,
+                                           cases: Dictionary(produced.map { ($0.name, RecordedOutputs.encode($0.output!)) }, uniquingKeysWith: { $1 }))
+                do { try FileIO.writeAtomically(outputs, Array(try JSONEncoder().encode(file))) } catch {
+                    Self.fail(CLIFailure(message: "cannot write \(outputs): \(error)", exitCode: CLIFailure.ioError))
+                }
+                if !json { print("wrote \(produced.count) cases' outputs to \(outputs)") }
+            }
+            if let compare {
+                let theirs: RecordedOutputs
+                do { theirs = try JSONDecoder().decode(RecordedOutputs.self, from: Data(try FileIO.read(compare))) } catch {
+                    Self.fail(CLIFailure(message: "cannot read \(compare): \(error)", exitCode: CLIFailure.ioError))
+                }
+                var agreements: [ExecutorCheck.Agreement] = []
+                for r in produced {
+                    guard let other = theirs.cases[r.name].flatMap(RecordedOutputs.decode) else { continue }
+                    agreements.append(ExecutorCheck.compare(name: r.name, r.output!, other))
+                }
+                output.agreement = agreements
+                if !json {
+                    print("outputs against \(theirs.device) (\(theirs.backend)), bit for bit:")
+                    for a in agreements where !a.identical {
+                        print("  \(a.name): \(a.differing) of \(a.values) values differ, max |difference| \(a.maxAbsoluteDifference)")
+                    }
+                    print("\(agreements.filter(\.identical).count) of \(agreements.count) cases identical")
+                }
+            }
         }
         if gpu || (choice.fake && !executor) {
             let devices: [any GPUDevice]
@@ -253,6 +290,31 @@ struct SelftestOutput: Codable {
     var preprocess: [[PreprocessAgreement]] = []
     /// --executor: the GPU executor's checks.
     var executor: [ExecutorCheckResult] = []
+    /// --compare: each operator case's outputs against the recorded ones.
+    var agreement: [ExecutorCheck.Agreement]? = nil
+}
+
+/// Operator-case outputs as `selftest --outputs` writes them: float32 bit patterns,
+/// little-endian, base64, per case.
+struct RecordedOutputs: Codable {
+    var device: String
+    var backend: String
+    var cases: [String: String]
+
+    static func encode(_ values: [Float]) -> String {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(values.count * 4)
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+        return Data(bytes).base64EncodedString()
+    }
+
+    static func decode(_ text: String) -> [Float]? {
+        guard let data = Data(base64Encoded: text), data.count % 4 == 0 else { return nil }
+        let bytes = [UInt8](data)
+        return stride(from: 0, to: bytes.count, by: 4).map { i in
+            Float(bitPattern: UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24)
+        }
+    }
 }
 
 struct GPUBench: AsyncParsableCommand {

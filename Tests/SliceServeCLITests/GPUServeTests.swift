@@ -71,9 +71,16 @@ extension CLITests {
         try FileManager.default.copyItem(at: root.appendingPathComponent("CKernels/kernels"), to: copy)
         defer { try? FileManager.default.removeItem(at: copy) }
         let arguments = ["selftest", "--executor", "--cases", cases.path, "--fake"]
-        let clean = try run(arguments, environment: ["SLICESERVE_KERNEL_SOURCE_DIR": copy.path])
+        let recorded = copy.appendingPathComponent("outputs.json").path
+        let clean = try run(arguments + ["--outputs", recorded], environment: ["SLICESERVE_KERNEL_SOURCE_DIR": copy.path])
         XCTAssertEqual(clean.status, 0, clean.stdout + clean.stderr)
         XCTAssertTrue(clean.stdout.contains("ok   kernels of model.cu: every one of its"), clean.stdout)
+        // What a card's run would be compared with: the same kernels agree with themselves bit for bit.
+        let compared = try run(arguments + ["--compare", recorded, "--json"], environment: ["SLICESERVE_KERNEL_SOURCE_DIR": copy.path])
+        XCTAssertEqual(compared.status, 0, compared.stderr)
+        let agreement = (try JSONSerialization.jsonObject(with: Data(compared.stdout.utf8)) as? [String: Any])?["agreement"] as? [[String: Any]] ?? []
+        XCTAssertGreaterThanOrEqual(agreement.count, 50)
+        XCTAssertTrue(agreement.allSatisfy { $0["differing"] as? Int == 0 }, "\(agreement.filter { $0["differing"] as? Int != 0 })")
 
         let model = copy.appendingPathComponent("model.cu")
         let barrier = "            *(ss_u32x4 *)&Bs[col][kc] = v;\n        }\n        __syncthreads();"

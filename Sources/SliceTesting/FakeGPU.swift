@@ -125,6 +125,11 @@ public final class FakeGPUDevice: GPUDevice, @unchecked Sendable {
         return FakeModule(unit: unit.name, library: library)
     }
 
+    /// "unit/kernel" of every kernel launched on this device so far (run or captured), for the
+    /// tests that every kernel in CKernels/kernels is exercised.
+    public var launchedKernels: Set<String> { launched.withLock { $0 } }
+    let launched = Mutex<Set<String>>([])
+
     /// Every live allocation, for a launch's bounds checks.
     func liveAllocations() -> [(base: UInt64, size: Int)] {
         allocations.withLock { state in state.blocks.map { ($0.key, $0.value.size) } }
@@ -322,6 +327,7 @@ final class FakeStream: GPUStream, @unchecked Sendable {
         guard blockOK, gridOK, sharedOK else {
             throw .cuda(call: call, code: Int32(SS_FAKE_INVALID_VALUE), name: "CUDA_ERROR_INVALID_VALUE", message: "invalid argument")
         }
+        device.launched.withLock { _ = $0.insert(kernel.library.unit + "/" + kernel.name) }
         if record({ [self] () throws(GPUError) in try emulate(kernel, call: call, grid: grid, block: block, sharedBytes: sharedBytes, arguments: arguments) }) {
             return
         }

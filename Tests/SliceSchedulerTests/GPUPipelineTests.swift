@@ -50,4 +50,26 @@ final class GPUPipelineTests: XCTestCase {
         XCTAssertThrowsError(try executor.write([1, 2], slot: 0, of: buffer))
         XCTAssertThrowsError(try executor.write(values, slot: 2, of: buffer))
     }
+
+    /// Every kernel in CKernels/kernels runs in some check on the emulator: the conformance cases,
+    /// the operator cases, the GPU executor and GPU preprocessing together launch all of them.
+    func testEveryKernelIsLaunchedByACheck() async throws {
+        let (modelPath, photos) = try requireModelAndPhotos()
+        let ops = photos.deletingLastPathComponent().appendingPathComponent("ops")
+        var profile = FakeGPUProfile()
+        profile.memoryBytes = 1 << 30
+        let device = FakeGPUDevice(profile: profile)
+        _ = GPUConformance.run(on: device, seed: 1)
+        _ = try ExecutorCheck.operatorCases(directory: ops.path, device: device)
+        let executor = try GPUExecutor(model: try GPUModel(modelFile: ModelDirectory(path: modelPath).modelPath, device: device),
+                                       buckets: BatchBuckets(maxBatch: 1))
+        _ = try executor.infer([Float](repeating: 0.5, count: executor.inputSpec.elementCount))
+        let names = try FileIO.list(photos.path).filter { $0.hasSuffix(".jpg") }.prefix(2)
+        let agreements = try await GPUPreprocessCheck.run(device: device, photos: try names.map { ($0, try FileIO.read(photos.path + "/" + $0)) })
+        XCTAssertTrue(agreements.allSatisfy(\.passed))
+        var declared = Set<String>()
+        for unit in KernelSources.units { for kernel in KernelSources.declaredKernels(unit) { declared.insert(unit.name + "/" + kernel) } }
+        XCTAssertGreaterThanOrEqual(declared.count, 17)
+        XCTAssertEqual(declared.subtracting(device.launchedKernels).sorted(), [], "kernels no check launches")
+    }
 }

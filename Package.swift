@@ -1,8 +1,11 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Layers point one way: sliceserve (CLI) → SliceServer, SliceWorkers → SliceScheduler → SliceModel,
-// SliceGPU, SlicePreprocess → SliceCore, CSliceServe. CUDA is never linked: CSliceServe loads it at run time.
+// Layers point one way: sliceserve (CLI: flags) → SliceAssembly (a model on a slice spec becomes a
+// served model) → SliceServer (HTTP), SliceWorkers (worker processes), SliceSlices (slice specs,
+// kinds, MIG) → SliceScheduler → SliceModel, SliceGPUModel, SliceGPU, SlicePreprocess → SliceCore,
+// CSliceServe; SliceTesting (the fake GPU on the CUDA emulator) sits beside SliceGPU. CUDA is
+// never linked: CSliceServe loads it at run time.
 //
 // The hot preprocessing loops are written for AVX2-class CPUs, but the binary must start on any
 // x86-64: the C kernels pick their ISA at run time (see CKernels/cpu_features.c), the Swift code
@@ -74,10 +77,21 @@ let package = Package(
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             ]
         ),
+        // The serving runtime's assembly: a model on a slice spec becomes a served model
+        // (executors, SM partitions, worker processes, MIG instances, batching profiles,
+        // energy and metrics wiring); the commands parse flags and call it.
+        .target(
+            name: "SliceAssembly",
+            dependencies: [
+                "SliceCore", "SliceModel", "SliceGPU", "SliceGPUModel", "SlicePreprocess", "SliceScheduler", "SliceServer",
+                "SliceSlices", "SliceTesting", "SliceWorkers",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "SliceWorkers", "SliceTesting", "CSliceServe",
+                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "SliceWorkers", "SliceTesting", "SliceAssembly", "CSliceServe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -95,7 +109,7 @@ let package = Package(
         .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "SliceTesting", "CSliceServe"]),
         .testTarget(name: "SliceGPUModelTests", dependencies: ["SliceGPUModel", "SliceGPU", "SliceModel", "SliceCore", "SliceTesting"]),
         .testTarget(name: "SliceSlicesTests", dependencies: ["SliceSlices"]),
-        .testTarget(name: "SliceWorkersTests", dependencies: ["SliceWorkers", "SliceCore", "SlicePreprocess"]),
+        .testTarget(name: "SliceWorkersTests", dependencies: ["SliceWorkers", "SliceCore", "SlicePreprocess", "CSliceServe"]),
         .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU", "SliceGPUModel", "SliceTesting"]),
         .testTarget(
             name: "SliceServerTests",

@@ -131,6 +131,20 @@ public final class WorkerInstance: SliceInstance, @unchecked Sendable {
         if sharedFD >= 0 { close(sharedFD) }
     }
 
+    /// Why the peer of a connected socket is not the worker `expectedPID` of this user (its
+    /// kernel-reported credentials, SO_PEERCRED), or nil when it is.
+    public static func refusal(connected fd: Int32, expectedPID: Int32, path: String) -> String? {
+        var peerPID: Int32 = 0
+        var peerUID: UInt32 = 0
+        guard ss_peer_credentials(fd, &peerPID, &peerUID) == 0 else {
+            return "the process at \(path) has no peer credentials"
+        }
+        guard peerPID == expectedPID, peerUID == getuid() else {
+            return "the process at \(path) is pid \(peerPID) (uid \(peerUID)), not worker pid \(expectedPID)"
+        }
+        return nil
+    }
+
     /// Starts the worker and connects to it (waits until it has loaded and warmed up its model).
     private func start() throws {
         unlink(socketPath)
@@ -157,12 +171,10 @@ public final class WorkerInstance: SliceInstance, @unchecked Sendable {
                 usleep(50_000)
                 continue
             }
-            var peerPID: Int32 = 0
-            var peerUID: UInt32 = 0
-            guard ss_peer_credentials(fd, &peerPID, &peerUID) == 0, peerPID == process.processIdentifier, peerUID == getuid() else {
+            if let impostor = Self.refusal(connected: fd, expectedPID: process.processIdentifier, path: socketPath) {
                 // Not the worker we started: never send it a request.
                 close(fd)
-                lastError = "the process at \(socketPath) is pid \(peerPID) (uid \(peerUID)), not worker pid \(process.processIdentifier)"
+                lastError = impostor
                 log("worker \(name): \(lastError); refusing it")
                 usleep(50_000)
                 continue

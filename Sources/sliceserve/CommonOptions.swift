@@ -4,7 +4,9 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SliceAssembly
 import SliceCore
+import SliceSlices
 import SliceScheduler
 #if canImport(Glibc)
 import Glibc
@@ -35,6 +37,27 @@ struct TensorFormat: ExpressibleByArgument, Sendable {
     }
 
     static var allValueStrings: [String] { names }
+
+    /// As the flag spells it ("nchw-f32"), for the help text's default.
+    var defaultValueDescription: String {
+        layout.rawValue + "-" + (dtype == .float32 ? "f32" : dtype == .float16 ? "f16" : "u8")
+    }
+}
+
+/// `--slices` (serve, profile): the grammar lives in `SliceSpec`; a bad spec exits 64 with its
+/// message.
+extension SliceSpec: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let spec = try? SliceSpec(parsing: argument) else { return nil }
+        self = spec
+    }
+
+    public var defaultValueDescription: String { description }
+
+    /// For `@Option(transform:)`: the parse error's own message instead of a generic one.
+    static func argument(_ text: String) throws -> SliceSpec {
+        do { return try SliceSpec(parsing: text) } catch { throw ValidationError(error.description) }
+    }
 }
 
 /// The preprocessing flags shared by `preprocess` and `bench preprocess`.
@@ -218,9 +241,7 @@ struct BatchingFlags: ParsableArguments {
         return sizes.map { $0! }
     }
 
-    /// The share of --slo-ms admission allows from queue entry to the batch's end; the rest is
-    /// left to what happens outside the queue (reading and parsing the request, the answer).
-    static let admissionShareOfSLO = 0.9
+    static var admissionShareOfSLO: Double { BatchingArguments.admissionShareOfSLO }
 
     func config() throws -> BatchingConfig {
         BatchingConfig(maxBatchSize: maxBatch, preferredBatchSizes: try preferred(),
@@ -230,13 +251,5 @@ struct BatchingFlags: ParsableArguments {
     }
 
     /// A resolved configuration as a worker's command line (always manual: the front decided).
-    static func arguments(for c: BatchingConfig) -> [String] {
-        var slo: [String] = []
-        if let limit = c.queueTimeLimitNanoseconds { slo = ["--slo-ms", String(Double(limit) / 1e6 / admissionShareOfSLO)] }
-        let flags: [String] = ["--batching", "manual", "--max-batch", String(c.maxBatchSize), "--max-queue-delay-us", String(c.maxQueueDelayNanoseconds / 1000),
-         "--max-queue", String(c.maxQueueSize), "--priority-levels", String(c.priorityLevels),
-         "--timeout-us", String((c.defaultTimeoutNanoseconds ?? 0) / 1000)]
-        let preferred: [String] = c.preferredBatchSizes.isEmpty ? [] : ["--preferred-batch", c.preferredBatchSizes.map(String.init).joined(separator: ",")]
-        return flags + preferred + slo
-    }
+    static func arguments(for c: BatchingConfig) -> [String] { BatchingArguments.arguments(for: c) }
 }

@@ -9,7 +9,9 @@ struct SliceServeCommand: AsyncParsableCommand {
         discussion: """
             SliceServe turns JPEG images into model inputs and serves image models over HTTP \
             (KServe v2). CUDA is loaded at run time: `sliceserve doctor` shows what was found, and \
-            `sliceserve selftest --gpu` checks a GPU. Models run on the CPU executor for now (JPEGs can be preprocessed on a GPU); serving on GPU slices is not there yet.
+            `sliceserve selftest --gpu` checks a GPU. Models run on the CPU executor, or on SliceServe's GPU executor per slice \
+            (`serve --slices gpu|sm|mig`: whole GPUs, SM partitions, MIG instances in worker processes; a preview until its first \
+            run on a card), with JPEGs preprocessed on the CPU, a GPU or a plug-in.
             """,
         version: SliceServeVersion.current,
         subcommands: [ServeCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, SelftestCommand.self, SlicesCommand.self, ProfileCommand.self, BenchCommand.self, ProbeCommand.self, WorkerCommand.self, PluginHostCommand.self]

@@ -4,6 +4,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SliceAssembly
 import SliceCore
 import SliceGPU
 import SliceSlices
@@ -253,9 +254,7 @@ extension SlicesPlan {
         }
         // Every stored profile of this model file and software version.
         var stored: [BatchingProfile] = []
-        var folders = [directory.path + "/profiles"]
-        if let cache = try? CacheDirectory.subdirectory("profiles") { folders.append(cache + "/" + fp.replacingOccurrences(of: ":", with: "-")) }
-        for folder in folders {
+        for folder in ProfileStore.folders(directory: directory, fingerprint: fp) {
             for name in ((try? FileIO.list(folder)) ?? []).sorted() where name.hasSuffix(".json") {
                 guard let bytes = try? FileIO.read(folder + "/" + name),
                       let profile = try? JSONDecoder().decode(BatchingProfile.self, from: Data(bytes)),

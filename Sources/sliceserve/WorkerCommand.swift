@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SliceAssembly
 import SliceCore
 import SliceGPU
 import SliceGPUModel
@@ -56,17 +57,9 @@ struct WorkerCommand: AsyncParsableCommand {
 
     /// The CPU executor, or the GPU executor on the one device this process sees.
     private func makeExecutor(_ directory: ModelDirectory) throws -> any Executor {
-        var useGPU = executor == "gpu"
-        if executor == "auto" {
-            let reason = CUDADevice.unavailableReason() ?? (CUDADevice.count() == 0 ? "no CUDA device visible" : nil)
-            useGPU = reason == nil
-            if let reason { FileHandle.standardError.write(Data("worker: running the model on the CPU (\(reason))\n".utf8)) }
+        try Executors.worker(executor, directory: directory, threads: threads, maxBatch: batching.maxBatch) { note in
+            FileHandle.standardError.write(Data("worker: \(note)\n".utf8))
         }
-        guard useGPU else { return try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: batching.maxBatch) }
-        if let reason = CUDADevice.unavailableReason() { throw GPUError.noDevice(reason) }
-        let device = try CUDADevice(ordinal: 0)
-        return try GPUExecutor(model: try GPUModel(modelFile: directory.modelPath, device: device),
-                               buckets: BatchBuckets(maxBatch: batching.maxBatch), name: "gpu:\(device.info.name)")
     }
 
     func run() async throws {

@@ -202,6 +202,9 @@ final class CLITests: XCTestCase {
         let help = try run(["preprocess", "--help"])
         XCTAssertEqual(help.status, 0)
         XCTAssertTrue(help.stdout.contains("torchvision"), help.stdout)
+        // Defaults print as the flag spells them, not as a Swift value.
+        XCTAssertTrue(help.stdout.contains("default: nchw-f32)"), help.stdout)
+        XCTAssertFalse(help.stdout.contains("TensorFormat("), help.stdout)
     }
 
     func testClassifyPrintsTopClassesAsTextAndJSON() throws {

@@ -143,6 +143,22 @@ extension CLITests {
         let uuids = Set(listed.stdout.split(separator: "\"").filter { $0.hasPrefix("MIG-") }.map(String.init))
         XCTAssertEqual(uuids.count, 2, listed.stdout)
 
+        // The workers' batching profile is looked up under their MIG kind (mig:1g.10gb, as
+        // `slices plan` reads it), not as CPU slices: a shipped curve for it drives the batcher.
+        let model = try copyOfDefaultModel("ss-mig-profile")
+        defer { try? FileManager.default.removeItem(at: model) }
+        let fp = fingerprint(try Data(contentsOf: model.appendingPathComponent("model.onnx")))
+        try FileManager.default.createDirectory(at: model.appendingPathComponent("profiles"), withIntermediateDirectories: true)
+        try """
+            {"model": "mobilenet_v2", "model_fingerprint": "\(fp)", "slice_kind": "mig:1g.10gb", "slices": 2, "software": "\(SliceServeVersion.current)",
+             "measured_at": "2026-11-30T00:00:00Z", "points": [{"batch": 1, "images_per_s": 900, "median_ms": 1.0, "p95_ms": 1.2, "runs": 20},
+             {"batch": 2, "images_per_s": 1500, "median_ms": 1.3, "p95_ms": 1.5, "runs": 20}, {"batch": 4, "images_per_s": 1550, "median_ms": 2.5, "p95_ms": 2.8, "runs": 20}]}
+            """.write(to: model.appendingPathComponent("profiles/mig_1g.10gb-x2.json"), atomically: true, encoding: .utf8)
+        let checked = try run(["serve", "--slices", "mig", "--model", model.path, "--check"], [:])
+        XCTAssertEqual(checked.status, 0, checked.stderr)
+        XCTAssertTrue(checked.stderr.contains("auto batching from the latency profile") && checked.stderr.contains("mig:1g.10gb"), checked.stderr)
+        XCTAssertTrue(checked.stdout.contains("max batch 2,"), checked.stdout)
+
         let (server, port) = try startServer(["--slices", "mig"], portBase: 26000, environment: environment)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
         var pinned: Set<String> = []

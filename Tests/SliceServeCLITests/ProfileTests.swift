@@ -7,7 +7,17 @@ import XCTest
 extension CLITests {
     func testProfileIsStoredReusedAndDrivesServe() throws {
         let model = try copyOfDefaultModel("ss-profile")
-        defer { try? FileManager.default.removeItem(at: model) }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("ss-profile-cache-\(getpid())")
+        defer {
+            try? FileManager.default.removeItem(at: model)
+            try? FileManager.default.removeItem(at: cache)
+        }
+        // The model folder is read-only (as a mounted one is), with no profiles shipped in it:
+        // profiles go to the cache folder.
+        try? FileManager.default.removeItem(at: model.appendingPathComponent("profiles"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: model.path)
+        defer { try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: model.path) }
+        let run = { (arguments: [String]) throws -> Run in try self.run(arguments, environment: ["SLICESERVE_CACHE": cache.path]) }
 
         let first = try run(["profile", "--model", model.path, "--slices", "cpu:1", "--max-batch", "4", "--seconds", "0.2", "--json"])
         XCTAssertEqual(first.status, 0, first.stderr)
@@ -17,8 +27,10 @@ extension CLITests {
         let points = profile["points"] as? [[String: Any]] ?? []
         XCTAssertFalse(points.isEmpty)
         XCTAssertEqual(points.first?["batch"] as? Int, 1)
-        let stored = model.appendingPathComponent("profiles/cpu_1_threads-x1.json")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: stored.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: model.appendingPathComponent("profiles").path), "the model folder was written")
+        let fingerprint = try XCTUnwrap(profile["model_fingerprint"] as? String).replacingOccurrences(of: ":", with: "-")
+        let stored = cache.appendingPathComponent("profiles/\(fingerprint)/cpu_1_threads-x1.json")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: stored.path), stored.path)
 
         // The second run reuses it and prints the batching it gives.
         let again = try run(["profile", "--model", model.path, "--slices", "cpu:1", "--max-batch", "4", "--slo-ms", "1000"])
@@ -50,7 +62,7 @@ extension CLITests {
         XCTAssertEqual(try run(["profile", "--slices", "mig", "--model", model.path]).status, 64)
     }
 
-    /// A private copy of the default model folder (profiles are stored next to the model).
+    /// A private copy of the default model folder.
     func copyOfDefaultModel(_ prefix: String) throws -> URL {
         let source = URL(fileURLWithPath: ModelDirectoryPath.default)
         guard FileManager.default.fileExists(atPath: source.appendingPathComponent("model.onnx").path) else {
@@ -72,7 +84,7 @@ extension CLITests {
 
 extension CLITests {
     /// FNV-1a 64 with the size, as SliceServe fingerprints model files.
-    private func fingerprint(_ data: Data) -> String {
+    func fingerprint(_ data: Data) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in data { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         let hex = String(hash, radix: 16)

@@ -35,8 +35,50 @@ public enum InferenceError: Error, Sendable, Equatable {
     case preprocessingFailed(String)
 }
 
+/// Everything the layers above need to know about a failure, decided in one place: what the
+/// client is told (HTTP status, KServe message, whether to retry), how metrics count it, how it
+/// crosses a worker process's socket, and whether the router tries another slice.
 extension InferenceError {
-    /// The metrics label of the failure (`nv_inference_request_failure{reason}`).
+    /// What the router does with a slice's failure.
+    public enum Routing: Sendable, Equatable {
+        /// The failure is the request's own (or final): the client gets it.
+        case answer
+        /// The slice failed: try another one; `markUnhealthy` takes this one out of service
+        /// (its executor or process is broken) or leaves it serving (only its preprocessing
+        /// backend failed, tensors still run).
+        case tryAnotherSlice(markUnhealthy: Bool)
+    }
+
+    /// The HTTP status (499 is nginx's "client closed request").
+    public var httpStatus: Int {
+        switch self {
+        case .overloaded, .timedOut: 429
+        case .badInput: 400
+        case .cancelled: 499
+        case .unavailable, .preprocessingFailed: 503
+        case .executionFailed: 500
+        }
+    }
+
+    /// Seconds a client should wait before retrying (`Retry-After`), for failures worth retrying.
+    public var retryAfterSeconds: Int? {
+        switch self {
+        case .overloaded, .unavailable, .preprocessingFailed: 1
+        case .timedOut, .badInput, .cancelled, .executionFailed: nil
+        }
+    }
+
+    /// The KServe error message (`{"error": message}`).
+    public var message: String {
+        switch self {
+        case .overloaded(let m), .badInput(let m), .unavailable(let m), .executionFailed(let m), .preprocessingFailed(let m): m
+        case .timedOut: "the request timed out in the queue"
+        case .cancelled: "the request was cancelled"
+        }
+    }
+
+    /// The metrics label of the failure (`nv_inference_request_failure{reason}`); refusals at
+    /// admission count under their finer cause (queue_full, queue_time, deadline).
     public var reason: String {
         switch self {
         case .overloaded: "overloaded"
@@ -46,6 +88,41 @@ extension InferenceError {
         case .unavailable: "unavailable"
         case .executionFailed: "execution_failed"
         case .preprocessingFailed: "preprocessing_failed"
+        }
+    }
+
+    public var routing: Routing {
+        switch self {
+        case .executionFailed, .unavailable: .tryAnotherSlice(markUnhealthy: true)
+        case .preprocessingFailed: .tryAnotherSlice(markUnhealthy: false)
+        case .overloaded, .timedOut, .badInput, .cancelled: .answer
+        }
+    }
+
+    /// Its code on a worker process's socket (stable: both ends of a restart agree).
+    public var wireCode: UInt8 {
+        switch self {
+        case .overloaded: 1
+        case .timedOut: 2
+        case .badInput: 3
+        case .cancelled: 4
+        case .unavailable: 5
+        case .executionFailed: 6
+        case .preprocessingFailed: 7
+        }
+    }
+
+    /// The failure a worker sent (nil for a code this version does not know).
+    public init?(wireCode: UInt8, message: String) {
+        switch wireCode {
+        case 1: self = .overloaded(message)
+        case 2: self = .timedOut
+        case 3: self = .badInput(message)
+        case 4: self = .cancelled
+        case 5: self = .unavailable(message)
+        case 6: self = .executionFailed(message)
+        case 7: self = .preprocessingFailed(message)
+        default: return nil
         }
     }
 }

@@ -204,18 +204,16 @@ public final class SliceGroup: @unchecked Sendable {
                 return outputs
             } catch let error as InferenceError {
                 lock.withLock { slices[i].pending -= input.items }
-                switch error {
-                case .executionFailed(let reason), .unavailable(let reason):
-                    markFailed(i, reason: reason)
+                switch error.routing {
+                case .tryAnotherSlice(let markUnhealthy):
+                    // A broken executor or process leaves service; a failed preprocessing
+                    // backend does not (another slice may have a working one, and this one
+                    // still serves tensors).
+                    if markUnhealthy { markFailed(i, reason: error.message) }
                     lastFailure = error
                     if Task.isCancelled { throw InferenceError.cancelled }
                     continue  // to another slice
-                case .preprocessingFailed:
-                    // Another slice may have a working backend; this one still serves tensors.
-                    lastFailure = error
-                    if Task.isCancelled { throw InferenceError.cancelled }
-                    continue
-                default:
+                case .answer:
                     throw error
                 }
             } catch {

@@ -94,28 +94,13 @@ extension WorkerMessage {
     }
 
     static func code(of error: InferenceError) -> (UInt8, String) {
-        switch error {
-        case .overloaded(let m): (1, m)
-        case .timedOut: (2, "")
-        case .badInput(let m): (3, m)
-        case .cancelled: (4, "")
-        case .unavailable(let m): (5, m)
-        case .executionFailed(let m): (6, m)
-        case .preprocessingFailed(let m): (7, m)
-        }
+        // Messages of the cases without one are rebuilt by the receiving side.
+        (error.wireCode, error.message)
     }
 
     static func error(code: UInt8, message: String) throws(WorkerProtocolError) -> InferenceError {
-        switch code {
-        case 1: .overloaded(message)
-        case 2: .timedOut
-        case 3: .badInput(message)
-        case 4: .cancelled
-        case 5: .unavailable(message)
-        case 6: .executionFailed(message)
-        case 7: .preprocessingFailed(message)
-        default: throw .malformed("error code \(code)")
-        }
+        guard let error = InferenceError(wireCode: code, message: message) else { throw .malformed("error code \(code)") }
+        return error
     }
 
     /// Decodes one message (without its length prefix).

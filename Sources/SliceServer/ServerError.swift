@@ -22,17 +22,12 @@ struct ServerError: Error {
         self.closeConnection = closeConnection
     }
 
-    /// The status a scheduler failure maps to.
+    /// A scheduler failure as the client sees it (status, message and Retry-After all come
+    /// from the error itself).
     init(_ error: InferenceError) {
-        switch error {
-        case .overloaded(let m): self.init(status: .tooManyRequests, message: m, retryAfterSeconds: 1)
-        case .timedOut: self.init(status: .tooManyRequests, message: "the request timed out in the queue")
-        case .badInput(let m): self.init(status: .badRequest, message: m)
-        case .cancelled: self.init(status: .init(code: 499, reasonPhrase: "Client Closed Request"), message: "the request was cancelled")
-        case .unavailable(let m): self.init(status: .serviceUnavailable, message: m, retryAfterSeconds: 1)
-        case .executionFailed(let m): self.init(status: .internalServerError, message: m)
-        case .preprocessingFailed(let m): self.init(status: .serviceUnavailable, message: m, retryAfterSeconds: 1)
-        }
+        let status: HTTPResponse.Status = error.httpStatus == 499 ? .init(code: 499, reasonPhrase: "Client Closed Request")
+                                                                 : .init(code: error.httpStatus)
+        self.init(status: status, message: error.message, retryAfterSeconds: error.retryAfterSeconds)
     }
 
     /// `{"error": message}` as bytes.

@@ -56,16 +56,23 @@ extension CLITests {
         XCTAssertEqual(try run(["bench", "model", "--input", "device"]).status, 64)
     }
 
-    /// A kernel author's loop: edit a copy of CKernels/kernels, point SLICESERVE_KERNEL_SOURCE_DIR
-    /// at it, re-run the self-test on the emulator (no Swift rebuild). A clean copy passes; a
-    /// removed barrier fails with the race named; no compiler is a skip (77) that says so.
-    func testKernelAuthorsRunEditedSourcesOnTheEmulator() throws {
+    /// The repository root and the operator cases Scripts/oracles.py writes (skipped without them,
+    /// failed in CI).
+    func operatorCases() throws -> (root: URL, cases: URL) {
         let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let cases = root.appendingPathComponent(".cache/oracles/ops")
         guard FileManager.default.fileExists(atPath: cases.appendingPathComponent("manifest.json").path) else {
             if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no operator oracles: run Scripts/test.sh") }
             throw XCTSkip("no operator oracles at \(cases.path)")
         }
+        return (root, cases)
+    }
+
+    /// A kernel author's loop: edit a copy of CKernels/kernels, point SLICESERVE_KERNEL_SOURCE_DIR
+    /// at it, re-run the self-test on the emulator (no Swift rebuild). A clean copy passes; a
+    /// removed barrier fails with the race named; no compiler is a skip (77) that says so.
+    func testKernelAuthorsRunEditedSourcesOnTheEmulator() throws {
+        let (root, cases) = try operatorCases()
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent("ss-kernels-\(getpid())")
         try? FileManager.default.removeItem(at: copy)
         try FileManager.default.copyItem(at: root.appendingPathComponent("CKernels/kernels"), to: copy)
@@ -99,12 +106,7 @@ extension CLITests {
     }
 
     func testExecutorSelftestAndClassifyOnTheFakeGPU() throws {
-        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let cases = root.appendingPathComponent(".cache/oracles/ops")
-        guard FileManager.default.fileExists(atPath: cases.appendingPathComponent("manifest.json").path) else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("no operator oracles: run Scripts/test.sh") }
-            throw XCTSkip("no operator oracles at \(cases.path)")
-        }
+        let (_, cases) = try operatorCases()
         let check = try run(["selftest", "--executor", "--fake", "--cases", cases.path, "--json"])
         XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any]

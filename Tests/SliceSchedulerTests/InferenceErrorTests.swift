@@ -1,0 +1,33 @@
+import SliceScheduler
+import XCTest
+
+/// A failure's facets are decided once, by the error: the client's status, message and
+/// Retry-After, the metrics label, the worker wire code and the router's move.
+final class InferenceErrorTests: XCTestCase {
+    static let all: [InferenceError] = [
+        .overloaded("queue full"), .timedOut, .badInput("not a JPEG"), .cancelled, .unavailable("shutting down"),
+        .executionFailed("CUDA_ERROR_ILLEGAL_ADDRESS"), .preprocessingFailed("plug-in crashed"),
+    ]
+
+    func testEveryFailureHasOneDisposition() {
+        let table = Self.all.map { ($0.httpStatus, $0.retryAfterSeconds, $0.reason, $0.routing) }
+        XCTAssertEqual(table.map(\.0), [429, 429, 400, 499, 503, 500, 503])
+        XCTAssertEqual(table.map(\.1), [1, nil, nil, nil, 1, nil, 1])
+        XCTAssertEqual(table.map(\.2), ["overloaded", "timeout", "bad_input", "cancelled", "unavailable", "execution_failed", "preprocessing_failed"])
+        // A broken slice leaves service and the request tries another; a failed preprocessing
+        // backend re-routes but keeps the slice; the request's own failures are answered.
+        XCTAssertEqual(table.map(\.3), [.answer, .answer, .answer, .answer, .tryAnotherSlice(markUnhealthy: true),
+                                        .tryAnotherSlice(markUnhealthy: true), .tryAnotherSlice(markUnhealthy: false)])
+        XCTAssertEqual(InferenceError.badInput("not a JPEG").message, "not a JPEG")
+        XCTAssertEqual(InferenceError.timedOut.message, "the request timed out in the queue")
+    }
+
+    func testWireCodesRoundTripAndUnknownCodesAreRefused() {
+        for error in Self.all {
+            XCTAssertEqual(InferenceError(wireCode: error.wireCode, message: error.message), error)
+        }
+        XCTAssertEqual(Set(Self.all.map(\.wireCode)).count, Self.all.count)
+        XCTAssertNil(InferenceError(wireCode: 0, message: ""))
+        XCTAssertNil(InferenceError(wireCode: 99, message: ""))
+    }
+}

@@ -55,8 +55,8 @@ let package = Package(
         // sources run by the CUDA emulator (a host C++ compiler, a fiber per CUDA thread,
         // checked memory), used by the tests and by `--fake` on the command line.
         .target(name: "SliceTesting", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
-        // Helper processes and their supervision: slice workers (private sockets, peer
-        // credentials, heartbeat watchdog) and the preprocessing plug-in host (a plug-in's crash,
+        // Helper processes and their supervision: slice workers (the wire protocol, private
+        // sockets, peer credentials, heartbeat watchdog) and the preprocessing plug-in host (a plug-in's crash,
         // hang or leak stays in its own process).
         .target(name: "SliceWorkers", dependencies: [
             "SliceCore", "SlicePreprocess", "SliceScheduler", "CSliceServe",
@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "SliceTesting", "CSliceServe"]),
         .testTarget(name: "SliceGPUModelTests", dependencies: ["SliceGPUModel", "SliceGPU", "SliceModel", "SliceCore", "SliceTesting"]),
         .testTarget(name: "SliceSlicesTests", dependencies: ["SliceSlices"]),
-        .testTarget(name: "SliceWorkersTests", dependencies: ["SliceWorkers", "SliceCore", "SlicePreprocess", "CSliceServe"]),
+        .testTarget(name: "SliceWorkersTests", dependencies: ["SliceWorkers", "SliceScheduler", "SliceCore", "SlicePreprocess", "CSliceServe"]),
         .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU", "SliceGPUModel", "SliceTesting"]),
         .testTarget(
             name: "SliceServerTests",

@@ -1,4 +1,5 @@
 import SliceCore
+import SliceScheduler
 
 /// The messages between the front server and a slice's worker process (`sliceserve worker`),
 /// one per frame on a Unix socket: a 4-byte little-endian length, then the message. Numbers are

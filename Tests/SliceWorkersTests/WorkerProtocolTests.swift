@@ -1,5 +1,6 @@
 import SliceCore
 import SliceScheduler
+import SliceWorkers
 import XCTest
 
 /// The front ↔ worker messages: every kind round-trips; truncated, padded or unknown input is

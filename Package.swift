@@ -53,8 +53,9 @@ let package = Package(
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
         // Test doubles that ship with the binary: the fake GPU, whose kernels are the real CUDA
         // sources run by the CUDA emulator (a host C++ compiler, a fiber per CUDA thread,
-        // checked memory), used by the tests and by `--fake` on the command line.
-        .target(name: "SliceTesting", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
+        // checked memory), used by the tests and by `--fake` on the command line; a manual
+        // clock, a summing executor and a one-byte-image preprocessor for the scheduler's seams.
+        .target(name: "SliceTesting", dependencies: ["SliceCore", "SliceGPU", "SliceScheduler", "CSliceServe"]),
         // Helper processes and their supervision: slice workers (the wire protocol, private
         // sockets, peer credentials, heartbeat watchdog) and the preprocessing plug-in host (a plug-in's crash,
         // hang or leak stays in its own process).
@@ -114,7 +115,7 @@ let package = Package(
         .testTarget(
             name: "SliceServerTests",
             dependencies: [
-                "SliceServer", "SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU",
+                "SliceServer", "SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU", "SliceTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

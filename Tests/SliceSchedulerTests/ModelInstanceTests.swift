@@ -1,5 +1,6 @@
 import SliceCore
 import SliceScheduler
+import SliceTesting
 import XCTest
 
 /// The instance's batcher with a manual clock: batches form, wait, flush, refuse, expire and

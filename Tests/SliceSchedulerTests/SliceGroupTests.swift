@@ -1,5 +1,6 @@
 import SliceCore
 import SliceScheduler
+import SliceTesting
 import XCTest
 
 /// An executor that sums like SumExecutor but fails while `failing` is set (a slice whose device

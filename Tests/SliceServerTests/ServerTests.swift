@@ -9,6 +9,7 @@ import SliceModel
 import SlicePreprocess
 import SliceScheduler
 import SliceServer
+import SliceTesting
 import XCTest
 
 /// The HTTP front end in process (requests go straight to the router): the KServe v2 routes,
@@ -214,13 +215,12 @@ final class ServerTests: XCTestCase {
     }
 
     func testRequestTimeoutGives429() async throws {
-        let (server, _) = try makeServer()
+        let (server, _) = try makeFakeServer()
         try await app(server).test(.router) { client in
             // A 1 µs timeout expires while the request waits for its batch (100 µs queue delay).
-            let request: [String: Any] = ["inputs": [["name": "input", "shape": [1, 3, 224, 224], "datatype": "FP32",
-                                                      "data": [Double](repeating: 0, count: 150528)]],
+            let request: [String: Any] = ["inputs": [["name": "x", "shape": [1, 1, 1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]]],
                                           "parameters": ["timeout": 1]]
-            try await client.execute(uri: "/v2/models/mobilenet_v2/infer", method: .post, body: try jsonBody(request)) { r in
+            try await client.execute(uri: "/v2/models/sum/infer", method: .post, body: try jsonBody(request)) { r in
                 XCTAssertEqual(r.status, .tooManyRequests)
                 XCTAssertEqual(try json(r)["error"] as? String, "the request timed out in the queue")
             }
@@ -228,12 +228,41 @@ final class ServerTests: XCTestCase {
     }
 
     func testNotReadyRefusesInference() async throws {
-        let (server, _) = try makeServer(ready: false)
+        let (server, _) = try makeFakeServer(ready: false)
         try await app(server).test(.router) { client in
-            try await client.execute(uri: "/v2/models/mobilenet_v2/classify", method: .post, body: ByteBuffer(string: "x")) { r in
+            try await client.execute(uri: "/v2/models/sum/classify", method: .post, body: ByteBuffer(string: "x")) { r in
                 XCTAssertEqual(r.status, .serviceUnavailable)
             }
         }
+    }
+
+    /// The HTTP path end to end on test doubles (no model file): tensors and BYTES images in,
+    /// exact answers out, batched by the server.
+    func testInferenceOverHTTPOnTestDoubles() async throws {
+        let (server, executor) = try makeFakeServer()
+        try await app(server).test(.router) { client in
+            let request: [String: Any] = ["inputs": [["name": "x", "shape": [2, 1, 1, 4], "datatype": "FP32", "data": [1, 2, 3, 4, 0.5, 0.5, 0.5, 0.5]]]]
+            try await client.execute(uri: "/v2/models/sum/infer", method: .post, body: try jsonBody(request)) { r in
+                XCTAssertEqual(r.status, .ok)
+                let output = (try json(r)["outputs"] as? [[String: Any]])?.first
+                XCTAssertEqual(output?["shape"] as? [Int], [2, 1])
+                XCTAssertEqual((output?["data"] as? [NSNumber])?.map(\.floatValue), [10, 2])
+            }
+            // One-byte "images" through the BYTES entry: byte v decodes to four v's.
+            let images: [String: Any] = ["inputs": [["name": "image", "shape": [2], "datatype": "BYTES",
+                                                     "data": [Data([3]).base64EncodedString(), Data([1]).base64EncodedString()]]]]
+            try await client.execute(uri: "/v2/models/sum_jpeg/infer", method: .post, body: try jsonBody(images)) { r in
+                XCTAssertEqual(r.status, .ok, String(buffer: r.body))
+                let output = (try json(r)["outputs"] as? [[String: Any]])?.first
+                XCTAssertEqual(output?["shape"] as? [Int], [2, 1])
+            }
+            // A wrong shape for this model is the client's error.
+            let bad: [String: Any] = ["inputs": [["name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": [Double](repeating: 0, count: 150528)]]]
+            try await client.execute(uri: "/v2/models/sum/infer", method: .post, body: try jsonBody(bad)) { r in
+                XCTAssertEqual(r.status, .badRequest)
+            }
+        }
+        XCTAssertFalse(executor.batchSizes.isEmpty)
     }
 }
 

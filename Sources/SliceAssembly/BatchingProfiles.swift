@@ -107,10 +107,10 @@ public struct BatchingChoice: Sendable {
     }
 
     /// The batching for one model on `slices` slices of `kind`: the flags as given (manual, or
-    /// set by hand), else from the stored profile, measured first (through `target`) in profile
-    /// mode when there is none.
+    /// set by hand), else from the stored profile, measured first (through `measure`, reporting
+    /// each point) in profile mode when there is none.
     public func resolve(directory: ModelDirectory, kind: SliceKind, slices: Int, logger: Logger,
-                        target: () throws -> ProfileTarget) async throws -> BatchingConfig {
+                        measure: (_ progress: @escaping @Sendable (ProfilePoint) -> Void) async throws -> BatchingProfile) async throws -> BatchingConfig {
         guard mode != .manual else { return base }
         let name = directory.config.name
         if setByHand {
@@ -122,7 +122,7 @@ public struct BatchingChoice: Sendable {
         var profile = ProfileStore.load(directory: directory, fingerprint: fp, sliceKind: kind, slices: slices)?.0
         if profile == nil && mode == .profile {
             logger.info("no latency profile yet: measuring one (about a second per batch size)", metadata: ["model": "\(name)", "slice_kind": "\(kind)", "slices": "\(slices)"])
-            let measured = try await target().measure(directory: directory, maxBatch: 64, secondsPerSize: 1) { p in
+            let measured = try await measure { p in
                 logger.info("profile point", metadata: ["batch": "\(p.batch)", "images_per_s": "\(Int(p.imagesPerSecond.rounded()))", "p95_ms": "\(p.p95Ms)"])
             }
             let path = try ProfileStore.save(measured)

@@ -87,7 +87,7 @@ public enum Executors {
             }
             return ProfileTarget(sliceKind: kind(of: spec, device: device), slices: count, executors: executors)
         case .mig:
-            throw AssemblyError.unsupported("profile --slices mig is not built yet: it would measure in a worker on each MIG instance; store a mig:<profile> profile by hand, or profile an SM partition of the same SM count (sm:KxS), which `slices plan` uses as a proxy")
+            throw AssemblyError.unsupported("MIG instances are measured in worker processes (MIGProfiler), not in this one")
         case .cpu(let count, let threadsPerSlice):
             let threads = threadsPerSlice ?? CPUPreprocessor.availableCores
             let executors = try (0..<count).map { _ in

@@ -66,8 +66,9 @@ public final class ServingAssembly {
         let sliceNames = count == 1 ? ["cpu"] : (0..<count).map { "cpu/\($0)" }
         let spec = spec
         let batching = try await choice.resolve(directory: directory, kind: .cpu(threads: threads ?? CPUPreprocessor.availableCores),
-                                                slices: count, logger: logger) {
-            try Executors.profileTarget(spec, directory: directory, maxBatch: 64)
+                                                slices: count, logger: logger) { progress in
+            try await Executors.profileTarget(spec, directory: directory, maxBatch: 64).measure(directory: directory, maxBatch: 64,
+                                                                                              secondsPerSize: 1, progress: progress)
         }
         let maxBatch = batching.maxBatchSize
         let metrics = metrics
@@ -102,8 +103,10 @@ public final class ServingAssembly {
         }
         self.device = device
         let spec = spec
-        let resolved = try await batching.resolve(directory: directory, kind: Executors.kind(of: spec, device: device), slices: count, logger: logger) {
-            try Executors.profileTarget(spec, directory: directory, maxBatch: 64, device: device)
+        let resolved = try await batching.resolve(directory: directory, kind: Executors.kind(of: spec, device: device), slices: count,
+                                                  logger: logger) { progress in
+            try await Executors.profileTarget(spec, directory: directory, maxBatch: 64, device: device)
+                .measure(directory: directory, maxBatch: 64, secondsPerSize: 1, progress: progress)
         }
         let maxBatch = resolved.maxBatchSize
         let model = try GPUModel(modelFile: directory.modelPath, device: device)
@@ -165,11 +168,17 @@ public final class ServingAssembly {
         // executor (a CPU slice of their threads).
         let threads = slices.first?.threads ?? CPUPreprocessor.availableCores
         let kind = isMIG ? SliceKind.mig(sliceNames: slices.map(\.name)) : SliceKind.cpu(threads: threads)
-        let resolved = try await batching.resolve(directory: directory, kind: kind, slices: slices.count, logger: logger) {
-            guard !isMIG else {
-                throw AssemblyError.unsupported("--batching profile cannot measure MIG slices in this version: store a \(kind) profile, or use --batching auto or manual")
+        let log = logger
+        let spec = spec
+        let resolved = try await batching.resolve(directory: directory, kind: kind, slices: slices.count, logger: logger) { progress in
+            // MIG: measured in a worker on each instance, at once; --workers: as CPU slices.
+            if case .mig(let gpu) = spec {
+                let profile = try await MIGProfiler.measure(directory: directory, gpu: gpu, maxBatch: 64, secondsPerSize: 1) { log.info("\($0)") }
+                profile.points.forEach(progress)
+                return profile
             }
-            return try Executors.profileTarget(.cpu(count: slices.count, threads: threads), directory: directory, maxBatch: 64)
+            return try await Executors.profileTarget(.cpu(count: slices.count, threads: threads), directory: directory, maxBatch: 64)
+                .measure(directory: directory, maxBatch: 64, secondsPerSize: 1, progress: progress)
         }
         // MIG workers run the model on their MIG instance (the CPU where the worker sees no GPU, said in its log).
         let executor = isMIG ? "auto" : "cpu"
@@ -180,7 +189,6 @@ public final class ServingAssembly {
                                        kind: executor == "cpu" ? "cpu" : "gpu")
         // The batching this model resolved to (auto or manual), as the worker's own flags.
         let arguments = ["--model", directory.path, "--model-name", name, "--executor", executor] + BatchingArguments.arguments(for: resolved)
-        let log = logger
         let stall = UInt64(options.workerStallSeconds * 1e9)
         let metrics = metrics
         let group = try SliceGroup(name: name, sliceNames: slices.map(\.name)) { i, routerEvents in

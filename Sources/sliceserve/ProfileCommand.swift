@@ -35,7 +35,7 @@ struct ProfileCommand: AsyncParsableCommand {
     @Option(help: "Model directory (default: the default MobileNetV2).")
     var model: String?
 
-    @Option(help: "The kind of slice, as serve --slices takes it: cpu, cpu:N, cpu:KxT, gpu[:N|:fake][xK], sm[:N]:KxS.",
+    @Option(help: "The kind of slice, as serve --slices takes it: cpu, cpu:N, cpu:KxT, gpu[:N|:fake][xK], sm[:N]:KxS, mig[:GPU] (measured in a worker on each MIG instance, where the model runs).",
             transform: SliceSpec.argument)
     var slices = SliceSpec.cpu(count: 1, threads: nil)
 
@@ -66,24 +66,48 @@ struct ProfileCommand: AsyncParsableCommand {
             do { directory = try ModelDirectory(path: model ?? ModelDirectory.defaultPath) } catch {
                 throw CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError)
             }
-            let target: ProfileTarget
-            do { target = try Executors.profileTarget(slices, directory: directory, maxBatch: maxBatch) } catch let error as AssemblyError {
-                if case .unsupported = error { throw ValidationError(error.description) }
-                throw CLIFailure(message: error.description, exitCode: CLIFailure.gpuError)
+            // MIG instances are measured in a worker on each (MIGProfiler); other kinds here.
+            var target: ProfileTarget?
+            let kind: SliceKind, count: Int
+            if case .mig(let gpu) = slices {
+                let found: [(name: String, uuid: String)]
+                do { found = try MIGSlices.discover(gpu: gpu) } catch {
+                    throw CLIFailure(message: "--slices \(slices): \(error)", exitCode: CLIFailure.gpuError)
+                }
+                (kind, count) = (SliceKind.mig(sliceNames: found.map(\.name)), found.count)
+            } else {
+                do { target = try Executors.profileTarget(slices, directory: directory, maxBatch: maxBatch) } catch let error as AssemblyError {
+                    throw CLIFailure(message: error.description, exitCode: CLIFailure.gpuError)
+                }
+                (kind, count) = (target!.sliceKind, target!.slices)
             }
             let print = json ? { (_: String) in } : { (line: String) in Swift.print(line) }
             let fp = fingerprint(try FileIO.read(directory.modelPath))
             var profile: BatchingProfile
             let path: String
-            if !force, let (stored, at) = ProfileStore.load(directory: directory, fingerprint: fp, sliceKind: target.sliceKind, slices: target.slices) {
+            if !force, let (stored, at) = ProfileStore.load(directory: directory, fingerprint: fp, sliceKind: kind, slices: count) {
                 profile = stored
                 path = at
                 print("reusing the profile in \(at) (measured \(stored.measuredAt); --force measures again)")
             } else {
-                print("profiling \(directory.config.name) on \(target.slices) × \(target.sliceKind), \(seconds) s per batch size")
+                print("profiling \(directory.config.name) on \(count) × \(kind), \(seconds) s per batch size")
                 let quiet = json
-                profile = try await target.measure(directory: directory, maxBatch: maxBatch, secondsPerSize: seconds) { p in
+                let report = { @Sendable (p: ProfilePoint) in
                     if !quiet { Swift.print("  batch \(p.batch): \(Int(p.imagesPerSecond.rounded())) img/s per slice, median \(fmt(p.medianMs)) ms, p95 \(fmt(p.p95Ms)) ms (\(p.runs) runs)") }
+                }
+                if let target {
+                    profile = try await target.measure(directory: directory, maxBatch: maxBatch, secondsPerSize: seconds, progress: report)
+                } else {
+                    guard case .mig(let gpu) = slices else { throw CLIFailure(message: "no slices to profile", exitCode: CLIFailure.gpuError) }
+                    // In a worker on each MIG instance at once, where the model runs.
+                    do {
+                        profile = try await MIGProfiler.measure(directory: directory, gpu: gpu, maxBatch: maxBatch, secondsPerSize: seconds) { line in
+                            if !quiet { Swift.print("  \(line)") }
+                        }
+                    } catch let error as AssemblyError {
+                        throw CLIFailure(message: error.description, exitCode: CLIFailure.gpuError)
+                    }
+                    profile.points.forEach(report)
                 }
                 do { path = try ProfileStore.save(profile) } catch { throw CLIFailure(message: error.description, exitCode: CLIFailure.ioError) }
                 print("stored in \(path)")

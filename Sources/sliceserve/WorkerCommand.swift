@@ -24,7 +24,13 @@ struct WorkerCommand: AsyncParsableCommand {
         shouldDisplay: false)
 
     @Option(help: "The Unix socket to listen on.")
-    var socket: String
+    var socket: String?
+
+    @Option(help: "Measure the model's batch-size curve on this process's device instead of serving (`profile --slices mig` runs one per MIG instance at once) and write the points as JSON here.")
+    var profileOut: String?
+
+    @Option(help: "With --profile-out: seconds per batch size.")
+    var profileSeconds = 1.0
 
     @Option(help: "Model directory.")
     var model: String
@@ -50,7 +56,9 @@ struct WorkerCommand: AsyncParsableCommand {
     var shmBytes = 0
 
     func validate() throws {
-        guard socket.utf8.count < 100 else { throw ValidationError("--socket path is too long for a Unix socket: \(socket)") }
+        guard socket != nil || profileOut != nil else { throw ValidationError("give --socket (serve) or --profile-out (measure)") }
+        if let socket { guard socket.utf8.count < 100 else { throw ValidationError("--socket path is too long for a Unix socket: \(socket)") } }
+        guard profileSeconds > 0 && profileSeconds <= 60 else { throw ValidationError("--profile-seconds must be in (0, 60]") }
         guard preprocess == "cpu" else { throw ValidationError("a worker preprocesses on the CPU in this version (--preprocess cpu)") }
         guard ["cpu", "gpu", "auto"].contains(executor) else { throw ValidationError("--executor must be cpu, gpu or auto, got '\(executor)'") }
     }
@@ -62,7 +70,23 @@ struct WorkerCommand: AsyncParsableCommand {
         }
     }
 
+    /// --profile-out: the curve of this process's executor (its MIG instance, say), as JSON points.
+    private func profile(to path: String) async -> Never {
+        do {
+            let directory = try ModelDirectory(path: model, name: modelName)
+            let executor = try makeExecutor(directory)
+            let points = try await ExecutorProfiler.measure(executors: [executor], sizes: ExecutorProfiler.sizes(maxBatch: batching.maxBatch),
+                                                            secondsPerSize: profileSeconds)
+            try FileIO.writeAtomically(path, Array(try JSONEncoder().encode(points)))
+        } catch {
+            Self.fail(CLIFailure(message: "worker: profiling failed: \(error)", exitCode: CLIFailure.modelError))
+        }
+        Self.exit()
+    }
+
     func run() async throws {
+        if let profileOut { await profile(to: profileOut) }
+        guard let socket else { throw ValidationError("give --socket") }
         let instance: ModelInstance
         do {
             let directory = try ModelDirectory(path: model, name: modelName)

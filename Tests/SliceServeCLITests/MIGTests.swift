@@ -159,6 +159,22 @@ extension CLITests {
         XCTAssertTrue(checked.stderr.contains("auto batching from the latency profile") && checked.stderr.contains("mig:1g.10gb"), checked.stderr)
         XCTAssertTrue(checked.stdout.contains("max batch 2,"), checked.stdout)
 
+        // `profile --slices mig` measures in a worker on each instance at once and stores the
+        // curve under the MIG kind, where serve finds it (here the workers see no GPU: the CPU).
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("ss-mig-cache-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: cache) }
+        try? FileManager.default.removeItem(at: model.appendingPathComponent("profiles"))
+        let measured = try run(["profile", "--slices", "mig", "--model", model.path, "--max-batch", "2", "--seconds", "0.1", "--json"],
+                               ["SLICESERVE_CACHE": cache.path])
+        XCTAssertEqual(measured.status, 0, measured.stderr)
+        let profile = try JSONSerialization.jsonObject(with: Data(measured.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(profile?["slice_kind"] as? String, "mig:1g.10gb")
+        XCTAssertEqual(profile?["slices"] as? Int, 2)
+        XCTAssertFalse((profile?["points"] as? [[String: Any]] ?? []).isEmpty)
+        let reused = try run(["serve", "--slices", "mig", "--model", model.path, "--check"], ["SLICESERVE_CACHE": cache.path])
+        XCTAssertEqual(reused.status, 0, reused.stderr)
+        XCTAssertTrue(reused.stderr.contains("auto batching from the latency profile") && reused.stderr.contains("mig:1g.10gb"), reused.stderr)
+
         let (server, port) = try startServer(["--slices", "mig"], portBase: 26000, environment: environment)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
         var pinned: Set<String> = []

@@ -19,6 +19,10 @@ public enum PreprocessError: Error, Sendable, Equatable, Codable {
     case invalidJob(String)
     /// The backend failed for a reason that is not the image's fault.
     case backendFailure(String)
+    /// The backend's device failed (a CUDA fault: its context is no longer usable). Not the
+    /// image's fault either, and unlike `backendFailure` the slice that owns the device leaves
+    /// service.
+    case deviceFault(String)
 }
 
 extension PreprocessError: CustomStringConvertible {
@@ -42,6 +46,8 @@ extension PreprocessError: CustomStringConvertible {
             "invalid preprocessing job: \(detail)"
         case .backendFailure(let detail):
             "preprocessing backend failed: \(detail)"
+        case .deviceFault(let detail):
+            "preprocessing device failed: \(detail)"
         }
     }
 
@@ -57,6 +63,7 @@ extension PreprocessError: CustomStringConvertible {
         case .tooManyPixels: "too_many_pixels"
         case .invalidJob: "invalid_job"
         case .backendFailure: "backend_failure"
+        case .deviceFault: "device_fault"
         }
     }
 }

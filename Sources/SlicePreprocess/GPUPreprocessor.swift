@@ -116,9 +116,17 @@ final class GPUPreprocessState: @unchecked Sendable {
         do {
             try process(job, results: &results)
         } catch {
-            // A device failure fails every image that had not failed on its own.
+            // A failure of the batch fails every image that had not failed on its own: a CUDA
+            // fault as a device fault (the context is gone: the slice leaves service), anything
+            // else (out of memory, say) as a backend failure (the slice stays).
+            let failure: PreprocessError
+            if let gpu = error as? GPUError, case .cuda = gpu {
+                failure = .deviceFault("GPU preprocessing failed: \(gpu)")
+            } else {
+                failure = .backendFailure("GPU preprocessing failed: \(error)")
+            }
             for index in results.indices where results[index] == nil || isSuccess(results[index]!) {
-                results[index] = .failure(.backendFailure("GPU preprocessing failed: \(error)"))
+                results[index] = .failure(failure)
             }
         }
         statistics.withLock { $0.jobs += 1 }

@@ -66,11 +66,16 @@ final class BatchRunner: @unchecked Sendable {
                     let (r, i) = imageOwner[k]
                     let count = batch[r].input.items
                     let text = count > 1 ? "image \(i): \(error)" : "\(error)"
-                    // A backend fault is not the client's: 503, and the slice group re-routes the
-                    // request (the slice stays in service for tensor requests).
-                    if case .backendFailure = error {
+                    switch error {
+                    case .backendFailure, .invalidJob:
+                        // Not the client's: 503, and the slice group re-routes the request (the
+                        // slice stays in service for tensor requests).
                         results[r] = .failure(.preprocessingFailed("the preprocessing backend failed: \(text)"))
-                    } else {
+                    case .deviceFault:
+                        // The slice's device is broken: the slice leaves service, the request
+                        // goes to another.
+                        results[r] = .failure(.executionFailed(text))
+                    default:
                         results[r] = .failure(.badInput(text))
                     }
                 }

@@ -1194,7 +1194,9 @@ extern "C" __attribute__((visibility("default"))) const char *ss_emu_kernel_name
 
 extern "C" __attribute__((visibility("default"))) int32_t ss_emu_run(const ss_emu_launch *d, ss_emu_result *result) {
     memset(result, 0, sizeof *result);
-    if (!g_image_hi) dl_iterate_phdr(find_image, (void *)&ss_emu_run);
+    // This module's image, found once (a function-local static: thread-safe initialisation).
+    static const bool image_found = dl_iterate_phdr(find_image, (void *)&ss_emu_run) != 0;
+    (void)image_found;
     const KernelEntry *kernel = nullptr;
     for (int i = 0; i < g_kernel_count; i++) {
         if (strcmp(g_kernels[i].name, d->kernel) == 0) kernel = &g_kernels[i];

@@ -207,6 +207,10 @@ def op_cases():
     conv("conv_auto_pad_valid", 3, 4, 3, auto_pad="VALID")
     conv("conv_rect_1x3", 5, 7, (1, 3), pads=[0, 1, 0, 1])
     conv("conv_k40", 40, 36, 3, pads=[1, 1, 1, 1], hw=(6, 30))
+    # Tensor-core convolutions (input channels per group a multiple of 8) whose output channels
+    # are odd: the epilogue's channel pairs must fall back to single stores.
+    conv("conv_tc_odd_out", 16, 3, 1, hw=(5, 7))
+    conv("conv_tc_groups_odd_out", 16, 6, 3, group=2, pads=[1, 1, 1, 1], hw=(6, 5))
     x4 = [2, 3, 5, 7]
     cases += [
         ("relu", "Relu", {}, x4, [], 13),

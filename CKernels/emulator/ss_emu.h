@@ -115,32 +115,81 @@ static inline int max(int a, int b) { return a > b ? a : b; }
 static inline unsigned int min(unsigned int a, unsigned int b) { return a < b ? a : b; }
 static inline unsigned int max(unsigned int a, unsigned int b) { return a > b ? a : b; }
 
-// Atomics: checked like any access, then done with the host's atomics (blocks may run on
-// several host threads at once).
-template <typename T> static inline T atomicAdd(T *address, T value, int line = __builtin_LINE()) {
+// Atomics: checked like any access (but never a race with each other), then done with the
+// host's atomics (blocks may run on several host threads at once); floating point through a
+// compare-and-swap on the bits. The value parameter does not take part in deduction, so
+// atomicAdd(&unsigned_counter, 1) compiles as with CUDA's overloads.
+template <typename T> struct ss_emu_same { typedef T type; };
+template <typename T> SS_EMU_UNCHECKED static inline T ss_emu_atomic_update(T *address, T (*update)(T, T), T value) {
+    typedef typename std::conditional<sizeof(T) == 8, uint64_t, uint32_t>::type Bits;
+    static_assert(sizeof(T) == sizeof(Bits), "32- or 64-bit atomics");
+    Bits *bits = reinterpret_cast<Bits *>(address);
+    Bits old = __atomic_load_n(bits, __ATOMIC_RELAXED);
+    for (;;) {
+        T current, next;
+        memcpy(&current, &old, sizeof current);
+        next = update(current, value);
+        Bits desired;
+        memcpy(&desired, &next, sizeof desired);
+        if (__atomic_compare_exchange_n(bits, &old, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return current;
+    }
+}
+template <typename T> SS_EMU_UNCHECKED static inline T atomicAdd(T *address, typename ss_emu_same<T>::type value, int line = __builtin_LINE()) {
     ss_emu_atomic(address, sizeof(T), line);
     if constexpr (std::is_floating_point<T>::value) {
-        T old = __atomic_load_n(address, __ATOMIC_RELAXED);
-        while (!__atomic_compare_exchange_n(address, &old, old + value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
-        return old;
+        return ss_emu_atomic_update<T>(address, [](T a, T b) { return a + b; }, value);
     } else {
         return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
     }
 }
-template <typename T> static inline T atomicMax(T *address, T value, int line = __builtin_LINE()) {
+template <typename T> SS_EMU_UNCHECKED static inline T atomicMax(T *address, typename ss_emu_same<T>::type value, int line = __builtin_LINE()) {
     ss_emu_atomic(address, sizeof(T), line);
-    T old = __atomic_load_n(address, __ATOMIC_RELAXED);
-    while (old < value && !__atomic_compare_exchange_n(address, &old, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
-    return old;
+    return ss_emu_atomic_update<T>(address, [](T a, T b) { return a > b ? a : b; }, value);
 }
-template <typename T> static inline T atomicExch(T *address, T value, int line = __builtin_LINE()) {
+template <typename T> SS_EMU_UNCHECKED static inline T atomicMin(T *address, typename ss_emu_same<T>::type value, int line = __builtin_LINE()) {
     ss_emu_atomic(address, sizeof(T), line);
-    return __atomic_exchange_n(address, value, __ATOMIC_RELAXED);
+    return ss_emu_atomic_update<T>(address, [](T a, T b) { return a < b ? a : b; }, value);
 }
-template <typename T> static inline T atomicCAS(T *address, T compare, T value, int line = __builtin_LINE()) {
+template <typename T> SS_EMU_UNCHECKED static inline T atomicExch(T *address, typename ss_emu_same<T>::type value, int line = __builtin_LINE()) {
+    ss_emu_atomic(address, sizeof(T), line);
+    return ss_emu_atomic_update<T>(address, [](T, T b) { return b; }, value);
+}
+template <typename T>
+SS_EMU_UNCHECKED static inline T atomicCAS(T *address, typename ss_emu_same<T>::type compare, typename ss_emu_same<T>::type value,
+                                           int line = __builtin_LINE()) {
     ss_emu_atomic(address, sizeof(T), line);
     __atomic_compare_exchange_n(address, &compare, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     return compare;
+}
+
+/// An asm operand into its register type and back, as the card moves it: integers and
+/// pointers by value, anything else (a float in an "r" register, say) by its bits, which must
+/// then be as wide as the register.
+template <typename R, typename T> static inline R ss_emu_asm_in(const T &value) {
+    if constexpr (std::is_pointer<T>::value) {
+        return (R)(uintptr_t)value;
+    } else if constexpr ((std::is_integral<T>::value || std::is_enum<T>::value) && std::is_integral<R>::value) {
+        return (R)value;
+    } else if constexpr (std::is_floating_point<T>::value && std::is_floating_point<R>::value) {
+        static_assert(sizeof(T) == sizeof(R), "asm operand: a double in an \"f\" register (or a float in \"d\")");
+        return (R)value;
+    } else {
+        static_assert(sizeof(T) == sizeof(R), "asm operand: its size differs from its constraint's register");
+        R bits;
+        memcpy(&bits, &value, sizeof bits);
+        return bits;
+    }
+}
+template <typename T, typename R> static inline void ss_emu_asm_out(T &target, const R &value) {
+    if constexpr ((std::is_integral<T>::value || std::is_enum<T>::value) && std::is_integral<R>::value) {
+        target = (T)value;
+    } else if constexpr (std::is_floating_point<T>::value && std::is_floating_point<R>::value) {
+        static_assert(sizeof(T) == sizeof(R), "asm output: a double from an \"f\" register (or a float from \"d\")");
+        target = value;
+    } else {
+        static_assert(sizeof(T) == sizeof(R), "asm output: its size differs from its constraint's register");
+        memcpy(&target, &value, sizeof value);
+    }
 }
 
 /// The PTX instructions the emulator runs, one function per instruction variant, named after it

@@ -381,15 +381,21 @@ SS_KERNEL void ss_conv_nhwc_tc_f16(
         __syncthreads();
     }
     // Each thread holds two adjacent output channels per row: stored (and the residual loaded)
-    // as one 32-bit pair. M and Mg are multiples of 8 here, so a pair never straddles the edge
-    // and its address is 4-byte aligned.
+    // as one 32-bit pair where both channels exist and the pair is 4-byte aligned (the input
+    // channels are multiples of 8 here, the output channels need not be), else one at a time.
     for (int mi = 0; mi < 2; mi++)
         for (int ni = 0; ni < 4; ni++)
             for (int half = 0; half < 2; half++) {
                 const ss_u64 p = p0 + wm0 + mi * 16 + gid + half * 8;
                 const ss_u32 m = m0 + wn0 + ni * 8 + tig * 2;
                 if (p >= P || m >= Mg) continue;
-                ss_conv_store_pair(Y, bias, R, p * M + g * Mg + m, g * Mg + m, acc[mi][ni][half * 2],
-                                   acc[mi][ni][half * 2 + 1], lo, hi);
+                const ss_u64 at = p * M + g * Mg + m;
+                const float v0 = acc[mi][ni][half * 2], v1 = acc[mi][ni][half * 2 + 1];
+                if (m + 1 < Mg && (at & 1) == 0) {
+                    ss_conv_store_pair(Y, bias, R, at, g * Mg + m, v0, v1, lo, hi);
+                } else {
+                    ss_conv_store(Y, bias, R, at, g * Mg + m, v0, lo, hi);
+                    if (m + 1 < Mg) ss_conv_store(Y, bias, R, at + 1, g * Mg + m + 1, v1, lo, hi);
+                }
             }
 }

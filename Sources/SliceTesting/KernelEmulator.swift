@@ -120,6 +120,9 @@ public enum KernelEmulator {
     // MARK: compile and load
 
     private static let loaded = Mutex<[String: EmulatedLibrary]>([:])
+    /// Units that did not compile, by key: asked again, the same error at once (a compile takes
+    /// seconds, and a test may load a broken unit once per case).
+    private static let failed = Mutex<[String: GPUError]>([:])
 
     /// Compiles (or finds in the cache) and loads one unit.
     public static func load(_ unit: KernelUnit, cacheDirectory: String? = KernelCompiler.defaultCacheDirectory) throws(GPUError) -> EmulatedLibrary {
@@ -136,6 +139,7 @@ public enum KernelEmulator {
         hasher.add(cpuIdentity)
         let key = hasher.hex
         if let library = loaded.withLock({ $0[key] }) { return library }
+        if let error = failed.withLock({ $0[key] }) { throw error }
         let stem = unit.name.hasSuffix(".cu") ? String(unit.name.dropLast(3)) : unit.name
         let directory = cacheDirectory.map { $0 + "/emulator" }
         let cached = directory.map { "\($0)/\(stem)-\(key).so" }
@@ -143,8 +147,13 @@ public enum KernelEmulator {
             loaded.withLock { $0[key] = library }
             return library
         }
-        let object = try build(unit, compiler: compiler, key: key, directory: directory)
-        let library = try EmulatedLibrary(path: object, unit: unit.name)
+        let library: EmulatedLibrary
+        do {
+            library = try EmulatedLibrary(path: try build(unit, compiler: compiler, key: key, directory: directory), unit: unit.name)
+        } catch {
+            failed.withLock { $0[key] = error }
+            throw error
+        }
         loaded.withLock { $0[key] = library }
         return library
     }

@@ -309,10 +309,15 @@ public enum KernelTranslation {
                 }
                 if t.kind == .identifier, word == "__attribute__", isPunctuation(i + 1, "(") {
                     let close = try matching(i + 1)
-                    let attribute = source(tokens[i].start, tokens[close].end)
-                    if attribute.contains("aligned") {
-                        let digits = attribute.split(whereSeparator: { !$0.isNumber }).first.map(String.init)
-                        if let digits { align = digits }
+                    // __attribute__((aligned(EXPR))): EXPR verbatim (sizeof, products…).
+                    var j = i + 2
+                    while j < close {
+                        if tokens[j].kind == .identifier, ["aligned", "__aligned__"].contains(string(tokens[j])), isPunctuation(j + 1, "(") {
+                            let end = try matching(j + 1)
+                            if end > j + 2 { align = source(tokens[j + 2].start, tokens[end - 1].end) }
+                            j = end
+                        }
+                        j += 1
                     }
                     i = close + 1
                     continue
@@ -340,7 +345,7 @@ public enum KernelTranslation {
             if isExtern {
                 guard unsized, dims == "[]" else { throw failure(token, "extern __shared__ must be an unsized array, `T name[]`") }
                 let value = "(reinterpret_cast<\(type) *>(::ss_emu_shared_dynamic(\(alignment))))"
-                code = inCode ? "\(type) *const \(name) = \(value);" : "\n#define \(name) \(value)\n"
+                code = inCode ? "\(type) *const \(name) = \(value);" : "\n#define \(name) \(value)\n\(lineMarker(after: end))"
             } else {
                 guard !unsized else { throw failure(token, "a static __shared__ array needs its size") }
                 siteCounter += 1
@@ -354,12 +359,20 @@ public enum KernelTranslation {
                 } else {
                     code = "static ss_emu_shared_site \(site) = {\"\(name)\", __LINE__};\n#define \(name) "
                         + (dims.isEmpty ? "(*reinterpret_cast<\(type) *>(\(storage)))\n"
-                                        : "(*reinterpret_cast<\(type) (*)\(dims)>(\(storage)))\n")
+                                        : "(*reinterpret_cast<\(type) (*)\(dims)>(\(storage)))\n") + lineMarker(after: end)
                 }
             }
             // Directives must start a line: keep the original line count around them.
             replace(first, end, with: code)
             return end + 1
+        }
+
+        /// A line marker that puts the next line back where tokens[index]'s line continues (a
+        /// generated `#define` must start and end a line of its own).
+        func lineMarker(after index: Int) -> String {
+            let token = tokens[index]
+            let newlines = text[tokens[index].start..<tokens[index].end].reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
+            return "#line \(token.line + newlines) \"\(files[token.file])\"\n"
         }
 
         // MARK: asm
@@ -401,7 +414,7 @@ public enum KernelTranslation {
                     guard tokens[i].kind == .string else { throw failure(tokens[i], "asm operand not understood at `\(string(tokens[i]))`") }
                     var constraint = try unescape(tokens[i])
                     i += 1
-                    if sections.count < 2, !isPunctuation(i, "(") {  // clobbers are strings alone
+                    if sections.count >= 2 {  // the clobber list: strings alone ("memory", "cc")
                         list.append(Operand(constraint: constraint, modifier: nil, expression: ""))
                         continue
                     }
@@ -472,9 +485,11 @@ public enum KernelTranslation {
                 if k < outputs.count {
                     guard operand.modifier != nil else { throw failure(token, "asm output \(k) has no = or + modifier") }
                     code += "auto &ss_o\(k) = \(operand.expression); "
-                    code += operand.modifier == "+" ? "\(type) ss_r\(k) = (\(type))ss_o\(k); " : "\(type) ss_r\(k); "
-                } else {
+                    code += operand.modifier == "+" ? "\(type) ss_r\(k) = ss_emu_asm_in<\(type)>(ss_o\(k)); " : "\(type) ss_r\(k); "
+                } else if operand.constraint == "n" {
                     code += "const \(type) ss_r\(k) = (\(type))\(operand.expression); "
+                } else {
+                    code += "const \(type) ss_r\(k) = ss_emu_asm_in<\(type)>(\(operand.expression)); "
                 }
             }
             var calls = 0
@@ -492,7 +507,10 @@ public enum KernelTranslation {
                 for (position, piece) in Self.splitTopLevel(text).enumerated() where !piece.isEmpty {
                     // The first operand is the destination when it names registers (cp.async's is an
                     // address, wait_group's a count).
-                    let names = piece.hasPrefix("{") || (piece.hasPrefix("%") && !piece.hasPrefix("%%"))
+                    var names = piece.hasPrefix("{") || (piece.hasPrefix("%") && !piece.hasPrefix("%%"))
+                    if !piece.hasPrefix("{"), let number = Int(piece.dropFirst()), number >= outputs.count {
+                        names = false  // an input (e.g. "n") as the first operand: a count, not a destination
+                    }
                     arguments += try argument(piece, destination: position == 0 && names, outputs: outputs, operands: operands, token: token)
                 }
                 code += "ss_emu_self()->line = __LINE__; \(function)(\(arguments.joined(separator: ", "))); "
@@ -502,7 +520,7 @@ public enum KernelTranslation {
                 throw failure(token, "asm template not understood: \(template)")
             }
             for (k, operand) in outputs.enumerated() where Self.registerTypes[operand.constraint] != nil {
-                code += "ss_o\(k) = ss_r\(k); "
+                code += "ss_emu_asm_out(ss_o\(k), ss_r\(k)); "
             }
             return code + "} while (0);"
         }

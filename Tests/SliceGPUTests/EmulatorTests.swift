@@ -80,6 +80,44 @@ final class EmulatorTests: XCTestCase {
         for (int k = 0; k < 4; k++) late[t * 4 + k] = s[((t + 1) % 64) * 4 + k];
     }
 
+    /// Copies not committed to a group are not covered by wait_group; wait_all lands them. The
+    /// source's last 8 bytes, read with cp-size 16 and src-size 8, are in bounds.
+    SS_KERNEL void t_cp_async_groups(const ss_u32 *src, ss_u32 count, ss_u32 *out) {
+        __shared__ __align__(16) ss_u32 s[4];
+        if (threadIdx.x == 0) {
+            s[0] = 0xdeadbeefu;
+            const ss_u32 address = (ss_u32)__cvta_generic_to_shared(&s[0]);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, 8;" :: "r"(address), "l"(src + count - 2) : "memory");
+            asm volatile("cp.async.wait_group %0;" :: "n"(0) : "memory");
+            out[0] = s[0];  // uncommitted: still the old bytes
+            asm volatile("cp.async.wait_all;" ::: "memory");
+            for (int k = 0; k < 4; k++) out[1 + k] = s[k];
+        }
+    }
+
+    /// Lanes 20-31 exit; the shuffle waits only for the others (lane 19's source has exited).
+    SS_KERNEL void t_shuffle_after_exit(ss_u32 *out) {
+        if (threadIdx.x >= 20) return;
+        const ss_u32 v = threadIdx.x * 10 + 7;
+        out[threadIdx.x] = __shfl_down_sync(0xffffffffu, v, 1);
+        __syncwarp();
+    }
+
+    /// Atomics on one shared counter are not a race; a __device__ variable can be written.
+    __device__ ss_u32 ss_test_launches;
+    SS_KERNEL void t_atomics(ss_u32 *out, float *sum) {
+        __shared__ ss_u32 counter;
+        if (threadIdx.x == 0) counter = 0;
+        __syncthreads();
+        atomicAdd(&counter, 1u);
+        atomicAdd(sum, 0.5f);
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            out[0] = counter;
+            out[1] = atomicAdd(&ss_test_launches, 1u) + 1;
+        }
+    }
+
     /// Spins `ns` on %globaltimer (as ss_spin does) and reports what it saw.
     SS_KERNEL void t_timer(ss_u64 ns, ss_u64 *seen) {
         const ss_u64 start = ss_global_timer_ns();
@@ -214,6 +252,31 @@ final class EmulatorTests: XCTestCase {
         }
     }
 
+    func testCpAsyncGroupsZeroFillAndClobberLists() throws {
+        // 62 values: the last two start 16-byte aligned with only 8 bytes left in the buffer.
+        let src = try upload((0..<62).map { UInt32($0) + 100 })
+        let out = try device.allocate(byteCount: 5 * 4)
+        try launch("t_cp_async_groups", block: 32, [.buffer(src), .uint32(62), .buffer(out)])
+        XCTAssertEqual(try download(out, as: UInt32.self, count: 5), [0xdead_beef, 160, 161, 0, 0])
+    }
+
+    func testShufflesWaitOnlyForLanesThatHaveNotExited() throws {
+        let out = try device.allocate(byteCount: 32 * 4)
+        try launch("t_shuffle_after_exit", block: 32, [.buffer(out)])
+        let got = try download(out, as: UInt32.self, count: 20)
+        for lane in 0..<19 { XCTAssertEqual(got[lane], UInt32((lane + 1) * 10 + 7), "lane \(lane)") }
+        XCTAssertEqual(got[19], 0x7fba_dbad, "lane 19 reads an exited lane: an undefined value, poisoned")
+    }
+
+    func testAtomicsAreNotRacesAndDeviceVariablesAreWritable() throws {
+        let out = try device.allocate(byteCount: 8), sum = try upload([Float(0)])
+        try launch("t_atomics", block: 64, [.buffer(out), .buffer(sum)], grid: 2)
+        let counts = try download(out, as: UInt32.self, count: 2)
+        XCTAssertEqual(counts[0], 64)
+        XCTAssertGreaterThanOrEqual(counts[1], 1)
+        XCTAssertEqual(try download(sum, as: Float.self, count: 1)[0], 64)
+    }
+
     func testTheGlobalTimerAdvancesAndTimesTheLaunch() throws {
         let seen = try device.allocate(byteCount: 8)
         let start = try device.makeEvent(), end = try device.makeEvent()
@@ -312,6 +375,21 @@ final class KernelTranslationTests: XCTestCase {
         XCTAssertTrue(lines[5].contains("cp_async"), "\(lines)")
     }
 
+    func testFileScopeSharedKeepsTheLineNumbers() throws {
+        let out = try translate("""
+        __shared__ float tile[4];
+        extern __shared__ unsigned char dynamic[];
+        __global__ void k(float *y) { y[0] = tile[0] + dynamic[0]; }
+        """)
+        // Each #define is followed by a line marker giving the rest of the declaration's line
+        // its own number back, so the kernel still sits on line 3.
+        XCTAssertTrue(out.source.contains("#line 1 \"k.cu\""), out.source)
+        XCTAssertTrue(out.source.contains("#line 2 \"k.cu\""), out.source)
+        let afterLastMarker = out.source.components(separatedBy: "#line 2 \"k.cu\"\n").last ?? ""
+        XCTAssertEqual(afterLastMarker.split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("void k") }, 1)
+        XCTAssertEqual(out.kernels, ["k"])
+    }
+
     func testSharedDeclarations() throws {
         let out = try translate("""
         __global__ void k(float *y) {
@@ -330,7 +408,10 @@ final class KernelTranslationTests: XCTestCase {
             ("asm(\"@p add.u32 %0, %0, 1;\" : \"+r\"(a));", "predicated PTX"),
             ("asm(\"{ .reg .pred p; setp.ne.u32 p, %0, 0; }\" :: \"r\"(a));", "register declarations"),
             ("asm(\"mov.u32 %0, %1;\" : \"=r\"(a) : \"r\"(b), [x] \"r\"(c));", "named asm operands"),
-            ("asm(\"mov.u32 %1, %0;\" : \"=r\"(a) : \"r\"(b));", "writes %1, an input operand"),
+            // The first operand names an input here, so it is read (a source, as bar.sync's and
+            // wait_group's are); the instruction then reads the write-only output %0.
+            ("asm(\"mov.u32 %1, %0;\" : \"=r\"(a) : \"r\"(b));", "reads %0, a write-only"),
+            ("asm(\"mov.u32 {%1}, %0;\" : \"+r\"(a) : \"r\"(b));", "writes %1, an input operand"),
             ("asm(\"add.u32 %0, %0, 1;\" : \"=r\"(a));", "reads %0, a write-only"),
             ("asm(\"mov.u32 %0, %3;\" : \"=r\"(a));", "beyond the asm's 1 operands"),
         ]

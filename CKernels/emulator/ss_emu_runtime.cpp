@@ -124,6 +124,7 @@ struct Worker {
     uint64_t cache_lo[4] = {1, 1, 1, 1}, cache_hi[4] = {0, 0, 0, 0};  // recently hit allocations
     unsigned cache_next = 0;
     uint64_t global_bytes = 0, shared_traffic = 0, tensor_flops = 0;
+    unsigned accesses_since_yield = 0;
 };
 
 struct Launch {
@@ -283,6 +284,13 @@ void fiber_prepare(Fiber *fiber) {
 
 void switch_to_scheduler(Worker *w, Fiber *fiber) { ss_emu_switch(&fiber->sp, w->scheduler_sp); }
 
+/// The thread steps aside, still runnable: the block's other threads run first.
+void yield_now(Worker *w, Fiber *f) {
+    w->accesses_since_yield = 0;
+    f->state = kRunnable;
+    switch_to_scheduler(w, f);
+}
+
 // MARK: faults
 
 void describe_thread(char *out, size_t size, Worker *w, unsigned tid) {
@@ -441,15 +449,42 @@ void check_global(Worker *w, uint64_t address, uint32_t size, bool write, unsign
              access_name(write), (unsigned long long)address);
 }
 
+/// PTX: a cp.async's destination may not be read (or written) and its source not written until
+/// a wait covers it; the thread's own pending copies are checked against each access.
+void check_pending(Worker *w, Fiber *f, uint64_t address, uint32_t size, bool write, bool shared) {
+    for (unsigned i = 0; i < f->pending_count; i++) {
+        const PendingCopy &c = f->pending[i];
+        if (shared) {
+            const uint64_t lo = (uint64_t)w->shared + c.shared;
+            if (address < lo + c.size && lo < address + size) {
+                fault_at(w, SS_EMU_INVALID, f->info->tid,
+                         "%s the destination of a cp.async (shared offset %u, %u bytes) before a cp.async.wait covers it",
+                         write ? "writes" : "reads", c.shared, c.size);
+            }
+        } else if (write && c.source_size > 0 && address < c.global + c.source_size && c.global < address + size) {
+            fault_at(w, SS_EMU_INVALID, f->info->tid, "writes the source of a cp.async (0x%llx) before a cp.async.wait covers it",
+                     (unsigned long long)c.global);
+        }
+    }
+}
+
+void yield_now(Worker *w, Fiber *f);
+
 inline void check(uint64_t address, uint32_t size, bool write) {
     Worker *w = tl_worker;
     if (!w || !w->current) return;  // not in a kernel (module constructors)
-    if (address - (uint64_t)w->current->stack_lo < SS_EMU_STACK_BYTES) return;  // the thread's own stack
-    if (address - (uint64_t)w->shared < kSharedWindow + kSharedSlack) {
-        check_shared(w, address, size, write, w->current->info->tid);
+    Fiber *f = w->current;
+    if (address - (uint64_t)f->stack_lo < SS_EMU_STACK_BYTES) return;  // the thread's own stack
+    // Now and then, let the block's other threads run: a thread spinning on a flag another
+    // thread of its block sets must not spin forever (threads otherwise yield only at barriers).
+    if (++w->accesses_since_yield >= 65536) yield_now(w, f);
+    const bool shared = address - (uint64_t)w->shared < kSharedWindow + kSharedSlack;
+    if (f->pending_count) check_pending(w, f, address, size, write, shared);
+    if (shared) {
+        check_shared(w, address, size, write, f->info->tid);
         return;
     }
-    check_global(w, address, size, write, w->current->info->tid);
+    check_global(w, address, size, write, f->info->tid);
 }
 
 /// A shared address (what __cvta_generic_to_shared gives, or an asm operand) as a pointer, checked.
@@ -707,6 +742,7 @@ void ss_emu_trap(const char *what, int line) {
 void ss_emu_atomic(void *address, unsigned size, int line) {
     Worker *w = tl_worker;
     (void)line;
+    yield_now(w, w->current);  // an atomic in a loop is how threads wait for each other
     const uint64_t a = (uint64_t)address;
     if (a - (uint64_t)w->shared < kSharedWindow + kSharedSlack) check_shared(w, a, size, true, current_tid(w), true);
     else check_global(w, a, size, true, current_tid(w));
@@ -903,6 +939,7 @@ uint16_t ss_ptx::f32_to_bf16_rn(float value) {
 uint64_t ss_ptx::sreg_globaltimer() {
     Worker *w = tl_worker;
     Fiber *f = w->current;
+    yield_now(w, f);  // a thread reading the clock in a loop is waiting: let the others run
     f->clock += SS_EMU_TIMER_STEP_NS;
     uint64_t seen = w->launch->timer_span.load(std::memory_order_relaxed);
     while (seen < f->clock && !w->launch->timer_span.compare_exchange_weak(seen, f->clock)) {}

@@ -64,20 +64,28 @@ final class EmulatorTests: XCTestCase {
         out[threadIdx.x * 5 + 4] = __shfl_down_sync(0xffffffffu, v, 1, 8);
     }
 
-    /// cp.async: `early` reads the shared destination before waiting (it sees the old bytes),
-    /// `late` after wait_group 0 and a barrier; the last 8 bytes of each copy are zero-filled.
-    SS_KERNEL void t_cp_async(const ss_u32 *src, ss_u32 *early, ss_u32 *late) {
+    /// cp.async: each thread copies 16 bytes (8 from the source, 8 zero-filled); after
+    /// wait_group 0 and a barrier, every thread reads its neighbour's.
+    SS_KERNEL void t_cp_async(const ss_u32 *src, ss_u32 *late) {
         __shared__ __align__(16) ss_u32 s[64 * 4];
         const ss_u32 t = threadIdx.x;
-        s[t * 4] = 0xdeadbeefu;
-        __syncthreads();
         const ss_u32 address = (ss_u32)__cvta_generic_to_shared(&s[t * 4]);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, 8;" :: "r"(address), "l"(src + t * 4));
         asm volatile("cp.async.commit_group;");
-        early[t] = s[t * 4];
         asm volatile("cp.async.wait_group 0;");
         __syncthreads();
         for (int k = 0; k < 4; k++) late[t * 4 + k] = s[((t + 1) % 64) * 4 + k];
+    }
+
+    /// Reads a cp.async destination before waiting (`committed` 1), or after a wait_group that
+    /// does not cover it because it was never committed (`committed` 0): both undefined in PTX.
+    SS_KERNEL void f_cp_async_early(const ss_u32 *src, ss_u32 *out, ss_u32 committed) {
+        __shared__ __align__(16) ss_u32 s[4];
+        const ss_u32 address = (ss_u32)__cvta_generic_to_shared(&s[0]);
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" :: "r"(address), "l"(src));
+        if (committed) asm volatile("cp.async.commit_group;");
+        else asm volatile("cp.async.wait_group 0;");
+        out[0] = s[0];
     }
 
     /// Copies not committed to a group are not covered by wait_group; wait_all lands them. The
@@ -85,13 +93,23 @@ final class EmulatorTests: XCTestCase {
     SS_KERNEL void t_cp_async_groups(const ss_u32 *src, ss_u32 count, ss_u32 *out) {
         __shared__ __align__(16) ss_u32 s[4];
         if (threadIdx.x == 0) {
-            s[0] = 0xdeadbeefu;
             const ss_u32 address = (ss_u32)__cvta_generic_to_shared(&s[0]);
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16, 8;" :: "r"(address), "l"(src + count - 2) : "memory");
-            asm volatile("cp.async.wait_group %0;" :: "n"(0) : "memory");
-            out[0] = s[0];  // uncommitted: still the old bytes
+            asm volatile("cp.async.wait_group %0;" :: "n"(0) : "memory");  // covers no copy: none committed
             asm volatile("cp.async.wait_all;" ::: "memory");
-            for (int k = 0; k < 4; k++) out[1 + k] = s[k];
+            for (int k = 0; k < 4; k++) out[k] = s[k];
+        }
+    }
+
+    /// Thread 0 waits for a flag thread 1 sets, with no barrier: the emulator must let thread 1 run.
+    SS_KERNEL void t_spin_on_flag(ss_u32 *out) {
+        __shared__ ss_u32 flag;
+        if (threadIdx.x == 0) flag = 0;
+        __syncthreads();
+        if (threadIdx.x == 1) atomicExch(&flag, 7u);
+        if (threadIdx.x == 0) {
+            while (atomicCAS(&flag, 0u, 0u) == 0) {}
+            out[0] = flag;
         }
     }
 
@@ -242,9 +260,8 @@ final class EmulatorTests: XCTestCase {
 
     func testCpAsyncLandsAtWaitGroupWithZeroFill() throws {
         let src = try upload((0..<256).map { UInt32($0) + 1 })
-        let early = try device.allocate(byteCount: 64 * 4), late = try device.allocate(byteCount: 256 * 4)
-        try launch("t_cp_async", block: 64, [.buffer(src), .buffer(early), .buffer(late)])
-        XCTAssertEqual(try download(early, as: UInt32.self, count: 64), [UInt32](repeating: 0xdead_beef, count: 64))
+        let late = try device.allocate(byteCount: 256 * 4)
+        try launch("t_cp_async", block: 64, [.buffer(src), .buffer(late)])
         let got = try download(late, as: UInt32.self, count: 256)
         for t in 0..<64 {
             let from = (t + 1) % 64
@@ -255,9 +272,9 @@ final class EmulatorTests: XCTestCase {
     func testCpAsyncGroupsZeroFillAndClobberLists() throws {
         // 62 values: the last two start 16-byte aligned with only 8 bytes left in the buffer.
         let src = try upload((0..<62).map { UInt32($0) + 100 })
-        let out = try device.allocate(byteCount: 5 * 4)
+        let out = try device.allocate(byteCount: 4 * 4)
         try launch("t_cp_async_groups", block: 32, [.buffer(src), .uint32(62), .buffer(out)])
-        XCTAssertEqual(try download(out, as: UInt32.self, count: 5), [0xdead_beef, 160, 161, 0, 0])
+        XCTAssertEqual(try download(out, as: UInt32.self, count: 4), [160, 161, 0, 0])
     }
 
     func testShufflesWaitOnlyForLanesThatHaveNotExited() throws {
@@ -266,6 +283,12 @@ final class EmulatorTests: XCTestCase {
         let got = try download(out, as: UInt32.self, count: 20)
         for lane in 0..<19 { XCTAssertEqual(got[lane], UInt32((lane + 1) * 10 + 7), "lane \(lane)") }
         XCTAssertEqual(got[19], 0x7fba_dbad, "lane 19 reads an exited lane: an undefined value, poisoned")
+    }
+
+    func testAThreadSpinningOnAFlagLetsTheOthersRun() throws {
+        let out = try device.allocate(byteCount: 4)
+        try launch("t_spin_on_flag", block: 64, [.buffer(out)])
+        XCTAssertEqual(try download(out, as: UInt32.self, count: 1), [7])
     }
 
     func testAtomicsAreNotRacesAndDeviceVariablesAreWritable() throws {
@@ -329,6 +352,12 @@ final class EmulatorTests: XCTestCase {
         (code, message) = try fault("f_divergent_barrier", block: 32, [.buffer(x)])
         XCTAssertEqual(code, 702)
         XCTAssertTrue(message.contains("divergent __syncthreads: 16 threads wait at line"), message)
+
+        for committed: UInt32 in [1, 0] {
+            (code, message) = try fault("f_cp_async_early", block: 1, [.buffer(x), .buffer(x), .uint32(committed)])
+            XCTAssertEqual(code, 715)
+            XCTAssertTrue(message.contains("reads the destination of a cp.async") && message.contains("before a cp.async.wait covers it"), message)
+        }
 
         (code, message) = try fault("f_partial_warp_mma", block: 32, [.buffer(x)])
         XCTAssertEqual(code, 702)

@@ -100,6 +100,14 @@ extension CLITests {
         XCTAssertTrue(mutated.stdout.contains("shared-memory race") && mutated.stdout.contains("ss_conv_nhwc_tc_f16: block (0, 0, 0)"),
                       mutated.stdout)
 
+        // The other host compiler (g++ where clang++ is the default) runs the same kernels.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/g++") {
+            let gcc = try run(["selftest", "--fake", "--only", "kernel-saxpy,kernel-block-sums,kernel-layout-f16"],
+                              environment: ["SLICESERVE_EMULATOR_CXX": "/usr/bin/g++"])
+            XCTAssertEqual(gcc.status, 0, gcc.stdout + gcc.stderr)
+            XCTAssertTrue(gcc.stdout.contains("3 passed"), gcc.stdout)
+        }
+
         let none = try run(["selftest", "--fake"], environment: ["SLICESERVE_EMULATOR_CXX": "/nonexistent/c++"])
         XCTAssertEqual(none.status, 77, none.stdout + none.stderr)
         XCTAssertTrue(none.stderr.contains("CUDA emulator, which needs a C++ compiler") && none.stderr.contains("/nonexistent/c++"), none.stderr)

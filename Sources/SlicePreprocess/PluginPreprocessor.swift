@@ -52,7 +52,10 @@ public final class PluginPreprocessor: Preprocessor, @unchecked Sendable {
     private static let guardValue: UInt8 = 0xCD
 
     /// Loads `specification`: a path, optionally followed by `?config` (handed to ss_pp_create).
-    public init(_ specification: String, jobTimeoutSeconds: Double = 10) throws {
+    /// `abandonedLimitBytes`: the most memory jobs the plug-in stopped answering may hold (past
+    /// it, new jobs fail at once: the plug-in is hung and must be restarted).
+    public init(_ specification: String, jobTimeoutSeconds: Double = 10, abandonedLimitBytes: Int = 256 << 20) throws {
+        self.abandonedLimitBytes = abandonedLimitBytes
         let parts = specification.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let path = String(parts[0])
         let config = parts.count > 1 ? String(parts[1]) : ""
@@ -115,11 +118,30 @@ public final class PluginPreprocessor: Preprocessor, @unchecked Sendable {
             return Array(jobs.values)
         }
         for job in left { job.fail("the plug-in was unloaded before the job completed") }
+        // Destroyed, the plug-in writes nothing more: the abandoned jobs' buffers can go.
+        let orphans = runtime.abandoned.withLock { state in
+            defer { state = ([:], 0) }
+            return Array(state.jobs.values)
+        }
+        orphans.forEach { $0.release() }
         // The shared object stays loaded: code in it may still be referenced by the process.
     }
 
+    /// The most memory jobs the plug-in stopped answering may hold; past it, new jobs fail at
+    /// once (the plug-in is hung: restart it) instead of growing without bound.
+    public let abandonedLimitBytes: Int
+
+    /// Bytes held by jobs that failed on their deadline and the plug-in has not completed.
+    public var abandonedBytes: Int { runtime.abandoned.withLock { $0.bytes } }
+
     public func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
         if answeredBeforeStarting(job, completion: completion) { return }
+        let held = runtime.abandoned.withLock { ($0.jobs.count, $0.bytes) }
+        if held.1 > abandonedLimitBytes {
+            let message = "the plug-in has not completed \(held.0) timed-out jobs holding \(held.1 >> 20) MiB; new jobs are refused until it does (restart it)"
+            completion(PreprocessBatchResult(images: Array(repeating: .failure(.backendFailure(message)), count: job.images.count)))
+            return
+        }
         let id = nextID.add(1, ordering: .relaxed).oldValue
         let record = PluginJob(job: job, completion: completion, guardBytes: Self.guardBytes, guardValue: Self.guardValue,
                                deadline: DispatchTimeless.now() + jobTimeoutNanoseconds)
@@ -139,6 +161,9 @@ private final class PluginPoller: @unchecked Sendable {
     let pollFunction: ss_pp_poll_fn
     let jobTimeoutNanoseconds: UInt64
     let pending = Mutex<[UInt64: PluginJob]>([:])
+    /// Jobs that failed on their deadline, with the bytes they hold, until the plug-in reports
+    /// them done (then freed) or is destroyed.
+    let abandoned = Mutex<(jobs: [UInt64: PluginJob], bytes: Int)>(([:], 0))
     let stopped = Atomic<Bool>(false)
 
     init(instance: UnsafeMutableRawPointer, poll: ss_pp_poll_fn, jobTimeoutNanoseconds: UInt64) {
@@ -154,19 +179,31 @@ private final class PluginPoller: @unchecked Sendable {
             let status = ids.withUnsafeMutableBufferPointer { pollFunction(instance, $0.baseAddress, 64, &count, 50) }
             if status == 0 {
                 for id in ids.prefix(min(count, 64)) {
-                    if let job = pending.withLock({ $0.removeValue(forKey: id) }) { job.finish() }
+                    if let job = pending.withLock({ $0.removeValue(forKey: id) }) {
+                        job.finish()
+                    } else if let late = abandoned.withLock({ state -> PluginJob? in
+                        guard let job = state.jobs.removeValue(forKey: id) else { return nil }
+                        state.bytes -= job.heldBytes
+                        return job
+                    }) {
+                        late.release()  // done at last: the plug-in is through with its buffers
+                    }
                 }
             }
             // Jobs past their deadline fail; their buffers stay allocated (abandoned), since the
             // plug-in may still write them.
             let now = DispatchTimeless.now()
-            let late = pending.withLock { jobs -> [PluginJob] in
+            let late = pending.withLock { jobs -> [UInt64: PluginJob] in
                 let expired = jobs.filter { $0.value.deadline <= now }
                 for id in expired.keys { jobs.removeValue(forKey: id) }
-                return Array(expired.values)
+                return expired
             }
-            for job in late {
+            for (id, job) in late {
                 job.abandon()
+                abandoned.withLock { state in
+                    state.jobs[id] = job
+                    state.bytes += job.heldBytes
+                }
                 job.fail("the plug-in did not complete the job within \(Double(jobTimeoutNanoseconds) / 1e9) s")
             }
             if status != 0 { usleep(10_000) }
@@ -199,6 +236,8 @@ private final class PluginJob: @unchecked Sendable {
     var options = ss_pp_options()
     private var abandoned = false
     private let finished = Atomic<Bool>(false)
+    /// Bytes of the buffers the plug-in may touch (what an abandoned job keeps alive).
+    let heldBytes: Int
 
     init(job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void, guardBytes: Int,
          guardValue: UInt8, deadline: UInt64) {
@@ -222,6 +261,8 @@ private final class PluginJob: @unchecked Sendable {
             image.bytes.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(copy), byteCount: image.count) }
             return copy
         }
+        heldBytes = stagingStride * count + job.images.reduce(0) { $0 + max($1.count, 1) }
+            + count * (MemoryLayout<ss_pp_image>.stride + MemoryLayout<ss_pp_result>.stride)
         for index in 0..<count {
             images[index] = ss_pp_image(data: data[index].assumingMemoryBound(to: UInt8.self), size: job.images[index].count,
                                         destination: UInt64(UInt(bitPattern: staging + index * stagingStride)),
@@ -256,14 +297,13 @@ private final class PluginJob: @unchecked Sendable {
         withUnsafePointer(to: &options) { submit(instance, id, $0, images, job.images.count, results) }
     }
 
-    /// Leaves the buffers allocated forever: a late plug-in writes into memory nobody reuses.
-    func abandon() {
-        abandoned = true
-        // Keep one reference alive for the life of the process.
-        PluginJob.graveyard.withLock { $0.append(self) }
-    }
+    /// Keeps the buffers allocated after the job failed: a late plug-in may still write them.
+    /// The poller holds the job until the plug-in reports it done (or is destroyed), then
+    /// `release()` frees them.
+    func abandon() { abandoned = true }
 
-    private static let graveyard = Mutex<[PluginJob]>([])
+    /// The plug-in will not touch the buffers again: free them with the job.
+    func release() { abandoned = false }
 
     func fail(_ message: String) {
         guard !finished.exchange(true, ordering: .acquiringAndReleasing) else { return }

@@ -97,6 +97,21 @@ final class PluginTests: XCTestCase {
         XCTAssertTrue(outcome.withLock { $0 }?.contains("unloaded before the job completed") ?? false, "\(String(describing: outcome.withLock { $0 }))")
     }
 
+    /// Jobs a hung plug-in never completes keep their buffers (it may still write them), but
+    /// only up to a bound: past it, new jobs fail at once instead of growing memory.
+    func testAbandonedJobsHoldBoundedMemory() async throws {
+        let good = EncodedImage(try TestSupport.fixture("hopper_96x112.jpg"))
+        let spec = ImageTensorSpec(dtype: .float32, layout: .nchw, height: 32, width: 32)
+        let plugin = try PluginPreprocessor(try plugin() + "?mode=never", jobTimeoutSeconds: 0.05, abandonedLimitBytes: 1)
+        let first = await plugin.preprocess(PreprocessJob(images: [good], destination: try BatchBuffer(hostSpec: spec, capacity: 1)))
+        XCTAssertTrue("\(first.images[0].failure.map { "\($0)" } ?? "")".contains("did not complete the job within"))
+        XCTAssertGreaterThan(plugin.abandonedBytes, 32 * 32 * 3 * 4)
+        let refused = await plugin.preprocess(PreprocessJob(images: [good], destination: try BatchBuffer(hostSpec: spec, capacity: 1)))
+        let message = "\(refused.images[0].failure.map { "\($0)" } ?? "")"
+        XCTAssertTrue(message.contains("has not completed 1 timed-out jobs") && message.contains("restart it"), message)
+        XCTAssertEqual(refused.images[0].failure?.code, "backend_failure")
+    }
+
     func testMisbehavingPluginsFailOnlyTheirImagesAndNeverTouchTheDestination() async throws {
         let good = EncodedImage(try TestSupport.fixture("hopper_96x112.jpg"))
         let spec = ImageTensorSpec(dtype: .float32, layout: .nchw, height: 32, width: 32)

@@ -809,6 +809,17 @@ unsigned waited_lanes(Worker *w, unsigned warp, int kind, unsigned mask) {
     return mask & ~exited;
 }
 
+/// Completes the collective the lanes in `needed` wait in (every one has arrived): computes it,
+/// clears their arrival and makes them all runnable.
+void finish_collective(Worker *w, unsigned warp, unsigned needed) {
+    Warp &wp = w->warps[warp];
+    wp.completion(w, warp, needed);
+    wp.arrived &= ~needed;
+    for (unsigned m = 0; m < 32; m++) {
+        if (needed >> m & 1) w->fibers[warp * 32 + m].state = kRunnable;
+    }
+}
+
 /// The calling lane joins a collective of `kind` among the lanes in `mask`; the last lane to
 /// arrive runs `complete` for all of them.
 void warp_collective(int kind, unsigned mask, void *ops, int line, Completion complete) {
@@ -847,11 +858,7 @@ void warp_collective(int kind, unsigned mask, void *ops, int line, Completion co
                      wp.slots[m].line);
         }
     }
-    complete(w, warp, needed);
-    wp.arrived &= ~needed;
-    for (unsigned m = 0; m < 32; m++) {
-        if ((needed >> m & 1) && m != lane) w->fibers[warp * 32 + m].state = kRunnable;
-    }
+    finish_collective(w, warp, needed);
 }
 
 void no_completion(Worker *, unsigned, unsigned) {}
@@ -1133,25 +1140,14 @@ namespace {
 void resume_warp_after_exit(Worker *w, unsigned warp) {
     Warp &wp = w->warps[warp];
     if (!wp.arrived) return;
-    for (unsigned lane = 0; lane < 32; lane++) {
-        if (!(wp.arrived >> lane & 1)) continue;
-        const WarpSlot slot = wp.slots[lane];
-        if (slot.kind != kShfl && slot.kind != kSyncwarp) return;
-        const unsigned needed = waited_lanes(w, warp, slot.kind, slot.mask);
-        if (needed == 0 || (wp.arrived & needed) != needed) return;
-        for (unsigned m = 0; m < 32; m++) {
-            if ((needed >> m & 1) && (wp.slots[m].kind != slot.kind || wp.slots[m].mask != slot.mask)) return;  // the lane faults when it runs
-        }
-        if (slot.kind == kShfl) {
-            // Which mode: every lane of one shfl.sync used the same completion.
-            wp.completion(w, warp, needed);
-        }
-        wp.arrived &= ~needed;
-        for (unsigned m = 0; m < 32; m++) {
-            if (needed >> m & 1) w->fibers[warp * 32 + m].state = kRunnable;
-        }
-        return;
+    const WarpSlot slot = wp.slots[__builtin_ctz(wp.arrived)];  // the collective the waiting lanes are in
+    if (slot.kind != kShfl && slot.kind != kSyncwarp) return;
+    const unsigned needed = waited_lanes(w, warp, slot.kind, slot.mask);
+    if (needed == 0 || (wp.arrived & needed) != needed) return;
+    for (unsigned m = 0; m < 32; m++) {
+        if ((needed >> m & 1) && (wp.slots[m].kind != slot.kind || wp.slots[m].mask != slot.mask)) return;  // the lane faults when it runs
     }
+    finish_collective(w, warp, needed);
 }
 }  // namespace
 

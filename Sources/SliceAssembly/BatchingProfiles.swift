@@ -19,10 +19,14 @@ public enum ProfileStore {
         return "\(safe)-x\(slices).json"
     }
 
+    /// The folder of a model's measured profiles (under the cache).
+    static func cacheFolder(fingerprint: String) throws -> String {
+        try CacheDirectory.subdirectory("profiles") + "/" + fingerprint.replacingOccurrences(of: ":", with: "-")
+    }
+
     /// Where a measured profile is stored.
     public static func cachePath(fingerprint: String, sliceKind: String, slices: Int) throws -> String {
-        let cache = try CacheDirectory.subdirectory("profiles")
-        return cache + "/" + fingerprint.replacingOccurrences(of: ":", with: "-") + "/" + fileName(sliceKind: sliceKind, slices: slices)
+        try cacheFolder(fingerprint: fingerprint) + "/" + fileName(sliceKind: sliceKind, slices: slices)
     }
 
     /// Where a profile is looked for, in order: shipped with the model, then measured here.
@@ -34,9 +38,7 @@ public enum ProfileStore {
 
     /// The folders holding profiles of a model (shipped, then measured), for `slices plan`.
     public static func folders(directory: ModelDirectory, fingerprint: String) -> [String] {
-        var folders = [directory.path + "/profiles"]
-        if let cache = try? CacheDirectory.subdirectory("profiles") { folders.append(cache + "/" + fingerprint.replacingOccurrences(of: ":", with: "-")) }
-        return folders
+        [directory.path + "/profiles"] + ((try? cacheFolder(fingerprint: fingerprint)).map { [$0] } ?? [])
     }
 
     /// A stored profile that still matches the model, slice kind and software, with its path.

@@ -60,10 +60,13 @@ public final class ServingAssembly {
 
     // MARK: CPU
 
+    /// "cpu" for one slice, "cpu/0", "cpu/1", … for several (in process or in workers).
+    static func cpuSliceNames(_ count: Int) -> [String] { count == 1 ? ["cpu"] : (0..<count).map { "cpu/\($0)" } }
+
     private func assembleCPU(_ directory: ModelDirectory, count: Int, threads: Int?, batching choice: BatchingChoice,
                              preprocessor: any Preprocessor) async throws -> ServedModel {
         let name = directory.config.name
-        let sliceNames = count == 1 ? ["cpu"] : (0..<count).map { "cpu/\($0)" }
+        let sliceNames = Self.cpuSliceNames(count)
         let spec = spec
         let batching = try await choice.resolve(directory: directory, kind: .cpu(threads: threads ?? CPUPreprocessor.availableCores),
                                                 slices: count, logger: logger) { progress in
@@ -153,7 +156,7 @@ public final class ServingAssembly {
             let cores = max(1, CPUPreprocessor.availableCores)
             return found.map { WorkerSlice(name: $0.name, environment: ["CUDA_VISIBLE_DEVICES": $0.uuid], threads: max(1, cores / found.count)) }
         case .cpu(let count, let threads):
-            return (count == 1 ? ["cpu"] : (0..<count).map { "cpu/\($0)" }).map { WorkerSlice(name: $0, environment: [:], threads: threads) }
+            return Self.cpuSliceNames(count).map { WorkerSlice(name: $0, environment: [:], threads: threads) }
         case .gpu, .sm:
             throw AssemblyError.unsupported("--workers run the model on the CPU in this version; --slices \(spec) runs it in this process")
         }

@@ -74,16 +74,20 @@ public enum KernelSources {
         }
     }
 
+    /// One entry of an embedded source table (`ss_kernel_source_at`, `ss_emulator_source_at`).
+    public static func read(_ entry: UnsafePointer<ss_kernel_source>) -> (name: String, text: String, isHeader: Bool) {
+        let text = String(decoding: UnsafeRawBufferPointer(start: entry.pointee.text, count: entry.pointee.length), as: UTF8.self)
+        return (String(cString: entry.pointee.name), text, entry.pointee.is_header != 0)
+    }
+
     /// The units embedded in this binary.
     public static let embeddedUnits: [KernelUnit] = {
         var headers: [(name: String, text: String)] = []
         var sources: [(name: String, text: String)] = []
         for index in 0..<Int(ss_kernel_source_count()) {
             guard let entry = ss_kernel_source_at(Int32(index)) else { continue }
-            let text = String(decoding: UnsafeRawBufferPointer(start: entry.pointee.text, count: entry.pointee.length),
-                              as: UTF8.self)
-            let name = String(cString: entry.pointee.name)
-            if entry.pointee.is_header != 0 { headers.append((name, text)) } else { sources.append((name, text)) }
+            let (name, text, isHeader) = read(entry)
+            if isHeader { headers.append((name, text)) } else { sources.append((name, text)) }
         }
         return sources.map { KernelUnit(name: $0.name, source: $0.text, headers: headers) }
     }()
@@ -301,14 +305,20 @@ public struct KernelCompiler: Sendable {
     }
 }
 
-/// 64-bit FNV-1a over strings, with a separator after each (so "ab"+"c" ≠ "a"+"bc").
-struct FNV1a {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+/// 64-bit FNV-1a over strings, with a separator after each (so "ab"+"c" ≠ "a"+"bc"): the cache
+/// keys of compiled kernels (NVRTC's and the emulator's).
+public struct FNV1a: Sendable {
+    public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
 
-    mutating func add(_ text: String) {
+    public init() {}
+
+    public mutating func add(_ text: String) {
         for byte in text.utf8 { mix(byte) }
         mix(0xff)
     }
+
+    /// The value as 16 hex digits.
+    public var hex: String { KernelCompiler.hex(value) }
 
     private mutating func mix(_ byte: UInt8) {
         value ^= UInt64(byte)

@@ -355,8 +355,8 @@ final class FakeStream: GPUStream, @unchecked Sendable {
     /// would), with the emulator's finding as the message.
     static func error(_ outcome: EmulatedLibrary.Outcome, call: String) -> GPUError {
         let (code, name): (Int32, String) = switch outcome.status {
-        case Int32(SS_EMU_UNKNOWN_KERNEL): (500, "CUDA_ERROR_NOT_FOUND")
-        case Int32(SS_EMU_BAD_ARGUMENTS), Int32(SS_EMU_SHARED_LIMIT): (1, "CUDA_ERROR_INVALID_VALUE")
+        case Int32(SS_EMU_UNKNOWN_KERNEL): (Int32(SS_FAKE_NOT_FOUND), "CUDA_ERROR_NOT_FOUND")
+        case Int32(SS_EMU_BAD_ARGUMENTS), Int32(SS_EMU_SHARED_LIMIT): (Int32(SS_FAKE_INVALID_VALUE), "CUDA_ERROR_INVALID_VALUE")
         case Int32(SS_EMU_OUT_OF_BOUNDS), Int32(SS_EMU_SHARED_OUT_OF_BOUNDS): (700, "CUDA_ERROR_ILLEGAL_ADDRESS")
         case Int32(SS_EMU_MISALIGNED): (716, "CUDA_ERROR_MISALIGNED_ADDRESS")
         case Int32(SS_EMU_DEADLOCK): (702, "CUDA_ERROR_LAUNCH_TIMEOUT")

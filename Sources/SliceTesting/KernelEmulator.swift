@@ -85,9 +85,10 @@ public enum KernelEmulator {
     /// The emulator's embedded sources: ss_emu.h, sliceserve_emulator.h, ss_emu_runtime.cpp.
     static let sources: [(name: String, text: String)] = {
         (0..<Int(ss_emulator_source_count())).compactMap { index in
-            guard let entry = ss_emulator_source_at(Int32(index)) else { return nil }
-            let text = String(decoding: UnsafeRawBufferPointer(start: entry.pointee.text, count: entry.pointee.length), as: UTF8.self)
-            return (String(cString: entry.pointee.name), text)
+            ss_emulator_source_at(Int32(index)).map { entry in
+                let source = KernelSources.read(entry)
+                return (source.name, source.text)
+            }
         }
     }()
 
@@ -127,7 +128,7 @@ public enum KernelEmulator {
     /// Compiles (or finds in the cache) and loads one unit.
     public static func load(_ unit: KernelUnit, cacheDirectory: String? = KernelCompiler.defaultCacheDirectory) throws(GPUError) -> EmulatedLibrary {
         let compiler = try compiler()
-        var hasher = Hasher64()
+        var hasher = FNV1a()
         hasher.add("emulator-v\(KernelTranslation.version)")
         hasher.add(unit.name)
         hasher.add(unit.source)
@@ -140,16 +141,18 @@ public enum KernelEmulator {
         let key = hasher.hex
         if let library = loaded.withLock({ $0[key] }) { return library }
         if let error = failed.withLock({ $0[key] }) { throw error }
+        // Where the object lives: the cache, or (no cache) the temporary folder for this process.
         let stem = unit.name.hasSuffix(".cu") ? String(unit.name.dropLast(3)) : unit.name
-        let directory = cacheDirectory.map { $0 + "/emulator" }
-        let cached = directory.map { "\($0)/\(stem)-\(key).so" }
-        if let cached, FileManager.default.fileExists(atPath: cached), let library = try? EmulatedLibrary(path: cached, unit: unit.name) {
+        let target = (cacheDirectory.map { $0 + "/emulator" } ?? NSTemporaryDirectory()) + "/\(stem)-\(key).so"
+        if cacheDirectory != nil, FileManager.default.fileExists(atPath: target),
+           let library = try? EmulatedLibrary(path: target, unit: unit.name) {
             loaded.withLock { $0[key] = library }
             return library
         }
         let library: EmulatedLibrary
         do {
-            library = try EmulatedLibrary(path: try build(unit, compiler: compiler, key: key, directory: directory), unit: unit.name)
+            try build(unit, compiler: compiler, key: key, target: target)
+            library = try EmulatedLibrary(path: target, unit: unit.name)
         } catch {
             failed.withLock { $0[key] = error }
             throw error
@@ -158,8 +161,8 @@ public enum KernelEmulator {
         return library
     }
 
-    /// Preprocesses, translates, compiles and links `unit`; returns the shared object's path.
-    private static func build(_ unit: KernelUnit, compiler: Compiler, key: String, directory: String?) throws(GPUError) -> String {
+    /// Preprocesses, translates, compiles and links `unit` into the shared object at `target`.
+    private static func build(_ unit: KernelUnit, compiler: Compiler, key: String, target: String) throws(GPUError) {
         let work = NSTemporaryDirectory() + "sliceserve-emulator-\(getpid())-\(key)-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: work) }
         func write(_ name: String, _ text: String) throws(GPUError) {
@@ -197,9 +200,7 @@ public enum KernelEmulator {
         let output = work + "/module.so"
         try invoke(compiler, ["-shared", "-fPIC", "-Wl,-Bsymbolic", "-Wl,-z,defs", "-o", output, work + "/kernels.o", work + "/runtime.o",
                               "-lpthread"], unit: unit.name, step: "link")
-        let stem = unit.name.hasSuffix(".cu") ? String(unit.name.dropLast(3)) : unit.name
-        // A cache that cannot be written only costs a rebuild; the object must outlive `work`.
-        let target = (directory ?? NSTemporaryDirectory()) + "/\(stem)-\(key).so"
+        // Staged and renamed: another process loading the same key sees a whole object or none.
         let staged = target + ".\(getpid()).tmp"
         do {
             try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -209,7 +210,6 @@ public enum KernelEmulator {
         } catch {
             throw .compile(unit: unit.name, log: "cannot store the emulated module at \(target): \(error)")
         }
-        return target
     }
 
     private static func invoke(_ compiler: Compiler, _ arguments: [String], unit: String, step: String) throws(GPUError) {
@@ -242,23 +242,6 @@ public enum KernelEmulator {
         let out = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
         return (process.terminationStatus, out, err)
-    }
-}
-
-/// 64-bit FNV-1a over strings, each followed by a separator.
-struct Hasher64 {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-    mutating func add(_ text: String) {
-        for byte in text.utf8 {
-            value ^= UInt64(byte)
-            value = value &* 0x0000_0100_0000_01b3
-        }
-        value ^= 0xff
-        value = value &* 0x0000_0100_0000_01b3
-    }
-    var hex: String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
     }
 }
 

@@ -49,8 +49,8 @@ public enum KernelTranslation {
         var tokens: [Token] = []
         var files: [String] = ["<input>"]
         var replacements: [(start: Int, end: Int, text: String)] = []
-        var kernels: [String] = []
-        var kernelParameters: [String] = []
+        /// Each kernel defined, with its parameter list as written.
+        var kernels: [(name: String, parameters: String)] = []
         var siteCounter = 0
 
         init(text: [UInt8]) { self.text = text }
@@ -202,11 +202,11 @@ public enum KernelTranslation {
             }
             output += text[cursor...]
             var tail = "\n// Kernels registered for launches by name.\n"
-            for (kernel, parameters) in zip(kernels, kernelParameters) {
+            for (kernel, parameters) in kernels {
                 // The pointer type picks the kernel among same-named device functions.
                 tail += "SS_EMU_REGISTER(\(kernel), void (*)(\(parameters)))\n"
             }
-            return Output(source: String(decoding: output, as: UTF8.self) + tail, kernels: kernels)
+            return Output(source: String(decoding: output, as: UTF8.self) + tail, kernels: kernels.map(\.name))
         }
 
         /// Replaces tokens[first...last] with `code`, keeping the lines the original spanned.
@@ -268,10 +268,9 @@ public enum KernelTranslation {
             let name = string(tokens[i - 1])
             let close = try matching(i)
             replace(index, index, with: "")
-            if isPunctuation(close + 1, "{"), !kernels.contains(name) {
-                kernels.append(name)
-                kernelParameters.append(close > i + 1 ? source(tokens[i + 1].start, tokens[close - 1].end)
-                                            .replacingOccurrences(of: "\n", with: " ") : "")
+            if isPunctuation(close + 1, "{"), !kernels.contains(where: { $0.name == name }) {
+                kernels.append((name, close > i + 1 ? source(tokens[i + 1].start, tokens[close - 1].end)
+                                                          .replacingOccurrences(of: "\n", with: " ") : ""))
             }
         }
 

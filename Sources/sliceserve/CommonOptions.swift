@@ -141,6 +141,19 @@ extension ParsableCommand {
     }
 }
 
+extension CLIFailure {
+    /// An assembly failure with its exit status: 4 for a device or preprocessing backend, 2 for
+    /// storage, 64 for what this version does not do.
+    init(_ error: AssemblyError) {
+        let code: Int32 = switch error {
+        case .device, .preprocessing: CLIFailure.gpuError
+        case .storage: CLIFailure.ioError
+        case .unsupported: 64
+        }
+        self.init(message: error.description, exitCode: code)
+    }
+}
+
 struct StandardError: TextOutputStream {
     mutating func write(_ string: String) {
         var bytes = Array(string.utf8)

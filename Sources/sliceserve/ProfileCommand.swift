@@ -77,7 +77,7 @@ struct ProfileCommand: AsyncParsableCommand {
                 (kind, count) = (SliceKind.mig(sliceNames: found.map(\.name)), found.count)
             } else {
                 do { target = try Executors.profileTarget(slices, directory: directory, maxBatch: maxBatch) } catch let error as AssemblyError {
-                    throw CLIFailure(message: error.description, exitCode: CLIFailure.gpuError)
+                    throw CLIFailure(error)
                 }
                 (kind, count) = (target!.sliceKind, target!.slices)
             }
@@ -105,11 +105,11 @@ struct ProfileCommand: AsyncParsableCommand {
                             if !quiet { Swift.print("  \(line)") }
                         }
                     } catch let error as AssemblyError {
-                        throw CLIFailure(message: error.description, exitCode: CLIFailure.gpuError)
+                        throw CLIFailure(error)
                     }
                     profile.points.forEach(report)
                 }
-                do { path = try ProfileStore.save(profile) } catch { throw CLIFailure(message: error.description, exitCode: CLIFailure.ioError) }
+                do { path = try ProfileStore.save(profile) } catch { throw CLIFailure(error) }
                 print("stored in \(path)")
             }
             if json {

@@ -140,11 +140,7 @@ struct ServeCommand: AsyncParsableCommand {
                 served.append(try await assembly.assemble(directory, batching: choice, preprocessor: frontPreprocessor))
             }
         } catch let error as AssemblyError {
-            switch error {
-            case .device, .preprocessing: Self.fail(CLIFailure(message: error.description, exitCode: CLIFailure.gpuError))
-            case .storage: Self.fail(CLIFailure(message: error.description, exitCode: CLIFailure.ioError))
-            case .unsupported: Self.fail(CLIFailure(message: error.description, exitCode: 64))
-            }
+            Self.fail(CLIFailure(error))
         } catch {
             Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError))
         }

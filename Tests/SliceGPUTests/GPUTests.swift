@@ -93,11 +93,9 @@ final class KernelCompileTests: XCTestCase {
         }
         // The emulator registers every kernel the sources declare, from the sources themselves.
         for unit in KernelSources.units {
-            XCTAssertEqual(Set(try KernelEmulator.load(unit).kernels), Set(Self.declaredKernels(unit)), unit.name)
+            XCTAssertEqual(Set(try KernelEmulator.load(unit).kernels), Set(KernelSources.declaredKernels(unit)), unit.name)
         }
     }
-
-    static func declaredKernels(_ unit: KernelUnit) -> [String] { KernelSources.declaredKernels(unit) }
 
     /// The CI compile check: every kernel compiles to PTX for sm_80 and sm_90 with no GPU.
     func testEveryKernelCompilesToPTXForSm80AndSm90() throws {
@@ -109,7 +107,7 @@ final class KernelCompileTests: XCTestCase {
                 XCTAssertEqual(compiled.format, .ptx)
                 let ptx = String(decoding: compiled.image.prefix(while: { $0 != 0 }), as: UTF8.self)
                 XCTAssertTrue(ptx.contains(".target sm_\(target.dropFirst("compute_".count))"), "\(unit.name) \(target)")
-                for kernel in Self.declaredKernels(unit) {
+                for kernel in KernelSources.declaredKernels(unit) {
                     XCTAssertTrue(ptx.contains(".entry \(kernel)("), "\(unit.name) has no extern \"C\" entry \(kernel)")
                 }
             }
@@ -124,7 +122,7 @@ final class KernelCompileTests: XCTestCase {
                      "unit/kernel registers shared_B stack_B spill_st_B spill_ld_B barriers"]
         for unit in KernelSources.units {
             let resources = try KernelCompiler.resources(unit, target: "sm_90")
-            XCTAssertEqual(Set(resources.map(\.kernel)), Set(Self.declaredKernels(unit)), unit.name)
+            XCTAssertEqual(Set(resources.map(\.kernel)), Set(KernelSources.declaredKernels(unit)), unit.name)
             for r in resources.sorted(by: { $0.kernel < $1.kernel }) {
                 XCTAssertGreaterThan(r.registers, 0, "\(unit.name)/\(r.kernel)")
                 lines.append("\(unit.name)/\(r.kernel) \(r.registers) \(r.sharedBytes) \(r.stackBytes) \(r.spillStoreBytes) \(r.spillLoadBytes) \(r.barriers)")

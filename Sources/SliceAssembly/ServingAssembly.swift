@@ -258,6 +258,12 @@ public final class TimedInstance: SliceInstance, @unchecked Sendable {
         }
     }
 
+    public func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) async -> InferenceError? {
+        let refusal = await inner.earlyRefusal(items: items, timeout: timeout, record: record)
+        if record, let refusal { events(.failed(reason: refusal.reason)) }
+        return refusal
+    }
+
     public var statistics: InstanceStatistics { get async { await inner.statistics } }
     public func warmUp() async throws { try await inner.warmUp() }
     public func shutdown() async { await inner.shutdown() }

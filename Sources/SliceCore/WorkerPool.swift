@@ -317,8 +317,10 @@ private final class ParallelLoop: @unchecked Sendable {
 
 /// The compute threads' scheduling priority.
 public enum ComputeThreads {
-    /// How much nicer than the rest of the process a compute thread runs.
-    public static let niceness: Int32 = 5
+    /// How much nicer than the rest of the process a compute thread runs. 10 (a weight about
+    /// 9× lower) measured a 429 p99 of 3–4 ms at 4× and 16× overload on one core where 5 gave
+    /// 5–7 ms (Bench/overload.py, README).
+    public static let niceness: Int32 = 10
 
     /// Makes the calling thread `niceness` nicer than it is (Linux keeps a nice value per
     /// thread; `setpriority(PRIO_PROCESS, 0, …)` changes the calling thread only), so that the

@@ -1,8 +1,10 @@
 import SliceCore
 
-/// Runs one dispatched batch: preprocesses image requests (or copies tensors) into the
-/// instance's input buffer, runs the executor, and splits the outputs per request. A bad image
-/// fails only its own request; its slot is computed and ignored.
+/// Runs one dispatched batch in two steps: `prepare` preprocesses image requests (or copies
+/// tensors) into an input buffer, `execute` runs the executor on it and splits the outputs per
+/// request. A bad image fails only its own request; its slot is computed and ignored. The
+/// instance prepares image batches off the executor's turn, in their own buffer, so that a slow
+/// preprocessing backend never holds tensor batches.
 final class BatchRunner: @unchecked Sendable {
     struct Outcome: Sendable {
         var perRequest: [Result<[ItemOutput], InferenceError>]
@@ -11,21 +13,43 @@ final class BatchRunner: @unchecked Sendable {
         var computeNanoseconds: UInt64
     }
 
+    /// A batch whose input is in `buffer`, ready for the executor.
+    struct Prepared: @unchecked Sendable {
+        var batch: [InstanceState.Pending]
+        var buffer: BatchBuffer
+        /// Failures found while preparing; nil: still to be answered.
+        var results: [Result<[ItemOutput], InferenceError>?]
+        var firstSlot: [Int]
+        var items: Int
+        var preprocessNanoseconds: UInt64
+        /// Nothing is left to execute (every request failed, or none can run here).
+        var finished: Bool
+    }
+
     let executor: any Executor
     let preprocessor: (any Preprocessor)?
     let options: PreprocessOptions
+    /// The buffer tensor batches (and, without a preprocessor, every batch) run from.
     let input: BatchBuffer
+    /// The buffer image batches are preprocessed into (the same as `input` when the instance has
+    /// no preprocessor).
+    let imageInput: BatchBuffer
     let output: OutputBuffer
 
-    init(executor: any Executor, preprocessor: (any Preprocessor)?, options: PreprocessOptions, input: BatchBuffer, output: OutputBuffer) {
+    init(executor: any Executor, preprocessor: (any Preprocessor)?, options: PreprocessOptions, input: BatchBuffer,
+         imageInput: BatchBuffer? = nil, output: OutputBuffer) {
         self.executor = executor
         self.preprocessor = preprocessor
         self.options = options
         self.input = input
+        self.imageInput = imageInput ?? input
         self.output = output
     }
 
-    func run(_ batch: [InstanceState.Pending], clock: any SchedulerClock) async -> Outcome {
+    /// The buffer a batch of this kind is prepared in.
+    func buffer(for kind: QueuedRequest.Kind) -> BatchBuffer { kind == .images ? imageInput : input }
+
+    func prepare(_ batch: [InstanceState.Pending], into input: BatchBuffer, clock: any SchedulerClock) async -> Prepared {
         var results = [Result<[ItemOutput], InferenceError>?](repeating: nil, count: batch.count)
         var images: [EncodedImage] = []
         var imageSlots: [Int] = []
@@ -57,8 +81,8 @@ final class BatchRunner: @unchecked Sendable {
         if !images.isEmpty {
             guard let preprocessor else {
                 for (r, _) in imageOwner { results[r] = .failure(.badInput("this model takes tensors, not images")) }
-                return Outcome(perRequest: results.map { $0 ?? .failure(.badInput("no preprocessor")) }, executed: false,
-                               preprocessNanoseconds: 0, computeNanoseconds: 0)
+                return Prepared(batch: batch, buffer: input, results: results.map { $0 ?? .failure(.badInput("no preprocessor")) },
+                                firstSlot: firstSlot, items: slot, preprocessNanoseconds: 0, finished: true)
             }
             let prepared = await preprocessor.preprocess(PreprocessJob(images: images, destination: input, slots: imageSlots, options: options))
             for (k, outcome) in prepared.images.enumerated() {
@@ -81,11 +105,18 @@ final class BatchRunner: @unchecked Sendable {
                 }
             }
         }
-        let prepared = clock.now()
+        return Prepared(batch: batch, buffer: input, results: results, firstSlot: firstSlot, items: slot,
+                        preprocessNanoseconds: clock.now() &- start, finished: !results.contains(where: { $0 == nil }))
+    }
+
+    func execute(_ prepared: Prepared, clock: any SchedulerClock) async -> Outcome {
+        var results = prepared.results
+        let batch = prepared.batch
+        let start = clock.now()
         var executed = false
-        if results.contains(where: { $0 == nil }) {
+        if !prepared.finished {
             do {
-                try await executor.run(input, count: slot, output: output)
+                try await executor.run(prepared.buffer, count: prepared.items, output: output)
                 executed = true
             } catch {
                 for r in results.indices where results[r] == nil { results[r] = .failure(.executionFailed("\(error)")) }
@@ -93,10 +124,10 @@ final class BatchRunner: @unchecked Sendable {
         }
         let done = clock.now()
         for r in results.indices where results[r] == nil {
-            let outputs = (0..<batch[r].input.items).map { Array(output.item(firstSlot[r] + $0)) }
+            let outputs = (0..<batch[r].input.items).map { Array(output.item(prepared.firstSlot[r] + $0)) }
             results[r] = .success(outputs)
         }
         return Outcome(perRequest: results.map { $0! }, executed: executed,
-                       preprocessNanoseconds: prepared &- start, computeNanoseconds: done &- prepared)
+                       preprocessNanoseconds: prepared.preprocessNanoseconds, computeNanoseconds: done &- start)
     }
 }

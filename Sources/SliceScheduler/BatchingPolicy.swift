@@ -54,13 +54,23 @@ public struct QueuedRequest: Sendable, Equatable {
     public var priority: Int
     /// Items (images) it contributes to a batch.
     public var items: Int
+    /// Whether it needs preprocessing (images) or is ready to run (tensors).
+    public var kind: Kind
 
-    public init(id: UInt64, enqueuedAt: UInt64, deadline: UInt64? = nil, priority: Int = 1, items: Int = 1) {
+    /// Batches hold one kind only, so that a slow or hung preprocessing backend never holds
+    /// tensor requests: image batches are preprocessed outside the executor's turn.
+    public enum Kind: Sendable, Hashable, CaseIterable {
+        case tensor
+        case images
+    }
+
+    public init(id: UInt64, enqueuedAt: UInt64, deadline: UInt64? = nil, priority: Int = 1, items: Int = 1, kind: Kind = .tensor) {
         self.id = id
         self.enqueuedAt = enqueuedAt
         self.deadline = deadline
         self.priority = priority
         self.items = items
+        self.kind = kind
     }
 }
 
@@ -133,7 +143,9 @@ public struct AdmissionCorrection: Sendable, Equatable {
 /// while they fit `maxBatchSize`; dispatch at once when that batch is full (or the next request
 /// does not fit), else dispatch the largest preferred batch size a prefix of the queue reaches;
 /// otherwise wait until the oldest request has waited `maxQueueDelay`, then dispatch what there
-/// is. Expired requests are never batched.
+/// is. Expired requests are never batched. A batch holds requests of one kind (tensors or
+/// images), that of the first request in order among the kinds `allowed` now; requests of other
+/// kinds are passed over, neither batched nor blocking.
 public enum BatchingPolicy {
     /// The queue in the order batches take it: priority level, then arrival, then id.
     public static func ordered(_ queue: [QueuedRequest]) -> [QueuedRequest] {
@@ -146,9 +158,14 @@ public enum BatchingPolicy {
     }
 
     /// The decision for an idle instance. `busy`: the instance is still running a batch (then it
-    /// only says when to look again, as nothing can be dispatched).
-    public static func decide(queue: [QueuedRequest], now: UInt64, busy: Bool, config: BatchingConfig) -> BatchDecision {
-        let live = ordered(queue.filter { ($0.deadline ?? .max) > now })
+    /// only says when to look again, as nothing can be dispatched). `allowed`: the kinds of
+    /// request a batch may be made of now (image batches wait while the preprocessing stage is
+    /// taken).
+    public static func decide(queue: [QueuedRequest], now: UInt64, busy: Bool, config: BatchingConfig,
+                              allowed: Set<QueuedRequest.Kind> = Set(QueuedRequest.Kind.allCases)) -> BatchDecision {
+        let open = ordered(queue.filter { ($0.deadline ?? .max) > now && allowed.contains($0.kind) })
+        guard let first = open.first else { return .idle }
+        let live = open.filter { $0.kind == first.kind }
         guard let oldest = live.min(by: { $0.enqueuedAt < $1.enqueuedAt }) else { return .idle }
         let flush = oldest.enqueuedAt &+ config.maxQueueDelayNanoseconds
         if busy { return .wait(until: max(flush, now)) }

@@ -60,30 +60,19 @@ actor InstanceState {
             throw InferenceError.unavailable("the instance is shutting down")
         }
         let now = clock.now()
-        let deadline = timeout.map { now.addingReportingOverflow($0).overflow ? UInt64.max : now &+ $0 }
-        let load = AdmissionLoad(queuedItems: queuedItems, batchNanoseconds: averageBatchNanoseconds, runningSince: runningSince,
-                                 correction: correction.factor)
-        if let refusal = BatchingPolicy.admit(items: input.items, now: now, deadline: deadline, load: load, config: config) {
-            switch refusal {
-            case .queueFull(let limit):
-                fail("queue_full")
-                throw InferenceError.overloaded("the queue is full (\(limit) items); retry later")
-            case .tooManyItems(let items, let limit):
-                fail("too_many_items")
-                throw InferenceError.badInput("\(items) items exceed the maximum batch size of \(limit)")
-            case .deadlineUnreachable:
-                fail("deadline")
-                throw InferenceError.overloaded("the request cannot finish within its timeout at the current load")
-            case .queueTimeExceeded(let expected, let limit):
-                fail("queue_time")
-                throw InferenceError.overloaded("the request would wait about \(expected / 1_000_000) ms for an answer, over the \(limit / 1_000_000) ms limit; retry later")
-            }
+        let deadline = Self.deadline(now: now, timeout: timeout)
+        let load = currentLoad
+        if let refusal = refusal(items: input.items, now: now, deadline: deadline, load: load) {
+            fail(refusal.reason)
+            throw refusal.error
         }
         return try await withCheckedThrowingContinuation { continuation in
             var raw = load
             raw.correction = 1  // the factor learns the raw estimate's shortfall
             let expected = BatchingPolicy.expectedCompletion(items: input.items, now: now, load: raw, config: config).map { $0 &- now }
-            pending[id] = Pending(info: QueuedRequest(id: id, enqueuedAt: now, deadline: deadline, priority: priority, items: input.items),
+            let kind: QueuedRequest.Kind = if case .images = input { .images } else { .tensor }
+            pending[id] = Pending(info: QueuedRequest(id: id, enqueuedAt: now, deadline: deadline, priority: priority, items: input.items,
+                                                      kind: kind),
                                   input: input, continuation: continuation, expected: expected)
             queuedItems += input.items
             statistics.queuedItems = queuedItems
@@ -91,6 +80,45 @@ actor InstanceState {
             reportDepth()
             signal()
         }
+    }
+
+    private static func deadline(now: UInt64, timeout: UInt64?) -> UInt64? {
+        timeout.map { now.addingReportingOverflow($0).overflow ? UInt64.max : now &+ $0 }
+    }
+
+    private var currentLoad: AdmissionLoad {
+        AdmissionLoad(queuedItems: queuedItems, batchNanoseconds: averageBatchNanoseconds, runningSince: runningSince,
+                      correction: correction.factor)
+    }
+
+    /// Why a request would be refused at the door now (its error and metrics label), or nil.
+    private func refusal(items: Int, now: UInt64, deadline: UInt64?, load: AdmissionLoad) -> (error: InferenceError, reason: String)? {
+        switch BatchingPolicy.admit(items: items, now: now, deadline: deadline, load: load, config: config) {
+        case nil:
+            return nil
+        case .queueFull(let limit):
+            return (.overloaded("the queue is full (\(limit) items); retry later"), "queue_full")
+        case .tooManyItems(let items, let limit):
+            return (.badInput("\(items) items exceed the maximum batch size of \(limit)"), "too_many_items")
+        case .deadlineUnreachable:
+            return (.overloaded("the request cannot finish within its timeout at the current load"), "deadline")
+        case .queueTimeExceeded(let expected, let limit):
+            return (.overloaded("the request would wait about \(expected / 1_000_000) ms for an answer, over the \(limit / 1_000_000) ms limit; retry later"),
+                    "queue_time")
+        }
+    }
+
+    /// Whether a request of `items` would be refused if it arrived now, without queueing it: the
+    /// server asks before reading a body, so that refusing under overload costs no upload.
+    /// `record`: count the refusal in the statistics (as `enqueue` would).
+    func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) -> InferenceError? {
+        guard !closed else { return nil }  // enqueue answers that
+        let now = clock.now()
+        guard let refusal = refusal(items: items, now: now, deadline: Self.deadline(now: now, timeout: timeout), load: currentLoad) else {
+            return nil
+        }
+        if record { fail(refusal.reason) }
+        return refusal.error
     }
 
     func cancel(_ id: UInt64) {
@@ -109,6 +137,9 @@ actor InstanceState {
 
     /// Expires timed-out requests, then asks the policy. A wait is bounded by the next deadline.
     func decide() -> BatchDecision {
+        // A batch the stage posted since the loop looked: `changed` is still set by its signal,
+        // so the loop comes straight back to execute it.
+        if prepared != nil { return .wait(until: clock.now()) }
         changed = false
         let now = clock.now()
         let queue = pending.values.map(\.info)
@@ -121,11 +152,52 @@ actor InstanceState {
             reportDepth()
         }
         statistics.queuedItems = queuedItems
-        let decision = BatchingPolicy.decide(queue: pending.values.map(\.info), now: now, busy: false, config: config)
-        if case .wait(let until) = decision, let next = pending.values.compactMap(\.info.deadline).min(), next < until {
-            return .wait(until: next)
+        let allowed: Set<QueuedRequest.Kind> = preparing ? [.tensor] : [.tensor, .images]
+        let decision = BatchingPolicy.decide(queue: pending.values.map(\.info), now: now, busy: false, config: config, allowed: allowed)
+        let next = pending.values.compactMap(\.info.deadline).min()
+        switch (decision, next) {
+        case (.wait(let until), let next?) where next < until: return .wait(until: next)
+        // Requests passed over (images while the stage is taken) still time out on time.
+        case (.idle, let next?): return .wait(until: next)
+        default: return decision
         }
-        return decision
+    }
+
+    // MARK: The preprocessing stage
+
+    /// An image batch is being preprocessed (or waits for the executor): image batches wait.
+    private var preparing = false
+    private var prepared: BatchRunner.Prepared?
+
+    func startPreparing() { preparing = true }
+
+    /// A batch the stage finished, handed to the scheduling loop (or failed if the instance closed).
+    func post(_ batch: BatchRunner.Prepared) {
+        guard !closed else {
+            preparing = false
+            fail(batch.batch, with: InferenceError.unavailable("the instance shut down"))
+            return
+        }
+        prepared = batch
+        signal()
+    }
+
+    /// The prepared batch to execute next, if any; the stage is free again once it ran (the loop
+    /// decides again only after executing it).
+    func takePrepared() -> BatchRunner.Prepared? {
+        guard let batch = prepared else { return nil }
+        prepared = nil
+        preparing = false
+        return batch
+    }
+
+    private func fail(_ batch: [Pending], with error: InferenceError) {
+        for request in batch {
+            statistics.inFlight -= 1
+            fail(error.reason)
+            request.continuation.resume(throwing: error)
+        }
+        reportDepth()
     }
 
     /// Removes the dispatched requests from the queue, in batch order.
@@ -144,7 +216,7 @@ actor InstanceState {
         return batch
     }
 
-    func finish(_ batch: [Pending], results: BatchRunner.Outcome, runner: BatchRunner) {
+    func finish(_ batch: [Pending], results: BatchRunner.Outcome) {
         runningSince = nil
         statistics.executions += results.executed ? 1 : 0
         statistics.preprocessNanoseconds &+= results.preprocessNanoseconds
@@ -214,6 +286,10 @@ actor InstanceState {
         }
         pending.removeAll()
         queuedItems = 0
+        if let batch = prepared {
+            prepared = nil
+            fail(batch.batch, with: InferenceError.unavailable("the instance shut down"))
+        }
         reportDepth()
         signal()
     }

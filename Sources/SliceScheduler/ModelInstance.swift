@@ -199,8 +199,11 @@ public final class ModelInstance: @unchecked Sendable {
         self.clock = clock
         state = InstanceState(config: config, clock: clock, events: events)
         let input = try executor.makeInputBuffer(capacity: config.maxBatchSize, for: preprocessor?.capabilities)
+        // Image batches are preprocessed in a buffer of their own while tensor batches run.
+        let imageInput = try preprocessor.map { try executor.makeInputBuffer(capacity: config.maxBatchSize, for: $0.capabilities) }
         let output = try OutputBuffer(itemShape: executor.outputShape, capacity: config.maxBatchSize)
-        let runner = BatchRunner(executor: executor, preprocessor: preprocessor, options: options, input: input, output: output)
+        let runner = BatchRunner(executor: executor, preprocessor: preprocessor, options: options, input: input,
+                                 imageInput: imageInput, output: output)
         let state = self.state
         let clock = self.clock
         loop = Task.detached { await ModelInstance.schedule(state: state, runner: runner, clock: clock, config: config) }
@@ -228,6 +231,12 @@ public final class ModelInstance: @unchecked Sendable {
         get async { await state.statistics }
     }
 
+    /// Whether a request of `items` would be refused if it arrived now (nothing is queued);
+    /// `record` counts the refusal in the statistics and metrics.
+    public func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) async -> InferenceError? {
+        await state.earlyRefusal(items: items, timeout: timeout ?? config.defaultTimeoutNanoseconds, record: record)
+    }
+
     /// Stops taking requests; fails what is still queued with `.unavailable`.
     public func shutdown() async {
         await state.close()
@@ -236,15 +245,31 @@ public final class ModelInstance: @unchecked Sendable {
 
     // MARK: The scheduling loop
 
+    /// Two stages: image batches are preprocessed off the loop (one at a time, in their own
+    /// buffer), and the loop runs the executor on one batch at a time: a prepared image batch
+    /// first, else a tensor batch, which therefore never waits for a slow preprocessing backend.
     private static func schedule(state: InstanceState, runner: BatchRunner, clock: any SchedulerClock, config: BatchingConfig) async {
+        let staged = runner.preprocessor != nil
         while !Task.isCancelled {
+            if let prepared = await state.takePrepared() {
+                let results = await runner.execute(prepared, clock: clock)
+                await state.finish(prepared.batch, results: results)
+                continue
+            }
             let decision = await state.decide()
             switch decision {
             case .dispatch(let ids):
                 let batch = await state.take(ids)
-                guard !batch.isEmpty else { continue }
-                let results = await runner.run(batch, clock: clock)
-                await state.finish(batch, results: results, runner: runner)
+                guard let kind = batch.first?.info.kind else { continue }
+                if kind == .images && staged {
+                    await state.startPreparing()
+                    Task.detached {
+                        await state.post(await runner.prepare(batch, into: runner.buffer(for: .images), clock: clock))
+                    }
+                } else {
+                    let prepared = await runner.prepare(batch, into: runner.buffer(for: kind), clock: clock)
+                    await state.finish(batch, results: await runner.execute(prepared, clock: clock))
+                }
             case .wait(let until):
                 await state.waitForArrival(orUntil: until)
             case .idle:

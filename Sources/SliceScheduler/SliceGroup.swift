@@ -174,6 +174,18 @@ public final class SliceGroup: @unchecked Sendable {
         }
     }
 
+    /// The refusal a request of `items` would get now from every healthy slice, asked before its
+    /// body is read (a refusal under overload then costs no upload or parsing); nil when some
+    /// slice would take it, or none is healthy (`infer` answers that). Counted once, on the
+    /// first refusing slice.
+    public func earlyRefusal(items: Int, timeout: UInt64?) async -> InferenceError? {
+        let healthy = lock.withLock { slices.indices.filter { slices[$0].healthy } }
+        guard let first = healthy.first else { return nil }
+        if healthy.count == 1 { return await instances[first].earlyRefusal(items: items, timeout: timeout, record: true) }
+        for i in healthy where await instances[i].earlyRefusal(items: items, timeout: timeout, record: false) == nil { return nil }
+        return await instances[first].earlyRefusal(items: items, timeout: timeout, record: true)
+    }
+
     /// Routes the request to a slice and waits for its outputs; re-routes it when the slice fails.
     public func infer(_ input: InferenceInput, priority: Int = 1, timeout: UInt64? = nil) async throws -> [ItemOutput] {
         var tried: Set<Int> = []

@@ -34,6 +34,10 @@ public protocol SliceInstance: AnyObject, Sendable {
     /// One batch of zeros straight through the model: the warm-up, and the health probe.
     func warmUp() async throws
     func shutdown() async
+    /// Whether a request of `items` would be refused at the door now, asked before its body is
+    /// read; nil when it would be admitted or the instance cannot tell (then `infer` decides).
+    /// `record` counts the refusal as `infer` would.
+    func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) async -> InferenceError?
 }
 
 extension ModelInstance: SliceInstance {
@@ -50,4 +54,5 @@ extension ModelInstance: SliceInstance {
 
 extension SliceInstance {
     public var preprocessorProblem: String? { nil }
+    public func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) async -> InferenceError? { nil }
 }

@@ -147,6 +147,7 @@ public final class InferenceServer: Sendable {
             headerLength = n
         }
         let limits = configuration.limits
+        try await refuseEarly(model)
         // Reading and parsing hold a large-body permit; the model run does not.
         let (parsed, input) = try await withBody(request, context) { bytes in
             let parsed = try InferenceProtocol.parse(bytes, headerLength: headerLength, limits: limits)
@@ -167,6 +168,7 @@ public final class InferenceServer: Sendable {
         guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
         let k = request.uri.queryParameters.get("top_k", as: Int.self) ?? 5
         guard k >= 1 else { throw ServerError.badRequest("top_k must be at least 1") }
+        try await refuseEarly(model)
         let bytes = try await withBody(request, context) { Array($0.readableBytesView) }
         func predictions(_ logits: ItemOutput) -> [[String: Any]] {
             // `Classification.top` takes logits and applies the softmax itself.
@@ -230,6 +232,13 @@ public final class InferenceServer: Sendable {
                                 "compute_infer": duration(s.executions, s.computeNanoseconds)],
             "batch_stats": s.batchSizes.sorted { $0.key < $1.key }.map { ["batch_size": $0.key, "compute_infer": duration($0.value, 0)] },
         ] as [String: Any]]])
+    }
+
+    /// Refuses (429) before the body is read when even a one-item request would be refused now:
+    /// under overload a refusal then costs no upload, copy or parse (Hummingbird drops the body
+    /// as it arrives). The request's own size and timeout are checked again at the queue.
+    private func refuseEarly(_ model: ServedModel) async throws {
+        if let refusal = await model.instance.earlyRefusal(items: 1, timeout: nil) { throw ServerError(refusal) }
     }
 
     /// Queues the request on the model's instance; if the client disconnects while it waits,

@@ -21,6 +21,18 @@ final class BatchingPolicyTests: XCTestCase {
         XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 12 * ms, busy: false, config: config), .dispatch([1, 2]))
     }
 
+    /// A batch is one kind, that of the first request among the kinds allowed; the others are
+    /// passed over without blocking it.
+    func testABatchHoldsOneKindOfRequest() {
+        let config = BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 0)
+        var image = request(1, at: 1)
+        image.kind = .images
+        let queue = [image, request(2, at: 2), request(3, at: 3)]
+        XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 5, busy: false, config: config), .dispatch([1]))
+        XCTAssertEqual(BatchingPolicy.decide(queue: queue, now: 5, busy: false, config: config, allowed: [.tensor]), .dispatch([2, 3]))
+        XCTAssertEqual(BatchingPolicy.decide(queue: [image], now: 5, busy: false, config: config, allowed: [.tensor]), .idle)
+    }
+
     func testFullBatchGoesAtOnce() {
         let config = BatchingConfig(maxBatchSize: 4, maxQueueDelayNanoseconds: 100 * ms)
         let queue = (1...6).map { request(UInt64($0), at: UInt64($0)) }

@@ -61,16 +61,26 @@ final class ModelInstanceTests: XCTestCase {
     func testFullQueueRefusesAtOnce() async throws {
         let clock = ManualClock()
         let model = try instance(BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: second, maxQueueSize: 2), clock: clock)
+        let admitted = await model.earlyRefusal(items: 1, timeout: nil, record: true)
+        XCTAssertNil(admitted, "an empty queue refuses nothing")
         let waiting = (0..<2).map { _ in Task { try await model.infer(tensor(1)) } }
         await eventually("two requests are queued") { await model.statistics.queuedItems == 2 }
         let inFlight = await model.statistics.inFlight
         XCTAssertEqual(inFlight, 2)
+        // Asked before a body is read: the same refusal, queueing nothing, counted when asked to.
+        let early = await model.earlyRefusal(items: 1, timeout: nil, record: false)
+        XCTAssertEqual(early, .overloaded("the queue is full (2 items); retry later"))
+        let group = SliceGroup(instance: model)
+        let fromGroup = await group.earlyRefusal(items: 1, timeout: nil)
+        XCTAssertEqual(fromGroup, early)
         do {
             _ = try await model.infer(tensor(1))
             XCTFail("a third request entered a full queue")
         } catch let error as InferenceError {
             XCTAssertEqual(error, .overloaded("the queue is full (2 items); retry later"))
         }
+        let afterEarly = await model.statistics
+        XCTAssertEqual(afterEarly.queuedItems, 2)
         await model.shutdown()
         for task in waiting {
             do {
@@ -81,7 +91,7 @@ final class ModelInstanceTests: XCTestCase {
             }
         }
         let stats = await model.statistics
-        XCTAssertEqual(stats.failures["queue_full"], 1)
+        XCTAssertEqual(stats.failures["queue_full"], 2, "the group's early refusal and the queue's, once each")
         XCTAssertEqual(stats.failures["unavailable"], 2)
     }
 
@@ -140,6 +150,52 @@ final class ModelInstanceTests: XCTestCase {
             XCTAssertEqual(error, .badInput("empty input: the image has zero bytes"))
         }
         XCTAssertEqual(executor.batchSizes, [3])
+    }
+
+    /// A preprocessing backend that holds every job until released (a hung plug-in).
+    final class HeldPreprocessor: Preprocessor, @unchecked Sendable {
+        let name = "held"
+        let capabilities = ByteImagePreprocessor().capabilities
+        private let lock = ConditionLock()
+        private var held: [(PreprocessJob, @Sendable (PreprocessBatchResult) -> Void)] = []
+        var jobs: Int { lock.withLock { held.count } }
+
+        func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
+            lock.withLock { held.append((job, completion)) }
+        }
+
+        func release() {
+            for (job, completion) in lock.withLock({ defer { held = [] }; return held }) {
+                ByteImagePreprocessor().submit(job, completion: completion)
+            }
+        }
+    }
+
+    /// Batches hold one kind: while an image batch sits in a hung preprocessing backend, tensor
+    /// requests arriving after it are batched and answered; the image request is answered once
+    /// the backend completes, and a request that was never batched times out on time.
+    func testTensorRequestsNeverWaitForAHungPreprocessor() async throws {
+        let clock = ManualClock(), executor = SumExecutor(), held = HeldPreprocessor()
+        let model = try ModelInstance(name: "sum", executor: executor, preprocessor: held, options: PreprocessOptions(mean: [0], std: [1]),
+                                      config: BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 0), clock: clock)
+        let image = Task { try await model.infer(.images([EncodedImage([3])])) }
+        await eventually("the image batch reaches the backend") { held.jobs == 1 }
+        let late = Task { try await model.infer(.images([EncodedImage([5])]), timeout: 1000) }
+        await eventually("the second image request is queued") { await model.statistics.queuedItems == 1 }
+        let answer = try await model.infer(tensor(2))
+        XCTAssertEqual(answer, [[8]], "the tensor request ran while the backend hung")
+        XCTAssertEqual(executor.batchSizes, [1])
+        clock.advance(by: 1000)
+        do {
+            _ = try await late.value
+            XCTFail("a request waiting behind the hung backend outlived its timeout")
+        } catch let error as InferenceError {
+            XCTAssertEqual(error, .timedOut)
+        }
+        held.release()
+        let first = try await image.value
+        XCTAssertEqual(first, [[12]])
+        XCTAssertEqual(executor.batchSizes, [1, 1], "tensor and image requests were never batched together")
     }
 
     func testMalformedRequestsAreRejectedBeforeQueueing() async throws {

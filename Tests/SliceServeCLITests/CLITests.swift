@@ -404,7 +404,22 @@ final class CLITests: XCTestCase {
                                                  portBase: base)
             defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
             let started = Date()
-            let image = postLocal(port: port, path: "/v2/models/mobilenet_v2/classify", body: photo, contentType: "image/jpeg")
+            let answers = ConcurrentAnswers()
+            let imageDone = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                answers.append(postLocal(port: port, path: "/v2/models/mobilenet_v2/classify", body: photo, contentType: "image/jpeg"))
+                imageDone.signal()
+            }
+            if mode == "hang" {
+                // While the plug-in holds the image batch, a tensor request is not held with it.
+                Thread.sleep(forTimeInterval: 0.2)
+                let during = Date()
+                let answer = postLocal(port: port, path: "/v2/models/mobilenet_v2/infer", body: tensor, contentType: "application/json")
+                XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), "a tensor request during the hang: \(answer.prefix(300))")
+                XCTAssertLessThan(Date().timeIntervalSince(during), 0.75, "the tensor request waited for the hung plug-in")
+            }
+            imageDone.wait()
+            let image = answers.all.first ?? ""
             let waited = Date().timeIntervalSince(started)
             XCTAssertTrue(image.hasPrefix("HTTP/1.1 503"), "\(mode): \(image)")
             XCTAssertTrue(image.contains(mode == "crash" ? "crashed (signal 11)" : "did not answer a job within 1.0 s"), "\(mode): \(image)")

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import NIOCore
 import SliceCore
+import SliceScheduler
 import SliceServer
 import XCTest
 
@@ -55,6 +56,28 @@ final class FuzzTests: XCTestCase {
         print("fuzz statuses: \(statuses.sorted { $0.key < $1.key })")
         XCTAssertGreaterThan(statuses[200, default: 0], 50, "the fuzzer must also send valid requests")
         XCTAssertGreaterThan(statuses[400, default: 0], 5000)
+    }
+
+    /// Under overload a request is refused before its body is read: the 429 comes back while
+    /// the client has sent only the head of a 512 KB upload, and the upload is not needed.
+    func testOverloadIsRefusedBeforeTheBodyIsRead() async throws {
+        let (server, _) = try makeFakeServer(batching: BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 30_000_000_000, maxQueueSize: 1),
+                                             configuration: ServerConfiguration(port: 0))
+        try await server.application(logger: Logger(label: "early")).test(.live) { client in
+            let port = try XCTUnwrap(client.port)
+            // One queued request fills the queue (it waits 30 s for company).
+            let waiting = Task { try? RawHTTP.exchange(port: port, Array("POST /v2/models/sum/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nA".utf8), readSeconds: 1) }
+            for _ in 0..<200 {
+                if server.models[0].instance.statuses[0].pendingItems == 1 { break }
+                try await Task.sleep(nanoseconds: 5_000_000)
+            }
+            let head = "POST /v2/models/sum/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 524288\r\n\r\n"
+            let answer = try RawHTTP.exchange(port: port, Array(head.utf8), readSeconds: 3, until: "}")
+            XCTAssertTrue(answer.hasPrefix("HTTP/1.1 429"), answer)
+            XCTAssertTrue(answer.contains("\"error\":\"the queue is full (1 items); retry later\""), answer)
+            XCTAssertTrue(answer.lowercased().contains("retry-after: 1"), answer)
+            _ = await waiting.value
+        }
     }
 
     func testHTTPEdges() async throws {

@@ -43,8 +43,8 @@ extension XCTestCase {
     /// A server with no real model: the "sum" model (input [N,1,1,4] FP32 → output [N,1], the sum
     /// of the four numbers) on `SumExecutor`, and one-byte "images" on `ByteImagePreprocessor`,
     /// from SliceTesting. For HTTP behaviour that does not need MobileNetV2.
-    func makeFakeServer(ready: Bool = true, batching: BatchingConfig = BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 100_000))
-        throws -> (InferenceServer, SumExecutor) {
+    func makeFakeServer(ready: Bool = true, batching: BatchingConfig = BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: 100_000),
+                        configuration: ServerConfiguration = ServerConfiguration()) throws -> (InferenceServer, SumExecutor) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ss-sum-model-\(getpid())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try Data().write(to: folder.appendingPathComponent("model.onnx"))  // never read: the executor is a double
@@ -60,7 +60,7 @@ extension XCTestCase {
                                          options: directory.preprocessOptions, config: batching,
                                          events: metrics.handler(model: "sum", instance: "fake"))
         let server = InferenceServer(models: [ServedModel(name: "sum", directory: directory, instance: instance)],
-                                     configuration: ServerConfiguration(), metrics: metrics, accelerators: GPUReport.collect(openDevices: false))
+                                     configuration: configuration, metrics: metrics, accelerators: GPUReport.collect(openDevices: false))
         server.setReady(ready)
         return (server, executor)
     }

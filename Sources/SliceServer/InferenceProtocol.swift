@@ -352,14 +352,14 @@ enum InferenceProtocol {
         let outputName = entry == .tensor ? model.outputName : "probabilities"
         let values = entry == .tensor ? outputs : outputs.map(softmax)
         let requested = request.outputs ?? [RequestedOutput(name: outputName, classification: nil, binary: nil)]
-        var jsonOutputs: [[String: Any]] = []
+        var jsonOutputs: [InferResponse.Output] = []
         var binary: [UInt8] = []
         for output in requested {
             guard output.name == outputName else {
                 throw ServerError.badRequest("unknown output '\(output.name)'; the model's output is '\(outputName)'")
             }
             let asBinary = output.binary ?? request.binaryOutputDefault
-            var entryJSON: [String: Any] = ["name": output.name]
+            var entry: InferResponse.Output
             if let k = output.classification {
                 guard k >= 1 else { throw ServerError.badRequest("classification must be at least 1, got \(k)") }
                 // From the logits: `Classification.top` applies the softmax itself.
@@ -368,8 +368,7 @@ enum InferenceProtocol {
                         "\(String(format: "%f", top.probability)):\(top.index):\(model.directory.label(top.index))"
                     }
                 }
-                entryJSON["datatype"] = "BYTES"
-                entryJSON["shape"] = [strings.count, strings.first?.count ?? 0]
+                entry = .init(name: output.name, datatype: "BYTES", shape: [strings.count, strings.first?.count ?? 0])
                 if asBinary {
                     var chunk: [UInt8] = []
                     for s in strings.joined() {
@@ -377,28 +376,25 @@ enum InferenceProtocol {
                         withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { chunk += $0 }
                         chunk += bytes
                     }
-                    entryJSON["parameters"] = ["binary_data_size": chunk.count]
+                    entry.parameters = .init(binary_data_size: chunk.count)
                     binary += chunk
                 } else {
-                    entryJSON["data"] = Array(strings.joined())
+                    entry.data = .strings(Array(strings.joined()))
                 }
             } else {
-                entryJSON["datatype"] = "FP32"
-                entryJSON["shape"] = [values.count, values.first?.count ?? 0]
+                entry = .init(name: output.name, datatype: "FP32", shape: [values.count, values.first?.count ?? 0])
                 let flat = Array(values.joined())
                 if asBinary {
                     let start = binary.count
                     flat.withUnsafeBytes { binary += $0 }
-                    entryJSON["parameters"] = ["binary_data_size": binary.count - start]
+                    entry.parameters = .init(binary_data_size: binary.count - start)
                 } else {
-                    entryJSON["data"] = flat.map { Double($0) }
+                    entry.data = .floats(flat)
                 }
             }
-            jsonOutputs.append(entryJSON)
+            jsonOutputs.append(entry)
         }
-        var root: [String: Any] = ["model_name": modelName, "model_version": model.version, "outputs": jsonOutputs]
-        if let id = request.id { root["id"] = id }
-        let json = Array(try JSONSerialization.data(withJSONObject: root))
+        let json = try JSONBody.bytes(InferResponse(id: request.id, model_name: modelName, model_version: model.version, outputs: jsonOutputs))
         return binary.isEmpty ? (json, nil) : (json + binary, json.count)
     }
 }

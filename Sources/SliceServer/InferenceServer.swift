@@ -73,19 +73,21 @@ public final class InferenceServer: Sendable {
         // Every error a route throws becomes its status with a JSON body (see JSONErrorMiddleware).
         router.add(middleware: JSONErrorMiddleware())
         router.get("/v2") { _, _ in
-            Self.json(["name": "sliceserve", "version": SliceServeVersion.current,
-                       "extensions": ["classification", "binary_tensor_data", "statistics"]])
+            JSONBody.response(ServerMetadataResponse(name: "sliceserve", version: SliceServeVersion.current,
+                                                     extensions: ["classification", "binary_tensor_data", "statistics"]))
         }
         router.get("/v2/health/live") { _, _ in Response(status: .ok) }
         router.get("/v2/health/ready") { [self] _, _ in Response(status: isReady ? .ok : .serviceUnavailable) }
-        router.get("/v2/health/details") { [self] _, _ in Self.json(healthDetails()) }
+        router.get("/v2/health/details") { [self] _, _ in JSONBody.response(healthDetails()) }
         router.post("/v2/repository/index") { [self] _, _ in
-            Self.json(models.flatMap { [$0.name, $0.jpegName] }.map { ["name": $0, "version": "1", "state": isReady ? "READY" : "UNAVAILABLE"] })
+            JSONBody.response(models.flatMap { [$0.name, $0.jpegName] }.map {
+                RepositoryIndexEntry(name: $0, version: "1", state: isReady ? "READY" : "UNAVAILABLE")
+            })
         }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             router.get(RouterPath(prefix)) { [self] _, context in
                 let (m, e) = try model(context)
-                return Self.json(m.metadata(e))
+                return JSONBody.response(m.metadata(e))
             }
             router.get(RouterPath(prefix + "/ready")) { [self] _, context in
                 let (m, e) = try model(context)
@@ -95,7 +97,7 @@ public final class InferenceServer: Sendable {
             }
             router.get(RouterPath(prefix + "/config")) { [self] _, context in
                 let (m, e) = try model(context)
-                return Self.json(m.config(e))
+                return JSONBody.response(m.config(e))
             }
             router.get(RouterPath(prefix + "/stats")) { [self] _, context in
                 try await statistics(context)
@@ -170,10 +172,10 @@ public final class InferenceServer: Sendable {
         guard k >= 1 else { throw ServerError.badRequest("top_k must be at least 1") }
         try await refuseEarly(model)
         let bytes = try await withBody(request, context) { Array($0.readableBytesView) }
-        func predictions(_ logits: ItemOutput) -> [[String: Any]] {
+        func predictions(_ logits: ItemOutput) -> [ClassifyResponse.Prediction] {
             // `Classification.top` takes logits and applies the softmax itself.
             logits.withUnsafeBufferPointer { Classification.top($0, k: min(k, logits.count)) }.map {
-                ["index": $0.index, "label": model.directory.label($0.index), "probability": Double($0.probability)]
+                .init(index: $0.index, label: model.directory.label($0.index), probability: Double($0.probability))
             }
         }
         if let type = request.headers[.contentType], type.lowercased().hasPrefix("multipart/") {
@@ -206,32 +208,32 @@ public final class InferenceServer: Sendable {
             if results.allSatisfy({ if case .failure = $0 { true } else { false } }), case .failure(let first) = results[0] {
                 throw ServerError(first)
             }
-            let images: [[String: Any]] = zip(parts, results).map { part, result in
+            let images: [ClassifyResponse.Image] = zip(parts, results).map { part, result in
                 switch result {
-                case .success(let logits): return ["name": part.name, "predictions": predictions(logits)]
-                case .failure(let error): return ["name": part.name, "error": ServerError(error).message]
+                case .success(let logits): .init(name: part.name, predictions: predictions(logits))
+                case .failure(let error): .init(name: part.name, error: ServerError(error).message)
                 }
             }
-            return Self.json(["model_name": model.name, "images": images])
+            return JSONBody.response(ClassifyResponse(model_name: model.name, images: images))
         }
         guard !bytes.isEmpty else { throw ServerError.badRequest("the body is empty; send the image bytes as the body") }
         let outputs = try await run(.images([EncodedImage(bytes)]), on: model, priority: 1, timeout: nil, context: context)
-        return Self.json(["model_name": model.name, "predictions": predictions(outputs[0])])
+        return JSONBody.response(ClassifyResponse(model_name: model.name, predictions: predictions(outputs[0])))
     }
 
     private func statistics(_ context: ServerContext) async throws -> Response {
         let (model, _) = try model(context)
         let s = await model.instance.statistics
-        func duration(_ count: Int, _ ns: UInt64) -> [String: Any] { ["count": count, "ns": ns] }
+        typealias Stats = StatisticsResponse
         let failures = s.failures.values.reduce(0, +)
-        return Self.json(["model_stats": [[
-            "name": model.name, "version": model.version, "inference_count": s.inferredItems, "execution_count": s.executions,
-            "inference_stats": ["success": duration(s.successes, s.queueNanoseconds &+ s.preprocessNanoseconds &+ s.computeNanoseconds),
-                                "fail": duration(failures, 0), "queue": duration(s.successes, s.queueNanoseconds),
-                                "compute_input": duration(s.executions, s.preprocessNanoseconds),
-                                "compute_infer": duration(s.executions, s.computeNanoseconds)],
-            "batch_stats": s.batchSizes.sorted { $0.key < $1.key }.map { ["batch_size": $0.key, "compute_infer": duration($0.value, 0)] },
-        ] as [String: Any]]])
+        let stats = Stats.ModelStats(
+            name: model.name, version: model.version, inference_count: s.inferredItems, execution_count: s.executions,
+            inference_stats: .init(success: .init(count: s.successes, ns: s.queueNanoseconds &+ s.preprocessNanoseconds &+ s.computeNanoseconds),
+                                   fail: .init(count: failures, ns: 0), queue: .init(count: s.successes, ns: s.queueNanoseconds),
+                                   compute_input: .init(count: s.executions, ns: s.preprocessNanoseconds),
+                                   compute_infer: .init(count: s.executions, ns: s.computeNanoseconds)),
+            batch_stats: s.batchSizes.sorted { $0.key < $1.key }.map { .init(batch_size: $0.key, compute_infer: .init(count: $0.value, ns: 0)) })
+        return JSONBody.response(Stats(model_stats: [stats]))
     }
 
     /// Refuses (429) before the body is read when even a one-item request would be refused now:
@@ -258,33 +260,21 @@ public final class InferenceServer: Sendable {
     // MARK: Helpers
 
     /// Liveness, readiness, the models, and what loaded of CUDA (library, version, path, or why not).
-    func healthDetails() -> [String: Any] {
-        var details: [String: Any] = [
-            "live": true, "ready": isReady, "version": SliceServeVersion.current,
-            "models": models.map { model -> [String: Any] in
-                ["name": model.name, "instance": model.signature.kind, "preprocess": model.instance.preprocessorName ?? "none",
-                 "preprocess_problem": model.instance.preprocessorProblem ?? NSNull(),
-                 "slices": model.instance.statuses.map { slice -> [String: Any] in
-                     var entry: [String: Any] = ["name": slice.name, "healthy": slice.healthy, "pending_items": slice.pendingItems,
-                                                 "consecutive_failures": slice.consecutiveFailures, "requests_served": slice.served]
-                     if let perItem = slice.secondsPerItem { entry["seconds_per_item"] = perItem }
-                     if let error = slice.lastError { entry["last_error"] = error }
-                     return entry
-                 }]
+    func healthDetails() -> HealthDetailsResponse {
+        HealthDetailsResponse(
+            live: true, ready: isReady, version: SliceServeVersion.current,
+            models: models.map { model in
+                HealthDetailsResponse.Model(
+                    name: model.name, instance: model.signature.kind, preprocess: model.instance.preprocessorName ?? "none",
+                    preprocess_problem: model.instance.preprocessorProblem,
+                    slices: model.instance.statuses.map { slice in
+                        .init(name: slice.name, healthy: slice.healthy, pending_items: slice.pendingItems,
+                              consecutive_failures: slice.consecutiveFailures, requests_served: slice.served,
+                              seconds_per_item: slice.secondsPerItem, last_error: slice.lastError)
+                    })
             },
-        ]
-        if let accelerators, let data = try? JSONEncoder().encode(accelerators),
-           let object = try? JSONSerialization.jsonObject(with: data) {
-            details["gpu"] = object
-        }
-        return details
+            gpu: accelerators)
     }
-
-    static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-    }
-
 }
 
 /// A thread-safe flag.

@@ -37,34 +37,32 @@ public final class ServedModel: @unchecked Sendable {
         model == name ? .tensor : model == jpegName ? .jpeg : nil
     }
 
-    func metadata(_ entry: Entry) -> [String: Any] {
+    func metadata(_ entry: Entry) -> ModelMetadataResponse {
         let spec = signature.inputSpec
         switch entry {
         case .tensor:
-            return ["name": name, "versions": [version], "platform": "sliceserve_onnx",
-                    "inputs": [["name": inputName, "datatype": "FP32", "shape": [-1] + spec.itemShape]],
-                    "outputs": [["name": outputName, "datatype": "FP32", "shape": [-1] + signature.outputShape]]]
+            return ModelMetadataResponse(name: name, versions: [version], platform: "sliceserve_onnx",
+                                         inputs: [TensorMetadata(name: inputName, datatype: "FP32", shape: [-1] + spec.itemShape)],
+                                         outputs: [TensorMetadata(name: outputName, datatype: "FP32", shape: [-1] + signature.outputShape)])
         case .jpeg:
-            return ["name": jpegName, "versions": [version], "platform": "sliceserve_onnx",
-                    "inputs": [["name": "image", "datatype": "BYTES", "shape": [-1]]],
-                    "outputs": [["name": "probabilities", "datatype": "FP32", "shape": [-1, classes]]]]
+            return ModelMetadataResponse(name: jpegName, versions: [version], platform: "sliceserve_onnx",
+                                         inputs: [TensorMetadata(name: "image", datatype: "BYTES", shape: [-1])],
+                                         outputs: [TensorMetadata(name: "probabilities", datatype: "FP32", shape: [-1, classes])])
         }
     }
 
-    func config(_ entry: Entry) -> [String: Any] {
+    func config(_ entry: Entry) -> ModelConfigResponse {
         let batching = instance.config
-        var dynamic: [String: Any] = ["max_queue_delay_microseconds": batching.maxQueueDelayNanoseconds / 1000]
-        if !batching.preferredBatchSizes.isEmpty { dynamic["preferred_batch_size"] = batching.preferredBatchSizes }
         let meta = metadata(entry)
-        func tensors(_ list: Any?) -> [[String: Any]] {
-            (list as? [[String: Any]] ?? []).map { t in
-                ["name": t["name"] ?? "", "data_type": "TYPE_" + ((t["datatype"] as? String) ?? "FP32"),
-                 "dims": Array(((t["shape"] as? [Int]) ?? []).dropFirst())]
-            }
+        func tensors(_ list: [TensorMetadata]) -> [ModelConfigResponse.Tensor] {
+            list.map { .init(name: $0.name, data_type: "TYPE_" + $0.datatype, dims: Array($0.shape.dropFirst())) }
         }
-        return ["name": meta["name"] ?? name, "platform": "sliceserve_onnx", "max_batch_size": batching.maxBatchSize,
-                "input": tensors(meta["inputs"]), "output": tensors(meta["outputs"]), "dynamic_batching": dynamic,
-                "instance_group": [["count": instance.instances.count, "kind": signature.kind.hasPrefix("cpu") ? "KIND_CPU" : "KIND_GPU"]],
-                "parameters": ["preprocess": ["resize": directory.config.preprocess.resize, "crop": directory.config.preprocess.crop]]]
+        return ModelConfigResponse(
+            name: meta.name, platform: "sliceserve_onnx", max_batch_size: batching.maxBatchSize,
+            input: tensors(meta.inputs), output: tensors(meta.outputs),
+            dynamic_batching: .init(max_queue_delay_microseconds: batching.maxQueueDelayNanoseconds / 1000,
+                                    preferred_batch_size: batching.preferredBatchSizes.isEmpty ? nil : batching.preferredBatchSizes),
+            instance_group: [.init(count: instance.instances.count, kind: signature.kind.hasPrefix("cpu") ? "KIND_CPU" : "KIND_GPU")],
+            parameters: .init(preprocess: .init(resize: directory.config.preprocess.resize, crop: directory.config.preprocess.crop)))
     }
 }

@@ -32,8 +32,7 @@ struct ServerError: Error {
 
     /// `{"error": message}` as bytes.
     static func jsonBody(_ message: String) -> ByteBuffer {
-        let data = (try? JSONSerialization.data(withJSONObject: ["error": message], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return ByteBuffer(bytes: data)
+        ByteBuffer(bytes: (try? JSONBody.bytes(ErrorResponse(error: message))) ?? Array("{}".utf8))
     }
 
     /// The JSON response.

@@ -256,6 +256,16 @@ final class ServerTests: XCTestCase {
                 let output = (try json(r)["outputs"] as? [[String: Any]])?.first
                 XCTAssertEqual(output?["shape"] as? [Int], [2, 1])
             }
+            // Binary FP32 can carry a NaN and an infinity; the answer says so (as JSON strings)
+            // instead of failing to encode.
+            let header = try JSONSerialization.data(withJSONObject: ["inputs": [["name": "x", "shape": [2, 1, 1, 4], "datatype": "FP32",
+                                                                                 "parameters": ["binary_data_size": 32]]]])
+            var buffer = ByteBuffer(bytes: header)
+            for v in [Float.nan, 1, 1, 1, Float.infinity, 1, 1, 1] { buffer.writeInteger(v.bitPattern, endianness: .little) }
+            try await client.execute(uri: "/v2/models/sum/infer", method: .post, headers: [inferHeader: String(header.count)], body: buffer) { r in
+                XCTAssertEqual(r.status, .ok, String(buffer: r.body))
+                XCTAssertTrue(String(buffer: r.body).contains("\"data\":[\"NaN\",\"Infinity\"]"), String(buffer: r.body))
+            }
             // A wrong shape for this model is the client's error.
             let bad: [String: Any] = ["inputs": [["name": "x", "shape": [1, 3, 224, 224], "datatype": "FP32", "data": [Double](repeating: 0, count: 150528)]]]
             try await client.execute(uri: "/v2/models/sum/infer", method: .post, body: try jsonBody(bad)) { r in

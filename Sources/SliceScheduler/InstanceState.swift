@@ -64,7 +64,7 @@ actor InstanceState {
         let load = currentLoad
         if let refusal = refusal(items: input.items, now: now, deadline: deadline, load: load) {
             fail(refusal.reason)
-            throw refusal.error
+            throw refusal
         }
         return try await withCheckedThrowingContinuation { continuation in
             var raw = load
@@ -91,20 +91,20 @@ actor InstanceState {
                       correction: correction.factor)
     }
 
-    /// Why a request would be refused at the door now (its error and metrics label), or nil.
-    private func refusal(items: Int, now: UInt64, deadline: UInt64?, load: AdmissionLoad) -> (error: InferenceError, reason: String)? {
+    /// Why a request would be refused at the door now, or nil.
+    private func refusal(items: Int, now: UInt64, deadline: UInt64?, load: AdmissionLoad) -> InferenceError? {
         switch BatchingPolicy.admit(items: items, now: now, deadline: deadline, load: load, config: config) {
         case nil:
             return nil
         case .queueFull(let limit):
-            return (.overloaded("the queue is full (\(limit) items); retry later"), "queue_full")
+            return .overloaded("the queue is full (\(limit) items); retry later", cause: .queueFull)
         case .tooManyItems(let items, let limit):
-            return (.badInput("\(items) items exceed the maximum batch size of \(limit)"), "too_many_items")
+            return .badInput("\(items) items exceed the maximum batch size of \(limit)")
         case .deadlineUnreachable:
-            return (.overloaded("the request cannot finish within its timeout at the current load"), "deadline")
+            return .overloaded("the request cannot finish within its timeout at the current load", cause: .deadline)
         case .queueTimeExceeded(let expected, let limit):
-            return (.overloaded("the request would wait about \(expected / 1_000_000) ms for an answer, over the \(limit / 1_000_000) ms limit; retry later"),
-                    "queue_time")
+            return .overloaded("the request would wait about \(expected / 1_000_000) ms for an answer, over the \(limit / 1_000_000) ms limit; retry later",
+                               cause: .queueTime)
         }
     }
 
@@ -118,7 +118,7 @@ actor InstanceState {
             return nil
         }
         if record { fail(refusal.reason) }
-        return refusal.error
+        return refusal
     }
 
     func cancel(_ id: UInt64) {

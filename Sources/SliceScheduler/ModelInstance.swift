@@ -17,8 +17,9 @@ public enum InferenceInput: Sendable {
 
 /// Why a request failed. Each maps to one HTTP status in the server.
 public enum InferenceError: Error, Sendable, Equatable {
-    /// Refused at the door (HTTP 429): queue full, or the deadline cannot be met.
-    case overloaded(String)
+    /// Refused at the door (HTTP 429): queue full, or the deadline cannot be met; `cause` is the
+    /// metrics label.
+    case overloaded(String, cause: Overload = .overloaded)
     /// Its timeout passed while it waited (HTTP 429 in Triton's convention for queue timeouts).
     case timedOut
     /// An image or tensor of the request was bad (HTTP 400).
@@ -33,6 +34,18 @@ public enum InferenceError: Error, Sendable, Equatable {
     /// request is re-routed to another slice where there is one; the slice stays in service for
     /// tensor requests.
     case preprocessingFailed(String)
+}
+
+/// Why a request was refused at the door: the label of `nv_inference_request_failure{reason}`.
+public enum Overload: String, Sendable, Equatable, CaseIterable {
+    /// The queue holds its limit of items.
+    case queueFull = "queue_full"
+    /// The expected time to an answer exceeds the queue-time limit (the SLO).
+    case queueTime = "queue_time"
+    /// Even run next, it would finish after its own timeout.
+    case deadline = "deadline"
+    /// Refused for another reason (a worker of an older version, say).
+    case overloaded = "overloaded"
 }
 
 /// Everything the layers above need to know about a failure, decided in one place: what the
@@ -71,17 +84,17 @@ extension InferenceError {
     /// The KServe error message (`{"error": message}`).
     public var message: String {
         switch self {
-        case .overloaded(let m), .badInput(let m), .unavailable(let m), .executionFailed(let m), .preprocessingFailed(let m): m
+        case .overloaded(let m, _), .badInput(let m), .unavailable(let m), .executionFailed(let m), .preprocessingFailed(let m): m
         case .timedOut: "the request timed out in the queue"
         case .cancelled: "the request was cancelled"
         }
     }
 
     /// The metrics label of the failure (`nv_inference_request_failure{reason}`); refusals at
-    /// admission count under their finer cause (queue_full, queue_time, deadline).
+    /// admission count under their cause (queue_full, queue_time, deadline).
     public var reason: String {
         switch self {
-        case .overloaded: "overloaded"
+        case .overloaded(_, let cause): cause.rawValue
         case .timedOut: "timeout"
         case .badInput: "bad_input"
         case .cancelled: "cancelled"
@@ -102,7 +115,10 @@ extension InferenceError {
     /// Its code on a worker process's socket (stable: both ends of a restart agree).
     public var wireCode: UInt8 {
         switch self {
-        case .overloaded: 1
+        case .overloaded(_, .overloaded): 1
+        case .overloaded(_, .queueFull): 8
+        case .overloaded(_, .queueTime): 9
+        case .overloaded(_, .deadline): 10
         case .timedOut: 2
         case .badInput: 3
         case .cancelled: 4
@@ -116,6 +132,9 @@ extension InferenceError {
     public init?(wireCode: UInt8, message: String) {
         switch wireCode {
         case 1: self = .overloaded(message)
+        case 8: self = .overloaded(message, cause: .queueFull)
+        case 9: self = .overloaded(message, cause: .queueTime)
+        case 10: self = .overloaded(message, cause: .deadline)
         case 2: self = .timedOut
         case 3: self = .badInput(message)
         case 4: self = .cancelled

@@ -8,6 +8,8 @@ final class InferenceErrorTests: XCTestCase {
         .overloaded("queue full"), .timedOut, .badInput("not a JPEG"), .cancelled, .unavailable("shutting down"),
         .executionFailed("CUDA_ERROR_ILLEGAL_ADDRESS"), .preprocessingFailed("plug-in crashed"),
     ]
+    /// Refusals at the door, one per cause.
+    static let refusals: [InferenceError] = Overload.allCases.map { .overloaded("refused", cause: $0) }
 
     func testEveryFailureHasOneDisposition() {
         let table = Self.all.map { ($0.httpStatus, $0.retryAfterSeconds, $0.reason, $0.routing) }
@@ -20,13 +22,18 @@ final class InferenceErrorTests: XCTestCase {
                                         .tryAnotherSlice(markUnhealthy: true), .tryAnotherSlice(markUnhealthy: false)])
         XCTAssertEqual(InferenceError.badInput("not a JPEG").message, "not a JPEG")
         XCTAssertEqual(InferenceError.timedOut.message, "the request timed out in the queue")
+        // A refusal's cause is its metrics label; it is a 429 to retry whatever the cause.
+        XCTAssertEqual(Self.refusals.map(\.reason), ["queue_full", "queue_time", "deadline", "overloaded"])
+        XCTAssertEqual(Set(Self.refusals.map(\.httpStatus)), [429])
+        XCTAssertEqual(Set(Self.refusals.map(\.retryAfterSeconds)), [1])
     }
 
     func testWireCodesRoundTripAndUnknownCodesAreRefused() {
-        for error in Self.all {
-            XCTAssertEqual(InferenceError(wireCode: error.wireCode, message: error.message), error)
+        let every = Self.all + Self.refusals
+        for error in every {
+            XCTAssertEqual(InferenceError(wireCode: error.wireCode, message: error.message), error, "a worker's refusal keeps its cause")
         }
-        XCTAssertEqual(Set(Self.all.map(\.wireCode)).count, Self.all.count)
+        XCTAssertEqual(Set(every.map(\.wireCode)).count, every.count - 1, "one code each (the plain refusal is in both lists)")
         XCTAssertNil(InferenceError(wireCode: 0, message: ""))
         XCTAssertNil(InferenceError(wireCode: 99, message: ""))
     }

@@ -69,7 +69,7 @@ final class ModelInstanceTests: XCTestCase {
         XCTAssertEqual(inFlight, 2)
         // Asked before a body is read: the same refusal, queueing nothing, counted when asked to.
         let early = await model.earlyRefusal(items: 1, timeout: nil, record: false)
-        XCTAssertEqual(early, .overloaded("the queue is full (2 items); retry later"))
+        XCTAssertEqual(early, .overloaded("the queue is full (2 items); retry later", cause: .queueFull))
         let group = SliceGroup(instance: model)
         let fromGroup = await group.earlyRefusal(items: 1, timeout: nil)
         XCTAssertEqual(fromGroup, early)
@@ -77,7 +77,7 @@ final class ModelInstanceTests: XCTestCase {
             _ = try await model.infer(tensor(1))
             XCTFail("a third request entered a full queue")
         } catch let error as InferenceError {
-            XCTAssertEqual(error, .overloaded("the queue is full (2 items); retry later"))
+            XCTAssertEqual(error, .overloaded("the queue is full (2 items); retry later", cause: .queueFull))
         }
         let afterEarly = await model.statistics
         XCTAssertEqual(afterEarly.queuedItems, 2)

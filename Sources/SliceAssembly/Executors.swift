@@ -56,23 +56,6 @@ public enum Executors {
         }
     }
 
-    /// One stream per slice: on its own SM partition for `sm:` specs on a CUDA device (green
-    /// contexts, split once and reused), else nil (the executor makes its own).
-    public static func streams(for spec: SliceSpec, device: any GPUDevice, partitions: inout [SMPartition]?) throws -> [(any GPUStream)?] {
-        guard case .sm(_, let count, let sms) = spec, let cuda = device as? CUDADevice else {
-            return Array(repeating: nil, count: spec.count ?? 1)
-        }
-        let split = try partitions ?? SMPartition.split(device: cuda, count: count, multiprocessors: sms)
-        partitions = split
-        return try split.map { try $0.makeStream() }
-    }
-
-    /// The kind of slice a GPU spec makes on `device`.
-    public static func kind(of spec: SliceSpec, device: any GPUDevice) -> SliceKind {
-        if case .sm(_, _, let sms) = spec { return .smPartition(multiprocessors: sms, gpuName: device.info.name) }
-        return .gpu(name: device.info.name)
-    }
-
     /// Executors as serving `spec` would make them, one per slice, for profiling.
     public static func profileTarget(_ spec: SliceSpec, directory: ModelDirectory, maxBatch: Int,
                                      device: (any GPUDevice)? = nil) throws -> ProfileTarget {
@@ -81,11 +64,11 @@ public enum Executors {
             let device = try device ?? openGPU(choice, spec: spec)
             let model = try GPUModel(modelFile: directory.modelPath, device: device)
             var partitions: [SMPartition]? = nil
-            let streams = try Self.streams(for: spec, device: device, partitions: &partitions)
+            let streams = try GPUSlices.streams(for: spec, device: device, partitions: &partitions)
             let executors = try (0..<count).map { i in
                 try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), stream: streams[i]) as any Executor
             }
-            return ProfileTarget(sliceKind: kind(of: spec, device: device), slices: count, executors: executors)
+            return ProfileTarget(sliceKind: GPUSlices.kind(of: spec, device: device), slices: count, executors: executors)
         case .mig:
             throw AssemblyError.unsupported("MIG instances are measured in worker processes (MIGProfiler), not in this one")
         case .cpu(let count, let threadsPerSlice):

@@ -106,7 +106,7 @@ public final class ServingAssembly {
         }
         self.device = device
         let spec = spec
-        let resolved = try await batching.resolve(directory: directory, kind: Executors.kind(of: spec, device: device), slices: count,
+        let resolved = try await batching.resolve(directory: directory, kind: GPUSlices.kind(of: spec, device: device), slices: count,
                                                   logger: logger) { progress in
             try await Executors.profileTarget(spec, directory: directory, maxBatch: 64, device: device)
                 .measure(directory: directory, maxBatch: 64, secondsPerSize: 1, progress: progress)
@@ -118,7 +118,7 @@ public final class ServingAssembly {
         let base = (choice.isFake ? "gpu:fake" : "gpu:\(choice.ordinal)") + (sms.map { "/sm\($0)" } ?? "")
         let names = count == 1 && sms == nil ? [base] : (0..<count).map { "\(base)/\($0)" }
         // One green context per slice: disjoint SMs, shared memory, JPEG engines and L2.
-        let streams = try Executors.streams(for: spec, device: device, partitions: &partitions)
+        let streams = try GPUSlices.streams(for: spec, device: device, partitions: &partitions)
         if let partitions, sms != nil {
             logger.info("SM partitions (green contexts; not MIG: JPEG engines, L2 and memory stay shared)",
                         metadata: ["partitions": "\(partitions.map(\.multiprocessors))", "gpu": "\(device.info.name)"])

@@ -146,7 +146,7 @@ final class GPUPreprocessState: @unchecked Sendable {
 
         // 1. Check each image on the host, choose its decoder.
         for (index, image) in job.images.enumerated() {
-            let outcome = image.bytes.withUnsafeBytes { bytes in inspect(bytes, index: index, spec: spec, options: options) }
+            let outcome = image.withUnsafeBytes { bytes in inspect(bytes, index: index, spec: spec, options: options) }
             switch outcome {
             case .success(let (prepared, reason)):
                 if let reason { software.append((prepared, reason)) } else { hardware.append(prepared) }
@@ -168,12 +168,13 @@ final class GPUPreprocessState: @unchecked Sendable {
                 hardware[i].decoder = "nvjpeg-\(nvjpeg.backend.rawValue)"
                 destinations.append((memory.address, pitch))
             }
-            // The images' bytes stay alive (the job holds them) until the stream is synchronized.
-            let pinnedBytes = job.images.map(\.bytes)
+            // The images' bytes (arrays, or views into memory their owners keep) stay alive until
+            // the stream is synchronized.
+            let pinned = job.images
             do {
-                try withExtendedLifetime(pinnedBytes) {
+                try withExtendedLifetime(pinned) {
                     for prepared in hardware {
-                        buffers.append(job.images[prepared.index].bytes.withUnsafeBytes { $0 })
+                        buffers.append(pinned[prepared.index].withUnsafeBytes { $0 })
                     }
                     try nvjpeg.decodeBatched(buffers, destinations: destinations, stream: cuda)
                 }
@@ -198,7 +199,7 @@ final class GPUPreprocessState: @unchecked Sendable {
             for (var prepared, reason) in software {
                 let pitch = prepared.width * 4
                 let target = host + offset
-                let decodedOK = job.images[prepared.index].bytes.withUnsafeBytes { bytes in
+                let decodedOK = job.images[prepared.index].withUnsafeBytes { bytes in
                     decode(bytes, prepared: prepared, into: target, pitch: pitch)
                 }
                 if let error = decodedOK {

@@ -27,7 +27,7 @@ final class ImagePipeline {
             intermediate.trim()
         }
         do {
-            let info = try image.bytes.withUnsafeBytes { bytes in
+            let info = try image.withUnsafeBytes { bytes in
                 try process(bytes, into: slot, writer: writer, options: options)
             }
             return .success(info)

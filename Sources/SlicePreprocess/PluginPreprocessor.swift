@@ -258,7 +258,7 @@ private final class PluginJob: @unchecked Sendable {
         // Copies of the encoded bytes: they must outlive the job even if it is abandoned.
         data = job.images.map { image in
             let copy = UnsafeMutableRawPointer.allocate(byteCount: max(image.count, 1), alignment: 16)
-            image.bytes.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(copy), byteCount: image.count) }
+            image.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(copy), byteCount: image.count) }
             return copy
         }
         heldBytes = stagingStride * count + job.images.reduce(0) { $0 + max($1.count, 1) }
@@ -330,7 +330,7 @@ private final class PluginJob: @unchecked Sendable {
         case Int32(SS_PP_OK.rawValue):
             let header: JPEGFrameHeader
             do {
-                header = try job.images[index].bytes.withUnsafeBytes { try JPEGFrameHeader.parse($0) }
+                header = try job.images[index].withUnsafeBytes { try JPEGFrameHeader.parse($0) }
             } catch {
                 return .failure(.backendFailure("the plug-in accepted an image whose header SliceServe cannot read: \(error)"))
             }

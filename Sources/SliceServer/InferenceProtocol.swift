@@ -317,7 +317,7 @@ enum InferenceProtocol {
                         guard length <= chunk.count - at else {
                             throw ServerError.badRequest("input '\(input.name)': a BYTES element claims \(length) bytes, \(chunk.count - at) remain")
                         }
-                        images.append(EncodedImage(Array(UnsafeRawBufferPointer(rebasing: chunk[at..<(at + length)]))))
+                        images.append(EncodedImage(viewing: request.body, offset: input.binaryOffset + at, count: length))
                         at += length
                     }
                 }

@@ -171,7 +171,7 @@ public final class InferenceServer: Sendable {
         let k = request.uri.queryParameters.get("top_k", as: Int.self) ?? 5
         guard k >= 1 else { throw ServerError.badRequest("top_k must be at least 1") }
         try await refuseEarly(model)
-        let bytes = try await withBody(request, context) { Array($0.readableBytesView) }
+        let body = try await withBody(request, context) { $0 }
         func predictions(_ logits: ItemOutput) -> [ClassifyResponse.Prediction] {
             // `Classification.top` takes logits and applies the softmax itself.
             logits.withUnsafeBufferPointer { Classification.top($0, k: min(k, logits.count)) }.map {
@@ -184,7 +184,7 @@ public final class InferenceServer: Sendable {
             guard let boundary = Multipart.boundary(of: type) else {
                 throw ServerError.badRequest("the multipart Content-Type has no boundary")
             }
-            let parts = try Multipart.parts(bytes, boundary: boundary).filter { !$0.bytes.isEmpty }
+            let parts = try Multipart.parts(Array(body.readableBytesView), boundary: boundary).filter { !$0.bytes.isEmpty }
             guard !parts.isEmpty else { throw ServerError.badRequest("the multipart body holds no images") }
             guard parts.count <= model.instance.config.maxQueueSize else {
                 throw ServerError.badRequest("\(parts.count) images are more than the queue holds (\(model.instance.config.maxQueueSize))")
@@ -216,8 +216,9 @@ public final class InferenceServer: Sendable {
             }
             return JSONBody.response(ClassifyResponse(model_name: model.name, images: images))
         }
-        guard !bytes.isEmpty else { throw ServerError.badRequest("the body is empty; send the image bytes as the body") }
-        let outputs = try await run(.images([EncodedImage(bytes)]), on: model, priority: 1, timeout: nil, context: context)
+        guard body.readableBytes > 0 else { throw ServerError.badRequest("the body is empty; send the image bytes as the body") }
+        let image = EncodedImage(viewing: body, offset: 0, count: body.readableBytes)
+        let outputs = try await run(.images([image]), on: model, priority: 1, timeout: nil, context: context)
         return JSONBody.response(ClassifyResponse(model_name: model.name, predictions: predictions(outputs[0])))
     }
 

@@ -2,7 +2,18 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import SliceCore
 import SliceGPU
+
+extension EncodedImage {
+    /// A view of `count` bytes at `offset` of the buffer's readable bytes (checked by the caller
+    /// to lie inside), holding the buffer's storage: an image received in a body is never copied.
+    init(viewing buffer: ByteBuffer, offset: Int, count: Int) {
+        self = buffer.withUnsafeReadableBytesWithStorageManagement { raw, storage in
+            EncodedImage(viewing: UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + count)]), owner: storage.takeUnretainedValue())
+        }
+    }
+}
 
 /// Every JSON body the server answers with, as `Encodable` values: the KServe v2 / Triton shapes
 /// (snake_case keys, as the protocol spells them), encoded with sorted keys.

@@ -79,7 +79,7 @@ public final class ByteImagePreprocessor: Preprocessor, @unchecked Sendable {
     public func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
         var results: [Result<PreprocessedImage, PreprocessError>] = []
         for (image, slot) in zip(job.images, job.slots) {
-            guard let v = image.bytes.first else {
+            guard let v = image.first else {
                 results.append(.failure(.emptyInput))
                 continue
             }

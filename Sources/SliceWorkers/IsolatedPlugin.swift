@@ -218,7 +218,7 @@ public final class IsolatedPluginPreprocessor: Preprocessor, @unchecked Sendable
             fail(job, completion, error)
         case .success(let (id, ranges, slots, host)):
             for (image, range) in zip(job.images, ranges) {
-                image.bytes.withUnsafeBytes { if let from = $0.baseAddress { (sharedBase + range.lowerBound).copyMemory(from: from, byteCount: $0.count) } }
+                image.withUnsafeBytes { if let from = $0.baseAddress { (sharedBase + range.lowerBound).copyMemory(from: from, byteCount: $0.count) } }
             }
             let message = PluginHostMessage.job(id: id, images: zip(job.images, ranges).map { .init(offset: $1.lowerBound, count: $0.count) },
                                                 slotsOffset: slots.lowerBound, spec: job.destination.spec, options: job.options)

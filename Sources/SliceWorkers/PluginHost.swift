@@ -56,7 +56,8 @@ public enum PluginHost {
                 send(.done(id: id, outcomes: Array(repeating: .failed(.invalidJob("the job lies outside the shared memory")), count: count)))
                 continue
             }
-            let images = ranges.map { EncodedImage(Array(UnsafeRawBufferPointer(start: shared.base + $0.offset, count: $0.count))) }
+            // Views of where the front wrote them (the plug-in copies what it keeps past the job).
+            let images = ranges.map { shared.image(at: $0.offset, count: $0.count) }
             inFlight.withLock { running += 1 }
             plugin.submit(PreprocessJob(images: images, destination: destination, options: options)) { result in
                 defer { inFlight.withLock { running -= 1 } }
@@ -71,15 +72,21 @@ public enum PluginHost {
     }
 }
 
-/// Host memory owned by someone else (the shared mapping): never freed here.
-final class SharedAllocation: BufferAllocation, @unchecked Sendable {
-    let base: UnsafeMutableRawPointer
-    let byteCount: Int
-    var kind: MemoryKind { .host }
-    var hostAddress: UnsafeMutableRawPointer? { base }
-    var deviceAddress: UInt64? { nil }
+/// Host memory owned by someone else (a shared mapping that lives as long as the process):
+/// never freed here. Images read from it are views that keep this object alive.
+public final class SharedAllocation: BufferAllocation, @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let byteCount: Int
+    public var kind: MemoryKind { .host }
+    public var hostAddress: UnsafeMutableRawPointer? { base }
+    public var deviceAddress: UInt64? { nil }
 
-    init(base: UnsafeMutableRawPointer, byteCount: Int) {
+    /// The bytes in `range` (checked by the caller to lie inside) as an image, without a copy.
+    func image(at offset: Int, count: Int) -> EncodedImage {
+        EncodedImage(viewing: UnsafeRawBufferPointer(start: base + offset, count: count), owner: self)
+    }
+
+    public init(base: UnsafeMutableRawPointer, byteCount: Int) {
         self.base = base
         self.byteCount = byteCount
     }

@@ -340,7 +340,7 @@ public final class WorkerInstance: SliceInstance, @unchecked Sendable {
         let taken: [Range<Int>]? = lock.withLock {
             var taken: [Range<Int>] = []
             for image in images {
-                guard let range = arena.allocate(image.bytes.count) else {
+                guard let range = arena.allocate(image.count) else {
                     for r in taken { arena.release(r) }
                     return nil
                 }
@@ -350,14 +350,14 @@ public final class WorkerInstance: SliceInstance, @unchecked Sendable {
         }
         guard let taken else { return nil }
         for (image, range) in zip(images, taken) {
-            image.bytes.withUnsafeBytes { (base + range.lowerBound).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            image.withUnsafeBytes { (base + range.lowerBound).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
-        return (taken, zip(images, taken).map { $1.lowerBound..<($1.lowerBound + $0.bytes.count) })
+        return (taken, zip(images, taken).map { $1.lowerBound..<($1.lowerBound + $0.count) })
     }
 
     public func infer(_ input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
         var shared: (taken: [Range<Int>], used: [Range<Int>])? = nil
-        if case .images(let images) = input, !images.contains(where: \.bytes.isEmpty) { shared = share(images) }
+        if case .images(let images) = input, !images.contains(where: \.isEmpty) { shared = share(images) }
         defer {
             // The worker has answered (or is gone): the ranges are free again.
             if let taken = shared?.taken { lock.withLock { for r in taken { arena.release(r) } } }
@@ -433,9 +433,10 @@ private final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
 public final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Sendable {
     public typealias InboundIn = [UInt8]
     private let instance: ModelInstance
-    private let shared: UnsafeRawBufferPointer?
+    private let shared: SharedAllocation?
 
-    public init(instance: ModelInstance, shared: UnsafeRawBufferPointer?) {
+    /// `shared`: the memory the front writes images into (mapped for the process's life).
+    public init(instance: ModelInstance, shared: SharedAllocation?) {
         self.instance = instance
         self.shared = shared
     }
@@ -451,11 +452,12 @@ public final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Senda
         }
         let instance = self.instance
         if case .inferShared(let id, let ranges, let priority, let timeout) = message {
-            guard let shared, ranges.allSatisfy({ $0.lowerBound >= 0 && $0.upperBound <= shared.count }) else {
+            guard let shared, ranges.allSatisfy({ $0.lowerBound >= 0 && $0.upperBound <= shared.byteCount }) else {
                 channel.send(.failure(id: id, .badInput("the images are outside the shared memory")))
                 return
             }
-            let images: [EncodedImage] = ranges.map { EncodedImage(Array(UnsafeRawBufferPointer(rebasing: shared[$0]))) }
+            // Views where the front wrote them: the front frees the ranges only after the answer.
+            let images: [EncodedImage] = ranges.map { shared.image(at: $0.lowerBound, count: $0.count) }
             message = .infer(id: id, input: InferenceInput.images(images), priority: priority, timeout: timeout)
         }
         let request = message

@@ -105,14 +105,14 @@ struct WorkerCommand: AsyncParsableCommand {
             unlink(socket)
             Foundation.exit(0)
         }
-        var shared: UnsafeRawBufferPointer? = nil
+        var shared: SharedAllocation? = nil
         if let shm {
             let fd = open(shm, O_RDWR)
             guard fd >= 0, shmBytes > 0, let base = ss_map_shared(fd, UInt64(shmBytes)) else {
                 Self.fail(CLIFailure(message: "worker: cannot map the shared memory \(shm): \(String(cString: strerror(errno)))", exitCode: CLIFailure.ioError))
             }
             close(fd)  // the mapping stays
-            shared = UnsafeRawBufferPointer(start: base, count: shmBytes)
+            shared = SharedAllocation(base: base, byteCount: shmBytes)
         }
         let sharedImages = shared
         unlink(socket)

@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "SliceGPUModel", targets: ["SliceGPUModel"]),
         .library(name: "SliceScheduler", targets: ["SliceScheduler"]),
         .library(name: "SliceTesting", targets: ["SliceTesting"]),
+        .library(name: "SliceRepository", targets: ["SliceRepository"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -50,6 +51,8 @@ let package = Package(
         .target(name: "SliceGPUModel", dependencies: ["SliceCore", "SliceModel", "SliceGPU"]),
         .target(name: "SliceSlices", dependencies: ["SliceCore", "SliceGPU", "CSliceServe"]),
 
+        // Triton model repositories: config.pbtxt (protobuf text), versions, version policies.
+        .target(name: "SliceRepository", dependencies: ["SliceCore", "SliceModel", "SliceScheduler"]),
         .target(name: "SliceScheduler", dependencies: ["SliceCore"]),
         // Test doubles that ship with the binary: the fake GPU, whose kernels are the real CUDA
         // sources run by the CUDA emulator (a host C++ compiler, a fiber per CUDA thread,
@@ -109,6 +112,7 @@ let package = Package(
         .testTarget(name: "SliceModelTests", dependencies: ["SliceModel", "SliceCore"]),
         .testTarget(name: "SliceGPUTests", dependencies: ["SliceGPU", "SliceCore", "SliceTesting", "CSliceServe"]),
         .testTarget(name: "SliceGPUModelTests", dependencies: ["SliceGPUModel", "SliceGPU", "SliceModel", "SliceCore", "SliceTesting"]),
+        .testTarget(name: "SliceRepositoryTests", dependencies: ["SliceRepository", "SliceModel", "SliceScheduler", "SliceCore"]),
         .testTarget(name: "SliceSlicesTests", dependencies: ["SliceSlices"]),
         .testTarget(name: "SliceWorkersTests", dependencies: ["SliceWorkers", "SliceScheduler", "SliceCore", "SlicePreprocess", "CSliceServe"]),
         .testTarget(name: "SliceSchedulerTests", dependencies: ["SliceScheduler", "SliceCore", "SliceModel", "SlicePreprocess", "SliceGPU", "SliceGPUModel", "SliceTesting"]),

@@ -15,6 +15,13 @@ public struct ModelDirectory: Sendable {
             public var datatype: String
             public var layout: String?
             public var shape: [Int]
+
+            public init(name: String, datatype: String, layout: String?, shape: [Int]) {
+                self.name = name
+                self.datatype = datatype
+                self.layout = layout
+                self.shape = shape
+            }
         }
 
         public struct Preprocess: Codable, Sendable {
@@ -22,6 +29,13 @@ public struct ModelDirectory: Sendable {
             public var crop: Int
             public var mean: [Float]
             public var std: [Float]
+
+            public init(resize: Int, crop: Int, mean: [Float], std: [Float]) {
+                self.resize = resize
+                self.crop = crop
+                self.mean = mean
+                self.std = std
+            }
         }
 
         public struct Batching: Codable, Sendable {
@@ -42,6 +56,15 @@ public struct ModelDirectory: Sendable {
         public var output: Tensor
         public var preprocess: Preprocess
         public var batching: Batching?
+
+        public init(name: String, description: String?, input: Tensor, output: Tensor, preprocess: Preprocess, batching: Batching?) {
+            self.name = name
+            self.description = description
+            self.input = input
+            self.output = output
+            self.preprocess = preprocess
+            self.batching = batching
+        }
     }
 
     public let path: String
@@ -144,6 +167,31 @@ public struct ModelDirectory: Sendable {
         } else {
             labels = []
         }
+    }
+
+    /// A model whose config was read elsewhere (a Triton repository's `config.pbtxt`): the ONNX
+    /// file, the config and the labels as given. `path` is the folder it came from.
+    public init(path: String, modelPath: String, config: Config, labels: [String]) throws(ModelError) {
+        guard Self.isValidName(config.name) else {
+            throw .malformed("model name '\(config.name)' must be 1-128 letters, digits, '_', '-' or '.', not starting with '.'")
+        }
+        guard FileIO.isFile(modelPath) else { throw .missingModel("no model file at \(modelPath)") }
+        self.path = path
+        self.modelPath = modelPath
+        self.config = config
+        self.labels = labels
+        hasConfigFile = true
+    }
+
+    /// The config of a bare ONNX file, as a directory without `config.json` gets it.
+    public static func derivedConfig(onnxFile path: String, name: String) throws(ModelError) -> Config {
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.read(path)
+        } catch {
+            throw .missingModel(error.description)
+        }
+        return try derivedConfig(graph: try Graph(onnx: bytes), name: name)
     }
 
     /// A name that is safe in a URL path segment and a Prometheus label.

@@ -87,15 +87,15 @@ let package = Package(
         .target(
             name: "SliceAssembly",
             dependencies: [
-                "SliceCore", "SliceModel", "SliceGPU", "SliceGPUModel", "SlicePreprocess", "SliceScheduler", "SliceServer",
-                "SliceSlices", "SliceTesting", "SliceWorkers",
+                "SliceCore", "SliceModel", "SliceGPU", "SliceGPUModel", "SlicePreprocess", "SliceRepository", "SliceScheduler",
+                "SliceServer", "SliceSlices", "SliceTesting", "SliceWorkers",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "sliceserve",
             dependencies: [
-                "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "SliceWorkers", "SliceTesting", "SliceAssembly", "CSliceServe",
+                "SliceRepository", "SliceCore", "SlicePreprocess", "SliceModel", "SliceGPU", "SliceGPUModel", "SliceSlices", "SliceScheduler", "SliceServer", "SliceWorkers", "SliceTesting", "SliceAssembly", "CSliceServe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),

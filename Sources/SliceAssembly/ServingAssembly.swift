@@ -47,13 +47,20 @@ public final class ServingAssembly {
     /// needs no preprocessing backend).
     public var usesWorkers: Bool { options.workers || spec.needsWorkers }
 
-    /// One model on the spec's slices. `preprocessor` is the front's backend (nil with workers).
-    public func assemble(_ directory: ModelDirectory, batching: BatchingChoice, preprocessor: (any Preprocessor)?) async throws -> ServedModel {
-        if usesWorkers { return try await assembleWorkers(directory, batching: batching) }
-        guard let preprocessor else { throw AssemblyError.unsupported("no preprocessing backend for in-process slices") }
+    /// One model on the spec's slices. `preprocessor` is the front's backend (nil with workers,
+    /// and for a model served without its JPEG entry); `version` names it (a repository's
+    /// version folder).
+    public func assemble(_ directory: ModelDirectory, batching: BatchingChoice, preprocessor: (any Preprocessor)?,
+                         version: String = "1") async throws -> ServedModel {
+        if usesWorkers {
+            guard version == "1" else { throw AssemblyError.unsupported("--workers serve model directories (--model), not repository versions, in this version") }
+            return try await assembleWorkers(directory, batching: batching)
+        }
         switch spec {
-        case .gpu(let choice, _), .sm(let choice, _, _): return try await assembleGPU(directory, choice: choice, batching: batching, preprocessor: preprocessor)
-        case .cpu(let count, let threads): return try await assembleCPU(directory, count: count, threads: threads, batching: batching, preprocessor: preprocessor)
+        case .gpu(let choice, _), .sm(let choice, _, _):
+            return try await assembleGPU(directory, choice: choice, batching: batching, preprocessor: preprocessor, version: version)
+        case .cpu(let count, let threads):
+            return try await assembleCPU(directory, count: count, threads: threads, batching: batching, preprocessor: preprocessor, version: version)
         case .mig: throw AssemblyError.unsupported("MIG slices run in worker processes")
         }
     }
@@ -64,7 +71,7 @@ public final class ServingAssembly {
     static func cpuSliceNames(_ count: Int) -> [String] { count == 1 ? ["cpu"] : (0..<count).map { "cpu/\($0)" } }
 
     private func assembleCPU(_ directory: ModelDirectory, count: Int, threads: Int?, batching choice: BatchingChoice,
-                             preprocessor: any Preprocessor) async throws -> ServedModel {
+                             preprocessor: (any Preprocessor)?, version: String) async throws -> ServedModel {
         let name = directory.config.name
         let sliceNames = Self.cpuSliceNames(count)
         let spec = spec
@@ -79,21 +86,21 @@ public final class ServingAssembly {
         let group = try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
             let executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch)
             threadCounts.append(executor.threads)
-            let metricsEvents = metrics.handler(model: name, instance: sliceNames[i], preprocessBackend: preprocessor.name)
+            let metricsEvents = metrics.handler(model: name, version: version, instance: sliceNames[i], preprocessBackend: preprocessor?.name ?? "none")
             return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
                                      options: directory.preprocessOptions, config: batching,
                                      events: { event in routerEvents(event); metricsEvents(event) })
         }
-        metrics.watch(model: name, slices: group)
-        logger.info("loaded model", metadata: ["model": "\(name)", "path": "\(directory.path)",
+        metrics.watch(model: name, version: version, slices: group)
+        logger.info("loaded model", metadata: ["model": "\(name)", "version": "\(version)", "path": "\(directory.path)",
                                               "slices": "\(zip(sliceNames, threadCounts).map { "\($0) (\($1) threads)" }.joined(separator: ", ")), max batch \(maxBatch) each"])
-        return ServedModel(name: name, directory: directory, slices: group)
+        return ServedModel(name: name, directory: directory, slices: group, version: version, servesImages: preprocessor != nil)
     }
 
     // MARK: GPU (whole GPUs and SM partitions)
 
     private func assembleGPU(_ directory: ModelDirectory, choice: SliceSpec.GPUChoice, batching: BatchingChoice,
-                             preprocessor: any Preprocessor) async throws -> ServedModel {
+                             preprocessor: (any Preprocessor)?, version: String) async throws -> ServedModel {
         let name = directory.config.name
         let count = spec.count ?? 1
         let device = try device ?? Executors.openGPU(choice, spec: spec)
@@ -128,15 +135,15 @@ public final class ServingAssembly {
             let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), name: names[i], stream: streams[i])
             // Every bucket's plan and graph now: a model that does not fit fails at load.
             try executor.prepare(batchSizes: executor.buckets.sizes)
-            let metricsEvents = metrics.handler(model: name, instance: names[i], preprocessBackend: preprocessor.name, energy: energy)
+            let metricsEvents = metrics.handler(model: name, version: version, instance: names[i], preprocessBackend: preprocessor?.name ?? "none", energy: energy)
             return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
                                      options: directory.preprocessOptions, config: resolved,
                                      events: { event in routerEvents(event); metricsEvents(event) })
         }
-        metrics.watch(model: name, slices: group)
-        logger.info("loaded model", metadata: ["model": "\(name)", "path": "\(directory.path)", "device": "\(device.info.name)",
+        metrics.watch(model: name, version: version, slices: group)
+        logger.info("loaded model", metadata: ["model": "\(name)", "version": "\(version)", "path": "\(directory.path)", "device": "\(device.info.name)",
                                               "slices": "\(names.joined(separator: ", ")), fp16, \(model.weightBytes >> 20) MiB of weights shared, buckets \(BatchBuckets(maxBatch: maxBatch).sizes)"])
-        return ServedModel(name: name, directory: directory, slices: group)
+        return ServedModel(name: name, directory: directory, slices: group, version: version, servesImages: preprocessor != nil)
     }
 
     // MARK: worker processes (--workers, MIG instances)

@@ -21,9 +21,12 @@ public struct ServerConfiguration: Sendable {
     public var bodyTimeoutSeconds: Int64
     /// What one inference request may declare (counts, shapes, sizes, timeout).
     public var limits: RequestLimits
+    /// The repository extension's routes need this header (`--http-restricted-api`); nil: open.
+    public var restrictedRepositoryAPI: RestrictedAPI?
 
     public init(host: String = "127.0.0.1", port: Int = 8000, maxBodyBytes: Int = 64 << 20, idleTimeoutSeconds: Int64 = 60,
-                bodyTimeoutSeconds: Int64 = 30, limits: RequestLimits = RequestLimits()) {
+                bodyTimeoutSeconds: Int64 = 30, limits: RequestLimits = RequestLimits(), restrictedRepositoryAPI: RestrictedAPI? = nil) {
+        self.restrictedRepositoryAPI = restrictedRepositoryAPI
         self.host = host
         self.port = port
         self.maxBodyBytes = maxBodyBytes
@@ -36,7 +39,15 @@ public struct ServerConfiguration: Sendable {
 /// The KServe v2 / Triton HTTP front end over loaded models. Independent of where an instance
 /// runs: it only talks to `ModelInstance`.
 public final class InferenceServer: Sendable {
-    public let models: [ServedModel]
+    /// The models served now.
+    public var models: [ServedModel] { registry.all }
+    public let registry: ModelRegistry
+    /// The model repository being served (`--model-repository`): its index; nil: the index
+    /// lists the models served.
+    let repository: (any ModelRepositoryControl)?
+    /// Whether the repository extension's load and unload routes exist (explicit and poll
+    /// model control modes).
+    let modelControl: Bool
     public let configuration: ServerConfiguration
     /// The registry behind GET /metrics; give each instance `metrics.handler(...)`.
     public let metrics: ServerMetrics
@@ -48,8 +59,10 @@ public final class InferenceServer: Sendable {
     let parseGate: BodyGate
 
     public init(models: [ServedModel], configuration: ServerConfiguration, metrics: ServerMetrics,
-                accelerators: GPUReport? = nil) {
-        self.models = models
+                accelerators: GPUReport? = nil, repository: (any ModelRepositoryControl)? = nil, modelControl: Bool = false) {
+        registry = ModelRegistry(models)
+        self.repository = repository
+        self.modelControl = repository != nil && modelControl
         self.configuration = configuration
         self.metrics = metrics
         self.accelerators = accelerators
@@ -61,10 +74,6 @@ public final class InferenceServer: Sendable {
     public func setReady(_ ready: Bool) { readiness.set(ready) }
     public var isReady: Bool { readiness.get() }
 
-    func lookup(_ name: String) -> (ServedModel, ServedModel.Entry)? {
-        for model in models { if let entry = model.entry(named: name) { return (model, entry) } }
-        return nil
-    }
 
     // MARK: Routes
 
@@ -72,17 +81,19 @@ public final class InferenceServer: Sendable {
         let router = Router(context: ServerContext.self)
         // Every error a route throws becomes its status with a JSON body (see JSONErrorMiddleware).
         router.add(middleware: JSONErrorMiddleware())
+        let extensions = ["classification", "binary_tensor_data", "statistics"] + (modelControl ? ["model_repository"] : [])
         router.get("/v2") { _, _ in
-            JSONBody.response(ServerMetadataResponse(name: "sliceserve", version: SliceServeVersion.current,
-                                                     extensions: ["classification", "binary_tensor_data", "statistics"]))
+            JSONBody.response(ServerMetadataResponse(name: "sliceserve", version: SliceServeVersion.current, extensions: extensions))
         }
         router.get("/v2/health/live") { _, _ in Response(status: .ok) }
         router.get("/v2/health/ready") { [self] _, _ in Response(status: isReady ? .ok : .serviceUnavailable) }
         router.get("/v2/health/details") { [self] _, _ in JSONBody.response(healthDetails()) }
-        router.post("/v2/repository/index") { [self] _, _ in
-            JSONBody.response(models.flatMap { [$0.name, $0.jpegName] }.map {
-                RepositoryIndexEntry(name: $0, version: "1", state: isReady ? "READY" : "UNAVAILABLE")
-            })
+        router.post("/v2/repository/index") { [self] request, context in
+            try await repositoryIndex(request, context)
+        }
+        if modelControl {
+            router.post("/v2/repository/models/:model/load") { [self] request, context in try await repositoryLoad(request, context) }
+            router.post("/v2/repository/models/:model/unload") { [self] request, context in try await repositoryUnload(request, context) }
         }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             router.get(RouterPath(prefix)) { [self] _, context in
@@ -129,13 +140,13 @@ public final class InferenceServer: Sendable {
 
     private func model(_ context: ServerContext) throws -> (ServedModel, ServedModel.Entry) {
         let name = context.parameters.get("model") ?? ""
-        guard let found = lookup(name) else {
-            throw ServerError.notFound("unknown model '\(name)'; served: \(models.flatMap { [$0.name, $0.jpegName] }.joined(separator: ", "))")
+        let version = context.parameters.get("version")
+        if let found = registry.lookup(name, version: version) { return found }
+        if let version, let any = registry.lookup(name, version: nil) {
+            throw ServerError.notFound("model '\(name)' has no version '\(version)' (versions: \(any.0.versions.joined(separator: ", ")))")
         }
-        if let version = context.parameters.get("version"), version != found.0.version {
-            throw ServerError.notFound("model '\(name)' has no version '\(version)' (versions: \(found.0.version))")
-        }
-        return found
+        let served = models.flatMap(\.entryNames)
+        throw ServerError.notFound("unknown model '\(name)'; served: \(served.isEmpty ? "none" : Array(Set(served)).sorted().joined(separator: ", "))")
     }
 
     private func infer(_ request: Request, _ context: ServerContext) async throws -> Response {
@@ -266,7 +277,7 @@ public final class InferenceServer: Sendable {
             live: true, ready: isReady, version: SliceServeVersion.current,
             models: models.map { model in
                 HealthDetailsResponse.Model(
-                    name: model.name, instance: model.signature.kind, preprocess: model.instance.preprocessorName ?? "none",
+                    name: model.name, version: model.version, instance: model.signature.kind, preprocess: model.instance.preprocessorName ?? "none",
                     preprocess_problem: model.instance.preprocessorProblem,
                     slices: model.instance.statuses.map { slice in
                         .init(name: slice.name, healthy: slice.healthy, pending_items: slice.pendingItems,

@@ -94,11 +94,21 @@ struct ModelConfigResponse: Encodable {
     var parameters: Parameters
 }
 
-/// One entry of POST /v2/repository/index.
-struct RepositoryIndexEntry: Encodable {
-    var name: String
-    var version: String
-    var state: String
+/// One entry of POST /v2/repository/index (Triton's shape: `version`, `state` and `reason`
+/// when known).
+public struct RepositoryIndexEntry: Encodable, Sendable, Equatable {
+    public var name: String
+    public var version: String?
+    /// READY, UNAVAILABLE, LOADING or UNLOADING.
+    public var state: String?
+    public var reason: String?
+
+    public init(name: String, version: String? = nil, state: String? = nil, reason: String? = nil) {
+        self.name = name
+        self.version = version
+        self.state = state
+        self.reason = reason
+    }
 }
 
 /// GET /v2/health/details.
@@ -114,6 +124,7 @@ struct HealthDetailsResponse: Encodable {
     }
     struct Model: Encodable {
         var name: String
+        var version: String
         var instance: String
         var preprocess: String
         /// Encoded as `null` when there is none (clients look for the key).
@@ -123,12 +134,13 @@ struct HealthDetailsResponse: Encodable {
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(name, forKey: .name)
+            try c.encode(version, forKey: .version)
             try c.encode(instance, forKey: .instance)
             try c.encode(preprocess, forKey: .preprocess)
             try c.encode(preprocess_problem, forKey: .preprocess_problem)
             try c.encode(slices, forKey: .slices)
         }
-        enum CodingKeys: String, CodingKey { case name, instance, preprocess, preprocess_problem, slices }
+        enum CodingKeys: String, CodingKey { case name, version, instance, preprocess, preprocess_problem, slices }
     }
     var live: Bool
     var ready: Bool

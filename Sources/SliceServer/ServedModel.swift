@@ -11,12 +11,17 @@ public final class ServedModel: @unchecked Sendable {
     /// The model's slices (one instance each) behind the router.
     public let instance: SliceGroup
     public let signature: ModelSignature
-    public let version = "1"
+    /// The version served (a repository's version folder; "1" for a model directory).
+    public let version: String
+    /// Whether the JPEG entry (`NAME_jpeg`, `/classify`) exists: the model has preprocessing.
+    public let servesImages: Bool
 
-    public init(name: String, directory: ModelDirectory, slices: SliceGroup) {
+    public init(name: String, directory: ModelDirectory, slices: SliceGroup, version: String = "1", servesImages: Bool = true) {
         self.name = name
         self.directory = directory
         self.instance = slices
+        self.version = version
+        self.servesImages = servesImages
         signature = slices.signature
     }
 
@@ -26,6 +31,8 @@ public final class ServedModel: @unchecked Sendable {
     }
 
     public var jpegName: String { name + "_jpeg" }
+    /// The KServe model names this model answers to.
+    public var entryNames: [String] { servesImages ? [name, jpegName] : [name] }
     var inputName: String { directory.config.input.name }
     var outputName: String { directory.config.output.name }
     var classes: Int { signature.outputShape.reduce(1, *) }
@@ -34,18 +41,22 @@ public final class ServedModel: @unchecked Sendable {
 
     /// The entry a model name in a URL refers to.
     func entry(named model: String) -> Entry? {
-        model == name ? .tensor : model == jpegName ? .jpeg : nil
+        model == name ? .tensor : model == jpegName && servesImages ? .jpeg : nil
     }
+
+    /// Every version of this model being served (set by the registry when versions come and go).
+    var versions: [String] { registry?.versions(of: name) ?? [version] }
+    weak var registry: ModelRegistry?
 
     func metadata(_ entry: Entry) -> ModelMetadataResponse {
         let spec = signature.inputSpec
         switch entry {
         case .tensor:
-            return ModelMetadataResponse(name: name, versions: [version], platform: "sliceserve_onnx",
+            return ModelMetadataResponse(name: name, versions: versions, platform: "sliceserve_onnx",
                                          inputs: [TensorMetadata(name: inputName, datatype: "FP32", shape: [-1] + spec.itemShape)],
                                          outputs: [TensorMetadata(name: outputName, datatype: "FP32", shape: [-1] + signature.outputShape)])
         case .jpeg:
-            return ModelMetadataResponse(name: jpegName, versions: [version], platform: "sliceserve_onnx",
+            return ModelMetadataResponse(name: jpegName, versions: versions, platform: "sliceserve_onnx",
                                          inputs: [TensorMetadata(name: "image", datatype: "BYTES", shape: [-1])],
                                          outputs: [TensorMetadata(name: "probabilities", datatype: "FP32", shape: [-1, classes])])
         }
@@ -64,5 +75,45 @@ public final class ServedModel: @unchecked Sendable {
                                     preferred_batch_size: batching.preferredBatchSizes.isEmpty ? nil : batching.preferredBatchSizes),
             instance_group: [.init(count: instance.instances.count, kind: signature.kind.hasPrefix("cpu") ? "KIND_CPU" : "KIND_GPU")],
             parameters: .init(preprocess: .init(resize: directory.config.preprocess.resize, crop: directory.config.preprocess.crop)))
+    }
+}
+
+/// The models being served, by name and version: fixed at start, or changed while serving by
+/// the repository extension (load, unload). Thread-safe.
+public final class ModelRegistry: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var models: [ServedModel] = []
+
+    public init(_ models: [ServedModel] = []) {
+        for model in models { model.registry = self }
+        self.models = models
+    }
+
+    public var all: [ServedModel] { lock.withLock { models } }
+
+    /// Adds `added` and removes every served version of the same names not in `added`, in one
+    /// step (a reload swaps versions without a moment where the model is missing). Returns the
+    /// models removed, for the caller to drain and shut down.
+    @discardableResult
+    public func replace(name: String, with added: [ServedModel]) -> [ServedModel] {
+        for model in added { model.registry = self }
+        return lock.withLock {
+            let removed = models.filter { $0.name == name }
+            models = models.filter { $0.name != name } + added
+            return removed
+        }
+    }
+
+    /// The served versions of a model, in ascending order (numbers by value).
+    func versions(of name: String) -> [String] {
+        lock.withLock { models.filter { $0.name == name }.map(\.version) }.sorted { (Int($0) ?? 0, $0) < (Int($1) ?? 0, $1) }
+    }
+
+    /// The model a KServe name (and version, if the URL names one) refers to; without a version,
+    /// the highest served.
+    func lookup(_ name: String, version: String?) -> (ServedModel, ServedModel.Entry)? {
+        let candidates = lock.withLock { models.compactMap { m in m.entry(named: name).map { (m, $0) } } }
+        if let version { return candidates.first { $0.0.version == version } }
+        return candidates.max { (Int($0.0.version) ?? 0, $0.0.version) < (Int($1.0.version) ?? 0, $1.0.version) }
     }
 }

@@ -14,6 +14,7 @@ import SliceGPUModel
 import SliceModel
 import SlicePreprocess
 import SliceScheduler
+import SliceRepository
 import SliceServer
 import SliceWorkers
 import SliceSlices
@@ -68,6 +69,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var batchingFlags: BatchingFlags
 
+    @OptionGroup var repositoryFlags: RepositoryFlags
+
     private var maxBatch: Int { batchingFlags.maxBatch }
 
     @Option(help: "Largest request body in bytes; larger ones get HTTP 413.")
@@ -101,6 +104,9 @@ struct ServeCommand: AsyncParsableCommand {
         if (workers || slices.needsWorkers) && !["auto", "cpu"].contains(preprocess) {
             throw ValidationError("--workers preprocess on the CPU in this version; --preprocess \(preprocess) cannot be used with them")
         }
+        if repositoryFlags.modelRepository != nil && (!models.isEmpty || modelName != nil || workers || check) {
+            throw ValidationError("--model-repository serves the repository's models: it cannot be used with --model, --model-name, --workers or --check")
+        }
         if let modelName {
             guard models.count <= 1 else { throw ValidationError("--model-name names one model; it cannot be used with \(models.count) --model options") }
             guard ModelDirectory.isValidName(modelName) else {
@@ -131,16 +137,23 @@ struct ServeCommand: AsyncParsableCommand {
         let assembly = ServingAssembly(spec: slices, options: options, metrics: metrics, logger: logger)
         let choice = BatchingChoice(mode: BatchingChoice.Mode(rawValue: batchingFlags.batching) ?? .auto, base: batching,
                                     setByHand: batchingFlags.setByHand, sloMs: batchingFlags.sloMs)
+        var repository: RepositoryServing?
         do {
             // Workers preprocess in their own processes: the front needs no backend of its own.
             let frontPreprocessor: (any Preprocessor)? = assembly.usesWorkers ? nil
                 : try Executors.preprocessor(preprocess, maxBatch: max(maxBatch, 1), threads: cpuThreads, pluginTimeout: pluginTimeout, logger: logger)
-            for path in models.isEmpty ? [ModelDirectory.defaultPath] : models {
+            if let path = repositoryFlags.modelRepository {
+                repository = RepositoryServing(repository: try ModelRepository(path: path), mode: repositoryFlags.modelControlMode, defaultSpec: slices,
+                                               options: options, metrics: metrics, logger: logger, batching: choice, preprocessor: frontPreprocessor)
+            }
+            for path in repository != nil ? [] : models.isEmpty ? [ModelDirectory.defaultPath] : models {
                 let directory = try ModelDirectory(path: path, name: modelName)
                 served.append(try await assembly.assemble(directory, batching: choice, preprocessor: frontPreprocessor))
             }
         } catch let error as AssemblyError {
             Self.fail(CLIFailure(error))
+        } catch let error as RepositoryError {
+            Self.fail(CLIFailure(message: "\(error.message)", exitCode: CLIFailure.modelError))
         } catch {
             Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError))
         }
@@ -154,12 +167,14 @@ struct ServeCommand: AsyncParsableCommand {
         let accelerators = GPUReport.collect(openDevices: false)
         let port = try resolvedPort()
         let server = InferenceServer(models: served, configuration: ServerConfiguration(
-            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout, bodyTimeoutSeconds: bodyTimeout), metrics: metrics,
-            accelerators: accelerators)
+            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout, bodyTimeoutSeconds: bodyTimeout,
+            restrictedRepositoryAPI: repositoryFlags.httpRestrictedApi), metrics: metrics,
+            accelerators: accelerators, repository: repository, modelControl: repositoryFlags.modelControlMode != .none)
         let app = server.application(logger: logger)
         // Warm up each instance with one batch, then report ready.
         let address = "http://\(host):\(port)"
         let models = served
+        let repositoryModels = repository, load = repositoryFlags.loadModel, pollSeconds = repositoryFlags.repositoryPollSecs
         let warmup = Task {
             do {
                 // Straight to each executor, not through the batcher: a warm-up must not wait for
@@ -167,11 +182,16 @@ struct ServeCommand: AsyncParsableCommand {
                 for model in models {
                     try await model.instance.warmUp()
                 }
+                if let repositoryModels {
+                    // Each repository model is warmed up as it loads; a model that fails is logged.
+                    await repositoryModels.attach(server.registry)
+                    await repositoryModels.start(loading: load, pollSeconds: pollSeconds)
+                }
                 server.setReady(true)
                 let seconds = (ContinuousClock.now - started).components
                 let ms = seconds.seconds * 1000 + seconds.attoseconds / 1_000_000_000_000_000
                 logger.info("ready", metadata: ["address": "\(address)", "startup_ms": "\(ms)",
-                                                "models": "\(models.flatMap { [$0.name, $0.jpegName] }.joined(separator: ", "))"])
+                                                "models": "\(Array(Set(server.models.flatMap(\.entryNames))).sorted().joined(separator: ", "))"])
             } catch {
                 logger.error("warm-up failed; the server stays not ready", metadata: ["error": "\(error)"])
             }
@@ -184,6 +204,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         warmup.cancel()
         for model in served { await model.instance.shutdown() }
+        await repository?.stop()
         logger.info("stopped")
     }
 

@@ -298,6 +298,94 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(serverLog.contains("ready") && serverLog.contains("stopped"), serverLog)
     }
 
+    /// `serve --model-repository` on a repository `export-repository` wrote (plus a second
+    /// version, a broken config and a TensorRT model), in explicit mode behind a restricted
+    /// API, driven by tritonclient: index, load, unload, versions, reasons, reload under load.
+    func testServeATritonRepositoryWithExplicitModelControl() throws {
+        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let python = root.appendingPathComponent(".venv/bin/python").path
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            let message = "no .venv: run Scripts/test.sh"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let repository = FileManager.default.temporaryDirectory.appendingPathComponent("ss-cli-repo-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: repository)
+        defer { try? FileManager.default.removeItem(atPath: repository) }
+        let export = try run(["export-repository", repository, "--name", "mobilenet", "--max-batch", "4"])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        XCTAssertTrue(export.stdout.contains("mobilenet/config.pbtxt"), export.stdout)
+        let again = try run(["export-repository", repository, "--name", "mobilenet"])
+        XCTAssertEqual(again.status, 2, "an existing model folder is never overwritten: \(again.stderr)")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: repository + "/mobilenet/2", withIntermediateDirectories: true)
+        try fm.linkItem(atPath: repository + "/mobilenet/1/model.onnx", toPath: repository + "/mobilenet/2/model.onnx")
+        let config = try String(contentsOfFile: repository + "/mobilenet/config.pbtxt", encoding: .utf8)
+        try (config + "version_policy: { all { } }\n").write(toFile: repository + "/mobilenet/config.pbtxt", atomically: true, encoding: .utf8)
+        try fm.createDirectory(atPath: repository + "/broken/1", withIntermediateDirectories: true)
+        try "name: \"broken\"\nmax_batch_size: 4\ninput [ { name: \"x\" ]\n".write(toFile: repository + "/broken/config.pbtxt", atomically: true, encoding: .utf8)
+        try fm.createDirectory(atPath: repository + "/trt/1", withIntermediateDirectories: true)
+        try "platform: \"tensorrt_plan\"\nmax_batch_size: 8\n".write(toFile: repository + "/trt/config.pbtxt", atomically: true, encoding: .utf8)
+
+        let bad = try run(["serve", "--model-repository", repository, "--model", "x"])
+        XCTAssertEqual(bad.status, 64, bad.stderr)
+        let log = Pipe()
+        let (server, port) = try startServer(["--model-repository", repository, "--model-control-mode", "explicit",
+                                              "--http-restricted-api", "model-repository:admin-key=secret", "--max-queue-delay-us", "0"],
+                                             portBase: 26000, log: log)
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: python)
+        check.arguments = [root.appendingPathComponent("Tests/Integration/tritonclient_repository_check.py").path, "--url", "127.0.0.1:\(port)"]
+        let out = Pipe()
+        check.standardOutput = out
+        check.standardError = out
+        try check.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        check.waitUntilExit()
+        XCTAssertEqual(check.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("all checks passed"), text)
+        server.terminate()
+        server.waitUntilExit()
+        let serverLog = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(server.terminationStatus, 0, serverLog)
+    }
+
+    /// Poll mode follows the repository: a model folder that appears is loaded, one that goes
+    /// is unloaded; mode none serves every model at start and has no load route.
+    func testPollModeFollowsTheRepository() throws {
+        let repository = FileManager.default.temporaryDirectory.appendingPathComponent("ss-cli-poll-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: repository)
+        defer { try? FileManager.default.removeItem(atPath: repository) }
+        XCTAssertEqual(try run(["export-repository", repository, "--name", "first"]).status, 0)
+        let (server, port) = try startServer(["--model-repository", repository, "--model-control-mode", "poll", "--repository-poll-secs", "0.2"],
+                                             portBase: 27000)
+        defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
+        XCTAssertTrue(httpGet(port: port, path: "/v2/models/first/ready").hasPrefix("HTTP/1.1 200"))
+        XCTAssertTrue(httpGet(port: port, path: "/v2/models/second/ready").hasPrefix("HTTP/1.1 404"))
+        XCTAssertEqual(try run(["export-repository", repository, "--name", "second"]).status, 0)
+        func waitFor(_ path: String, _ status: String) -> Bool {
+            for _ in 0..<100 {
+                if httpGet(port: port, path: path).hasPrefix("HTTP/1.1 \(status)") { return true }
+                usleep(100_000)
+            }
+            return false
+        }
+        XCTAssertTrue(waitFor("/v2/models/second/ready", "200"), "a new model folder is loaded")
+        try FileManager.default.removeItem(atPath: repository + "/first")
+        XCTAssertTrue(waitFor("/v2/models/first/ready", "404"), "a removed model folder is unloaded")
+        server.terminate()
+        server.waitUntilExit()
+
+        let (fixed, fixedPort) = try startServer(["--model-repository", repository], portBase: 28000)
+        defer { if fixed.isRunning { fixed.terminate(); fixed.waitUntilExit() } }
+        XCTAssertTrue(httpGet(port: fixedPort, path: "/v2/models/second_jpeg/ready").hasPrefix("HTTP/1.1 200"), "mode none loads every model")
+        let v2 = httpGet(port: fixedPort, path: "/v2")
+        XCTAssertFalse(v2.contains("model_repository"), "mode none has no load route to advertise: \(v2)")
+        let load = exchange(port: fixedPort, request: Array("POST /v2/repository/models/second/load HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(load.hasPrefix("HTTP/1.1 404"), load)
+    }
+
     /// A client that sends a request and goes away while it waits in the queue: the request is
     /// cancelled (counted as such) and never reaches a batch.
     func testDisconnectedClientsRequestIsDropped() throws {

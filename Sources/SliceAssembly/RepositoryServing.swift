@@ -115,7 +115,10 @@ public actor RepositoryServing: ModelRepositoryControl {
         do {
             model = try repository.load(name)
         } catch {
-            if error.kind != .badName { failures[name] = error.message }
+            if error.kind != .badName {
+                failures[name] = error.message
+                lastFailedFingerprint[name] = fingerprint(of: name)
+            }
             throw RepositoryRefusal(status: error.kind == .notFound ? 404 : 400, "failed to load '\(name)': \(error.message)")
         }
         for note in model.notes { logger.notice("config note", metadata: ["model": "\(name)", "note": "\(note)"]) }
@@ -128,14 +131,25 @@ public actor RepositoryServing: ModelRepositoryControl {
                 let served = try await assembly.assemble(version.directory, batching: choice, preprocessor: model.servesImages ? preprocessor : nil,
                                                          version: String(version.version))
                 built.append(served)
+                // The config must describe the ONNX file it serves.
+                let dims = Array(version.directory.config.input.shape.dropFirst())
+                guard served.signature.inputSpec.itemShape == dims else {
+                    throw AssemblyError.unsupported("config.pbtxt gives input dims \(dims), but version \(version.version)'s ONNX file takes \(served.signature.inputSpec.itemShape)")
+                }
+                let classes = version.directory.config.output.shape.dropFirst().reduce(1, *)
+                guard served.signature.outputShape.reduce(1, *) == classes else {
+                    throw AssemblyError.unsupported("config.pbtxt gives output dims \(Array(version.directory.config.output.shape.dropFirst())), but version \(version.version)'s ONNX file gives \(served.signature.outputShape)")
+                }
                 try await served.instance.warmUp()
             }
         } catch {
             for served in built { await served.instance.shutdown() }
             failures[name] = "\(error)"
+            lastFailedFingerprint[name] = fingerprint(of: name)
             throw RepositoryRefusal(status: 400, "failed to load '\(name)': \(error)")
         }
         failures[name] = nil
+        lastFailedFingerprint[name] = nil
         fingerprints[name] = fingerprint(of: name)
         let removed = registry?.replace(name: name, with: built) ?? []
         logger.info("model ready", metadata: ["model": "\(name)", "versions": "\(model.versions.map(\.version))",
@@ -225,9 +239,9 @@ public actor RepositoryServing: ModelRepositoryControl {
         let loaded = Set((registry?.all ?? []).map(\.name))
         for name in loaded.subtracting(present) { try? await unload(name) }
         for name in present.sorted() where fingerprints[name] != fingerprint(of: name) && !busy.contains(name) {
-            if failures[name] != nil && fingerprints[name] == nil && lastFailedFingerprint[name] == fingerprint(of: name) { continue }
+            // A model that failed is tried again only once its files change.
+            if lastFailedFingerprint[name] == fingerprint(of: name) { continue }
             do throws(RepositoryRefusal) { try await load(name) } catch {
-                lastFailedFingerprint[name] = fingerprint(of: name)
                 logger.error("model not loaded", metadata: ["model": "\(name)", "reason": "\(error.message)"])
             }
         }

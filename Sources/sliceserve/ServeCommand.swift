@@ -33,6 +33,9 @@ struct ServeCommand: AsyncParsableCommand {
               POST /v2/models/NAME_jpeg/infer   BYTES (encoded JPEGs) -> probabilities
               POST /v2/models/NAME/classify     a raw image/jpeg body -> top-k JSON (?top_k=5)
               POST /v2/repository/index, GET /metrics (Prometheus text)
+              POST /v2/repository/models/NAME/load|unload   (--model-repository, explicit or poll mode)
+            With --model-repository DIR, the models of a Triton model repository are served \
+            instead (config.pbtxt, version folders, Triton's model control modes).
             Readiness stays false until every instance has run its warm-up batch. SIGINT or \
             SIGTERM stops accepting connections, lets requests in flight finish, and exits 0.
             """)

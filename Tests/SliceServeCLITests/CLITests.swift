@@ -358,11 +358,21 @@ final class CLITests: XCTestCase {
         try? FileManager.default.removeItem(atPath: repository)
         defer { try? FileManager.default.removeItem(atPath: repository) }
         XCTAssertEqual(try run(["export-repository", repository, "--name", "first"]).status, 0)
+        // Two CPU instances (instance_group count 2); a model whose config misstates its input.
+        let config = try String(contentsOfFile: repository + "/first/config.pbtxt", encoding: .utf8)
+        try config.replacingOccurrences(of: "count: 1", with: "count: 2").write(toFile: repository + "/first/config.pbtxt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try run(["export-repository", repository, "--name", "wrong_dims"]).status, 0)
+        let wrong = try String(contentsOfFile: repository + "/wrong_dims/config.pbtxt", encoding: .utf8)
+        try wrong.replacingOccurrences(of: "dims: [ 3, 224, 224 ]", with: "dims: [ 3, 299, 299 ]")
+            .replacingOccurrences(of: "\"224\"", with: "\"299\"").write(toFile: repository + "/wrong_dims/config.pbtxt", atomically: true, encoding: .utf8)
         let (server, port) = try startServer(["--model-repository", repository, "--model-control-mode", "poll", "--repository-poll-secs", "0.2"],
                                              portBase: 27000)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
         XCTAssertTrue(httpGet(port: port, path: "/v2/models/first/ready").hasPrefix("HTTP/1.1 200"))
         XCTAssertTrue(httpGet(port: port, path: "/v2/models/second/ready").hasPrefix("HTTP/1.1 404"))
+        XCTAssertTrue(httpGet(port: port, path: "/v2/health/details").contains("\"name\":\"cpu/1\""), "instance_group count 2: two slices")
+        let index = exchange(port: port, request: Array("POST /v2/repository/index HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+        XCTAssertTrue(index.contains("config.pbtxt gives input dims [3, 299, 299], but version 1's ONNX file takes [3, 224, 224]"), index)
         XCTAssertEqual(try run(["export-repository", repository, "--name", "second"]).status, 0)
         func waitFor(_ path: String, _ status: String) -> Bool {
             for _ in 0..<100 {

@@ -65,8 +65,9 @@ final class FuzzTests: XCTestCase {
                                              configuration: ServerConfiguration(port: 0))
         try await server.application(logger: Logger(label: "early")).test(.live) { client in
             let port = try XCTUnwrap(client.port)
-            // One queued request fills the queue (it waits 30 s for company).
-            let waiting = Task { try? RawHTTP.exchange(port: port, Array("POST /v2/models/sum/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nA".utf8), readSeconds: 1) }
+            // One queued request fills the queue (it waits 30 s for company, until shutdown).
+            let instance = server.models[0].instance
+            let waiting = Task { try? await instance.infer(.tensor([1, 1, 1, 1], count: 1)) }
             for _ in 0..<200 {
                 if server.models[0].instance.statuses[0].pendingItems == 1 { break }
                 try await Task.sleep(nanoseconds: 5_000_000)
@@ -76,6 +77,7 @@ final class FuzzTests: XCTestCase {
             XCTAssertTrue(answer.hasPrefix("HTTP/1.1 429"), answer)
             XCTAssertTrue(answer.contains("\"error\":\"the queue is full (1 items); retry later\""), answer)
             XCTAssertTrue(answer.lowercased().contains("retry-after: 1"), answer)
+            await instance.shutdown()
             _ = await waiting.value
         }
     }

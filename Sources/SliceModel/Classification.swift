@@ -15,6 +15,26 @@ public enum Classification {
     }
 }
 
+/// One ranked class with its label: what `classify` prints and `/classify` answers.
+public struct Prediction: Codable, Sendable, Equatable {
+    public var index: Int
+    public var label: String
+    public var probability: Float
+
+    public init(index: Int, label: String, probability: Float) {
+        self.index = index
+        self.label = label
+        self.probability = probability
+    }
+}
+
+extension ModelDirectory {
+    /// The `k` most probable classes of one item's logits, labelled.
+    public func predictions(_ logits: UnsafeBufferPointer<Float>, k: Int) -> [Prediction] {
+        Classification.top(logits, k: min(k, logits.count)).map { Prediction(index: $0.index, label: label($0.index), probability: $0.probability) }
+    }
+}
+
 import CSliceServe
 
 /// The CPU kernels' instruction-set choice.

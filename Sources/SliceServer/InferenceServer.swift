@@ -183,11 +183,9 @@ public final class InferenceServer: Sendable {
         guard k >= 1 else { throw ServerError.badRequest("top_k must be at least 1") }
         try await refuseEarly(model)
         let body = try await withBody(request, context) { $0 }
-        func predictions(_ logits: ItemOutput) -> [ClassifyResponse.Prediction] {
-            // `Classification.top` takes logits and applies the softmax itself.
-            logits.withUnsafeBufferPointer { Classification.top($0, k: min(k, logits.count)) }.map {
-                .init(index: $0.index, label: model.directory.label($0.index), probability: Double($0.probability))
-            }
+        func predictions(_ logits: ItemOutput) -> [Prediction] {
+            // From the logits: the softmax is applied there.
+            logits.withUnsafeBufferPointer { model.directory.predictions($0, k: k) }
         }
         if let type = request.headers[.contentType], type.lowercased().hasPrefix("multipart/") {
             // Several images (curl -F): each is its own request, so they can share a batch and a

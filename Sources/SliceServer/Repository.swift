@@ -93,9 +93,14 @@ extension InferenceServer {
         if let parameters = body["parameters"] as? [String: Any], let key = parameters.keys.first(where: { $0 == "config" || $0.hasPrefix("file:") }) {
             throw ServerError.badRequest("load parameter '\(key)' (a config or files sent with the request) is not supported: change the repository and load again")
         }
+        return try await control { (r) async throws(RepositoryRefusal) in try await r.load(name) }
+    }
+
+    /// Runs a load or unload; `{}` when it worked, its refusal's status and message when not.
+    private func control(_ operation: (any ModelRepositoryControl) async throws(RepositoryRefusal) -> Void) async throws -> Response {
         guard let repository else { throw ServerError.badRequest("models are loaded at start in this model control mode") }
         do {
-            try await repository.load(name)
+            try await operation(repository)
         } catch {
             throw ServerError(status: .init(code: error.status), message: error.message)
         }
@@ -105,12 +110,6 @@ extension InferenceServer {
     func repositoryUnload(_ request: Request, _ context: ServerContext) async throws -> Response {
         let name = try modelName(context)
         _ = try await repositoryBody(request, context)  // {"parameters": {"unload_dependents": …}}: no dependents here
-        guard let repository else { throw ServerError.badRequest("models are loaded at start in this model control mode") }
-        do {
-            try await repository.unload(name)
-        } catch {
-            throw ServerError(status: .init(code: error.status), message: error.message)
-        }
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
+        return try await control { (r) async throws(RepositoryRefusal) in try await r.unload(name) }
     }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import NIOCore
 import SliceCore
 import SliceGPU
+import SliceModel
 
 extension EncodedImage {
     /// A view of `count` bytes at `offset` of the buffer's readable bytes (checked by the caller
@@ -179,11 +180,7 @@ struct StatisticsResponse: Encodable {
 
 /// POST /v2/models/{m}/classify.
 struct ClassifyResponse: Encodable {
-    struct Prediction: Encodable {
-        var index: Int
-        var label: String
-        var probability: Double
-    }
+    typealias Prediction = SliceModel.Prediction
     /// One part of a multipart upload: its predictions, or why it failed.
     struct Image: Encodable {
         var name: String

@@ -53,12 +53,6 @@ struct ClassifyCommand: AsyncParsableCommand {
         if executor == "cpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
     }
 
-    struct Prediction: Codable {
-        var index: Int
-        var label: String
-        var probability: Float
-    }
-
     struct ImageResult: Codable {
         var image: String
         var predictions: [Prediction]
@@ -98,9 +92,7 @@ struct ClassifyCommand: AsyncParsableCommand {
             let output = try OutputBuffer(itemShape: executor.outputShape, capacity: encoded.count)
             try await executor.run(buffer, count: encoded.count, output: output)
             let results = images.indices.map { i in
-                ImageResult(image: images[i], predictions: Classification.top(output.item(i), k: topK).map {
-                    Prediction(index: $0.index, label: directory.label($0.index), probability: $0.probability)
-                })
+                ImageResult(image: images[i], predictions: directory.predictions(output.item(i), k: topK))
             }
             if json {
                 try printJSON(results)

@@ -6,10 +6,6 @@ import XCTest
 /// unpacked into an empty folder and run with no build tree, no venv and a minimal environment;
 /// and deploy/ (Containerfile, KServe manifests) checked against it.
 extension CLITests {
-    private var repositoryRoot: URL {
-        fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
-
     /// The newest dist/sliceserve-*.tar.gz, or a skip (a failure under CI) naming the script.
     private func bundleTarball() throws -> String {
         let dist = repositoryRoot.appendingPathComponent("dist")

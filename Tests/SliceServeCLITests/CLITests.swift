@@ -267,30 +267,37 @@ final class CLITests: XCTestCase {
 
     /// `sliceserve serve` as a process, driven by Triton's own Python client (tritonclient[http]),
     /// then stopped with SIGTERM: it must exit 0.
-    func testServeWorksWithTritonClientAndStopsGracefully() throws {
-        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let python = root.appendingPathComponent(".venv/bin/python").path
-        let photos = root.appendingPathComponent(".cache/oracles/preprocess").path
+    /// The repository's root folder.
+    var repositoryRoot: URL { fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+
+    /// Runs `Tests/Integration/SCRIPT` with the venv's Python (skipped without a venv, failed
+    /// in CI) and asserts that it exits 0 saying "all checks passed".
+    func runIntegrationCheck(_ script: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let python = repositoryRoot.appendingPathComponent(".venv/bin/python").path
         guard FileManager.default.isExecutableFile(atPath: python) else {
             let message = "no .venv: run Scripts/test.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message, file: file, line: line) }
             throw XCTSkip(message)
         }
-        let log = Pipe()
-        let (server, port) = try startServer(["--max-batch", "8", "--slices", "cpu:2"], portBase: 18000, log: log)
-        defer { if server.isRunning { server.terminate() } }
         let check = Process()
         check.executableURL = URL(fileURLWithPath: python)
-        check.arguments = [root.appendingPathComponent("Tests/Integration/tritonclient_check.py").path,
-                           "--url", "127.0.0.1:\(port)", "--photos", photos]
+        check.arguments = [repositoryRoot.appendingPathComponent("Tests/Integration/" + script).path] + arguments
         let out = Pipe()
         check.standardOutput = out
         check.standardError = out
         try check.run()
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         check.waitUntilExit()
-        XCTAssertEqual(check.terminationStatus, 0, text)
-        XCTAssertTrue(text.contains("all checks passed"), text)
+        XCTAssertEqual(check.terminationStatus, 0, text, file: file, line: line)
+        XCTAssertTrue(text.contains("all checks passed"), text, file: file, line: line)
+    }
+
+    func testServeWorksWithTritonClientAndStopsGracefully() throws {
+        let photos = repositoryRoot.appendingPathComponent(".cache/oracles/preprocess").path
+        let log = Pipe()
+        let (server, port) = try startServer(["--max-batch", "8", "--slices", "cpu:2"], portBase: 18000, log: log)
+        defer { if server.isRunning { server.terminate() } }
+        try runIntegrationCheck("tritonclient_check.py", ["--url", "127.0.0.1:\(port)", "--photos", photos])
         server.terminate()  // SIGTERM
         server.waitUntilExit()
         let serverLog = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -302,13 +309,6 @@ final class CLITests: XCTestCase {
     /// version, a broken config and a TensorRT model), in explicit mode behind a restricted
     /// API, driven by tritonclient: index, load, unload, versions, reasons, reload under load.
     func testServeATritonRepositoryWithExplicitModelControl() throws {
-        let root = fixtures.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let python = root.appendingPathComponent(".venv/bin/python").path
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            let message = "no .venv: run Scripts/test.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
-            throw XCTSkip(message)
-        }
         let repository = FileManager.default.temporaryDirectory.appendingPathComponent("ss-cli-repo-\(getpid())").path
         try? FileManager.default.removeItem(atPath: repository)
         defer { try? FileManager.default.removeItem(atPath: repository) }
@@ -334,17 +334,7 @@ final class CLITests: XCTestCase {
                                               "--http-restricted-api", "model-repository:admin-key=secret", "--max-queue-delay-us", "0"],
                                              portBase: 26000, log: log)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: python)
-        check.arguments = [root.appendingPathComponent("Tests/Integration/tritonclient_repository_check.py").path, "--url", "127.0.0.1:\(port)"]
-        let out = Pipe()
-        check.standardOutput = out
-        check.standardError = out
-        try check.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        check.waitUntilExit()
-        XCTAssertEqual(check.terminationStatus, 0, text)
-        XCTAssertTrue(text.contains("all checks passed"), text)
+        try runIntegrationCheck("tritonclient_repository_check.py", ["--url", "127.0.0.1:\(port)"])
         server.terminate()
         server.waitUntilExit()
         let serverLog = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

@@ -122,25 +122,12 @@ struct SelftestCommand: AsyncParsableCommand {
             guard status.usable else {
                 Self.skip("no NVRTC: \(status.problem ?? "not loaded")", json: json)
             }
-            for unit in KernelSources.units {
-                for target in arch.split(separator: ",").map(String.init) {
-                    var line = KernelCompileLine(unit: unit.name, target: target, passed: true, bytes: 0, log: "")
-                    do {
-                        let compiled = try KernelCompiler(cacheDirectory: nil).compile(unit, target: target)
-                        line.bytes = compiled.image.count
-                        line.log = compiled.log
-                    } catch {
-                        line.passed = false
-                        line.log = "\(error)"
-                        failed = true
-                    }
-                    output.kernels.append(line)
-                    if !json {
-                        print("\(line.passed ? "ok  " : "FAIL") compile \(unit.name) for \(target)"
-                              + (line.passed ? " (\(line.bytes) bytes)" : ":\n\(line.log)"))
-                    }
+            output.kernels = KernelCompileLine.compileAll(targets: arch.split(separator: ",").map(String.init)) { line in
+                if !json {
+                    print("\(line.passed ? "ok  " : "FAIL") compile \(line.unit) for \(line.target)" + (line.passed ? " (\(line.bytes) bytes)" : ":\n\(line.log)"))
                 }
             }
+            if output.kernels.contains(where: { !$0.passed }) { failed = true }
             if !json { print("NVRTC \(status.version ?? "?") from \(status.path ?? "?")") }
         }
         if executor {
@@ -175,8 +162,7 @@ struct SelftestCommand: AsyncParsableCommand {
             output.executor = results
             let produced = results.filter { $0.kind == "operator" && $0.output != nil }
             if let outputs {
-                let file = RecordedOutputs(device: device.info.name, backend: device.info.backend,
-                                           cases: Dictionary(produced.map { ($0.name, RecordedOutputs.encode($0.output!)) }, uniquingKeysWith: { $1 }))
+                let file = RecordedOutputs(device: device.info, results: produced)
                 do { try FileIO.writeAtomically(outputs, Array(try JSONEncoder().encode(file))) } catch {
                     Self.fail(CLIFailure(message: "cannot write \(outputs): \(error)", exitCode: CLIFailure.ioError))
                 }
@@ -187,11 +173,7 @@ struct SelftestCommand: AsyncParsableCommand {
                 do { theirs = try JSONDecoder().decode(RecordedOutputs.self, from: Data(try FileIO.read(compare))) } catch {
                     Self.fail(CLIFailure(message: "cannot read \(compare): \(error)", exitCode: CLIFailure.ioError))
                 }
-                var agreements: [ExecutorCheck.Agreement] = []
-                for r in produced {
-                    guard let other = theirs.cases[r.name].flatMap(RecordedOutputs.decode) else { continue }
-                    agreements.append(ExecutorCheck.compare(name: r.name, r.output!, other))
-                }
+                let agreements = theirs.agreements(with: produced)
                 output.agreement = agreements
                 if !json {
                     print("outputs against \(theirs.device) (\(theirs.backend)), bit for bit:")
@@ -275,14 +257,6 @@ struct SelftestCommand: AsyncParsableCommand {
     }
 }
 
-struct KernelCompileLine: Codable {
-    var unit: String
-    var target: String
-    var passed: Bool
-    var bytes: Int
-    var log: String
-}
-
 struct SelftestOutput: Codable {
     var kernels: [KernelCompileLine] = []
     var devices: [ConformanceReport] = []
@@ -292,29 +266,6 @@ struct SelftestOutput: Codable {
     var executor: [ExecutorCheckResult] = []
     /// --compare: each operator case's outputs against the recorded ones.
     var agreement: [ExecutorCheck.Agreement]? = nil
-}
-
-/// Operator-case outputs as `selftest --outputs` writes them: float32 bit patterns,
-/// little-endian, base64, per case.
-struct RecordedOutputs: Codable {
-    var device: String
-    var backend: String
-    var cases: [String: String]
-
-    static func encode(_ values: [Float]) -> String {
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(values.count * 4)
-        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
-        return Data(bytes).base64EncodedString()
-    }
-
-    static func decode(_ text: String) -> [Float]? {
-        guard let data = Data(base64Encoded: text), data.count % 4 == 0 else { return nil }
-        let bytes = [UInt8](data)
-        return stride(from: 0, to: bytes.count, by: 4).map { i in
-            Float(bitPattern: UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24)
-        }
-    }
 }
 
 struct GPUBench: AsyncParsableCommand {

@@ -107,55 +107,10 @@ struct PreprocessBench: AsyncParsableCommand {
                     buffers.append(try BatchBuffer(spec: flags.spec, capacity: batch, allocation: memory))
                 }
             }
-            let pipelines = Array(zip(preprocessors, buffers))
-
-            // Each pipeline takes every n-th batch; pipelines run concurrently.
-            func round() async -> (done: Int, rejected: Int) {
-                await withTaskGroup(of: (Int, Int).self) { group in
-                    for (lane, (preprocessor, buffer)) in pipelines.enumerated() {
-                        group.addTask {
-                            var done = 0, rejected = 0
-                            var start = lane * batch
-                            while start < images.count {
-                                let slice = Array(images[start..<min(start + batch, images.count)])
-                                let result = await preprocessor.preprocess(PreprocessJob(images: slice, destination: buffer, options: options))
-                                rejected += slice.count - result.succeeded
-                                done += slice.count
-                                start += pipelines.count * batch
-                            }
-                            return (done, rejected)
-                        }
-                    }
-                    var total = (done: 0, rejected: 0)
-                    for await (done, rejected) in group {
-                        total.done += done
-                        total.rejected += rejected
-                    }
-                    return total
-                }
-            }
-            _ = await round()
-            var rejected = 0
-            let clock = ContinuousClock()
-            let start = clock.now
-            var processed = 0
-            var elapsed = 0.0
-            repeat {
-                let outcome = await round()
-                processed += outcome.done
-                rejected += outcome.rejected
-                elapsed = (clock.now - start).seconds
-            } while elapsed < seconds
-            var statistics: GPUPreprocessStatistics? = nil
-            for case let gpu as GPUPreprocessor in preprocessors {
-                let s = gpu.statistics
-                if statistics == nil { statistics = s } else {
-                    statistics!.jobs += s.jobs
-                    statistics!.decodedByNVJPEG += s.decodedByNVJPEG
-                    statistics!.decodedByCPU += s.decodedByCPU
-                    statistics!.cpuDecodeReasons.merge(s.cpuDecodeReasons, uniquingKeysWith: +)
-                }
-            }
+            let measured = await PreprocessBenchmark.run(pipelines: Array(zip(preprocessors, buffers)), images: images, batch: batch,
+                                                         options: options, seconds: seconds)
+            let processed = measured.processed, rejected = measured.rejected, elapsed = measured.seconds
+            let statistics = GPUPreprocessStatistics.sum(preprocessors.compactMap { ($0 as? GPUPreprocessor)?.statistics })
             let result = PreprocessBenchResult(
                 backend: preprocessors[0].name, threads: threadCount, images: images.count,
                 processed: processed, rejected: rejected, seconds: elapsed,

@@ -183,25 +183,16 @@ public actor RepositoryServing: ModelRepositoryControl {
 
     // MARK: What a model's config asks for
 
-    /// The model's slices: `parameters` `sliceserve_slices`, else its `instance_group`, else the
-    /// server's `--slices`.
+    /// The model's slices, as its config places it (else the server's `--slices`).
     func slices(for model: RepositoryModel) throws -> SliceSpec {
-        if let text = model.slices {
+        switch model.placement {
+        case .server: return defaultSpec
+        case .slices(let text):
             do { return try SliceSpec(parsing: text) } catch {
                 throw AssemblyError.unsupported("parameters sliceserve_slices '\(text)': \(error)")
             }
-        }
-        guard let group = model.config.instanceGroups.first else { return defaultSpec }
-        if model.config.instanceGroups.count > 1 {
-            logger.notice("config note", metadata: ["model": "\(model.name)", "note": "several instance_group entries: the first is used"])
-        }
-        switch group.kind {
-        case "KIND_CPU":
-            return .cpu(count: group.count, threads: max(1, CPUPreprocessor.availableCores / group.count))
-        case "KIND_GPU":
-            return .gpu(.device(group.gpus.first ?? 0), count: group.count)
-        default:
-            return defaultSpec
+        case .cpu(let instances): return .cpu(count: instances, threads: max(1, CPUPreprocessor.availableCores / instances))
+        case .gpu(let device, let instances): return .gpu(.device(device), count: instances)
         }
     }
 

@@ -63,13 +63,24 @@ public struct RepositoryModel: Sendable {
     /// Whether the config asks for the JPEG entry (`NAME_jpeg`, `/classify`): its preprocessing
     /// is in `parameters`.
     public var servesImages: Bool
-    /// `parameters { key: "sliceserve_slices" }`: where this model's instances run (the
-    /// `--slices` grammar); nil: from `instance_group`, else the server's `--slices`.
-    public var slices: String?
+    /// Where this model's instances run.
+    public var placement: Placement
     /// `parameters { key: "sliceserve_batching" }`: auto, profile or manual; nil: the server's.
     public var batchingMode: String?
     /// Settings read but not used, each with why (logged once when the model loads).
     public var notes: [String]
+}
+
+/// Where a repository model's instances run, as its config asks.
+public enum Placement: Sendable, Equatable {
+    /// The server's `--slices` (no `instance_group`, or `KIND_AUTO`).
+    case server
+    /// `parameters` `sliceserve_slices`: the `--slices` grammar.
+    case slices(String)
+    /// `instance_group` `KIND_CPU`: this many instances sharing the cores.
+    case cpu(instances: Int)
+    /// `instance_group` `KIND_GPU`: this many instances on the first GPU listed (0 when none).
+    case gpu(device: Int, instances: Int)
 }
 
 /// A Triton model repository on disk: `<root>/<model>/config.pbtxt` and
@@ -195,9 +206,28 @@ public struct ModelRepository: Sendable {
             }
         }
         guard let mapped else { throw RepositoryError(model: name, kind: .missingFile, "no version to serve") }
+        var placementNotes: [String] = []
+        let placement = Self.placement(config, notes: &placementNotes)
         return RepositoryModel(name: name, folder: folder, config: config, hasConfigFile: hasConfigFile, versions: versions,
-                               batching: mapped.batching, servesImages: mapped.servesImages, slices: config.parameters[Key.slices],
-                               batchingMode: config.parameters[Key.batching], notes: notes + mapped.notes)
+                               batching: mapped.batching, servesImages: mapped.servesImages, placement: placement,
+                               batchingMode: config.parameters[Key.batching], notes: notes + mapped.notes + placementNotes)
+    }
+
+    /// The placement the config asks for: `parameters` `sliceserve_slices` first, then the
+    /// first `instance_group`.
+    static func placement(_ config: TritonModelConfig, notes: inout [String]) -> Placement {
+        if let text = config.parameters[Key.slices] { return .slices(text) }
+        guard let group = config.instanceGroups.first else { return .server }
+        if config.instanceGroups.count > 1 { notes.append("instance_group: \(config.instanceGroups.count) groups, the first is used") }
+        if group.gpus.count > 1 { notes.append("instance_group.gpus: instances go on GPU \(group.gpus[0]) only") }
+        switch group.kind {
+        case "KIND_CPU": return .cpu(instances: group.count)
+        case "KIND_GPU": return .gpu(device: group.gpus.first ?? 0, instances: group.count)
+        case "KIND_AUTO": return .server
+        default:
+            notes.append("instance_group.kind \(group.kind): the server's --slices are used")
+            return .server
+        }
     }
 
     // MARK: Mapping a Triton config to SliceServe's

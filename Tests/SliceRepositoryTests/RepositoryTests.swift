@@ -143,6 +143,26 @@ final class ModelRepositoryTests: XCTestCase {
         XCTAssertEqual(m.batching, BatchingConfig(maxBatchSize: 8, preferredBatchSizes: [4, 8], maxQueueDelayNanoseconds: 100_000, maxQueueSize: 64,
                                                   defaultTimeoutNanoseconds: 250_000_000, priorityLevels: 1))
         XCTAssertTrue(m.notes.contains("optimization (line 27): not used by SliceServe"), "\(m.notes)")
+        XCTAssertEqual(m.placement, .cpu(instances: 2))
+    }
+
+    func testPlacementFollowsInstanceGroupsAndParameters() throws {
+        let io = "max_batch_size: 4\ninput { name: \"x\" data_type: TYPE_FP32 dims: [3, 224, 224] }\noutput { name: \"y\" data_type: TYPE_FP32 dims: [1000] }\n"
+        try model("gpu", config: io + "instance_group [ { count: 3 kind: KIND_GPU gpus: [ 1, 2 ] } ]")
+        try model("own", config: io + "instance_group { kind: KIND_CPU }\nparameters { key: \"sliceserve_slices\" value { string_value: \"sm:4x32\" } }\nparameters { key: \"sliceserve_batching\" value { string_value: \"profile\" } }")
+        try model("auto", config: io + "instance_group { count: 2 kind: KIND_AUTO }")
+        try model("model_kind", config: io + "instance_group { kind: KIND_MODEL }")
+        let repository = try ModelRepository(path: root)
+        let gpu = try repository.load("gpu")
+        XCTAssertEqual(gpu.placement, .gpu(device: 1, instances: 3))
+        XCTAssertTrue(gpu.notes.contains("instance_group.gpus: instances go on GPU 1 only"), "\(gpu.notes)")
+        let own = try repository.load("own")
+        XCTAssertEqual(own.placement, .slices("sm:4x32"), "SliceServe's own slices win over instance_group")
+        XCTAssertEqual(own.batchingMode, "profile")
+        XCTAssertEqual(try repository.load("auto").placement, .server)
+        let modelKind = try repository.load("model_kind")
+        XCTAssertEqual(modelKind.placement, .server)
+        XCTAssertTrue(modelKind.notes.contains("instance_group.kind KIND_MODEL: the server's --slices are used"), "\(modelKind.notes)")
     }
 
     func testVersionsFollowThePolicy() throws {

@@ -164,72 +164,24 @@ struct ServeCommand: AsyncParsableCommand {
             Self.fail(CLIFailure(message: "two model directories have the same name", exitCode: CLIFailure.modelError))
         }
         if check {
-            await checkAndExit(served, started: started)
+            do {
+                for line in try await ServingRuntime.check(served, started: started) { print(line) }
+            } catch {
+                Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.modelError))
+            }
+            print("check passed: would listen on http://\(host):\(try resolvedPort())")
+            Self.exit()
         }
         // CUDA libraries only (no device is opened while serving on the CPU).
-        let accelerators = GPUReport.collect(openDevices: false)
-        let port = try resolvedPort()
         let server = InferenceServer(models: served, configuration: ServerConfiguration(
-            host: host, port: port, maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout, bodyTimeoutSeconds: bodyTimeout,
-            restrictedRepositoryAPI: repositoryFlags.httpRestrictedApi), metrics: metrics,
-            accelerators: accelerators, repository: repository, modelControl: repositoryFlags.modelControlMode != .none)
-        let app = server.application(logger: logger)
-        // Warm up each instance with one batch, then report ready.
-        let address = "http://\(host):\(port)"
-        let models = served
-        let repositoryModels = repository, load = repositoryFlags.loadModel, pollSeconds = repositoryFlags.repositoryPollSecs
-        let warmup = Task {
-            do {
-                // Straight to each executor, not through the batcher: a warm-up must not wait for
-                // the queue delay. Requests are refused (503) until this finishes.
-                for model in models {
-                    try await model.instance.warmUp()
-                }
-                if let repositoryModels {
-                    // Each repository model is warmed up as it loads; a model that fails is logged.
-                    await repositoryModels.attach(server.registry)
-                    await repositoryModels.start(loading: load, pollSeconds: pollSeconds)
-                }
-                server.setReady(true)
-                let seconds = (ContinuousClock.now - started).components
-                let ms = seconds.seconds * 1000 + seconds.attoseconds / 1_000_000_000_000_000
-                logger.info("ready", metadata: ["address": "\(address)", "startup_ms": "\(ms)",
-                                                "models": "\(Array(Set(server.models.flatMap(\.entryNames))).sorted().joined(separator: ", "))"])
-            } catch {
-                logger.error("warm-up failed; the server stays not ready", metadata: ["error": "\(error)"])
-            }
-        }
+            host: host, port: try resolvedPort(), maxBodyBytes: maxBodyBytes, idleTimeoutSeconds: idleTimeout, bodyTimeoutSeconds: bodyTimeout,
+            restrictedRepositoryAPI: repositoryFlags.httpRestrictedApi), metrics: metrics, accelerators: GPUReport.collect(openDevices: false),
+            repository: repository, modelControl: repositoryFlags.modelControlMode != .none)
         do {
-            try await app.runService()
+            try await ServingRuntime.run(server, repository: repository, loading: repositoryFlags.loadModel,
+                                         pollSeconds: repositoryFlags.repositoryPollSecs, logger: logger, started: started)
         } catch {
-            warmup.cancel()
             Self.fail(CLIFailure(message: "the server stopped: \(error)", exitCode: CLIFailure.ioError))
         }
-        warmup.cancel()
-        for model in served { await model.instance.shutdown() }
-        await repository?.stop()
-        logger.info("stopped")
-    }
-
-    /// --check: one warm-up batch per model on its executor, a summary, and exit 0; a failure
-    /// exits 3 with the reason.
-    private func checkAndExit(_ served: [ServedModel], started: ContinuousClock.Instant) async -> Never {
-        for model in served {
-            do {
-                try await model.instance.warmUp()
-                let elapsed = (ContinuousClock.now - started).components
-                let ms = elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000
-                print("ok: \(model.name) and \(model.jpegName) from \(model.directory.path)"
-                      + "\(model.directory.hasConfigFile ? "" : " (config derived from the ONNX graph)"), "
-                      + "input \(model.directory.config.input.shape), output \(model.signature.outputShape), "
-                      + "slices \(model.instance.sliceNames.joined(separator: ", ")), max batch \(model.instance.config.maxBatchSize), preprocessing \(model.instance.preprocessorName ?? "none"), ready after \(ms) ms")
-            } catch {
-                Self.fail(CLIFailure(message: "\(model.name): the warm-up batch failed: \(error)", exitCode: CLIFailure.modelError))
-            }
-        }
-        for model in served { await model.instance.shutdown() }
-        let port = (try? resolvedPort()) ?? 8000
-        print("check passed: would listen on http://\(host):\(port)")
-        Self.exit()
     }
 }

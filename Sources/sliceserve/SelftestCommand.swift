@@ -116,110 +116,17 @@ struct SelftestCommand: AsyncParsableCommand {
 
     func run() async throws {
         var output = SelftestOutput()
-        var failed = false
-        if kernels {
-            let status = GPULibraries.status(.nvrtc)
-            guard status.usable else {
-                Self.skip("no NVRTC: \(status.problem ?? "not loaded")", json: json)
-            }
-            output.kernels = KernelCompileLine.compileAll(targets: arch.split(separator: ",").map(String.init)) { line in
-                if !json {
-                    print("\(line.passed ? "ok  " : "FAIL") compile \(line.unit) for \(line.target)" + (line.passed ? " (\(line.bytes) bytes)" : ":\n\(line.log)"))
-                }
-            }
-            if output.kernels.contains(where: { !$0.passed }) { failed = true }
-            if !json { print("NVRTC \(status.version ?? "?") from \(status.path ?? "?")") }
-        }
-        if executor {
-            let device: any GPUDevice
-            do {
-                guard let chosen = try choice.devices(allByDefault: false)?.first else {
-                    Self.skip(CUDADevice.unavailableReason() ?? "no GPU", json: json)
-                }
-                device = chosen
-            } catch {
-                Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.gpuError))
-            }
-            var results: [ExecutorCheckResult] = []
-            if let cases { results += try ExecutorCheck.operatorCases(directory: cases, device: device) }
-            for path in executorModel {
-                let file = path.hasSuffix(".onnx") ? path : (try ModelDirectory(path: path)).modelPath
-                let name = path.split(separator: "/").last.map(String.init) ?? path
-                results += ExecutorCheck.model(path: file, name: name, device: device)
-            }
-            if !json {
-                print("GPU executor on \(device.info.name) (\(device.info.backend)), tolerance: relative L2 ≤ \(ExecutorCheck.tolerance)")
-                for r in results where r.kind == "coverage" {
-                    print("\(r.passed ? "ok  " : "FAIL") kernels of \(r.name): \(r.detail)")
-                }
-                for r in results where r.kind != "coverage" {
-                    let error = r.relativeL2.isFinite ? String(format: "%.2e", r.relativeL2) : "-"
-                    print("\(r.passed ? "ok  " : "FAIL") \(r.kind) \(r.name) batch \(r.batch): relative L2 \(error) (\(format(r.milliseconds)) ms) \(r.detail)")
-                }
-                print("\(results.filter(\.passed).count) passed, \(results.filter { !$0.passed }.count) failed")
-            }
-            if results.contains(where: { !$0.passed }) { failed = true }
-            output.executor = results
-            let produced = results.filter { $0.kind == "operator" && $0.output != nil }
-            if let outputs {
-                let file = RecordedOutputs(device: device.info, results: produced)
-                do { try FileIO.writeAtomically(outputs, Array(try JSONEncoder().encode(file))) } catch {
-                    Self.fail(CLIFailure(message: "cannot write \(outputs): \(error)", exitCode: CLIFailure.ioError))
-                }
-                if !json { print("wrote \(produced.count) cases' outputs to \(outputs)") }
-            }
-            if let compare {
-                let theirs: RecordedOutputs
-                do { theirs = try JSONDecoder().decode(RecordedOutputs.self, from: Data(try FileIO.read(compare))) } catch {
-                    Self.fail(CLIFailure(message: "cannot read \(compare): \(error)", exitCode: CLIFailure.ioError))
-                }
-                let agreements = theirs.agreements(with: produced)
-                output.agreement = agreements
-                if !json {
-                    print("outputs against \(theirs.device) (\(theirs.backend)), bit for bit:")
-                    for a in agreements where !a.identical {
-                        print("  \(a.name): \(a.differing) of \(a.values) values differ, max |difference| \(a.maxAbsoluteDifference)")
-                    }
-                    print("\(agreements.filter(\.identical).count) of \(agreements.count) cases identical")
-                }
-            }
-        }
-        if gpu || (choice.fake && !executor) {
-            let devices: [any GPUDevice]
-            do {
-                guard let chosen = try choice.devices(allByDefault: true) else {
-                    Self.skip(CUDADevice.unavailableReason() ?? "no GPU", json: json)
-                }
-                devices = chosen
-            } catch {
-                Self.fail(CLIFailure(message: "\(error)", exitCode: CLIFailure.gpuError))
-            }
-            let cases = only.map { Set($0.split(separator: ",").map(String.init)) }
-            for device in devices {
-                if !json { print("GPU \(device.info.ordinal): \(device.info.name) (\(device.info.backend))") }
-                let report = GPUConformance.run(on: device, seed: seed, only: cases) { result in
-                    guard !json else { return }
-                    let mark = switch result.status { case .passed: "ok  "; case .failed: "FAIL"; case .skipped: "skip" }
-                    print("\(mark) \(result.name) (\(format(result.milliseconds)) ms): \(result.detail)")
-                }
-                if report.failed > 0 { failed = true }
-                output.devices.append(report)
-                if !json { print("\(report.passed) passed, \(report.failed) failed, \(report.skipped) skipped") }
-                if let photos {
-                    let agreements = try await checkPreprocessing(device: device, folder: photos)
-                    if agreements.contains(where: { !$0.passed }) { failed = true }
-                    output.preprocess.append(agreements)
-                }
-            }
-        }
+        if kernels { checkKernels(into: &output) }
+        if executor { try checkExecutor(into: &output) }
+        if gpu || (choice.fake && !executor) { try await checkDevices(into: &output) }
         if json {
             try printJSON(output)
         }
-        if failed { throw ExitCode(CLIFailure.imageRejected) }
+        if output.failed { throw ExitCode(CLIFailure.imageRejected) }
     }
 
     /// GPU preprocessing against the CPU path on every JPEG in `folder`.
-    private func checkPreprocessing(device: any GPUDevice, folder: String) async throws -> [PreprocessAgreement] {
+    func checkPreprocessing(device: any GPUDevice, folder: String) async throws -> [PreprocessAgreement] {
         let names: [String]
         do {
             names = try FileIO.list(folder).filter { $0.lowercased().hasSuffix(".jpg") || $0.lowercased().hasSuffix(".jpeg") }
@@ -251,13 +158,15 @@ struct SelftestCommand: AsyncParsableCommand {
         Self.exit(withError: ExitCode(CLIFailure.skipped))
     }
 
-    private func format(_ value: Double) -> String {
+    func format(_ value: Double) -> String {
         let scaled = (value * 10).rounded() / 10
         return "\(scaled)"
     }
 }
 
 struct SelftestOutput: Codable {
+    /// Some check failed (not in the JSON).
+    var failed = false
     var kernels: [KernelCompileLine] = []
     var devices: [ConformanceReport] = []
     /// Per device (same order), GPU preprocessing against the CPU path, with --photos.
@@ -266,6 +175,8 @@ struct SelftestOutput: Codable {
     var executor: [ExecutorCheckResult] = []
     /// --compare: each operator case's outputs against the recorded ones.
     var agreement: [ExecutorCheck.Agreement]? = nil
+
+    enum CodingKeys: String, CodingKey { case kernels, devices, preprocess, executor, agreement }
 }
 
 struct GPUBench: AsyncParsableCommand {

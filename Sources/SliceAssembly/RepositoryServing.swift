@@ -152,6 +152,9 @@ public actor RepositoryServing: ModelRepositoryControl {
         lastFailedFingerprint[name] = nil
         fingerprints[name] = fingerprint(of: name)
         let removed = registry?.replace(name: name, with: built) ?? []
+        // Versions served again keep their series (counters carry on); the others go.
+        let kept = Set(built.map(\.version))
+        defer { for model in removed where !kept.contains(model.version) { metrics.forget(model: name, version: model.version) } }
         logger.info("model ready", metadata: ["model": "\(name)", "versions": "\(model.versions.map(\.version))",
                                              "entries": "\(built.first?.entryNames.joined(separator: ", ") ?? name)"])
         await drainAndShutDown(removed)
@@ -166,6 +169,7 @@ public actor RepositoryServing: ModelRepositoryControl {
         fingerprints[name] = nil
         if !removed.isEmpty { logger.info("model unloaded", metadata: ["model": "\(name)"]) }
         await drainAndShutDown(removed)
+        for model in removed { metrics.forget(model: name, version: model.version) }
     }
 
     /// Waits until the requests the removed models admitted are answered (requests that looked

@@ -13,6 +13,8 @@ public final class EnergyAccount: Sendable {
         var busySinceSample = 0.0
         var joules = 0.0
         var images = 0
+        /// Its model version was unloaded: no longer exported.
+        var retired = false
     }
 
     struct State {
@@ -73,7 +75,7 @@ public final class EnergyAccount: Sendable {
             }
             if let now { state.lastMillijoules = now }
             for i in state.slices.indices { state.slices[i].busySinceSample = 0 }
-            return (state.slices.map { ($0.labels, $0.joules, $0.images) }, state.idleJoules)
+            return (state.slices.filter { !$0.retired }.map { ($0.labels, $0.joules, $0.images) }, state.idleJoules)
         }
         for s in snapshot {
             registry.makeGauge(descriptor: MetricNameDescriptor(metricName: Self.energyName, unitName: "", helpText: Self.energyHelp), labels: s.labels)
@@ -85,6 +87,24 @@ public final class EnergyAccount: Sendable {
         }
         registry.makeGauge(descriptor: MetricNameDescriptor(metricName: Self.idleName, unitName: "", helpText: Self.idleHelp), labels: [("gpu", gpu)])
             .set(idle)
+    }
+
+    /// Stops exporting the slices of an unloaded model version and removes their series.
+    public func forget(model: String, version: String) {
+        let gone: [[(String, String)]] = state.withLock { state in
+            var gone: [[(String, String)]] = []
+            for i in state.slices.indices where !state.slices[i].retired
+                && state.slices[i].labels.contains(where: { $0 == ("model", model) }) && state.slices[i].labels.contains(where: { $0 == ("version", version) }) {
+                state.slices[i].retired = true
+                gone.append(state.slices[i].labels)
+            }
+            return gone
+        }
+        for labels in gone {
+            for (name, help) in [(Self.energyName, Self.energyHelp), (Self.perImageName, Self.perImageHelp)] {
+                registry.unregisterGauge(registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels))
+            }
+        }
     }
 
     /// Joules so far per instance, for tests and tools.

@@ -8,8 +8,26 @@ import Synchronization
 public final class ServerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let energyAccounts = Mutex<[EnergyAccount]>([])
-    /// Gauges read at each scrape.
-    private let samplers = Mutex<[@Sendable () -> Void]>([])
+    /// Gauges read at each scrape, per model version.
+    private let samplers = Mutex<[String: [@Sendable () -> Void]]>([:])
+    /// How to remove each model version's series from the registry (when it is unloaded).
+    private let removals = Mutex<[String: [@Sendable () -> Void]]>([:])
+
+    private static func key(_ model: String, _ version: String) -> String { model + "\u{0}" + version }
+
+    private func onForget(_ model: String, _ version: String, _ removal: @escaping @Sendable () -> Void) {
+        removals.withLock { $0[Self.key(model, version), default: []].append(removal) }
+    }
+
+    /// Removes every series of a model version (it was unloaded and not loaded again) and what
+    /// the scrape samples of it, so that nothing of the model stays referenced.
+    public func forget(model: String, version: String) {
+        let key = Self.key(model, version)
+        let actions = removals.withLock { $0.removeValue(forKey: key) } ?? []
+        samplers.withLock { _ = $0.removeValue(forKey: key) }
+        energyAccounts.withLock { $0.forEach { $0.forget(model: model, version: version) } }
+        for action in actions { action() }
+    }
 
     public init() {}
 
@@ -54,6 +72,18 @@ public final class ServerMetrics: Sendable {
                                              labels: labels, buckets: Histogram.batchSize().bounds)
         // The failure counter family is created on first use of each reason.
         let failureName = "nv_inference_request_failure", failureHelp = "Failed inference requests, by reason."
+        let failureReasons = Mutex<Set<String>>([])
+        let counters = [success, count, exec, queue, compute, preprocess, busy, preprocessedImages, preprocessSecondsCounter]
+        let gauges = [depth, inflight], histograms = [requestDuration, queueDuration, batchSize]
+        onForget(model, version) {
+            counters.forEach(r.unregisterCounter)
+            gauges.forEach(r.unregisterGauge)
+            histograms.forEach(r.unregisterValueHistogram)
+            for reason in failureReasons.withLock({ $0 }) {
+                r.unregisterCounter(r.makeCounter(descriptor: MetricNameDescriptor(metricName: failureName, unitName: "", helpText: failureHelp),
+                                                  labels: labels + [("reason", reason)]))
+            }
+        }
         return { event in
             switch event {
             case .completed(let queueSeconds, let totalSeconds):
@@ -62,6 +92,7 @@ public final class ServerMetrics: Sendable {
                 requestDuration.record(totalSeconds)
                 queue.increment(by: Int64(queueSeconds * 1e6))
             case .failed(let reason):
+                failureReasons.withLock { _ = $0.insert(reason) }
                 r.makeCounter(descriptor: MetricNameDescriptor(metricName: failureName, unitName: "", helpText: failureHelp),
                               labels: labels + [("reason", reason)]).increment()
             case .executed(let items, let preprocessSeconds, let computeSeconds):
@@ -89,26 +120,43 @@ public final class ServerMetrics: Sendable {
         let r = registry
         let healthyName = "sliceserve_slice_healthy", healthyHelp = "1 while the slice takes requests, 0 after a failure until a probe succeeds."
         let failuresName = "sliceserve_slice_consecutive_failures", failuresHelp = "Failures of the slice since it was last healthy."
+        @Sendable func gauges(_ instance: String) -> (healthy: Gauge, failures: Gauge) {
+            let labels = [("model", model), ("version", version), ("instance", instance)]
+            return (r.makeGauge(descriptor: MetricNameDescriptor(metricName: healthyName, unitName: "", helpText: healthyHelp), labels: labels),
+                    r.makeGauge(descriptor: MetricNameDescriptor(metricName: failuresName, unitName: "", helpText: failuresHelp), labels: labels))
+        }
         slices.onStatusChange { _, status in
-            let labels = [("model", model), ("version", version), ("instance", status.name)]
-            r.makeGauge(descriptor: MetricNameDescriptor(metricName: healthyName, unitName: "", helpText: healthyHelp), labels: labels)
-                .set(Double(status.healthy ? 1 : 0))
-            r.makeGauge(descriptor: MetricNameDescriptor(metricName: failuresName, unitName: "", helpText: failuresHelp), labels: labels)
-                .set(Double(status.consecutiveFailures))
+            let (healthy, failures) = gauges(status.name)
+            healthy.set(Double(status.healthy ? 1 : 0))
+            failures.set(Double(status.consecutiveFailures))
+        }
+        let names = slices.sliceNames
+        onForget(model, version) {
+            for name in names {
+                let (healthy, failures) = gauges(name)
+                r.unregisterGauge(healthy)
+                r.unregisterGauge(failures)
+            }
         }
         // The preprocessing backend's health is read at each scrape (a plug-in host restarting).
         if let backend = slices.preprocessorName {
             let gauge = r.makeGauge(descriptor: MetricNameDescriptor(metricName: "sliceserve_preprocess_backend_healthy", unitName: "",
                                                                      helpText: "1 while the model's preprocessing backend takes jobs, 0 while it is failing or restarting (a plug-in host)."),
                                     labels: [("model", model), ("version", version), ("backend", backend)])
-            samplers.withLock { $0.append { gauge.set(Double(slices.preprocessorProblem == nil ? 1 : 0)) } }
+            // Weakly: an unloaded model is not kept alive by its metrics.
+            samplers.withLock {
+                $0[Self.key(model, version), default: []].append { [weak slices] in
+                    if let slices { gauge.set(Double(slices.preprocessorProblem == nil ? 1 : 0)) }
+                }
+            }
+            onForget(model, version) { r.unregisterGauge(gauge) }
         }
     }
 
     /// The Prometheus text exposition.
     public func render() -> String {
         energyAccounts.withLock { $0 }.forEach { $0.sample() }
-        samplers.withLock { $0 }.forEach { $0() }
+        samplers.withLock { $0.values.flatMap { $0 } }.forEach { $0() }
         return registry.emitToString()
     }
 }

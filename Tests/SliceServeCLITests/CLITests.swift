@@ -374,6 +374,13 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(waitFor("/v2/models/second/ready", "200"), "a new model folder is loaded")
         try FileManager.default.removeItem(atPath: repository + "/first")
         XCTAssertTrue(waitFor("/v2/models/first/ready", "404"), "a removed model folder is unloaded")
+        var metricsGone = false
+        for _ in 0..<50 where !metricsGone {
+            metricsGone = !httpGet(port: port, path: "/metrics").contains("model=\"first\"")
+            if !metricsGone { usleep(100_000) }
+        }
+        XCTAssertTrue(metricsGone, "an unloaded model's series leave /metrics")
+        XCTAssertTrue(httpGet(port: port, path: "/metrics").contains("model=\"second\""))
         server.terminate()
         server.waitUntilExit()
 

@@ -10,6 +10,32 @@ final class EnergyTests: XCTestCase {
         func add(_ mj: UInt64) { millijoules.withLock { $0 = $0.map { $0 + mj } } }
     }
 
+    /// An unloaded model version leaves /metrics (every series, energy included); the other
+    /// versions and models stay.
+    func testForgottenModelVersionsLeaveTheMetrics() {
+        let metrics = ServerMetrics()
+        let meter = Meter()
+        let account = EnergyAccount(gpu: "gpu:0", registry: metrics.registry) { meter.millijoules.withLock { $0 } }
+        metrics.addEnergyAccount(account)
+        let one = metrics.handler(model: "m", version: "1", instance: "cpu", energy: account)
+        let two = metrics.handler(model: "m", version: "2", instance: "cpu", energy: account)
+        for events in [one, two] {
+            events(.executed(items: 2, preprocessSeconds: 0.1, computeSeconds: 0.2))
+            events(.completed(queueSeconds: 0.01, totalSeconds: 0.3))
+            events(.failed(reason: "queue_full"))
+            events(.depth(queuedItems: 1, inFlight: 1))
+        }
+        meter.add(1_000)
+        var text = metrics.render()
+        XCTAssertTrue(text.contains("model=\"m\",version=\"1\""), text)
+        metrics.forget(model: "m", version: "1")
+        meter.add(1_000)
+        text = metrics.render()
+        XCTAssertFalse(text.contains("version=\"1\""), text)
+        XCTAssertTrue(text.contains("nv_inference_request_failure{model=\"m\",version=\"2\",reason=\"queue_full\"} 1"), text)
+        XCTAssertTrue(text.contains("sliceserve_energy_joules_total{model=\"m\",version=\"2\""), text)
+    }
+
     func testEnergyIsSplitByBusyTimeAndReportedPerImage() {
         let metrics = ServerMetrics()
         let meter = Meter()

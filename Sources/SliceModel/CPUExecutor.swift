@@ -52,7 +52,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         let out = graph.values[graph.outputs[0]].shape!
         outputShape = out.dropFirst(symbolicBatch && out.first == .batch ? 1 : 0).map { $0.fixedValue ?? 1 }
         self.maxBatch = symbolicBatch ? maxBatch : 1
-        self.threads = max(1, threads ?? Int(ss_cpu_count()))
+        self.threads = max(1, threads ?? CPUBudget(affinity: Int(ss_cpu_count()), quota: CPUBudget.processQuota).cores)
         constants = ConstantStore(graph: graph)
         runner = try ParallelRunner(threads: self.threads)
         serialRunner = try ParallelRunner(threads: 1)

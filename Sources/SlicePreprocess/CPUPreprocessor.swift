@@ -22,7 +22,9 @@ public final class CPUPreprocessor: Preprocessor {
     }
 
     /// CPUs this process may run on (respects `taskset` and cgroup cpusets).
-    public static var availableCores: Int { Int(ss_cpu_count()) }
+    /// Cores this process may use: the affinity mask and the cgroup CPU quota (`CPUBudget`).
+    public static var availableCores: Int { budget.cores }
+    public static var budget: CPUBudget { CPUBudget(affinity: Int(ss_cpu_count()), quota: CPUBudget.processQuota) }
 
     public func submit(_ job: PreprocessJob, completion: @escaping @Sendable (PreprocessBatchResult) -> Void) {
         if answeredBeforeStarting(job, completion: completion) { return }

@@ -18,7 +18,12 @@ public struct SystemReport: Codable, Sendable {
     public var os: String
     public var cpuModel: String
     public var simdFeatures: [String]
+    /// Cores this process may use: the affinity mask and the cgroup CPU quota, the tighter.
     public var availableCores: Int
+    /// CPUs in the affinity mask (`taskset`, cpusets).
+    public var affinityCores: Int
+    /// The cgroup CPU quota in CPUs (a container's CPU limit), nil when none.
+    public var cgroupCPUQuota: Double?
     public var onlineCores: Int
     public var libraries: [Library]
     /// The model kernels' code path, filled in by callers that link the model runtime.
@@ -31,7 +36,9 @@ public struct SystemReport: Codable, Sendable {
             os: operatingSystem(),
             cpuModel: cpuModel(),
             simdFeatures: simdFeatureNames(),
-            availableCores: Int(ss_cpu_count()),
+            availableCores: CPUPreprocessor.availableCores,
+            affinityCores: Int(ss_cpu_count()),
+            cgroupCPUQuota: CPUBudget.processQuota,
             onlineCores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
             libraries: [Library(name: "libjpeg-turbo", loaded: true, version: jpeg.version, path: jpeg.path)])
     }

@@ -36,7 +36,8 @@ struct DoctorCommand: AsyncParsableCommand {
         print("OS:          \(report.os)")
         print("CPU:         \(report.cpuModel)")
         print("SIMD:        \(report.simdFeatures.isEmpty ? "baseline only" : report.simdFeatures.joined(separator: " "))")
-        print("Cores:       \(report.availableCores) available to this process, \(report.onlineCores) online")
+        print("Cores:       \(report.availableCores) available to this process (\(report.affinityCores) in its affinity mask, "
+              + "cgroup CPU quota \(report.cgroupCPUQuota.map { "\($0)" } ?? "none")), \(report.onlineCores) online")
         for library in report.libraries {
             let state = library.loaded ? "\(library.version ?? "?") (\(library.path ?? "?"))" : "not loaded: \(library.problem ?? "?")"
             print("Library:     \(library.name) \(state)")

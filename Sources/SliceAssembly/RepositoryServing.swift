@@ -129,7 +129,9 @@ public actor RepositoryServing: ModelRepositoryControl {
             let choice = batchingChoice(for: model)
             for version in model.versions {
                 let served = try await assembly.assemble(version.directory, batching: choice, preprocessor: model.servesImages ? preprocessor : nil,
-                                                         version: String(version.version))
+                                                         version: String(version.version), servesImages: model.servesImages,
+                                                         workerModel: ["--model-repository", repository.root, "--model", name,
+                                                                       "--model-version", String(version.version)])
                 built.append(served)
                 // The config must describe the ONNX file it serves.
                 let dims = Array(version.directory.config.input.shape.dropFirst())

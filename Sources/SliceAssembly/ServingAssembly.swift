@@ -50,11 +50,13 @@ public final class ServingAssembly {
     /// One model on the spec's slices. `preprocessor` is the front's backend (nil with workers,
     /// and for a model served without its JPEG entry); `version` names it (a repository's
     /// version folder).
+    /// `workerModel`: how a worker process finds the model (default `--model DIR --model-name
+    /// NAME`; a repository model's version is named by the repository, the model and the version).
     public func assemble(_ directory: ModelDirectory, batching: BatchingChoice, preprocessor: (any Preprocessor)?,
-                         version: String = "1") async throws -> ServedModel {
+                         version: String = "1", servesImages: Bool = true, workerModel: [String]? = nil) async throws -> ServedModel {
         if usesWorkers {
-            guard version == "1" else { throw AssemblyError.unsupported("--workers serve model directories (--model), not repository versions, in this version") }
-            return try await assembleWorkers(directory, batching: batching)
+            let model = workerModel ?? ["--model", directory.path, "--model-name", directory.config.name]
+            return try await assembleWorkers(directory, batching: batching, model: model, version: version, servesImages: servesImages)
         }
         switch spec {
         case .gpu(let choice, _), .sm(let choice, _, _):
@@ -169,7 +171,8 @@ public final class ServingAssembly {
         }
     }
 
-    private func assembleWorkers(_ directory: ModelDirectory, batching: BatchingChoice) async throws -> ServedModel {
+    private func assembleWorkers(_ directory: ModelDirectory, batching: BatchingChoice, model: [String], version: String,
+                                 servesImages: Bool) async throws -> ServedModel {
         let name = directory.config.name
         let slices = try workerSlices()
         let isMIG = spec.needsWorkers
@@ -198,21 +201,21 @@ public final class ServingAssembly {
                                        outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: resolved.maxBatchSize,
                                        kind: executor == "cpu" ? "cpu" : "gpu")
         // The batching this model resolved to (auto or manual), as the worker's own flags.
-        let arguments = ["--model", directory.path, "--model-name", name, "--executor", executor] + BatchingArguments.arguments(for: resolved)
+        let arguments = model + ["--executor", executor] + BatchingArguments.arguments(for: resolved)
         let stall = UInt64(options.workerStallSeconds * 1e9)
         let metrics = metrics
         let group = try SliceGroup(name: name, sliceNames: slices.map(\.name)) { i, routerEvents in
             let slice = slices[i]
-            let metricsEvents = metrics.handler(model: name, instance: slice.name, preprocessBackend: "cpu")
+            let metricsEvents = metrics.handler(model: name, version: version, instance: slice.name, preprocessBackend: "cpu")
             let worker = try WorkerInstance(name: slice.name, signature: signature, config: resolved, preprocessorName: "cpu",
                                             arguments: arguments + (slice.threads.map { ["--threads", String($0)] } ?? []),
                                             environment: slice.environment, stallNanoseconds: stall) { message in log.info("\(message)") }
             return TimedInstance(worker, events: { event in routerEvents(event); metricsEvents(event) })
         }
-        metrics.watch(model: name, slices: group)
-        logger.info("loaded model", metadata: ["model": "\(name)", "path": "\(directory.path)",
+        metrics.watch(model: name, version: version, slices: group)
+        logger.info("loaded model", metadata: ["model": "\(name)", "version": "\(version)", "path": "\(directory.path)",
                                               "slices": "\(slices.map(\.name).joined(separator: ", ")) in worker processes, max batch \(resolved.maxBatchSize) each"])
-        return ServedModel(name: name, directory: directory, slices: group)
+        return ServedModel(name: name, directory: directory, slices: group, version: version, servesImages: servesImages)
     }
 }
 

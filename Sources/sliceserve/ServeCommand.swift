@@ -107,8 +107,8 @@ struct ServeCommand: AsyncParsableCommand {
         if (workers || slices.needsWorkers) && !["auto", "cpu"].contains(preprocess) {
             throw ValidationError("--workers preprocess on the CPU in this version; --preprocess \(preprocess) cannot be used with them")
         }
-        if repositoryFlags.modelRepository != nil && (!models.isEmpty || modelName != nil || workers || check) {
-            throw ValidationError("--model-repository serves the repository's models: it cannot be used with --model, --model-name, --workers or --check")
+        if repositoryFlags.modelRepository != nil && (!models.isEmpty || modelName != nil || check) {
+            throw ValidationError("--model-repository serves the repository's models: it cannot be used with --model, --model-name or --check")
         }
         if let modelName {
             guard models.count <= 1 else { throw ValidationError("--model-name names one model; it cannot be used with \(models.count) --model options") }

@@ -9,6 +9,7 @@ import SliceCore
 import SliceGPU
 import SliceGPUModel
 import SliceModel
+import SliceRepository
 import SlicePreprocess
 import SliceScheduler
 import SliceWorkers
@@ -32,8 +33,14 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "With --profile-out: seconds per batch size.")
     var profileSeconds = 1.0
 
-    @Option(help: "Model directory.")
+    @Option(help: "Model directory (with --model-repository: the model's name in the repository).")
     var model: String
+
+    @Option(help: "A Triton model repository that --model names a model of (with --model-version).")
+    var modelRepository: String?
+
+    @Option(help: "With --model-repository: the version folder to serve.")
+    var modelVersion: Int?
 
     @Option(help: "Serve the model under this name.")
     var modelName: String?
@@ -63,6 +70,16 @@ struct WorkerCommand: AsyncParsableCommand {
         guard ["cpu", "gpu", "auto"].contains(executor) else { throw ValidationError("--executor must be cpu, gpu or auto, got '\(executor)'") }
     }
 
+    /// The model directory: --model, or a version of a repository model.
+    private func directory() throws -> ModelDirectory {
+        guard let modelRepository else { return try ModelDirectory(path: model, name: modelName) }
+        let loaded = try ModelRepository(path: modelRepository).load(model)
+        guard let version = loaded.versions.first(where: { $0.version == modelVersion }) ?? (modelVersion == nil ? loaded.versions.last : nil) else {
+            throw ValidationError("model \(model) has no version \(modelVersion.map(String.init) ?? "") to serve (versions: \(loaded.versions.map(\.version)))")
+        }
+        return version.directory
+    }
+
     /// The CPU executor, or the GPU executor on the one device this process sees.
     private func makeExecutor(_ directory: ModelDirectory) throws -> any Executor {
         try Executors.worker(executor, directory: directory, threads: threads, maxBatch: batching.maxBatch) { note in
@@ -73,7 +90,7 @@ struct WorkerCommand: AsyncParsableCommand {
     /// --profile-out: the curve of this process's executor (its MIG instance, say), as JSON points.
     private func profile(to path: String) async -> Never {
         do {
-            let directory = try ModelDirectory(path: model, name: modelName)
+            let directory = try directory()
             let executor = try makeExecutor(directory)
             let points = try await ExecutorProfiler.measure(executors: [executor], sizes: ExecutorProfiler.sizes(maxBatch: batching.maxBatch),
                                                             secondsPerSize: profileSeconds)
@@ -89,7 +106,7 @@ struct WorkerCommand: AsyncParsableCommand {
         guard let socket else { throw ValidationError("give --socket") }
         let instance: ModelInstance
         do {
-            let directory = try ModelDirectory(path: model, name: modelName)
+            let directory = try directory()
             let executor = try makeExecutor(directory)
             instance = try ModelInstance(name: directory.config.name, executor: executor, preprocessor: try CPUPreprocessor(threads: threads),
                                          options: directory.preprocessOptions,

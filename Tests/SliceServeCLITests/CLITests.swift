@@ -384,9 +384,14 @@ final class CLITests: XCTestCase {
         server.terminate()
         server.waitUntilExit()
 
-        let (fixed, fixedPort) = try startServer(["--model-repository", repository], portBase: 28000)
+        // Mode none, each model's instances in worker processes.
+        let (fixed, fixedPort) = try startServer(["--model-repository", repository, "--workers"], portBase: 28000)
         defer { if fixed.isRunning { fixed.terminate(); fixed.waitUntilExit() } }
         XCTAssertTrue(httpGet(port: fixedPort, path: "/v2/models/second_jpeg/ready").hasPrefix("HTTP/1.1 200"), "mode none loads every model")
+        let photo = try FileIO.read(fixtures.appendingPathComponent("hopper_96x112.jpg").path)
+        let answer = postLocal(port: fixedPort, path: "/v2/models/second/classify?top_k=1", body: photo, contentType: "image/jpeg")
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), "a repository model served by a worker process: \(answer.prefix(300))")
+        XCTAssertTrue(httpGet(port: fixedPort, path: "/v2/health/details").contains("\"requests_served\":1"), "the worker slice served it")
         let v2 = httpGet(port: fixedPort, path: "/v2")
         XCTAssertFalse(v2.contains("model_repository"), "mode none has no load route to advertise: \(v2)")
         let load = exchange(port: fixedPort, request: Array("POST /v2/repository/models/second/load HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))

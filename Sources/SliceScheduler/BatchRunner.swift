@@ -24,6 +24,8 @@ final class BatchRunner: @unchecked Sendable {
         var preprocessNanoseconds: UInt64
         /// Nothing is left to execute (every request failed, or none can run here).
         var finished: Bool
+        /// The image buffer it holds (index into `imageInputs`), nil for the tensor buffer.
+        var imageBuffer: Int? = nil
     }
 
     let executor: any Executor
@@ -31,23 +33,20 @@ final class BatchRunner: @unchecked Sendable {
     let options: PreprocessOptions
     /// The buffer tensor batches (and, without a preprocessor, every batch) run from.
     let input: BatchBuffer
-    /// The buffer image batches are preprocessed into (the same as `input` when the instance has
-    /// no preprocessor).
-    let imageInput: BatchBuffer
+    /// The buffers image batches are preprocessed into, two so that one is filled while the
+    /// executor reads the other (none when the instance has no preprocessor).
+    let imageInputs: [BatchBuffer]
     let output: OutputBuffer
 
     init(executor: any Executor, preprocessor: (any Preprocessor)?, options: PreprocessOptions, input: BatchBuffer,
-         imageInput: BatchBuffer? = nil, output: OutputBuffer) {
+         imageInputs: [BatchBuffer] = [], output: OutputBuffer) {
         self.executor = executor
         self.preprocessor = preprocessor
         self.options = options
         self.input = input
-        self.imageInput = imageInput ?? input
+        self.imageInputs = imageInputs
         self.output = output
     }
-
-    /// The buffer a batch of this kind is prepared in.
-    func buffer(for kind: QueuedRequest.Kind) -> BatchBuffer { kind == .images ? imageInput : input }
 
     func prepare(_ batch: [InstanceState.Pending], into input: BatchBuffer, clock: any SchedulerClock) async -> Prepared {
         var results = [Result<[ItemOutput], InferenceError>?](repeating: nil, count: batch.count)

@@ -136,10 +136,13 @@ actor InstanceState {
     }
 
     /// Expires timed-out requests, then asks the policy. A wait is bounded by the next deadline.
+    /// Tensor batches need the executor free; image batches need the preprocessing stage free
+    /// and an image buffer, and while the executor runs only a full batch is prepared ahead (a
+    /// partial one waits to grow, as it would have without the stage).
     func decide() -> BatchDecision {
         // A batch the stage posted since the loop looked: `changed` is still set by its signal,
         // so the loop comes straight back to execute it.
-        if prepared != nil { return .wait(until: clock.now()) }
+        if !executing && !prepared.isEmpty { return .wait(until: clock.now()) }
         changed = false
         let now = clock.now()
         let queue = pending.values.map(\.info)
@@ -152,8 +155,14 @@ actor InstanceState {
             reportDepth()
         }
         statistics.queuedItems = queuedItems
-        let allowed: Set<QueuedRequest.Kind> = preparing ? [.tensor] : [.tensor, .images]
-        let decision = BatchingPolicy.decide(queue: pending.values.map(\.info), now: now, busy: false, config: config, allowed: allowed)
+        var allowed: Set<QueuedRequest.Kind> = executing ? [] : [.tensor]
+        if staged ? (!preparing && !freeImageBuffers.isEmpty) : !executing { allowed.insert(.images) }
+        let live = pending.values.map(\.info)
+        var decision = BatchingPolicy.decide(queue: live, now: now, busy: false, config: config, allowed: allowed)
+        if executing, case .dispatch(let ids) = decision {
+            let items = ids.reduce(0) { $0 + (pending[$1]?.info.items ?? 0) }
+            if items < config.maxBatchSize { decision = .idle }  // the executor's end signals
+        }
         let next = pending.values.compactMap(\.info.deadline).min()
         switch (decision, next) {
         case (.wait(let until), let next?) where next < until: return .wait(until: next)
@@ -163,32 +172,62 @@ actor InstanceState {
         }
     }
 
-    // MARK: The preprocessing stage
+    // MARK: The pipeline: a preprocessing stage beside the executor
 
-    /// An image batch is being preprocessed (or waits for the executor): image batches wait.
+    /// Image batches are preprocessed by a stage of their own (`staged`), into one of the
+    /// instance's image buffers, while the executor runs the batch before: preprocessing is off
+    /// the executor's critical path, as PREBA has it. Without a preprocessor, every batch goes
+    /// straight to the executor.
+    private var staged = false
+    /// The executor is running a batch.
+    private var executing = false
+    /// The stage is preprocessing a batch.
     private var preparing = false
-    private var prepared: BatchRunner.Prepared?
+    /// Preprocessed batches waiting for the executor, oldest first.
+    private var prepared: [BatchRunner.Prepared] = []
+    /// Image buffers no batch holds.
+    private var freeImageBuffers: [Int] = []
 
-    func startPreparing() { preparing = true }
+    /// `imageBuffers`: how many image buffers the stage has (0: no stage).
+    func configureStage(imageBuffers: Int) {
+        staged = imageBuffers > 0
+        freeImageBuffers = Array(0..<imageBuffers)
+    }
+
+    /// A batch goes to the executor (a tensor batch, or an image batch without a stage).
+    func startExecuting() { executing = true }
+
+    /// An image batch goes to the stage: the image buffer it is preprocessed into.
+    func startPreparing() -> Int {
+        preparing = true
+        return freeImageBuffers.removeFirst()
+    }
 
     /// A batch the stage finished, handed to the scheduling loop (or failed if the instance closed).
     func post(_ batch: BatchRunner.Prepared) {
+        preparing = false
         guard !closed else {
-            preparing = false
+            if let index = batch.imageBuffer { freeImageBuffers.append(index) }
             fail(batch.batch, with: InferenceError.unavailable("the instance shut down"))
             return
         }
-        prepared = batch
+        prepared.append(batch)
         signal()
     }
 
-    /// The prepared batch to execute next, if any; the stage is free again once it ran (the loop
-    /// decides again only after executing it).
-    func takePrepared() -> BatchRunner.Prepared? {
-        guard let batch = prepared else { return nil }
-        prepared = nil
-        preparing = false
-        return batch
+    /// The prepared batch to execute now (the executor is free), if any.
+    func nextPrepared() -> BatchRunner.Prepared? {
+        guard !executing, !prepared.isEmpty else { return nil }
+        executing = true
+        return prepared.removeFirst()
+    }
+
+    /// The executor finished a batch: its requests are answered, its image buffer is free.
+    func executed(_ batch: BatchRunner.Prepared, results: BatchRunner.Outcome) {
+        finish(batch.batch, results: results)
+        executing = false
+        if let index = batch.imageBuffer { freeImageBuffers.append(index) }
+        signal()
     }
 
     private func fail(_ batch: [Pending], with error: InferenceError) {
@@ -286,10 +325,11 @@ actor InstanceState {
         }
         pending.removeAll()
         queuedItems = 0
-        if let batch = prepared {
-            prepared = nil
+        for batch in prepared {
+            if let index = batch.imageBuffer { freeImageBuffers.append(index) }
             fail(batch.batch, with: InferenceError.unavailable("the instance shut down"))
         }
+        prepared.removeAll()
         reportDepth()
         signal()
     }

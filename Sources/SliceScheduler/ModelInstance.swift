@@ -218,11 +218,12 @@ public final class ModelInstance: @unchecked Sendable {
         self.clock = clock
         state = InstanceState(config: config, clock: clock, events: events)
         let input = try executor.makeInputBuffer(capacity: config.maxBatchSize, for: preprocessor?.capabilities)
-        // Image batches are preprocessed in a buffer of their own while tensor batches run.
-        let imageInput = try preprocessor.map { try executor.makeInputBuffer(capacity: config.maxBatchSize, for: $0.capabilities) }
+        // Image batches are preprocessed into buffers of their own (two: one filled while the
+        // executor reads the other), beside the one tensor batches run from.
+        let imageInputs = try preprocessor.map { p in try (0..<2).map { _ in try executor.makeInputBuffer(capacity: config.maxBatchSize, for: p.capabilities) } } ?? []
         let output = try OutputBuffer(itemShape: executor.outputShape, capacity: config.maxBatchSize)
         let runner = BatchRunner(executor: executor, preprocessor: preprocessor, options: options, input: input,
-                                 imageInput: imageInput, output: output)
+                                 imageInputs: imageInputs, output: output)
         let state = self.state
         let clock = self.clock
         loop = Task.detached { await ModelInstance.schedule(state: state, runner: runner, clock: clock, config: config) }
@@ -264,15 +265,17 @@ public final class ModelInstance: @unchecked Sendable {
 
     // MARK: The scheduling loop
 
-    /// Two stages: image batches are preprocessed off the loop (one at a time, in their own
-    /// buffer), and the loop runs the executor on one batch at a time: a prepared image batch
-    /// first, else a tensor batch, which therefore never waits for a slow preprocessing backend.
+    /// Two stages, each a task of its own: the preprocessing stage prepares image batches (one at
+    /// a time, into a free image buffer), the executor runs one batch at a time (a prepared image
+    /// batch first, else a tensor batch). The loop only decides and hands out work, so a slow or
+    /// hung preprocessing backend never holds tensor batches, and a full image batch is
+    /// preprocessed while the batch before it runs.
     private static func schedule(state: InstanceState, runner: BatchRunner, clock: any SchedulerClock, config: BatchingConfig) async {
         let staged = runner.preprocessor != nil
+        await state.configureStage(imageBuffers: staged ? runner.imageInputs.count : 0)
         while !Task.isCancelled {
-            if let prepared = await state.takePrepared() {
-                let results = await runner.execute(prepared, clock: clock)
-                await state.finish(prepared.batch, results: results)
+            if let prepared = await state.nextPrepared() {
+                Task.detached { await state.executed(prepared, results: await runner.execute(prepared, clock: clock)) }
                 continue
             }
             let decision = await state.decide()
@@ -281,13 +284,18 @@ public final class ModelInstance: @unchecked Sendable {
                 let batch = await state.take(ids)
                 guard let kind = batch.first?.info.kind else { continue }
                 if kind == .images && staged {
-                    await state.startPreparing()
+                    let index = await state.startPreparing()
                     Task.detached {
-                        await state.post(await runner.prepare(batch, into: runner.buffer(for: .images), clock: clock))
+                        var prepared = await runner.prepare(batch, into: runner.imageInputs[index], clock: clock)
+                        prepared.imageBuffer = index
+                        await state.post(prepared)
                     }
                 } else {
-                    let prepared = await runner.prepare(batch, into: runner.buffer(for: kind), clock: clock)
-                    await state.finish(batch, results: await runner.execute(prepared, clock: clock))
+                    await state.startExecuting()
+                    Task.detached {
+                        let prepared = await runner.prepare(batch, into: runner.input, clock: clock)
+                        await state.executed(prepared, results: await runner.execute(prepared, clock: clock))
+                    }
                 }
             case .wait(let until):
                 await state.waitForArrival(orUntil: until)

@@ -198,6 +198,57 @@ final class ModelInstanceTests: XCTestCase {
         XCTAssertEqual(executor.batchSizes, [1, 1], "tensor and image requests were never batched together")
     }
 
+    /// An executor that holds each batch until released.
+    final class GatedExecutor: Executor, @unchecked Sendable {
+        let inner = SumExecutor()
+        private let lock = ConditionLock()
+        private var gates: [CheckedContinuation<Void, Never>] = []
+        var name: String { inner.name }
+        var inputSpec: ImageTensorSpec { inner.inputSpec }
+        var outputShape: [Int] { inner.outputShape }
+        var maxBatch: Int { inner.maxBatch }
+        var running: Int { lock.withLock { gates.count } }
+
+        func makeInputBuffer(capacity: Int) throws -> BatchBuffer { try inner.makeInputBuffer(capacity: capacity) }
+        func prepare(batchSizes: [Int]) throws {}
+        func run(_ input: BatchBuffer, count: Int, output: OutputBuffer) async throws {
+            await withCheckedContinuation { continuation in lock.withLock { gates.append(continuation) } }
+            try await inner.run(input, count: count, output: output)
+        }
+        func release() {
+            for gate in lock.withLock({ defer { gates = [] }; return gates }) { gate.resume() }
+        }
+    }
+
+    /// PREBA's pipeline: while the executor runs a batch, the next image batch is preprocessed
+    /// if it is full (into the other image buffer); a partial one waits to grow until the
+    /// executor is free, as it would without the stage.
+    func testAFullImageBatchIsPreprocessedWhileTheExecutorRuns() async throws {
+        let clock = ManualClock(), executor = GatedExecutor(), held = HeldPreprocessor()
+        let model = try ModelInstance(name: "sum", executor: executor, preprocessor: held, options: PreprocessOptions(mean: [0], std: [1]),
+                                      config: BatchingConfig(maxBatchSize: 2, maxQueueDelayNanoseconds: second), clock: clock)
+        let first = (1...2).map { v in Task { try await model.infer(.images([EncodedImage([UInt8(v)])])) } }
+        await eventually("the first (full) batch is preprocessing") { held.jobs == 1 }
+        held.release()
+        await eventually("the first batch runs") { executor.running == 1 }
+        let partial = Task { try await model.infer(.images([EncodedImage([5])])) }
+        await eventually("the lone request is queued") { await model.statistics.queuedItems == 1 }
+        clock.advance(by: 2 * second)  // past its queue delay: a partial batch is due
+        try await Task.sleep(nanoseconds: 20_000_000)
+        XCTAssertEqual(held.jobs, 0, "a partial batch is not prepared while the executor runs")
+        let later = Task { try await model.infer(.images([EncodedImage([6])])) }
+        await eventually("the now full batch is preprocessed while the executor runs") { held.jobs == 1 }
+        XCTAssertEqual(executor.running, 1, "the first batch still runs")
+        held.release()
+        executor.release()
+        for task in first { _ = try await task.value }
+        await eventually("the second batch runs") { executor.running == 1 }
+        executor.release()
+        let answers = [try await partial.value, try await later.value]
+        XCTAssertEqual(answers, [[[20]], [[24]]])
+        XCTAssertEqual(executor.inner.batchSizes, [2, 2])
+    }
+
     func testMalformedRequestsAreRejectedBeforeQueueing() async throws {
         let model = try instance(BatchingConfig(maxBatchSize: 4), clock: ManualClock())
         await XCTAssertThrowsErrorAsync(try await model.infer(.tensor([1, 2, 3], count: 1))) {

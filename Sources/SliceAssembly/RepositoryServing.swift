@@ -121,6 +121,12 @@ public actor RepositoryServing: ModelRepositoryControl {
             }
             throw RepositoryRefusal(status: error.kind == .notFound ? 404 : 400, "failed to load '\(name)': \(error.message)")
         }
+        let taken = registry?.entryNames(except: name) ?? []
+        let wanted = model.servesImages ? [name, name + "_jpeg"] : [name]
+        if let clash = wanted.first(where: taken.contains) {
+            failures[name] = "'\(clash)' is already another model's name or JPEG entry"
+            throw RepositoryRefusal(status: 400, "failed to load '\(name)': '\(clash)' is already another model's name or JPEG entry")
+        }
         for note in model.notes { logger.notice("config note", metadata: ["model": "\(name)", "note": "\(note)"]) }
         var built: [ServedModel] = []
         do {
@@ -146,6 +152,8 @@ public actor RepositoryServing: ModelRepositoryControl {
             }
         } catch {
             for served in built { await served.instance.shutdown() }
+            let live = Set((registry?.all ?? []).filter { $0.name == name }.map(\.version))
+            for served in built where !live.contains(served.version) { metrics.forget(model: name, version: served.version) }
             failures[name] = "\(error)"
             lastFailedFingerprint[name] = fingerprint(of: name)
             throw RepositoryRefusal(status: 400, "failed to load '\(name)': \(error)")

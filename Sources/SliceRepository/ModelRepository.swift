@@ -315,10 +315,16 @@ public struct ModelRepository: Sendable {
             }
             batching.maxQueueDelayNanoseconds = d.maxQueueDelayMicroseconds * 1000
             batching.priorityLevels = max(1, d.priorityLevels)
+            if d.defaultPriorityLevel > 1 {
+                notes.append("dynamic_batching.default_priority_level \(d.defaultPriorityLevel): requests without a priority get level 1 (the highest) here")
+            }
             if let q = d.defaultQueuePolicy {
                 if q.defaultTimeoutMicroseconds > 0 { batching.defaultTimeoutNanoseconds = q.defaultTimeoutMicroseconds * 1000 }
                 if q.maxQueueSize > 0 { batching.maxQueueSize = q.maxQueueSize } else {
                     notes.append("default_queue_policy.max_queue_size 0 (unbounded in Triton): bounded at \(batching.maxQueueSize) items here")
+                }
+                if !q.allowTimeoutOverride && q.defaultTimeoutMicroseconds > 0 {
+                    notes.append("default_queue_policy.allow_timeout_override false: a request's own timeout is still honoured here")
                 }
                 if q.timeoutAction == "DELAY" { notes.append("default_queue_policy.timeout_action DELAY: timed-out requests are rejected here, as with REJECT") }
             }

@@ -42,8 +42,12 @@ actor InstanceState {
 
     func nextID() -> UInt64 {
         lastID += 1
+        issued.insert(lastID)
         return lastID
     }
+
+    /// Ids handed out whose request has not reached `enqueue` yet (a cancel may come first).
+    private var issued: Set<UInt64> = []
 
     private func fail(_ reason: String) {
         statistics.failures[reason, default: 0] += 1
@@ -51,6 +55,7 @@ actor InstanceState {
     }
 
     func enqueue(id: UInt64, input: InferenceInput, priority: Int, timeout: UInt64?) async throws -> [ItemOutput] {
+        issued.remove(id)
         if cancelledEarly.remove(id) != nil {
             fail("cancelled")
             throw InferenceError.cancelled
@@ -114,7 +119,8 @@ actor InstanceState {
     func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) -> InferenceError? {
         guard !closed else { return nil }  // enqueue answers that
         let now = clock.now()
-        guard let refusal = refusal(items: items, now: now, deadline: Self.deadline(now: now, timeout: timeout), load: currentLoad) else {
+        // The client's own timeout is in the body, not read yet: only the queue's limits count here.
+        guard let refusal = refusal(items: items, now: now, deadline: nil, load: currentLoad) else {
             return nil
         }
         if record { fail(refusal.reason) }
@@ -123,7 +129,8 @@ actor InstanceState {
 
     func cancel(_ id: UInt64) {
         guard let request = pending.removeValue(forKey: id) else {
-            cancelledEarly.insert(id)
+            // Before its enqueue: remember it; after its batch took it or it was answered: nothing to do.
+            if issued.contains(id) { cancelledEarly.insert(id) }
             return
         }
         queuedItems -= request.info.items
@@ -142,7 +149,7 @@ actor InstanceState {
     func decide() -> BatchDecision {
         // A batch the stage posted since the loop looked: `changed` is still set by its signal,
         // so the loop comes straight back to execute it.
-        if !executing && !prepared.isEmpty { return .wait(until: clock.now()) }
+        if preparedGoesNext { return .wait(until: clock.now()) }
         changed = false
         let now = clock.now()
         let queue = pending.values.map(\.info)
@@ -195,7 +202,10 @@ actor InstanceState {
     }
 
     /// A batch goes to the executor (a tensor batch, or an image batch without a stage).
-    func startExecuting() { executing = true }
+    func startExecuting() {
+        executing = true
+        runningSince = clock.now()
+    }
 
     /// An image batch goes to the stage: the image buffer it is preprocessed into.
     func startPreparing() -> Int {
@@ -215,10 +225,22 @@ actor InstanceState {
         signal()
     }
 
+    /// The executor is free and a prepared batch waits, unless a tensor batch is due now whose
+    /// first request came before the prepared batch's (priority, then arrival): a stream of
+    /// image batches never starves tensor requests, and the executor never idles while a
+    /// tensor batch is still filling.
+    private var preparedGoesNext: Bool {
+        guard !executing, let head = prepared.first?.batch.first?.info else { return false }
+        let tensors = BatchingPolicy.decide(queue: pending.values.map(\.info), now: clock.now(), busy: false, config: config, allowed: [.tensor])
+        guard case .dispatch(let ids) = tensors, let first = ids.first.flatMap({ pending[$0]?.info }) else { return true }
+        return (head.priority, head.enqueuedAt, head.id) < (first.priority, first.enqueuedAt, first.id)
+    }
+
     /// The prepared batch to execute now (the executor is free), if any.
     func nextPrepared() -> BatchRunner.Prepared? {
-        guard !executing, !prepared.isEmpty else { return nil }
+        guard preparedGoesNext else { return nil }
         executing = true
+        runningSince = clock.now()
         return prepared.removeFirst()
     }
 
@@ -250,7 +272,7 @@ actor InstanceState {
             statistics.queueDuration.observe(Double(now &- request.info.enqueuedAt) * 1e-9)
         }
         statistics.queuedItems = queuedItems
-        if !batch.isEmpty { runningSince = now }
+
         reportDepth()
         return batch
     }

@@ -91,6 +91,11 @@ public final class ModelRegistry: @unchecked Sendable {
 
     public var all: [ServedModel] { lock.withLock { models } }
 
+    /// The KServe names other models (not `name`) answer to.
+    public func entryNames(except name: String) -> Set<String> {
+        lock.withLock { Set(models.filter { $0.name != name }.flatMap(\.entryNames)) }
+    }
+
     /// Adds `added` and removes every served version of the same names not in `added`, in one
     /// step (a reload swaps versions without a moment where the model is missing). Returns the
     /// models removed, for the caller to drain and shut down.
@@ -112,7 +117,9 @@ public final class ModelRegistry: @unchecked Sendable {
     /// The model a KServe name (and version, if the URL names one) refers to; without a version,
     /// the highest served.
     func lookup(_ name: String, version: String?) -> (ServedModel, ServedModel.Entry)? {
-        let candidates = lock.withLock { models.compactMap { m in m.entry(named: name).map { (m, $0) } } }
+        var candidates = lock.withLock { models.compactMap { m in m.entry(named: name).map { (m, $0) } } }
+        // A model's own name wins over another's JPEG entry of the same spelling.
+        if candidates.contains(where: { $0.1 == .tensor }) { candidates = candidates.filter { $0.1 == .tensor } }
         if let version { return candidates.first { $0.0.version == version } }
         return candidates.max { (Int($0.0.version) ?? 0, $0.0.version) < (Int($1.0.version) ?? 0, $1.0.version) }
     }

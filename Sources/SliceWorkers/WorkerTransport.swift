@@ -456,7 +456,9 @@ public final class WorkerRequestHandler: ChannelInboundHandler, @unchecked Senda
                 channel.send(.failure(id: id, .badInput("the images are outside the shared memory")))
                 return
             }
-            // Views where the front wrote them: the front frees the ranges only after the answer.
+            // Views where the front wrote them. The front frees the ranges when the answer comes
+            // or when it gives up on the request (its timeout); a request it gave up on may read
+            // bytes reused by the next one, and its answer is discarded.
             let images: [EncodedImage] = ranges.map { shared.image(at: $0.lowerBound, count: $0.count) }
             message = .infer(id: id, input: InferenceInput.images(images), priority: priority, timeout: timeout)
         }

@@ -80,11 +80,21 @@ struct WorkerCommand: AsyncParsableCommand {
         return version.directory
     }
 
-    /// The CPU executor, or the GPU executor on the one device this process sees.
+    /// The CPU executor, or the GPU executor on the one device this process sees; it must take
+    /// and give what the model's config says (the front advertises that shape).
     private func makeExecutor(_ directory: ModelDirectory) throws -> any Executor {
-        try Executors.worker(executor, directory: directory, threads: threads, maxBatch: batching.maxBatch) { note in
+        let made = try Executors.worker(executor, directory: directory, threads: threads, maxBatch: batching.maxBatch) { note in
             FileHandle.standardError.write(Data("worker: \(note)\n".utf8))
         }
+        let dims = Array(directory.config.input.shape.dropFirst())
+        guard made.inputSpec.itemShape == dims else {
+            throw ValidationError("the config gives input dims \(dims), but the ONNX file takes \(made.inputSpec.itemShape)")
+        }
+        let outputDims = Array(directory.config.output.shape.dropFirst())
+        guard outputDims.contains(where: { $0 < 1 }) || made.outputShape.reduce(1, *) == outputDims.reduce(1, *) else {
+            throw ValidationError("the config gives output dims \(outputDims), but the ONNX file gives \(made.outputShape)")
+        }
+        return made
     }
 
     /// --profile-out: the curve of this process's executor (its MIG instance, say), as JSON points.

@@ -249,6 +249,32 @@ final class ModelInstanceTests: XCTestCase {
         XCTAssertEqual(executor.inner.batchSizes, [2, 2])
     }
 
+    /// A prepared image batch does not jump ahead of a tensor request that came before it: a
+    /// stream of image batches never starves tensor requests.
+    func testATensorRequestGoesBeforeLaterPreparedImages() async throws {
+        let clock = ManualClock(), executor = GatedExecutor()
+        let model = try ModelInstance(name: "sum", executor: executor, preprocessor: ByteImagePreprocessor(), options: PreprocessOptions(mean: [0], std: [1]),
+                                      config: BatchingConfig(maxBatchSize: 2, maxQueueDelayNanoseconds: second), clock: clock)
+        let first = (1...2).map { v in Task { try await model.infer(.images([EncodedImage([UInt8(v)])])) } }
+        await eventually("the first image batch runs") { executor.running == 1 }
+        let tensorTask = Task { try await model.infer(tensor(2)) }
+        await eventually("the tensor request is queued") { await model.statistics.queuedItems == 1 }
+        let later = (3...4).map { v in Task { try await model.infer(.images([EncodedImage([UInt8(v)])])) } }
+        await eventually("the later image batch is prepared") { await model.statistics.queuedItems == 1 }
+        try await Task.sleep(nanoseconds: 20_000_000)
+        clock.advance(by: 2 * second)  // the tensor request's batch is due (its queue delay passed)
+        executor.release()
+        for task in first { _ = try await task.value }
+        await eventually("the next batch runs") { executor.running == 1 }
+        executor.release()
+        let answer = try await tensorTask.value
+        XCTAssertEqual(answer, [[8]])
+        await eventually("the prepared image batch runs last") { executor.running == 1 }
+        executor.release()
+        for task in later { _ = try await task.value }
+        XCTAssertEqual(executor.inner.batchSizes, [2, 1, 2], "images, the earlier tensor request, then the later images")
+    }
+
     func testMalformedRequestsAreRejectedBeforeQueueing() async throws {
         let model = try instance(BatchingConfig(maxBatchSize: 4), clock: ManualClock())
         await XCTAssertThrowsErrorAsync(try await model.infer(.tensor([1, 2, 3], count: 1))) {

@@ -80,9 +80,11 @@ def main():
     stop = threading.Event()
 
     def load():
+        # tritonclient.http runs on gevent: one client per thread.
+        own = httpclient.InferenceServerClient(args.url)
         while not stop.is_set():
             try:
-                infer(client)
+                infer(own)
                 statuses.append(200)
             except InferenceServerException as e:
                 statuses.append(e.status())

@@ -94,11 +94,10 @@ public actor RepositoryServing: ModelRepositoryControl {
         let served = registry?.all ?? []
         var entries: [RepositoryIndexEntry] = []
         for name in Set(repository.modelNames()).union(served.map(\.name)).sorted() {
-            let versions = served.filter { $0.name == name }
+            let versions = registry?.versions(of: name) ?? []
             if !versions.isEmpty {
                 let state = busy.contains(name) ? "LOADING" : "READY"
-                entries += versions.sorted { (Int($0.version) ?? 0) < (Int($1.version) ?? 0) }
-                    .map { RepositoryIndexEntry(name: name, version: $0.version, state: state, reason: failures[name]) }
+                entries += versions.map { RepositoryIndexEntry(name: name, version: $0, state: state, reason: failures[name]) }
             } else if !readyOnly {
                 entries.append(RepositoryIndexEntry(name: name, state: busy.contains(name) ? "LOADING" : "UNAVAILABLE",
                                                     reason: failures[name] ?? "unloaded"))
@@ -140,13 +139,9 @@ public actor RepositoryServing: ModelRepositoryControl {
                                                                        "--model-version", String(version.version)])
                 built.append(served)
                 // The config must describe the ONNX file it serves.
-                let dims = Array(version.directory.config.input.shape.dropFirst())
-                guard served.signature.inputSpec.itemShape == dims else {
-                    throw AssemblyError.unsupported("config.pbtxt gives input dims \(dims), but version \(version.version)'s ONNX file takes \(served.signature.inputSpec.itemShape)")
-                }
-                let classes = version.directory.config.output.shape.dropFirst().reduce(1, *)
-                guard served.signature.outputShape.reduce(1, *) == classes else {
-                    throw AssemblyError.unsupported("config.pbtxt gives output dims \(Array(version.directory.config.output.shape.dropFirst())), but version \(version.version)'s ONNX file gives \(served.signature.outputShape)")
+                if let problem = version.directory.disagreement(inputShape: served.signature.inputSpec.itemShape, outputShape: served.signature.outputShape,
+                                                                file: "version \(version.version)'s ONNX file") {
+                    throw AssemblyError.unsupported("config.pbtxt " + problem)
                 }
                 try await served.instance.warmUp()
             }

@@ -268,8 +268,8 @@ public final class TimedInstance: SliceInstance, @unchecked Sendable {
         }
     }
 
-    public func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) async -> InferenceError? {
-        let refusal = await inner.earlyRefusal(items: items, timeout: timeout, record: record)
+    public func earlyRefusal(items: Int, record: Bool) async -> InferenceError? {
+        let refusal = await inner.earlyRefusal(items: items, record: record)
         if record, let refusal { events(.failed(reason: refusal.reason)) }
         return refusal
     }

@@ -161,12 +161,7 @@ public struct ModelDirectory: Sendable {
             config.name = name
         }
         self.config = config
-        if let text = try? FileIO.read(trimmed + "/labels.txt") {
-            labels = String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-                .map(String.init).filter { !$0.isEmpty }
-        } else {
-            labels = []
-        }
+        labels = (try? FileIO.read(trimmed + "/labels.txt")).map(Self.labels) ?? []
     }
 
     /// A model whose config was read elsewhere (a Triton repository's `config.pbtxt`): the ONNX
@@ -192,6 +187,23 @@ public struct ModelDirectory: Sendable {
             throw .missingModel(error.description)
         }
         return try derivedConfig(graph: try Graph(onnx: bytes), name: name)
+    }
+
+    /// How the config disagrees with the executor made from `file` ("gives input dims …, but
+    /// FILE takes …"), or nil; output dims the config leaves open (-1) are not compared.
+    public func disagreement(inputShape: [Int], outputShape: [Int], file: String) -> String? {
+        let dims = Array(config.input.shape.dropFirst())
+        if inputShape != dims { return "gives input dims \(dims), but \(file) takes \(inputShape)" }
+        let outputDims = Array(config.output.shape.dropFirst())
+        if !outputDims.contains(where: { $0 < 1 }) && outputShape.reduce(1, *) != outputDims.reduce(1, *) {
+            return "gives output dims \(outputDims), but \(file) gives \(outputShape)"
+        }
+        return nil
+    }
+
+    /// Class names from a labels file: one a line, empty lines skipped.
+    public static func labels(_ text: [UInt8]) -> [String] {
+        String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty }
     }
 
     /// A name that is safe in a URL path segment and a Prometheus label.

@@ -274,7 +274,7 @@ public struct ModelRepository: Sendable {
             guard let text = try? FileIO.read(path, limit: 64 << 20) else {
                 throw RepositoryError(model: name, kind: .missingFile, "label_filename \(file) cannot be read")
             }
-            labels = String(decoding: text, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty }
+            labels = ModelDirectory.labels(text)
         }
         // Preprocessing (for the JPEG entry): from parameters, else none.
         let p = triton.parameters

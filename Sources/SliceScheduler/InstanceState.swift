@@ -116,7 +116,7 @@ actor InstanceState {
     /// Whether a request of `items` would be refused if it arrived now, without queueing it: the
     /// server asks before reading a body, so that refusing under overload costs no upload.
     /// `record`: count the refusal in the statistics (as `enqueue` would).
-    func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) -> InferenceError? {
+    func earlyRefusal(items: Int, record: Bool) -> InferenceError? {
         guard !closed else { return nil }  // enqueue answers that
         let now = clock.now()
         // The client's own timeout is in the body, not read yet: only the queue's limits count here.
@@ -239,8 +239,7 @@ actor InstanceState {
     /// The prepared batch to execute now (the executor is free), if any.
     func nextPrepared() -> BatchRunner.Prepared? {
         guard preparedGoesNext else { return nil }
-        executing = true
-        runningSince = clock.now()
+        startExecuting()
         return prepared.removeFirst()
     }
 
@@ -272,7 +271,6 @@ actor InstanceState {
             statistics.queueDuration.observe(Double(now &- request.info.enqueuedAt) * 1e-9)
         }
         statistics.queuedItems = queuedItems
-
         reportDepth()
         return batch
     }
@@ -340,19 +338,13 @@ actor InstanceState {
 
     func close() {
         closed = true
-        for (_, request) in pending {
-            statistics.inFlight -= 1
-            fail("unavailable")
-            request.continuation.resume(throwing: InferenceError.unavailable("the instance shut down"))
-        }
+        let queued = Array(pending.values), waiting = prepared
         pending.removeAll()
         queuedItems = 0
-        for batch in prepared {
-            if let index = batch.imageBuffer { freeImageBuffers.append(index) }
-            fail(batch.batch, with: InferenceError.unavailable("the instance shut down"))
-        }
         prepared.removeAll()
-        reportDepth()
+        freeImageBuffers += waiting.compactMap(\.imageBuffer)
+        let shutDown = InferenceError.unavailable("the instance shut down")
+        fail(queued + waiting.flatMap(\.batch), with: shutDown)
         signal()
     }
 }

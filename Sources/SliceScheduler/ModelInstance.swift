@@ -253,8 +253,8 @@ public final class ModelInstance: @unchecked Sendable {
 
     /// Whether a request of `items` would be refused if it arrived now (nothing is queued);
     /// `record` counts the refusal in the statistics and metrics.
-    public func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) async -> InferenceError? {
-        await state.earlyRefusal(items: items, timeout: timeout ?? config.defaultTimeoutNanoseconds, record: record)
+    public func earlyRefusal(items: Int, record: Bool) async -> InferenceError? {
+        await state.earlyRefusal(items: items, record: record)
     }
 
     /// Stops taking requests; fails what is still queued with `.unavailable`.

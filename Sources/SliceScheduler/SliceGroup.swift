@@ -178,12 +178,12 @@ public final class SliceGroup: @unchecked Sendable {
     /// body is read (a refusal under overload then costs no upload or parsing); nil when some
     /// slice would take it, or none is healthy (`infer` answers that). Counted once, on the
     /// first refusing slice.
-    public func earlyRefusal(items: Int, timeout: UInt64?) async -> InferenceError? {
+    public func earlyRefusal(items: Int) async -> InferenceError? {
         let healthy = lock.withLock { slices.indices.filter { slices[$0].healthy } }
         guard let first = healthy.first else { return nil }
-        if healthy.count == 1 { return await instances[first].earlyRefusal(items: items, timeout: timeout, record: true) }
-        for i in healthy where await instances[i].earlyRefusal(items: items, timeout: timeout, record: false) == nil { return nil }
-        return await instances[first].earlyRefusal(items: items, timeout: timeout, record: true)
+        if healthy.count == 1 { return await instances[first].earlyRefusal(items: items, record: true) }
+        for i in healthy where await instances[i].earlyRefusal(items: items, record: false) == nil { return nil }
+        return await instances[first].earlyRefusal(items: items, record: true)
     }
 
     /// Routes the request to a slice and waits for its outputs; re-routes it when the slice fails.

@@ -37,7 +37,7 @@ public protocol SliceInstance: AnyObject, Sendable {
     /// Whether a request of `items` would be refused at the door now, asked before its body is
     /// read; nil when it would be admitted or the instance cannot tell (then `infer` decides).
     /// `record` counts the refusal as `infer` would.
-    func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) async -> InferenceError?
+    func earlyRefusal(items: Int, record: Bool) async -> InferenceError?
 }
 
 extension ModelInstance: SliceInstance {
@@ -54,5 +54,5 @@ extension ModelInstance: SliceInstance {
 
 extension SliceInstance {
     public var preprocessorProblem: String? { nil }
-    public func earlyRefusal(items: Int, timeout: UInt64?, record: Bool) async -> InferenceError? { nil }
+    public func earlyRefusal(items: Int, record: Bool) async -> InferenceError? { nil }
 }

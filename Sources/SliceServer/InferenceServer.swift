@@ -250,7 +250,7 @@ public final class InferenceServer: Sendable {
     /// under overload a refusal then costs no upload, copy or parse (Hummingbird drops the body
     /// as it arrives). The request's own size and timeout are checked again at the queue.
     private func refuseEarly(_ model: ServedModel) async throws {
-        if let refusal = await model.instance.earlyRefusal(items: 1, timeout: nil) { throw ServerError(refusal) }
+        if let refusal = await model.instance.earlyRefusal(items: 1) { throw ServerError(refusal) }
     }
 
     /// Queues the request on the model's instance; if the client disconnects while it waits,

@@ -110,9 +110,12 @@ public final class ModelRegistry: @unchecked Sendable {
     }
 
     /// The served versions of a model, in ascending order (numbers by value).
-    func versions(of name: String) -> [String] {
-        lock.withLock { models.filter { $0.name == name }.map(\.version) }.sorted { (Int($0) ?? 0, $0) < (Int($1) ?? 0, $1) }
+    public func versions(of name: String) -> [String] {
+        lock.withLock { models.filter { $0.name == name }.map(\.version) }.sorted(by: Self.versionOrder)
     }
+
+    /// Versions in number order (a repository's folders), then by text.
+    static func versionOrder(_ a: String, _ b: String) -> Bool { (Int(a) ?? 0, a) < (Int(b) ?? 0, b) }
 
     /// The model a KServe name (and version, if the URL names one) refers to; without a version,
     /// the highest served.
@@ -121,6 +124,6 @@ public final class ModelRegistry: @unchecked Sendable {
         // A model's own name wins over another's JPEG entry of the same spelling.
         if candidates.contains(where: { $0.1 == .tensor }) { candidates = candidates.filter { $0.1 == .tensor } }
         if let version { return candidates.first { $0.0.version == version } }
-        return candidates.max { (Int($0.0.version) ?? 0, $0.0.version) < (Int($1.0.version) ?? 0, $1.0.version) }
+        return candidates.max { Self.versionOrder($0.0.version, $1.0.version) }
     }
 }

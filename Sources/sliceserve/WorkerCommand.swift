@@ -86,13 +86,8 @@ struct WorkerCommand: AsyncParsableCommand {
         let made = try Executors.worker(executor, directory: directory, threads: threads, maxBatch: batching.maxBatch) { note in
             FileHandle.standardError.write(Data("worker: \(note)\n".utf8))
         }
-        let dims = Array(directory.config.input.shape.dropFirst())
-        guard made.inputSpec.itemShape == dims else {
-            throw ValidationError("the config gives input dims \(dims), but the ONNX file takes \(made.inputSpec.itemShape)")
-        }
-        let outputDims = Array(directory.config.output.shape.dropFirst())
-        guard outputDims.contains(where: { $0 < 1 }) || made.outputShape.reduce(1, *) == outputDims.reduce(1, *) else {
-            throw ValidationError("the config gives output dims \(outputDims), but the ONNX file gives \(made.outputShape)")
+        if let problem = directory.disagreement(inputShape: made.inputSpec.itemShape, outputShape: made.outputShape, file: "the ONNX file") {
+            throw ValidationError("the config " + problem)
         }
         return made
     }

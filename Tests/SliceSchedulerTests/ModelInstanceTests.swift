@@ -61,17 +61,17 @@ final class ModelInstanceTests: XCTestCase {
     func testFullQueueRefusesAtOnce() async throws {
         let clock = ManualClock()
         let model = try instance(BatchingConfig(maxBatchSize: 8, maxQueueDelayNanoseconds: second, maxQueueSize: 2), clock: clock)
-        let admitted = await model.earlyRefusal(items: 1, timeout: nil, record: true)
+        let admitted = await model.earlyRefusal(items: 1, record: true)
         XCTAssertNil(admitted, "an empty queue refuses nothing")
         let waiting = (0..<2).map { _ in Task { try await model.infer(tensor(1)) } }
         await eventually("two requests are queued") { await model.statistics.queuedItems == 2 }
         let inFlight = await model.statistics.inFlight
         XCTAssertEqual(inFlight, 2)
         // Asked before a body is read: the same refusal, queueing nothing, counted when asked to.
-        let early = await model.earlyRefusal(items: 1, timeout: nil, record: false)
+        let early = await model.earlyRefusal(items: 1, record: false)
         XCTAssertEqual(early, .overloaded("the queue is full (2 items); retry later", cause: .queueFull))
         let group = SliceGroup(instance: model)
-        let fromGroup = await group.earlyRefusal(items: 1, timeout: nil)
+        let fromGroup = await group.earlyRefusal(items: 1)
         XCTAssertEqual(fromGroup, early)
         do {
             _ = try await model.infer(tensor(1))

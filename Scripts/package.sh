@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes the release bundle: dist/sliceserve-VERSION-linux-ARCH.tar.gz (and .sha256), holding
 #   bin/sliceserve                              static: Swift runtime and libjpeg-turbo linked in
+#   lib/libdnnl.so.2, libgomp.so.1, libOpenCL.so.1  oneDNN for the fast CPU executor (loaded at run
+#                                               time from here when the system has none)
 #   share/sliceserve/models/mobilenet_v2/       the default model (found by the binary on its own)
 #   README.md, LICENSE, THIRD_PARTY_NOTICES.md, BUILD-INFO
 # It runs from any folder with no build tree, venv or Swift: glibc 2.31+ is all it needs; CUDA is
@@ -33,6 +35,13 @@ dir="$stage/$name"
 mkdir -p "$dir/bin" "$dir/share/sliceserve/models"
 
 strip -o "$dir/bin/sliceserve" "$bin"
+# oneDNN and the two libraries it needs beyond glibc and libstdc++ (Debian's packages).
+mkdir -p "$dir/lib"
+for so in libdnnl.so.2 libgomp.so.1 libOpenCL.so.1; do
+    path=$(ldconfig -p | awk -v so="$so" '$1 == so && /x86-64|aarch64/ { print $NF; exit }')
+    [ -n "$path" ] || { echo "package: no $so on this machine (Scripts/setup.sh installs libdnnl-dev)" >&2; exit 1; }
+    cp -L "$path" "$dir/lib/$so"
+done
 cp -r "$model" "$dir/share/sliceserve/models/mobilenet_v2"
 cp LICENSE "$dir/LICENSE"
 
@@ -53,7 +62,10 @@ bin/sliceserve serve --host 0.0.0.0 --port 8000
 ```
 
 CUDA (driver, NVML, nvJPEG, NVRTC, ...) is loaded at run time when the machine has it; without
-it everything runs on the CPU.
+it everything runs on the CPU. The CPU executor's fast path, oneDNN 2.6, is in `lib/` with the
+two libraries it needs (libgomp, the OpenCL ICD loader); a system libdnnl.so.2 is used first.
+`bin/sliceserve doctor` says which one loaded, or why none did (then the CPU executor runs its
+own kernels).
 TEXT
 
 {
@@ -66,6 +78,14 @@ TEXT
     echo '```'
     cat /usr/share/doc/libturbojpeg0-dev/copyright 2>/dev/null || cat /usr/share/doc/libturbojpeg0/copyright
     echo '```'
+    for pkg in libdnnl2 libgomp1 ocl-icd-libopencl1; do
+        echo
+        echo "## $pkg (lib/)"
+        echo
+        echo '```'
+        cat "/usr/share/doc/$pkg/copyright"
+        echo '```'
+    done
     swiftlicense=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")/share/swift/LICENSE.txt
     if [ -f "$swiftlicense" ]; then
         echo

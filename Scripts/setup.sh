@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything SliceServe needs on a fresh Debian 12 machine, and nothing twice:
-# apt packages (libjpeg-turbo's TurboJPEG API, Python venv support), a Python venv in .venv for
+# apt packages (libjpeg-turbo's TurboJPEG API; oneDNN 2.6, which the CPU executor loads at run
+# time, with the header its ABI check reads; Python venv support), a Python venv in .venv for
 # test oracles and benchmark peers, and the real test photographs (from PyPI wheels, as data).
 # Quiet and fast when everything is already there. Needs a Swift 6 toolchain on PATH.
 set -euo pipefail
@@ -22,7 +23,7 @@ fi
 
 # 2. apt packages
 need=()
-for pkg in libturbojpeg0-dev python3 python3-venv; do
+for pkg in libturbojpeg0-dev libdnnl-dev python3 python3-venv; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

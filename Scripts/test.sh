@@ -7,6 +7,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 bash Scripts/setup.sh
+bash Scripts/check-dnnl-abi.sh          # CKernels/dnnl.c's hand-declared oneDNN ABI against its header
+# setup.sh installed oneDNN: the fast CPU path's tests must run, not skip.
+export SLICESERVE_REQUIRE_ONEDNN="${SLICESERVE_REQUIRE_ONEDNN:-1}"
 .venv/bin/python Scripts/models.py      # the real models (verified against a float64 reference)
 .venv/bin/python Scripts/oracles.py     # Pillow / onnxruntime references
 

@@ -14,6 +14,7 @@
 #include "sliceserve_cuda.h"
 #include "sliceserve_preprocess.h"
 #include "sliceserve_emulator.h"
+#include "sliceserve_dnnl.h"
 
 #ifdef __cplusplus
 extern "C" {

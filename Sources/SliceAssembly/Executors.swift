@@ -58,7 +58,7 @@ public enum Executors {
 
     /// Executors as serving `spec` would make them, one per slice, for profiling.
     public static func profileTarget(_ spec: SliceSpec, directory: ModelDirectory, maxBatch: Int,
-                                     device: (any GPUDevice)? = nil) throws -> ProfileTarget {
+                                     device: (any GPUDevice)? = nil, cpuKernels: CPUKernelChoice = .fast) throws -> ProfileTarget {
         switch spec {
         case .gpu(let choice, let count), .sm(let choice, let count, _):
             let device = try device ?? openGPU(choice, spec: spec)
@@ -74,14 +74,15 @@ public enum Executors {
         case .cpu(let count, let threadsPerSlice):
             let threads = threadsPerSlice ?? CPUPreprocessor.availableCores
             let executors = try (0..<count).map { _ in
-                try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch) as any Executor
+                try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch, kernels: cpuKernels) as any Executor
             }
-            return ProfileTarget(sliceKind: .cpu(threads: threads), slices: count, executors: executors)
+            return ProfileTarget(sliceKind: .cpu(threads: threads, kernels: cpuKernels.profileName), slices: count, executors: executors)
         }
     }
 
-    /// A worker process's executor: `cpu`, `gpu` (the one device the process sees, e.g. its MIG
-    /// instance) or `auto` (the GPU when there is one, else the CPU, said through `note`).
+    /// A worker process's executor: `cpu`, `cpu-reference`, `gpu` (the one device the process
+    /// sees, e.g. its MIG instance) or `auto` (the GPU when there is one, else the CPU, said
+    /// through `note`).
     public static func worker(_ choice: String, directory: ModelDirectory, threads: Int?, maxBatch: Int,
                               note: (String) -> Void) throws -> any Executor {
         var useGPU = choice == "gpu"
@@ -90,7 +91,12 @@ public enum Executors {
             useGPU = reason == nil
             if let reason { note("running the model on the CPU (\(reason))") }
         }
-        guard useGPU else { return try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch) }
+        guard useGPU else {
+            let cpu = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch,
+                                      kernels: CPUKernelChoice(rawValue: choice) ?? .fast)
+            if let reason = cpu.fallbackReason { note("the CPU executor runs its reference kernels (\(reason))") }
+            return cpu
+        }
         if let reason = CUDADevice.unavailableReason() { throw GPUError.noDevice(reason) }
         let device = try CUDADevice(ordinal: 0)
         return try GPUExecutor(model: try GPUModel(modelFile: directory.modelPath, device: device),

@@ -25,6 +25,8 @@ public final class ServingAssembly {
         public var workers = false
         /// Seconds a worker may leave its heartbeat unanswered before it is restarted.
         public var workerStallSeconds = 5.0
+        /// The CPU executor's kernels on CPU slices (`--executor cpu` or `cpu-reference`).
+        public var cpuKernels: CPUKernelChoice = .fast
         public init() {}
     }
 
@@ -77,16 +79,23 @@ public final class ServingAssembly {
         let name = directory.config.name
         let sliceNames = Self.cpuSliceNames(count)
         let spec = spec
-        let batching = try await choice.resolve(directory: directory, kind: .cpu(threads: threads ?? CPUPreprocessor.availableCores),
+        let kernels = options.cpuKernels
+        let log = logger
+        let batching = try await choice.resolve(directory: directory, kind: .cpu(threads: threads ?? CPUPreprocessor.availableCores, kernels: kernels.profileName),
                                                 slices: count, logger: logger) { progress in
-            try await Executors.profileTarget(spec, directory: directory, maxBatch: 64).measure(directory: directory, maxBatch: 64,
+            try await Executors.profileTarget(spec, directory: directory, maxBatch: 64, cpuKernels: kernels).measure(directory: directory, maxBatch: 64,
                                                                                               secondsPerSize: 1, progress: progress)
         }
         let maxBatch = batching.maxBatchSize
         let metrics = metrics
         var threadCounts: [Int] = []
+        var kernelNames: [String] = []
         let group = try SliceGroup(name: name, sliceNames: sliceNames) { i, routerEvents in
-            let executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch)
+            let executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch, kernels: kernels)
+            if i == 0, let reason = executor.fallbackReason {
+                log.notice("the CPU executor runs its reference kernels", metadata: ["model": "\(name)", "why": "\(reason)"])
+            }
+            kernelNames.append(executor.kernelsInUse)
             threadCounts.append(executor.threads)
             let metricsEvents = metrics.handler(model: name, version: version, instance: sliceNames[i], preprocessBackend: preprocessor?.name ?? "none")
             return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
@@ -95,7 +104,7 @@ public final class ServingAssembly {
         }
         metrics.watch(model: name, version: version, slices: group)
         logger.info("loaded model", metadata: ["model": "\(name)", "version": "\(version)", "path": "\(directory.path)",
-                                              "slices": "\(zip(sliceNames, threadCounts).map { "\($0) (\($1) threads)" }.joined(separator: ", ")), max batch \(maxBatch) each"])
+                                              "slices": "\(zip(sliceNames, threadCounts).map { "\($0) (\($1) threads)" }.joined(separator: ", ")), max batch \(maxBatch) each", "kernels": "\(kernelNames.first ?? "")"])
         return ServedModel(name: name, directory: directory, slices: group, version: version, servesImages: preprocessor != nil)
     }
 
@@ -180,9 +189,10 @@ public final class ServingAssembly {
         // their instance (kind mig:<profile>, as `slices plan` reads it); --workers run the CPU
         // executor (a CPU slice of their threads).
         let threads = slices.first?.threads ?? CPUPreprocessor.availableCores
-        let kind = isMIG ? SliceKind.mig(sliceNames: slices.map(\.name)) : SliceKind.cpu(threads: threads)
+        let kind = isMIG ? SliceKind.mig(sliceNames: slices.map(\.name)) : SliceKind.cpu(threads: threads, kernels: options.cpuKernels.profileName)
         let log = logger
         let spec = spec
+        let kernels = options.cpuKernels
         let resolved = try await batching.resolve(directory: directory, kind: kind, slices: slices.count, logger: logger) { progress in
             // MIG: measured in a worker on each instance, at once; --workers: as CPU slices.
             if case .mig(let gpu) = spec {
@@ -190,16 +200,17 @@ public final class ServingAssembly {
                 profile.points.forEach(progress)
                 return profile
             }
-            return try await Executors.profileTarget(.cpu(count: slices.count, threads: threads), directory: directory, maxBatch: 64)
+            return try await Executors.profileTarget(.cpu(count: slices.count, threads: threads), directory: directory, maxBatch: 64,
+                                                     cpuKernels: kernels)
                 .measure(directory: directory, maxBatch: 64, secondsPerSize: 1, progress: progress)
         }
         // MIG workers run the model on their MIG instance (the CPU where the worker sees no GPU, said in its log).
-        let executor = isMIG ? "auto" : "cpu"
+        let executor = isMIG ? "auto" : options.cpuKernels.rawValue
         let shape = directory.config.input.shape
         guard shape.count == 4 else { throw InferenceError.unavailable("--workers needs an NCHW image input, the model has \(shape)") }
         let signature = ModelSignature(inputSpec: ImageTensorSpec(dtype: .float32, layout: .nchw, channels: shape[1], height: shape[2], width: shape[3]),
                                        outputShape: Array(directory.config.output.shape.dropFirst()), maxBatch: resolved.maxBatchSize,
-                                       kind: executor == "cpu" ? "cpu" : "gpu")
+                                       kind: executor.hasPrefix("cpu") ? "cpu" : "gpu")
         // The batching this model resolved to (auto or manual), as the worker's own flags.
         let arguments = model + ["--executor", executor] + BatchingArguments.arguments(for: resolved)
         let stall = UInt64(options.workerStallSeconds * 1e9)

@@ -105,7 +105,7 @@ public enum ExecutorCheck {
         do {
             let model = try GPUModel(modelFile: path, device: device)
             let gpu = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(4, batches.max() ?? 1)))
-            let cpu = try CPUExecutor(modelFile: path, maxBatch: max(4, batches.max() ?? 1))
+            let cpu = try CPUExecutor(modelFile: path, maxBatch: max(4, batches.max() ?? 1), kernels: .reference)
             return batches.map { n in
                 let start = clock.now
                 var result = ExecutorCheckResult(kind: "model", name: name, batch: n, passed: false, relativeL2: .infinity,

@@ -1,9 +1,24 @@
 import CSliceServe
 import SliceCore
 
-/// Runs an ONNX model on the CPU: the reference executor that GPU executors are tested against.
-/// The graph is optimized once (BatchNorm folding, Conv epilogue fusion, constant folding), then
-/// compiled into a plan per batch size (memory laid out by lifetime, no allocation per run).
+/// Which kernels the CPU executor runs.
+public enum CPUKernelChoice: String, Sendable, CaseIterable {
+    /// oneDNN's (loaded at run time) where oneDNN is there and covers the model; otherwise the
+    /// reference kernels, with the reason in `CPUExecutor.fallbackReason`.
+    case fast = "cpu"
+    /// SliceServe's own SIMD kernels: the oracle the GPU executor and the fast path are checked
+    /// against, so that correctness never depends on a library.
+    case reference = "cpu-reference"
+
+    /// The kernels this choice runs here, as batching profiles name them: "onednn" where the
+    /// fast path is asked for and oneDNN loads, else "reference".
+    public var profileName: String { self == .fast && OneDNN.problem == nil ? "onednn" : "reference" }
+}
+
+/// Runs an ONNX model on the CPU. The graph is optimized once (BatchNorm folding, Conv epilogue
+/// fusion, constant folding), then compiled per batch size: into oneDNN primitives (the fast
+/// path: blocked layout, packed weights, fused epilogues) or into plans of SliceServe's
+/// reference kernels (memory laid out by lifetime, no allocation per run).
 /// One inference runs at a time, on a dedicated thread, spread over `threads` cores.
 public final class CPUExecutor: Executor, @unchecked Sendable {
     public let name = "cpu"
@@ -31,8 +46,18 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     private var planOrder: [Int] = []
     private static let maxCachedPlans = 12
 
+    /// The kernels asked for.
+    public let kernels: CPUKernelChoice
+    /// What runs the model: "oneDNN 2.6.3 (avx512_core_bf16)" or "reference kernels".
+    public let kernelsInUse: String
+    /// Why the fast path was asked for but the reference kernels run (nil otherwise).
+    public let fallbackReason: String?
+    private let dnnlWeights: OneDNNWeights?
+    private var networks: [Int: OneDNNNetwork] = [:]
+    private var networkOrder: [Int] = []
+
     /// Loads and checks the model (ONNX bytes) and optimizes its graph.
-    public init(onnx bytes: [UInt8], threads: Int? = nil, maxBatch: Int = 256) throws {
+    public init(onnx bytes: [UInt8], threads: Int? = nil, maxBatch: Int = 256, kernels: CPUKernelChoice = .fast) throws {
         var graph = try Graph(onnx: bytes)
         guard graph.inputs.count == 1, graph.outputs.count == 1 else {
             throw ModelError.unsupported("the model has \(graph.inputs.count) inputs and \(graph.outputs.count) outputs; SliceServe runs models with one of each")
@@ -57,11 +82,98 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         runner = try ParallelRunner(threads: self.threads)
         serialRunner = try ParallelRunner(threads: 1)
         serial = try WorkerPool(threadCount: 1)
+        self.kernels = kernels
+        var reason: String? = nil
+        var weights: OneDNNWeights? = nil
+        if kernels == .fast {
+            if let problem = OneDNN.problem {
+                reason = problem
+            } else if let cache = OneDNNWeights() {
+                // Building batch 1 checks that oneDNN covers every node of the model. Like every
+                // oneDNN call of this executor, it runs on the execution thread: OpenMP keeps one
+                // thread team per calling thread, so one thread means one team (and the team's
+                // threads inherit that thread's lower priority).
+                let graph = self.graph, threads = self.threads
+                let built = Self.onSerial(serial) { try OneDNNNetwork(graph: graph, batch: 1, threads: threads, weights: cache) }
+                switch built {
+                case .success(let network):
+                    networks[1] = network
+                    networkOrder = [1]
+                    weights = cache
+                case .failure(let error):
+                    reason = "\(error)"
+                }
+            }
+        }
+        dnnlWeights = weights
+        fallbackReason = reason
+        kernelsInUse = weights != nil ? OneDNN.summary : "reference kernels"
     }
 
     /// Reads the model file at `path`.
-    public convenience init(modelFile path: String, threads: Int? = nil, maxBatch: Int = 256) throws {
-        try self.init(onnx: try FileIO.read(path), threads: threads, maxBatch: maxBatch)
+    public convenience init(modelFile path: String, threads: Int? = nil, maxBatch: Int = 256, kernels: CPUKernelChoice = .fast) throws {
+        try self.init(onnx: try FileIO.read(path), threads: threads, maxBatch: maxBatch, kernels: kernels)
+    }
+
+    /// Runs `body` on the execution thread and waits for it.
+    private static func onSerial<T>(_ serial: WorkerPool<Void>, _ body: @escaping () throws -> T) -> Result<T, Error> {
+        let done = ConditionLock()
+        nonisolated(unsafe) var result: Result<T, Error>? = nil
+        nonisolated(unsafe) let work = body
+        serial.enqueue([{ _ in
+            let r = Result { try work() }
+            done.withLock { result = r }
+            done.broadcast()
+        }])
+        return done.withLock {
+            while result == nil { done.wait() }
+            return result!
+        }
+    }
+
+    /// Whether batches run on oneDNN.
+    public var usesOneDNN: Bool { dnnlWeights != nil }
+
+    /// The oneDNN network for batch size `n`, built on first use.
+    private func network(for n: Int) throws -> OneDNNNetwork {
+        guard let weights = dnnlWeights else { throw ModelError.unsupported("oneDNN is not in use") }
+        guard n >= 1 && n <= maxBatch else { throw ModelError.invalidInput("batch size \(n) is outside 1...\(maxBatch)") }
+        return try lock.withLock {
+            if let network = networks[n] { return network }
+            let network = try OneDNNNetwork(graph: graph, batch: n, threads: threads, weights: weights)
+            networks[n] = network
+            networkOrder.append(n)
+            if networkOrder.count > CPUExecutor.maxCachedPlans { networks[networkOrder.removeFirst()] = nil }
+            return network
+        }
+    }
+
+    /// Batch `n` on oneDNN with every step timed (seeded random input; each step's fastest of
+    /// five runs): per layer, the node, the primitive's kind and implementation, and milliseconds.
+    public func layerProfile(batch n: Int) throws -> [(node: String, kind: String, impl: String, ms: Double)] {
+        let size = symbolicBatch ? n : 1
+        return try Self.onSerial(serial) { try self.profileOnThisThread(batch: size) }.get()
+    }
+
+    private func profileOnThisThread(batch n: Int) throws -> [(node: String, kind: String, impl: String, ms: Double)] {
+        let network = try network(for: n)
+        var rng = SplitMix64(seed: 7)
+        let inputCount = inputSpec.elementCount * network.batch
+        let input = (0..<inputCount).map { _ in Float(rng.next() >> 40) / Float(1 << 23) - 1 }
+        var output = [Float](repeating: 0, count: network.outputCount)
+        // The fastest of five timed runs, step by step, after a warm-up run.
+        return try executionLock.withLock {
+            try input.withUnsafeBufferPointer { x in
+                try output.withUnsafeMutableBufferPointer { y in
+                    var best = try network.profile(input: x.baseAddress!, output: y.baseAddress!)
+                    for _ in 0..<5 {
+                        let run = try network.profile(input: x.baseAddress!, output: y.baseAddress!)
+                        for i in best.indices where run[i].ms < best[i].ms { best[i].ms = run[i].ms }
+                    }
+                    return best
+                }
+            }
+        }
     }
 
     public func makeInputBuffer(capacity: Int) throws -> BatchBuffer {
@@ -69,7 +181,14 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     }
 
     public func prepare(batchSizes: [Int]) throws {
-        for n in batchSizes { _ = try plan(for: n) }
+        for n in batchSizes {
+            if usesOneDNN {
+                let size = symbolicBatch ? n : 1
+                _ = try Self.onSerial(serial) { try self.network(for: size) }.get()
+            } else {
+                _ = try plan(for: n)
+            }
+        }
     }
 
     /// The plan for batch size `n`, built on first use.
@@ -105,6 +224,11 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         guard count >= 1 && count <= maxBatch else {
             throw ModelError.invalidInput("batch size \(count) is outside 1...\(maxBatch)")
         }
+        if usesOneDNN {
+            let network = try network(for: count)
+            try executionLock.withLock { try network.run(input: input, output: output) }
+            return
+        }
         guard symbolicBatch, count > 1 else {
             let plan = try plan(for: count)
             executionLock.withLock { plan.run(input: input, output: output) }
@@ -124,7 +248,11 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     }
 
     /// Bytes of intermediate tensors a plan for batch size `n` uses (after buffer reuse).
-    public func arenaBytes(batch n: Int) throws -> Int { try plan(for: n).arenaBytes }
+    public func arenaBytes(batch n: Int) throws -> Int {
+        guard usesOneDNN else { return try plan(for: n).arenaBytes }
+        let size = symbolicBatch ? n : 1
+        return try Self.onSerial(serial) { try self.network(for: size).arenaBytes }.get()
+    }
 
     public func run(_ input: BatchBuffer, count: Int, output: OutputBuffer) async throws {
         guard input.spec == inputSpec else {
@@ -140,7 +268,8 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
             throw ModelError.invalidInput("the CPU executor reads host memory; the input is in \(input.memoryKind.rawValue) memory")
         }
         guard count <= maxBatch else { throw ModelError.invalidInput("batch size \(count) is outside 1...\(maxBatch)") }
-        if !symbolicBatch || count == 1 { _ = try plan(for: count) } else { _ = try wholeImagePlans() }
+        // oneDNN networks are built on the execution thread, in execute.
+        if usesOneDNN {} else if !symbolicBatch || count == 1 { _ = try plan(for: count) } else { _ = try wholeImagePlans() }
         let inputPointer = SharedPointer(address.assumingMemoryBound(to: Float.self))
         let outputPointer = SharedPointer(output.pointer)
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
@@ -163,14 +292,20 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         guard input.count == expected else {
             throw ModelError.invalidInput("expected \(expected) input values for batch \(batch), got \(input.count)")
         }
-        var copy = input
-        var out = [Float](repeating: 0, count: graph.values[graph.outputs[0]].shape!.resolved(batch: n).reduce(1, *))
-        try copy.withUnsafeMutableBufferPointer { x in
-            try out.withUnsafeMutableBufferPointer { y in
-                try execute(input: x.baseAddress!, output: y.baseAddress!, count: symbolicBatch ? batch : 1)
+        let outCount = graph.values[graph.outputs[0]].shape!.resolved(batch: n).reduce(1, *)
+        let count = symbolicBatch ? batch : 1
+        let work = { () throws -> [Float] in
+            var copy = input
+            var out = [Float](repeating: 0, count: outCount)
+            try copy.withUnsafeMutableBufferPointer { x in
+                try out.withUnsafeMutableBufferPointer { y in
+                    try self.execute(input: x.baseAddress!, output: y.baseAddress!, count: count)
+                }
             }
+            return out
         }
-        return out
+        // oneDNN runs on the execution thread only (one OpenMP team per executor).
+        return usesOneDNN ? try Self.onSerial(serial, work).get() : try work()
     }
 }
 

@@ -28,6 +28,8 @@ public struct SystemReport: Codable, Sendable {
     public var libraries: [Library]
     /// The model kernels' code path, filled in by callers that link the model runtime.
     public var cpuKernels: String?
+    /// The CPU executor's fast path: oneDNN's version and ISA, or why it does not load.
+    public var cpuExecutor: String?
 
     public static func collect() -> SystemReport {
         let jpeg = TurboJPEGDecoder.libraryDescription

@@ -149,8 +149,9 @@ public enum SliceSpec: Sendable, Equatable, CustomStringConvertible {
 /// `key` is the profile's `slice_kind` as stored (unchanged from earlier versions, so stored
 /// profiles stay valid).
 public enum SliceKind: Codable, Sendable, Hashable, CustomStringConvertible {
-    /// A CPU slice of this many threads.
-    case cpu(threads: Int)
+    /// A CPU slice of this many threads, on these kernels ("reference": SliceServe's own;
+    /// "onednn": oneDNN's). Profiles measured on one do not describe the other.
+    case cpu(threads: Int, kernels: String = "reference")
     /// A whole GPU of this product name.
     case gpu(name: String)
     /// An SM partition of this many SMs of this product.
@@ -161,7 +162,7 @@ public enum SliceKind: Codable, Sendable, Hashable, CustomStringConvertible {
 
     public var key: String {
         switch self {
-        case .cpu(let threads): "cpu:\(threads) threads"
+        case .cpu(let threads, let kernels): kernels == "reference" ? "cpu:\(threads) threads" : "cpu:\(threads) threads on \(kernels)"
         case .gpu(let name): "gpu:\(name)"
         case .smPartition(let sms, let name): "sm:\(sms) of \(name)"
         case .mig(let profile): "mig:\(profile)"
@@ -174,6 +175,9 @@ public enum SliceKind: Codable, Sendable, Hashable, CustomStringConvertible {
     public init?(key: String) {
         if key.hasPrefix("cpu:"), key.hasSuffix(" threads"), let n = Int(key.dropFirst(4).dropLast(8)) {
             self = .cpu(threads: n)
+        } else if key.hasPrefix("cpu:"), let on = key.firstRange(of: " threads on "),
+                  let n = Int(key[key.index(key.startIndex, offsetBy: 4)..<on.lowerBound]), on.upperBound < key.endIndex {
+            self = .cpu(threads: n, kernels: String(key[on.upperBound...]))
         } else if key.hasPrefix("mig:"), key.count > 4 {
             self = .mig(profile: String(key.dropFirst(4)))
         } else if key.hasPrefix("sm:"), let of = key.firstRange(of: " of "), let n = Int(key[key.index(key.startIndex, offsetBy: 3)..<of.lowerBound]) {

@@ -193,7 +193,7 @@ struct ModelBench: AsyncParsableCommand {
     @Option(help: "Batch sizes, comma-separated.")
     var batch = "1,16"
 
-    @Option(help: "cpu (the reference executor, float32) or gpu (fp16 on a CUDA GPU).")
+    @Option(help: "cpu (float32 on oneDNN where it is there, else SliceServe's kernels), cpu-reference (float32 on SliceServe's own kernels) or gpu (fp16 on a CUDA GPU).")
     var executor = "cpu"
 
     @Option(help: "Threads for --executor cpu (default: all available cores).")
@@ -208,11 +208,19 @@ struct ModelBench: AsyncParsableCommand {
     @Option(help: "How long to measure each batch size, in seconds.")
     var seconds = 3.0
 
+    @Flag(help: "--executor cpu on oneDNN: after the measurement, time one run layer by layer and print one JSON line per step (node, primitive, implementation, milliseconds).")
+    var layers = false
+
     @OptionGroup var choice: DeviceChoice
 
     func validate() throws {
-        guard ["cpu", "gpu"].contains(executor) else { throw ValidationError("--executor must be cpu or gpu, got '\(executor)'") }
-        if executor == "cpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
+        guard ["cpu", "cpu-reference", "gpu"].contains(executor) else {
+            throw ValidationError("--executor must be cpu, cpu-reference or gpu, got '\(executor)'")
+        }
+        if executor != "gpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
+        if layers && executor != "cpu" { throw ValidationError("--layers needs --executor cpu") }
+        if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be 1...1024, got \(threads)") }
+        if !(seconds > 0 && seconds <= 3600) { throw ValidationError("--seconds must be in (0, 3600], got \(seconds)") }
         guard ["host", "device"].contains(input) else { throw ValidationError("--input must be host or device, got '\(input)'") }
         if input == "device" && executor != "gpu" { throw ValidationError("--input device needs --executor gpu") }
     }
@@ -247,7 +255,13 @@ struct ModelBench: AsyncParsableCommand {
                 gpu = executor
                 runner = executor
             } else {
-                runner = try CPUExecutor(modelFile: modelPath, threads: threads, maxBatch: sizes.max()!)
+                let cpu = try CPUExecutor(modelFile: modelPath, threads: threads, maxBatch: sizes.max()!,
+                                          kernels: CPUKernelChoice(rawValue: executor) ?? .fast)
+                if let reason = cpu.fallbackReason {
+                    var stderr = StandardError()
+                    print("note: the CPU executor runs its reference kernels: \(reason)", to: &stderr)
+                }
+                runner = cpu
             }
         } catch {
             Self.fail(CLIFailure(message: "\(error)", exitCode: executor == "gpu" ? CLIFailure.gpuError : CLIFailure.modelError))
@@ -290,10 +304,16 @@ struct ModelBench: AsyncParsableCommand {
                 runs: latencies.count, imagesPerSecond: Double(latencies.count * n) / total,
                 medianMs: median, p90Ms: latencies[min(latencies.count - 1, latencies.count * 9 / 10)],
                 minMs: latencies[0], prepareMs: prepareMs, cudaGraphs: gpu.map(\.usesGraphs), input: gpu == nil ? nil : self.input,
-                tflops: flops.map { $0 / (median / 1000) / 1e12 })
+                tflops: flops.map { $0 / (median / 1000) / 1e12 }, kernels: (runner as? CPUExecutor)?.kernelsInUse)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            if layers, let cpu = runner as? CPUExecutor, cpu.usesOneDNN {
+                for (step, layer) in try cpu.layerProfile(batch: n).enumerated() {
+                    let line = LayerBenchResult(batch: n, step: step, node: layer.node, primitive: layer.kind, implementation: layer.impl, ms: layer.ms)
+                    print(String(decoding: try encoder.encode(line), as: UTF8.self))
+                }
+            }
         }
     }
 }
@@ -316,9 +336,11 @@ struct ModelBenchResult: Codable {
     var input: String?
     /// Convolution and matrix-product FLOP per second at the median latency (GPU only).
     var tflops: Double?
+    /// CPU: the kernels that ran ("oneDNN 2.6.3 (avx512_core_bf16)" or "reference kernels").
+    var kernels: String?
 
     enum CodingKeys: String, CodingKey {
-        case model, executor, device, batch, threads, runs, tflops, input
+        case model, executor, device, batch, threads, runs, tflops, input, kernels
         case imagesPerSecond = "images_per_s"
         case medianMs = "median_ms"
         case p90Ms = "p90_ms"
@@ -330,4 +352,14 @@ struct ModelBenchResult: Codable {
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
+/// One step of a layer-by-layer run (`bench model --layers`).
+struct LayerBenchResult: Codable {
+    var batch: Int
+    var step: Int
+    var node: String
+    var primitive: String
+    var implementation: String
+    var ms: Double
 }

@@ -40,7 +40,7 @@ struct ClassifyCommand: AsyncParsableCommand {
     @Option(help: "Threads for preprocessing and inference (default: all available cores).")
     var threads: Int?
 
-    @Option(help: "Where the model runs: cpu (float32) or gpu (SliceServe's fp16 GPU executor on --device N, or --fake).")
+    @Option(help: "Where the model runs: cpu (float32 on oneDNN where it is there, else SliceServe's kernels), cpu-reference (float32 on SliceServe's own kernels) or gpu (SliceServe's fp16 GPU executor on --device N, or --fake).")
     var executor = "cpu"
 
     @OptionGroup var choice: DeviceChoice
@@ -49,8 +49,10 @@ struct ClassifyCommand: AsyncParsableCommand {
         guard !images.isEmpty else { throw ValidationError("give at least one image") }
         guard topK >= 1 else { throw ValidationError("--top-k must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        guard ["cpu", "gpu"].contains(executor) else { throw ValidationError("--executor must be cpu or gpu, got '\(executor)'") }
-        if executor == "cpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
+        guard ["cpu", "cpu-reference", "gpu"].contains(executor) else {
+            throw ValidationError("--executor must be cpu, cpu-reference or gpu, got '\(executor)'")
+        }
+        if executor != "gpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
     }
 
     struct ImageResult: Codable {
@@ -71,7 +73,13 @@ struct ClassifyCommand: AsyncParsableCommand {
                     executor = try GPUExecutor(model: try GPUModel(modelFile: directory.modelPath, device: device),
                                                buckets: BatchBuckets(maxBatch: max(images.count, 1)))
                 } else {
-                    executor = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: max(images.count, 1))
+                    let cpu = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: max(images.count, 1),
+                                              kernels: CPUKernelChoice(rawValue: self.executor) ?? .fast)
+                    if let reason = cpu.fallbackReason {
+                        var stderr = StandardError()
+                        Swift.print("note: the CPU executor runs its reference kernels: \(reason)", to: &stderr)
+                    }
+                    executor = cpu
                 }
             } catch let failure as CLIFailure {
                 throw failure

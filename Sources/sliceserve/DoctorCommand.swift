@@ -27,6 +27,8 @@ struct DoctorCommand: AsyncParsableCommand {
     func run() async throws {
         var report = SystemReport.collect()
         report.cpuKernels = "sgemm \(CPUKernels.sgemmPath)"
+        report.cpuExecutor = OneDNN.description.map { "cpu: \($0)" }
+            ?? "cpu: reference kernels (oneDNN not loaded: \(OneDNN.problem ?? "?"))"
         let gpu = GPUReport.collect()
         if json {
             try printJSON(DoctorReport(system: report, gpu: gpu))
@@ -43,6 +45,7 @@ struct DoctorCommand: AsyncParsableCommand {
             print("Library:     \(library.name) \(state)")
         }
         print("Kernels:     \(report.cpuKernels ?? "?") (chosen at run time from this CPU)")
+        print("Executor:    \(report.cpuExecutor ?? "?"); cpu-reference: SliceServe's own kernels")
         for line in gpu.lines { print(line) }
         let nvjpeg = gpu.libraries.first { $0.library == "nvjpeg" }
         if gpu.problem == nil && gpu.deviceCount > 0 && (nvjpeg?.usable ?? false) {

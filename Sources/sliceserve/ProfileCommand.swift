@@ -39,6 +39,9 @@ struct ProfileCommand: AsyncParsableCommand {
             transform: SliceSpec.argument)
     var slices = SliceSpec.cpu(count: 1, threads: nil)
 
+    @Option(help: "The CPU executor's kernels on CPU slices: cpu (oneDNN where it is there) or cpu-reference (SliceServe's own).")
+    var executor = "cpu"
+
     @Option(help: "Largest batch size to try.")
     var maxBatch = 64
 
@@ -55,6 +58,7 @@ struct ProfileCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
+        guard CPUKernelChoice(rawValue: executor) != nil else { throw ValidationError("--executor must be cpu or cpu-reference, got '\(executor)'") }
         guard maxBatch >= 1, maxBatch <= 4096 else { throw ValidationError("--max-batch must be in 1...4096") }
         guard seconds > 0, seconds <= 60 else { throw ValidationError("--seconds must be in (0, 60]") }
         if let sloMs, !(sloMs > 0) { throw ValidationError("--slo-ms must be positive") }
@@ -76,7 +80,10 @@ struct ProfileCommand: AsyncParsableCommand {
                 }
                 (kind, count) = (SliceKind.mig(sliceNames: found.map(\.name)), found.count)
             } else {
-                do { target = try Executors.profileTarget(slices, directory: directory, maxBatch: maxBatch) } catch let error as AssemblyError {
+                do {
+                    target = try Executors.profileTarget(slices, directory: directory, maxBatch: maxBatch,
+                                                         cpuKernels: CPUKernelChoice(rawValue: executor) ?? .fast)
+                } catch let error as AssemblyError {
                     throw CLIFailure(error)
                 }
                 (kind, count) = (target!.sliceKind, target!.slices)

@@ -63,13 +63,13 @@ struct SelftestCommand: AsyncParsableCommand {
     @Flag(help: "Compile every embedded CUDA kernel with NVRTC for the --arch targets.")
     var kernels = false
 
-    @Flag(help: "Check the GPU executor (fp16) on GPU 0 (or --device N, or --fake): the operator cases in --cases and each --executor-model against the CPU executor.")
+    @Flag(help: "Check the GPU executor (fp16) on GPU 0 (or --device N, or --fake): the operator cases in --cases and each --executor-model against the reference CPU executor (cpu-reference: SliceServe's own kernels, never a library).")
     var executor = false
 
     @Option(help: "Operator cases for --executor: a folder with manifest.json (Scripts/oracles.py writes .cache/oracles/ops).")
     var cases: String?
 
-    @Option(help: "A model (directory or .onnx file) for --executor to run on the GPU and on the CPU executor, compared at batch 1 and 3; repeatable.")
+    @Option(help: "A model (directory or .onnx file) for --executor to run on the GPU and on the reference CPU executor, compared at batch 1 and 3; repeatable.")
     var executorModel: [String] = []
 
     @Option(help: "With --executor --cases: write every operator case's GPU output (bit for bit) to this JSON file.")

@@ -58,6 +58,10 @@ struct ServeCommand: AsyncParsableCommand {
             transform: SliceSpec.argument)
     var slices = SliceSpec.cpu(count: 1, threads: nil)
 
+    @Option(help: ArgumentHelp("The CPU executor's kernels on CPU slices: cpu (oneDNN, loaded at run time, where it is there; else SliceServe's own, with a log line) or cpu-reference (SliceServe's own SIMD kernels).",
+                               discussion: "`sliceserve doctor` says whether oneDNN loads here and why not."))
+    var executor = "cpu"
+
     @Flag(help: ArgumentHelp("Run each slice's instance in its own worker process (`sliceserve worker`, over a Unix socket), as MIG slices need.",
                              discussion: "A worker that dies is restarted with backoff (1 s, doubling to 60 s) and the requests it held are re-sent to other slices. Workers preprocess JPEGs on the CPU."))
     var workers = false
@@ -96,6 +100,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try resolvedPort()
+        guard CPUKernelChoice(rawValue: executor) != nil else { throw ValidationError("--executor must be cpu or cpu-reference, got '\(executor)'") }
         guard maxBodyBytes >= 1 else { throw ValidationError("--max-body-bytes must be at least 1") }
         guard (1...86_400).contains(idleTimeout) else { throw ValidationError("--idle-timeout must be 1...86400 seconds") }
         guard (1...3_600).contains(bodyTimeout) else { throw ValidationError("--body-timeout must be 1...3600 seconds") }
@@ -136,6 +141,7 @@ struct ServeCommand: AsyncParsableCommand {
         let metrics = ServerMetrics()
         var options = ServingAssembly.Options()
         options.workers = workers
+        options.cpuKernels = CPUKernelChoice(rawValue: executor) ?? .fast
         options.workerStallSeconds = workerStallTimeout
         let assembly = ServingAssembly(spec: slices, options: options, metrics: metrics, logger: logger)
         let choice = BatchingChoice(mode: BatchingChoice.Mode(rawValue: batchingFlags.batching) ?? .auto, base: batching,

@@ -51,7 +51,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "How JPEGs become model inputs: cpu (the worker's own CPU preprocessing).")
     var preprocess = "cpu"
 
-    @Option(help: "Where the model runs: cpu, gpu (the first CUDA device this process sees: a MIG instance under CUDA_VISIBLE_DEVICES=MIG-…), or auto (gpu when one is visible, else cpu, said on standard error).")
+    @Option(help: "Where the model runs: cpu (oneDNN where it is there), cpu-reference (SliceServe's own kernels), gpu (the first CUDA device this process sees: a MIG instance under CUDA_VISIBLE_DEVICES=MIG-…), or auto (gpu when one is visible, else cpu, said on standard error).")
     var executor = "cpu"
 
     @OptionGroup var batching: BatchingFlags
@@ -67,7 +67,9 @@ struct WorkerCommand: AsyncParsableCommand {
         if let socket { guard socket.utf8.count < 100 else { throw ValidationError("--socket path is too long for a Unix socket: \(socket)") } }
         guard profileSeconds > 0 && profileSeconds <= 60 else { throw ValidationError("--profile-seconds must be in (0, 60]") }
         guard preprocess == "cpu" else { throw ValidationError("a worker preprocesses on the CPU in this version (--preprocess cpu)") }
-        guard ["cpu", "gpu", "auto"].contains(executor) else { throw ValidationError("--executor must be cpu, gpu or auto, got '\(executor)'") }
+        guard ["cpu", "cpu-reference", "gpu", "auto"].contains(executor) else {
+            throw ValidationError("--executor must be cpu, cpu-reference, gpu or auto, got '\(executor)'")
+        }
     }
 
     /// The model directory: --model, or a version of a repository model.

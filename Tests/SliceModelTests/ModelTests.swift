@@ -7,6 +7,12 @@ import XCTest
 /// predictions on real photos.
 final class ModelTests: XCTestCase {
     private func check(_ name: String, expected: [String: [Int]]) async throws {
+        try await check(name, expected: expected, kernels: .reference)
+        try OneDNNRequirement.check()
+        try await check(name, expected: expected, kernels: .fast)
+    }
+
+    private func check(_ name: String, expected: [String: [Int]], kernels: CPUKernelChoice) async throws {
         let directory = try ModelOracles.modelDirectory(name)
         let oracle = ModelOracles.oracles.appendingPathComponent("models/\(name)")
         try ModelOracles.require(oracle.appendingPathComponent("logits.npy"), what: "\(name) logits")
@@ -14,7 +20,8 @@ final class ModelTests: XCTestCase {
         let rows = try JSONDecoder().decode(Rows.self, from: Data(contentsOf: oracle.appendingPathComponent("photos.json"))).rows
         let input = try ModelOracles.npy(oracle.appendingPathComponent("input.npy"))
         let logits = try ModelOracles.npy(oracle.appendingPathComponent("logits.npy")).floats()
-        let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 2, maxBatch: 16)
+        let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 2, maxBatch: 16, kernels: kernels)
+        XCTAssertEqual(executor.usesOneDNN, kernels == .fast, "\(name): \(executor.fallbackReason ?? "")")
         XCTAssertEqual(executor.inputSpec, ImageTensorSpec(dtype: .float32, layout: .nchw, height: 224, width: 224))
         XCTAssertEqual(executor.outputShape, [1000])
 
@@ -26,8 +33,8 @@ final class ModelTests: XCTestCase {
         try await executor.run(buffer, count: n, output: output)
         let ours = Array(UnsafeBufferPointer(start: output.pointer, count: n * 1000))
         let (worst, _) = compare(ours, logits, atol: 0, rtol: 0)
-        XCTAssertLessThanOrEqual(worst, 1e-3, "\(name): max |logit difference| vs onnxruntime")
-        print("\(name): max |logit - onnxruntime| = \(worst) over \(n) images")
+        XCTAssertLessThanOrEqual(worst, 1e-3, "\(name) [\(executor.kernelsInUse)]: max |logit difference| vs onnxruntime")
+        print("\(name) [\(executor.kernelsInUse)]: max |logit - onnxruntime| = \(worst) over \(n) images")
 
         // Batch independence: one image alone gives the same logits as in the batch.
         let single = try executor.infer(Array(input.floats()[(2 * 150528)..<(3 * 150528)]), batch: 1)
@@ -53,22 +60,32 @@ final class ModelTests: XCTestCase {
 
     func testGraphIsOptimizedAndMemoryReused() throws {
         let directory = try ModelOracles.modelDirectory("mobilenet_v2")
-        let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 1)
-        // 35 ReLU6 clips and 10 residual adds fold into the 52 convolutions.
-        XCTAssertEqual(executor.optimization.fusedActivations, 35)
-        XCTAssertEqual(executor.optimization.fusedResiduals, 10)
-        XCTAssertEqual(executor.graph.nodes.filter { $0.op == "Conv" }.count, 52)
-        XCTAssertEqual(executor.graph.nodes.count, 52 + 3)  // + GlobalAveragePool, Flatten, Gemm
-        // The arena after reuse is under a third of every intermediate tensor summed (the two
-        // largest, 96x112x112 each, must coexist: about 8 MB of 27 MB).
-        let total = executor.graph.nodes.flatMap(\.outputs).map { executor.graph.values[$0].shape!.map { $0.resolved(batch: 1) }.reduce(1, *) * 4 }.reduce(0, +)
-        let arena = try executor.arenaBytes(batch: 1)
-        XCTAssertLessThan(arena * 3, total, "arena \(arena) bytes vs \(total) bytes of intermediates")
+        var kernels: [CPUKernelChoice] = [.reference]
+        if OneDNN.problem == nil { kernels.append(.fast) }
+        for choice in kernels {
+            let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 1, kernels: choice)
+            // 35 ReLU6 clips and 10 residual adds fold into the 52 convolutions.
+            XCTAssertEqual(executor.optimization.fusedActivations, 35)
+            XCTAssertEqual(executor.optimization.fusedResiduals, 10)
+            XCTAssertEqual(executor.graph.nodes.filter { $0.op == "Conv" }.count, 52)
+            XCTAssertEqual(executor.graph.nodes.count, 52 + 3)  // + GlobalAveragePool, Flatten, Gemm
+            // The arena after reuse is under a third of every intermediate tensor summed (the two
+            // largest, 96x112x112 each, must coexist: about 8 MB of 27 MB), on both paths.
+            let total = executor.graph.nodes.flatMap(\.outputs).map { executor.graph.values[$0].shape!.map { $0.resolved(batch: 1) }.reduce(1, *) * 4 }.reduce(0, +)
+            let arena = try executor.arenaBytes(batch: 1)
+            XCTAssertLessThan(arena * 3, total, "\(executor.kernelsInUse): arena \(arena) bytes vs \(total) bytes of intermediates")
+        }
     }
 
     func testWrongBatchAndBuffersAreRejected() async throws {
         let directory = try ModelOracles.modelDirectory("mobilenet_v2")
-        let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 1, maxBatch: 4)
+        for kernels in CPUKernelChoice.allCases {
+            try await checkRejections(directory, kernels: kernels)
+        }
+    }
+
+    private func checkRejections(_ directory: ModelDirectory, kernels: CPUKernelChoice) async throws {
+        let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 1, maxBatch: 4, kernels: kernels)
         let buffer = try executor.makeInputBuffer(capacity: 8)
         let output = try OutputBuffer(itemShape: [1000], capacity: 8)
         do {

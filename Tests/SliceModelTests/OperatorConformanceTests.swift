@@ -11,26 +11,42 @@ final class OperatorConformanceTests: XCTestCase {
         var cases: [Case]
     }
 
-    /// Every SGEMM code path this CPU has (baseline, AVX2, AVX-512) passes the same cases.
+    /// The reference kernels: every SGEMM code path this CPU has (baseline, AVX2, AVX-512)
+    /// passes the same cases.
     func testEveryOperatorCaseMatchesOnnxRuntime() throws {
         defer { CPUKernels.setLevel(-1) }
         for level in CPUKernels.supportedLevels {
             XCTAssertEqual(CPUKernels.setLevel(level), level)
-            try runAllCases(label: CPUKernels.levelNames[level])
+            _ = try runAllCases(label: CPUKernels.levelNames[level], kernels: .reference)
         }
     }
 
-    private func runAllCases(label: String) throws {
+    /// The fast path: the same cases on oneDNN (those it covers; the rest run the reference
+    /// kernels, and the operators oneDNN must cover are checked). oneDNN's own ISA levels are
+    /// chosen once per process: CLITests runs the binary under DNNL_MAX_CPU_ISA=AVX2.
+    func testEveryOperatorCaseMatchesOnnxRuntimeOnOneDNN() throws {
+        try OneDNNRequirement.check()
+        let onOneDNN = try runAllCases(label: OneDNN.summary, kernels: .fast)
+        for op in ["Conv", "Relu", "Clip", "Sigmoid", "HardSwish", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool",
+                   "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Concat", "Gemm", "MatMul", "Softmax"] {
+            XCTAssertTrue(onOneDNN.contains(op), "no operator case runs \(op) on oneDNN")
+        }
+    }
+
+    /// Runs every case with `kernels`; returns the operators of the cases that ran on oneDNN.
+    private func runAllCases(label: String, kernels: CPUKernelChoice) throws -> Set<String> {
         let dir = ModelOracles.oracles.appendingPathComponent("ops")
         try ModelOracles.require(dir.appendingPathComponent("manifest.json"), what: "operator oracles")
         let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: dir.appendingPathComponent("manifest.json")))
         XCTAssertGreaterThanOrEqual(manifest.cases.count, 50)
-        var ops = Set<String>()
+        var ops = Set<String>(), onOneDNN = Set<String>(), fallbacks: [String] = []
         for c in manifest.cases {
             let caseDir = dir.appendingPathComponent(c.name)
             do {
-                let executor = try CPUExecutor(modelFile: caseDir.appendingPathComponent("model.onnx").path, threads: 2)
+                let executor = try CPUExecutor(modelFile: caseDir.appendingPathComponent("model.onnx").path, threads: 2, kernels: kernels)
                 executor.graph.nodes.forEach { ops.insert($0.op) }
+                if executor.usesOneDNN { executor.graph.nodes.forEach { onOneDNN.insert($0.op) } }
+                if let reason = executor.fallbackReason { fallbacks.append("\(c.name): \(reason)") }
                 let input = try ModelOracles.npy(caseDir.appendingPathComponent("input.npy"))
                 let expected = try ModelOracles.npy(caseDir.appendingPathComponent("expected.npy"))
                 let ours = try executor.infer(input.floats(), batch: c.batch)
@@ -46,6 +62,8 @@ final class OperatorConformanceTests: XCTestCase {
                    "Gemm", "MatMul", "Softmax"] {
             XCTAssertTrue(ops.contains(op), "no conformance case runs \(op)")
         }
+        if kernels == .fast { print("on the reference kernels instead of oneDNN:\n  " + fallbacks.joined(separator: "\n  ")) }
+        return onOneDNN
     }
 
     func testFusionPassesFire() throws {

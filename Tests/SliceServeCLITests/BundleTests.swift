@@ -49,7 +49,8 @@ extension CLITests {
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let binary = bundle + "/bin/sliceserve"
         for file in ["bin/sliceserve", "share/sliceserve/models/mobilenet_v2/model.onnx", "share/sliceserve/models/mobilenet_v2/config.json",
-                     "share/sliceserve/models/mobilenet_v2/labels.txt", "README.md", "LICENSE", "THIRD_PARTY_NOTICES.md", "BUILD-INFO"] {
+                     "share/sliceserve/models/mobilenet_v2/labels.txt", "README.md", "LICENSE", "THIRD_PARTY_NOTICES.md", "BUILD-INFO",
+                     "lib/libdnnl.so.2", "lib/libgomp.so.1", "lib/libOpenCL.so.1"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: bundle + "/" + file), "the bundle has \(file)")
         }
         // Self-contained: only the C and C++ runtime libraries from the system.
@@ -67,6 +68,9 @@ extension CLITests {
         XCTAssertEqual(doctor.status, 0, doctor.stderr)
         XCTAssertTrue(doctor.stdout.contains("statically linked"), doctor.stdout)
         XCTAssertTrue(doctor.stdout.contains("Model:       mobilenet_v2 at \(bundle)/share/sliceserve/models/mobilenet_v2"), doctor.stdout)
+        // The fast CPU path loads the bundle's own oneDNN.
+        XCTAssertTrue(doctor.stdout.contains("Executor:    cpu: oneDNN 2."), doctor.stdout)
+        XCTAssertTrue(doctor.stdout.contains("from \(bundle)/bin/../lib/libdnnl.so.2"), doctor.stdout)
 
         let photo = folder + "/photo.jpg"
         try FileManager.default.copyItem(atPath: repositoryRoot.appendingPathComponent(".cache/photos/grace_hopper.jpg").path, toPath: photo)

@@ -230,6 +230,57 @@ final class CLITests: XCTestCase {
         XCTAssertNotNil(predictions.first?["label"] as? String)
     }
 
+    /// Every CPU path gives the same classes and probabilities (within float32 summation order):
+    /// oneDNN at its best ISA, oneDNN capped at AVX2 (DNNL_MAX_CPU_ISA, read once per process),
+    /// oneDNN disabled (the fast path falls back with a note), and the reference kernels; and
+    /// `bench model --layers` names each layer's oneDNN implementation.
+    func testEveryCPUPathClassifiesAlike() throws {
+        let model = ModelDirectoryPath.default
+        guard FileManager.default.fileExists(atPath: model + "/model.onnx") else {
+            let message = "no default model at \(model): run Scripts/test.sh (it runs Scripts/models.py)"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let doctor = try run(["doctor"])
+        guard doctor.stdout.contains("Executor:    cpu: oneDNN") else {
+            let message = "oneDNN does not load here: \(doctor.stdout)"
+            if ProcessInfo.processInfo.environment["SLICESERVE_REQUIRE_ONEDNN"] == "1" { return XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let image = fixtures.appendingPathComponent("hopper_96x112.jpg").path
+        func classify(_ executor: String, _ environment: [String: String]) throws -> (probabilities: [Int: Double], stderr: String) {
+            let result = try run(["classify", image, "--json", "--top-k", "5", "--executor", executor], environment: environment)
+            XCTAssertEqual(result.status, 0, "\(executor) \(environment): \(result.stderr)")
+            let rows = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]]
+            let predictions = rows?.first?["predictions"] as? [[String: Any]] ?? []
+            var table: [Int: Double] = [:]
+            for p in predictions { if let i = p["index"] as? Int, let q = p["probability"] as? Double { table[i] = q } }
+            return (table, result.stderr)
+        }
+        let reference = try classify("cpu-reference", [:])
+        XCTAssertEqual(reference.probabilities.count, 5)
+        for (executor, environment) in [("cpu", [String: String]()), ("cpu", ["DNNL_MAX_CPU_ISA": "AVX2"]),
+                                        ("cpu", ["SLICESERVE_LIBDNNL": "none"])] {
+            let other = try classify(executor, environment)
+            XCTAssertEqual(Set(other.probabilities.keys), Set(reference.probabilities.keys), "\(environment)")
+            for (index, p) in reference.probabilities {
+                XCTAssertEqual(other.probabilities[index] ?? -1, p, accuracy: 1e-4, "class \(index) under \(environment)")
+            }
+            XCTAssertEqual(other.stderr.contains("runs its reference kernels"), environment["SLICESERVE_LIBDNNL"] == "none", other.stderr)
+        }
+        let avx2 = try run(["doctor"], environment: ["DNNL_MAX_CPU_ISA": "AVX2"])
+        XCTAssertTrue(avx2.stdout.contains("(avx2)"), avx2.stdout)
+        let layers = try run(["bench", "model", "--batch", "1", "--threads", "1", "--seconds", "0.2", "--layers"])
+        XCTAssertEqual(layers.status, 0, layers.stderr)
+        let lines = layers.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertTrue((lines.first?["kernels"] as? String ?? "").hasPrefix("oneDNN 2."), layers.stdout)
+        let steps = lines.dropFirst()
+        XCTAssertEqual(steps.filter { $0["primitive"] as? String == "conv" }.count, 52, "MobileNetV2's 52 fused convolutions")
+        XCTAssertTrue(steps.allSatisfy { !($0["implementation"] as? String ?? "").isEmpty && ($0["ms"] as? Double ?? -1) >= 0 })
+        let refused = try run(["bench", "model", "--executor", "cpu-reference", "--layers"])
+        XCTAssertEqual(refused.status, 64, refused.stderr)
+    }
+
     func testClassifyErrors() throws {
         let image = fixtures.appendingPathComponent("hopper_96x112.jpg").path
         let missing = try run(["classify", image, "--model", "/nonexistent/model"])

@@ -40,7 +40,7 @@ final class SliceSpecTests: XCTestCase {
 
     func testSliceKindsAreTheStoredProfileKeys() throws {
         let kinds: [(SliceKind, String)] = [
-            (.cpu(threads: 2), "cpu:2 threads"), (.gpu(name: "NVIDIA H200"), "gpu:NVIDIA H200"),
+            (.cpu(threads: 2), "cpu:2 threads"), (.cpu(threads: 4, kernels: "onednn"), "cpu:4 threads on onednn"), (.gpu(name: "NVIDIA H200"), "gpu:NVIDIA H200"),
             (.smPartition(multiprocessors: 16, gpuName: "NVIDIA H200"), "sm:16 of NVIDIA H200"), (.mig(profile: "1g.18gb"), "mig:1g.18gb"),
         ]
         for (kind, key) in kinds {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU executor benchmark: SliceServe vs onnxruntime on the same model, same threads, same run.
 
-For each model (default: the converted MobileNetV2 and EfficientNet-Lite0) and thread count
+For each model (default: the converted MobileNetV2 and EfficientNet-Lite0, and ResNet-50 with
+random weights from Scripts/oracles.py) and thread count
 (1 and all cores), measures images/s and median latency at batch 1 and batch 16: SliceServe with
 `sliceserve bench model`, onnxruntime (CPUExecutionProvider, intra_op_num_threads = the same)
 with seeded random inputs. The two alternate for --rounds rounds and each keeps its best round,
@@ -51,7 +52,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0)
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     parser.add_argument("--models-dir", default=os.path.join(cache, "sliceserve", "models"))
-    parser.add_argument("--models", default="mobilenet_v2,efficientnet_lite0")
+    parser.add_argument("--models", default="mobilenet_v2,efficientnet_lite0,resnet50")
+    parser.add_argument("--executor", default="cpu", help="SliceServe's executor: cpu (oneDNN where it loads) or cpu-reference")
     parser.add_argument("--out", default=os.path.join(ROOT, "Bench", "results"))
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -61,10 +63,13 @@ def main():
     rows = []
     for name in args.models.split(","):
         directory = os.path.join(args.models_dir, name)
+        if name == "resnet50":
+            directory = os.path.join(ROOT, ".cache", "oracles", "resnet50")
         for threads in sorted({1, cores}):
             ours, peers = {}, {}
             for _ in range(args.rounds):
-                out = subprocess.run([args.binary, "bench", "model", "--model", directory, "--batch", "1,16",
+                target = os.path.join(directory, "model.onnx") if name == "resnet50" else directory
+                out = subprocess.run([args.binary, "bench", "model", "--model", target, "--executor", args.executor, "--batch", "1,16",
                                       "--threads", str(threads), "--seconds", str(args.seconds)],
                                      check=True, capture_output=True, text=True).stdout
                 for r in map(json.loads, out.strip().splitlines()):
@@ -94,7 +99,9 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc)
     report = {"benchmark": "cpu_executor", "date": stamp.isoformat(timespec="seconds"), "machine": machine(),
               "seconds_per_measurement": args.seconds, "rounds_best_of": args.rounds, "onnxruntime": onnxruntime.__version__,
-              "sliceserve_kernels": json.loads(kernels).get("cpuKernels") if kernels else None, "results": rows}
+              "sliceserve_kernels": json.loads(kernels).get("cpuKernels") if kernels else None,
+              "sliceserve_executor": args.executor, "sliceserve_cpu_executor": json.loads(kernels).get("cpuExecutor") if kernels else None,
+              "results": rows}
     path = save_report(args.out, "executor", stamp, report)
     print(f"wrote {os.path.relpath(path, ROOT)}")
 

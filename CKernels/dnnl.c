@@ -44,7 +44,7 @@ enum {
     DNNL_CPU = 1,
     DNNL_STREAM_DEFAULT = 1,
     DNNL_FORWARD_INFERENCE = 96,
-    DNNL_CONV_DIRECT = 1,
+    DNNL_CONV_DIRECT = 1, DNNL_CONV_WINOGRAD = 2,
     DNNL_ELTWISE_RELU = 31, DNNL_ELTWISE_LOGISTIC = 175, DNNL_ELTWISE_HARDSWISH = 112, DNNL_ELTWISE_CLIP = 255,
     DNNL_POOL_MAX = 511, DNNL_POOL_AVG_INCLUDE = 767, DNNL_POOL_AVG_EXCLUDE = 1023,
     DNNL_BINARY_ADD = 131056, DNNL_BINARY_MUL = 131057, DNNL_BINARY_DIV = 131060, DNNL_BINARY_SUB = 131061,
@@ -605,6 +605,67 @@ static int append_clamp(dnnl_handle post_ops, float low, float high) {
                                         isinf(high) ? 3.4e38f : high);
 }
 
+/// A convolution's primitive descriptor with its post-ops (sum, then the clamp), or NULL.
+static dnnl_handle conv_pd(int algorithm, const dnnl_md *src, const dnnl_md *weights, const dnnl_md *bias, const dnnl_md *dst,
+                           const int64_t *st, const int64_t *dl, const int64_t *pl, const int64_t *pr, int sum, float low, float high) {
+    dnnl_op_desc desc;
+    if (dnnl.conv_desc_init(&desc, DNNL_FORWARD_INFERENCE, algorithm, src, weights, bias, dst, st, dl, pl, pr) != DNNL_SUCCESS)
+        return NULL;
+    dnnl_handle attr = NULL, post_ops = NULL, pd = NULL;
+    dnnl.attr_create(&attr);
+    dnnl.post_ops_create(&post_ops);
+    if (sum) dnnl.post_ops_append_sum(post_ops, 1.0f);
+    append_clamp(post_ops, low, high);
+    dnnl.attr_set_post_ops(attr, post_ops);
+    if (dnnl.pd_create(&pd, &desc, attr, engine, NULL) != DNNL_SUCCESS) pd = NULL;
+    dnnl.post_ops_destroy(post_ops);
+    dnnl.attr_destroy(attr);
+    return pd;
+}
+
+static double now_ms(void);
+
+/// The fastest of three runs (after one warm-up) of the convolution `pd` on scratch buffers of
+/// its own shapes, in milliseconds; a very large number when it cannot run.
+static double time_conv(ss_dnnl_net *net, dnnl_handle pd) {
+    use_threads(net);
+    // Source, weights, bias (the weights query's second descriptor; zero-sized when none), destination.
+    const int queries[4] = {DNNL_QUERY_SRC_MD, DNNL_QUERY_WEIGHTS_MD, DNNL_QUERY_WEIGHTS_MD, DNNL_QUERY_DST_MD};
+    const int indices[4] = {0, 0, 1, 0};
+    const int args[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST};
+    void *buffers[4] = {NULL, NULL, NULL, NULL};
+    dnnl_exec_arg exec[4];
+    memset(exec, 0, sizeof exec);
+    int count = 0;
+    double best = 1e300;
+    dnnl_handle primitive = NULL;
+    int ok = dnnl.primitive_create(&primitive, pd) == DNNL_SUCCESS;
+    for (int i = 0; i < 4 && ok; i++) {
+        const dnnl_md *md = dnnl.pd_query_md(pd, queries[i], indices[i]);
+        size_t bytes = md ? dnnl.memory_desc_get_size(md) : 0;
+        if (bytes == 0) continue;
+        ok = posix_memalign(&buffers[count], 64, bytes) == 0;
+        if (!ok) break;
+        memset(buffers[count], 0, bytes);
+        exec[count].arg = args[i];
+        ok = dnnl.memory_create(&exec[count].memory, md, engine, buffers[count]) == DNNL_SUCCESS;
+        count++;
+    }
+    for (int run = 0; run < 4 && ok; run++) {
+        double start = now_ms();
+        ok = dnnl.primitive_execute(primitive, net->stream, count, exec) == DNNL_SUCCESS;
+        dnnl.stream_wait(net->stream);
+        double ms = now_ms() - start;
+        if (run > 0 && ms < best) best = ms;
+    }
+    for (int i = 0; i < count; i++) {
+        if (exec[i].memory) dnnl.memory_destroy(exec[i].memory);
+        free(buffers[i]);
+    }
+    if (primitive) dnnl.primitive_destroy(primitive);
+    return ok ? best : 1e300;
+}
+
 int ss_dnnl_net_conv(ss_dnnl_net *net, int src, int dst, const float *weights, const float *bias,
                      const int64_t *kernel, const int64_t *strides, const int64_t *dilations,
                      const int64_t *pad_begin, const int64_t *pad_end, int64_t groups,
@@ -632,22 +693,30 @@ int ss_dnnl_net_conv(ss_dnnl_net *net, int src, int dst, const float *weights, c
     int64_t bdims[1] = {outputs};
     if (bias && init_md(net, &bmd, 1, bdims, SS_DNNL_PLAIN) != 0) return -1;
     memcpy(&dst_md, &d->md, sizeof dst_md);
-    dnnl_op_desc desc;
     int64_t st[2] = {strides[0], strides[1]}, dl[2] = {dilations[0] - 1, dilations[1] - 1};
     int64_t pl[2] = {pad_begin[0], pad_begin[1]}, pr[2] = {pad_end[0], pad_end[1]};
-    if (dnnl.conv_desc_init(&desc, DNNL_FORWARD_INFERENCE, DNNL_CONV_DIRECT, &s->md, &wany, bias ? &bmd : NULL, &dst_md,
-                            st, dl, pl, pr) != DNNL_SUCCESS)
-        return fail(net, "oneDNN refused the convolution's shapes");
-    dnnl_handle attr = NULL, post_ops = NULL;
-    dnnl.attr_create(&attr);
-    dnnl.post_ops_create(&post_ops);
-    if (residual >= 0) dnnl.post_ops_append_sum(post_ops, 1.0f);
-    append_clamp(post_ops, low, high);
-    dnnl.attr_set_post_ops(attr, post_ops);
-    dnnl_handle pd = make_pd(net, &desc, attr, "convolution");
-    dnnl.post_ops_destroy(post_ops);
-    dnnl.attr_destroy(attr);
-    if (pd == NULL) return -1;
+    const dnnl_md *smd = &net->values[src].md;
+    dnnl_handle pd = conv_pd(DNNL_CONV_DIRECT, smd, &wany, bias ? &bmd : NULL, &dst_md, st, dl, pl, pr, residual >= 0, low, high);
+    if (pd == NULL) return fail(net, "oneDNN has no convolution for this shape");
+    // 3x3 stride-1 convolutions may run as Winograd F(2x2 or 4x4, 3x3) (fp32 arithmetic, fewer
+    // multiplications): both are timed here, on this network's shapes and threads, and the faster
+    // one is kept. SLICESERVE_DNNL_WINOGRAD=0 keeps direct convolution everywhere; =1 takes
+    // Winograd wherever oneDNN has it (tests).
+    const char *wino_setting = getenv("SLICESERVE_DNNL_WINOGRAD");
+    int try_winograd = kernel[0] == 3 && kernel[1] == 3 && strides[0] == 1 && strides[1] == 1 && dilations[0] == 1 &&
+                       dilations[1] == 1 && groups == 1 && !(wino_setting && strcmp(wino_setting, "0") == 0);
+    if (try_winograd) {
+        dnnl_handle wino = conv_pd(DNNL_CONV_WINOGRAD, smd, &wany, bias ? &bmd : NULL, &dst_md, st, dl, pl, pr, residual >= 0, low, high);
+        if (wino != NULL) {
+            int forced = wino_setting && strcmp(wino_setting, "1") == 0;
+            if (forced || time_conv(net, wino) < time_conv(net, pd)) {
+                dnnl.pd_destroy(pd);
+                pd = wino;
+            } else {
+                dnnl.pd_destroy(wino);
+            }
+        }
+    }
     const dnnl_md *chosen_dst = dnnl.pd_query_md(pd, DNNL_QUERY_DST_MD, 0);
     if (!dnnl.memory_desc_equal(chosen_dst, &d->md)) {
         dnnl.pd_destroy(pd);

@@ -21,6 +21,10 @@ operator and attribute combination, a seeded random input, and onnxruntime's out
   CASE/model.onnx, CASE/input.npy, CASE/expected.npy; ops/manifest.json lists them, and
   ops/bad/*.onnx are broken models the loader must reject (ops/bad/manifest.json says how).
 
+resnet50/: ResNet-50 v1.5 built with onnx's helper API (seeded random weights, each convolution
+followed by a BatchNormalization, as an unfused export has it): model.onnx, a seeded random batch
+(input.npy, [2,3,224,224]) and onnxruntime's logits (logits.npy). Bench/executor.py runs it too.
+
 models/NAME/: for each converted model in the model directory (Scripts/models.py): a seeded
 random batch and the real photos' tensors (input.npy, [N,3,224,224]) with onnxruntime's logits
 (logits.npy), and photos.json naming the photo of each row.
@@ -398,6 +402,70 @@ def make_bad_models(out):
         json.dump(manifest, f, indent=1)
 
 
+def resnet50_model(seed=50):
+    """ResNet-50 v1.5 (stride on the 3x3 of each bottleneck) as an ONNX ModelProto, with He-scaled
+    random weights; each block's last BatchNormalization scales by 0.2 so that 16 residual sums
+    keep the activations in range."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    count = [0]
+
+    def name(prefix):
+        count[0] += 1
+        return f"{prefix}{count[0]}"
+
+    def conv_bn(x, cin, cout, k, stride, relu, gamma=1.0):
+        w, c, bn = name("w"), name("conv"), name("bn")
+        inits.append(numpy_helper.from_array((rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32), w))
+        nodes.append(helper.make_node("Conv", [x, w], [c], kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4))
+        params = [(gamma * (1 + 0.1 * rng.standard_normal(cout))).astype(np.float32), (0.1 * rng.standard_normal(cout)).astype(np.float32),
+                  (0.1 * rng.standard_normal(cout)).astype(np.float32), (1 + 0.1 * np.abs(rng.standard_normal(cout))).astype(np.float32)]
+        names = [name(p) for p in ("scale", "bias", "mean", "var")]
+        inits.extend(numpy_helper.from_array(a, n) for a, n in zip(params, names))
+        nodes.append(helper.make_node("BatchNormalization", [c] + names, [bn], epsilon=1e-5))
+        if not relu:
+            return bn
+        r = name("relu")
+        nodes.append(helper.make_node("Relu", [bn], [r]))
+        return r
+
+    x = conv_bn("input", 3, 64, 7, 2, True)
+    nodes.append(helper.make_node("MaxPool", [x], ["pool0"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    x, cin = "pool0", 64
+    for stage, (blocks, width) in enumerate([(3, 64), (4, 128), (6, 256), (3, 512)]):
+        for block in range(blocks):
+            stride = 2 if block == 0 and stage > 0 else 1
+            y = conv_bn(x, cin, width, 1, 1, True)
+            y = conv_bn(y, width, width, 3, stride, True)
+            y = conv_bn(y, width, width * 4, 1, 1, False, gamma=0.2)
+            shortcut = conv_bn(x, cin, width * 4, 1, stride, False) if block == 0 else x
+            a, r = name("add"), name("out")
+            nodes.append(helper.make_node("Add", [y, shortcut], [a]))
+            nodes.append(helper.make_node("Relu", [a], [r]))
+            x, cin = r, width * 4
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"]))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], axis=1))
+    inits.append(numpy_helper.from_array((rng.standard_normal((1000, 2048)) / np.sqrt(2048)).astype(np.float32), "fc_w"))
+    inits.append(numpy_helper.from_array(np.zeros(1000, np.float32), "fc_b"))
+    nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1))
+    graph = helper.make_graph(nodes, "resnet50", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def make_resnet50_oracle(out):
+    import onnx
+    import onnxruntime as ort
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "model.onnx")
+    onnx.save(resnet50_model(), path)
+    x = np.random.default_rng(8).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    logits = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    write_npy(os.path.join(out, "input.npy"), x)
+    write_npy(os.path.join(out, "logits.npy"), logits.astype(np.float32))
+
+
 def make_model_oracles(models_dir, out, photos_dir):
     """onnxruntime logits for each converted model on a random batch and the real photos."""
     import onnxruntime as ort
@@ -448,6 +516,13 @@ def main():
         with open(ops_stamp_path, "w") as f:
             f.write(ops_stamp)
         print(f"oracles: {count} operator conformance cases in {os.path.relpath(ops_out, root)}")
+    resnet_out = os.path.join(args.out, "resnet50")
+    resnet_stamp_path = os.path.join(resnet_out, ".stamp")
+    if not (os.path.exists(resnet_stamp_path) and open(resnet_stamp_path).read() == ops_stamp):
+        make_resnet50_oracle(resnet_out)
+        with open(resnet_stamp_path, "w") as f:
+            f.write(ops_stamp)
+        print(f"oracles: ResNet-50 (random weights) and its onnxruntime logits in {os.path.relpath(resnet_out, root)}")
     # Model oracles follow the model files: remade whenever the converter changes them.
     models_out = os.path.join(args.out, "models")
     wanted = ""

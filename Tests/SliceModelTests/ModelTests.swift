@@ -58,6 +58,38 @@ final class ModelTests: XCTestCase {
         try await check("efficientnet_lite0", expected: ["coffee.png": [967], "chelsea.png": [285], "grace_hopper.jpg": [652, 457]])
     }
 
+    /// ResNet-50 (Scripts/oracles.py builds it with random weights and a BatchNormalization after
+    /// every convolution): both CPU paths against onnxruntime's logits, batch 2 and batch 1.
+    func testResNet50MatchesOnnxRuntimeOnBothPaths() throws {
+        let dir = ModelOracles.oracles.appendingPathComponent("resnet50")
+        try ModelOracles.require(dir.appendingPathComponent("logits.npy"), what: "ResNet-50 logits")
+        let input = try ModelOracles.npy(dir.appendingPathComponent("input.npy")).floats()
+        let logits = try ModelOracles.npy(dir.appendingPathComponent("logits.npy")).floats()
+        // The reference kernels; oneDNN with each 3x3 convolution's algorithm timed (the default),
+        // forced to Winograd, and kept direct (SLICESERVE_DNNL_WINOGRAD, read per convolution).
+        var runs: [(CPUKernelChoice, String?)] = [(.reference, nil)]
+        if OneDNN.problem == nil { runs += [(.fast, nil), (.fast, "1"), (.fast, "0")] } else { try? OneDNNRequirement.check() }
+        defer { unsetenv("SLICESERVE_DNNL_WINOGRAD") }
+        for (choice, winograd) in runs {
+            if let winograd { setenv("SLICESERVE_DNNL_WINOGRAD", winograd, 1) } else { unsetenv("SLICESERVE_DNNL_WINOGRAD") }
+            let executor = try CPUExecutor(modelFile: dir.appendingPathComponent("model.onnx").path, threads: 2, maxBatch: 2, kernels: choice)
+            XCTAssertEqual(executor.usesOneDNN, choice == .fast, executor.fallbackReason ?? "")
+            XCTAssertEqual(executor.optimization.foldedBatchNorms, 53)
+            XCTAssertEqual(executor.optimization.fusedResiduals, 16)
+            let ours = try executor.infer(input, batch: 2)
+            let scale = logits.map(abs).max() ?? 1
+            let (worst, _) = compare(ours, logits, atol: 0, rtol: 0)
+            XCTAssertLessThanOrEqual(worst, 1e-4 * max(1, scale) * 10, "ResNet-50 [\(executor.kernelsInUse)]: max |logit difference|")
+            print("resnet50 [\(executor.kernelsInUse), Winograd \(winograd ?? "timed")]: max |logit - onnxruntime| = \(worst) (largest |logit| \(scale))")
+            if let winograd, choice == .fast {
+                let implementations = try executor.layerProfile(batch: 2).map(\.impl)
+                XCTAssertEqual(implementations.contains { $0.contains("wino") }, winograd == "1", "\(implementations)")
+            }
+            let single = try executor.infer(Array(input[150528...]), batch: 1)
+            XCTAssertLessThanOrEqual(compare(single, Array(ours[1000...]), atol: 0, rtol: 0).maxAbs, 1e-3)
+        }
+    }
+
     func testGraphIsOptimizedAndMemoryReused() throws {
         let directory = try ModelOracles.modelDirectory("mobilenet_v2")
         var kernels: [CPUKernelChoice] = [.reference]

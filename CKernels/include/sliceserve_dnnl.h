@@ -69,6 +69,16 @@ int ss_dnnl_net_conv(ss_dnnl_net *net, int src, int dst, const float *weights, c
                      const int64_t *pad_begin, const int64_t *pad_end, int64_t groups,
                      int residual, int in_place, float low, float high, int weights_key);
 
+/// A 1x1 convolution (stride 1, no padding, clamp [low, high]) with the 3x3 depthwise
+/// convolution that reads its output (padding 1, `dw_stride` 1 or 2, clamp [dw_low, dw_high])
+/// fused in, so the wide intermediate tensor is never written: src [N,C,H,W] → dst [N,O,H/s,W/s].
+/// `dw_weights` [O,1,3,3]; `dw_bias` [O] or NULL. Returns 0 with the fused step added; 1, adding
+/// no step, where the two convolutions apart measured faster; -1, adding no step, where oneDNN
+/// has no fused kernel.
+int ss_dnnl_net_conv_dw(ss_dnnl_net *net, int src, int dst, const float *weights, const float *bias, float low, float high,
+                        int weights_key, const float *dw_weights, const float *dw_bias, int64_t dw_stride, float dw_low,
+                        float dw_high, int dw_weights_key);
+
 enum {
     SS_DNNL_RELU = 0,
     SS_DNNL_CLIP = 1,

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CSliceServe
 import SliceCore
 
@@ -140,8 +143,20 @@ final class OneDNNNetwork: @unchecked Sendable {
         for (i, node) in graph.nodes.enumerated() {
             for case let v? in node.inputs + [node.epilogue.residual] { lastRead[v] = i }
         }
-        for (index, node) in graph.nodes.enumerated() {
+        var readers: [ValueID: Int] = [:]
+        for node in graph.nodes {
+            for case let v? in node.inputs + [node.epilogue.residual] { readers[v, default: 0] += 1 }
+        }
+        let fuseDepthwise = getenv("SLICESERVE_DNNL_FUSE_DEPTHWISE").map { String(cString: $0) != "0" } ?? true
+        var fused = Set<Int>()
+        for (index, node) in graph.nodes.enumerated() where !fused.contains(index) {
             let before = ss_dnnl_net_step_count(net)
+            if fuseDepthwise, let next = depthwiseAfter(index, graph: graph, shape: shape, readers: readers),
+               try addFused(node, graph.nodes[next], graph: graph, shape: shape) {
+                fused.insert(next)
+                recordSteps(before, graph.nodes[next])
+                continue
+            }
             try add(node, index: index, graph: graph, shape: shape, lastRead: lastRead, outputID: outputID)
             recordSteps(before, node)
         }
@@ -297,6 +312,58 @@ final class OneDNNNetwork: @unchecked Sendable {
         default:
             throw .unsupported("oneDNN: no primitive for \(node.op) (node \(node.label))")
         }
+    }
+
+    /// The index of the 3x3 depthwise convolution (padding 1, stride 1 or 2, no residual) that
+    /// alone reads the output of the 1x1 convolution at `index` (stride 1, no padding, no
+    /// residual), when there is one: MobileNet's expansion and depthwise pair, which oneDNN runs
+    /// as one primitive that never writes the wide expanded tensor.
+    private func depthwiseAfter(_ index: Int, graph: Graph, shape: (ValueID) -> [Int], readers: [ValueID: Int]) -> Int? {
+        let node = graph.nodes[index]
+        guard node.op == "Conv", node.epilogue.residual == nil, let w = node.inputs[1].flatMap({ graph.values[$0].constant }),
+              w.isFloat, w.shape.count == 4, w.shape[2] == 1, w.shape[3] == 1, node.int("group", default: 1) == 1,
+              let x = node.inputs[0], shape(x).count == 4 else { return nil }
+        let xs = shape(x)
+        guard let g = try? WindowGeometry(node: node, input: (xs[2], xs[3]), kernel: (1, 1)),
+              g.strides == (1, 1), g.pads == (0, 0, 0, 0), g.dilations == (1, 1) else { return nil }
+        let y = node.outputs[0]
+        guard readers[y] == 1, !graph.outputs.contains(y),
+              let next = graph.nodes.indices.first(where: { $0 > index && graph.nodes[$0].inputs.first == y }) else { return nil }
+        let dw = graph.nodes[next]
+        let channels = w.shape[0]
+        guard dw.op == "Conv", dw.epilogue.residual == nil, dw.int("group", default: 1) == channels,
+              let dwW = dw.inputs[1].flatMap({ graph.values[$0].constant }), dwW.isFloat, dwW.shape == [channels, 1, 3, 3],
+              dw.inputs.count < 3 || dw.inputs[2] == nil || dw.inputs[2].flatMap({ graph.values[$0].constant }) != nil else { return nil }
+        let ys = shape(y)
+        guard let dg = try? WindowGeometry(node: dw, input: (ys[2], ys[3]), kernel: (3, 3)),
+              dg.pads == (1, 1, 1, 1), dg.dilations == (1, 1), dg.strides.h == dg.strides.w, [1, 2].contains(dg.strides.h) else { return nil }
+        return next
+    }
+
+    /// The 1x1 convolution `node` and the depthwise convolution `dw` as one oneDNN primitive;
+    /// false (nothing added) where oneDNN has no fused kernel for them.
+    private func addFused(_ node: Node, _ dw: Node, graph: Graph, shape: (ValueID) -> [Int]) throws(ModelError) -> Bool {
+        guard let x = node.inputs[0], let wID = node.inputs[1], let w = graph.values[wID].constant,
+              let dwID = dw.inputs[1], let dwW = graph.values[dwID].constant else { return false }
+        let bias = (node.inputs.count > 2 ? node.inputs[2] : nil).flatMap { graph.values[$0].constant?.floats }
+        let dwBias = (dw.inputs.count > 2 ? dw.inputs[2] : nil).flatMap { graph.values[$0].constant?.floats }
+        let ys = shape(dw.outputs[0]), xs = shape(x)
+        let stride = Int64(xs[2] == ys[2] ? 1 : 2)
+        let src = try value(x, .blocked, graph: graph, node: node)
+        let dst = try newValue(ys, .blocked, node: dw)
+        let status = w.floats.withUnsafeBufferPointer { wp in
+            dwW.floats.withUnsafeBufferPointer { dwp in
+                withOptionalPointer(bias) { bp in
+                    withOptionalPointer(dwBias) { dbp in
+                        ss_dnnl_net_conv_dw(net, src.index, dst.index, wp.baseAddress, bp, node.epilogue.low, node.epilogue.high, Int32(wID),
+                                            dwp.baseAddress, dbp, stride, dw.epilogue.low, dw.epilogue.high, Int32(dwID))
+                    }
+                }
+            }
+        }
+        guard status == 0 else { return false }
+        define(dw.outputs[0], dst)
+        return true
     }
 
     private func reshape(_ y: ValueID, from src: Placed, to dims: [Int], node: Node) throws(ModelError) {

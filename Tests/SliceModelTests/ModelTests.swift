@@ -6,13 +6,21 @@ import XCTest
 /// The real models (Scripts/models.py) on the CPU executor against onnxruntime, and their
 /// predictions on real photos.
 final class ModelTests: XCTestCase {
+    /// The reference kernels, then oneDNN with each expansion + depthwise pair fused where it
+    /// measures faster (the default) and fused everywhere oneDNN can
+    /// (SLICESERVE_DNNL_FUSE_DEPTHWISE=1, read per network).
     private func check(_ name: String, expected: [String: [Int]]) async throws {
         try await check(name, expected: expected, kernels: .reference)
         try OneDNNRequirement.check()
+        defer { unsetenv("SLICESERVE_DNNL_FUSE_DEPTHWISE") }
         try await check(name, expected: expected, kernels: .fast)
+        setenv("SLICESERVE_DNNL_FUSE_DEPTHWISE", "1", 1)
+        let fused = try await check(name, expected: expected, kernels: .fast)
+        XCTAssertGreaterThan(try fused.layerProfile(batch: 1).filter { $0.kind == "conv+dw" }.count, 0, "\(name): no fused depthwise step")
     }
 
-    private func check(_ name: String, expected: [String: [Int]], kernels: CPUKernelChoice) async throws {
+    @discardableResult
+    private func check(_ name: String, expected: [String: [Int]], kernels: CPUKernelChoice) async throws -> CPUExecutor {
         let directory = try ModelOracles.modelDirectory(name)
         let oracle = ModelOracles.oracles.appendingPathComponent("models/\(name)")
         try ModelOracles.require(oracle.appendingPathComponent("logits.npy"), what: "\(name) logits")
@@ -45,6 +53,7 @@ final class ModelTests: XCTestCase {
             let top = Classification.top(output.item(row), k: classes.count).map(\.index)
             XCTAssertEqual(Set(top), Set(classes), "\(name) on \(photo): top \(top.map(directory.label))")
         }
+        return executor
     }
 
     func testMobileNetV2MatchesOnnxRuntimeAndClassifiesPhotos() async throws {

@@ -95,6 +95,7 @@ public enum Executors {
             let cpu = try CPUExecutor(modelFile: directory.modelPath, threads: threads, maxBatch: maxBatch,
                                       kernels: CPUKernelChoice(rawValue: choice) ?? .fast)
             if let reason = cpu.fallbackReason { note("the CPU executor runs its reference kernels (\(reason))") }
+            if cpu.usesOneDNN { try cpu.prepare(batchSizes: Array(1...max(1, maxBatch))) }
             return cpu
         }
         if let reason = CUDADevice.unavailableReason() { throw GPUError.noDevice(reason) }

@@ -95,6 +95,9 @@ public final class ServingAssembly {
             if i == 0, let reason = executor.fallbackReason {
                 log.notice("the CPU executor runs its reference kernels", metadata: ["model": "\(name)", "why": "\(reason)"])
             }
+            // Compiled for every batch size the batcher may form (oneDNN: the power-of-two
+            // pieces), before the first request rather than during it.
+            if executor.usesOneDNN { try executor.prepare(batchSizes: Array(1...maxBatch)) }
             kernelNames.append(executor.kernelsInUse)
             threadCounts.append(executor.threads)
             let metricsEvents = metrics.handler(model: name, version: version, instance: sliceNames[i], preprocessBackend: preprocessor?.name ?? "none")

@@ -181,14 +181,30 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     }
 
     public func prepare(batchSizes: [Int]) throws {
-        for n in batchSizes {
-            if usesOneDNN {
-                let size = symbolicBatch ? n : 1
-                _ = try Self.onSerial(serial) { try self.network(for: size) }.get()
-            } else {
-                _ = try plan(for: n)
-            }
+        guard usesOneDNN else {
+            for n in batchSizes { _ = try plan(for: n) }
+            return
         }
+        for n in batchSizes {
+            guard n >= 1 && n <= maxBatch else { throw ModelError.invalidInput("batch size \(n) is outside 1...\(maxBatch)") }
+        }
+        let sizes = Set(batchSizes.flatMap { batchPieces(symbolicBatch ? $0 : 1) }).sorted()
+        _ = try Self.onSerial(serial) { for size in sizes { _ = try self.network(for: size) } }.get()
+    }
+
+    /// How oneDNN runs a batch of `n`: as consecutive pieces of power-of-two sizes, largest first
+    /// (13 → 8, 4, 1). A network is compiled per batch size, so this keeps them to log2(maxBatch)
+    /// + 1, all prepared ahead, however the batcher sizes batches (images per second hardly
+    /// depend on the batch size on a CPU).
+    public func batchPieces(_ n: Int) -> [Int] {
+        var pieces: [Int] = [], left = n
+        while left > 0 {
+            var piece = 1
+            while piece * 2 <= left { piece *= 2 }
+            pieces.append(piece)
+            left -= piece
+        }
+        return pieces
     }
 
     /// The plan for batch size `n`, built on first use.
@@ -225,8 +241,13 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
             throw ModelError.invalidInput("batch size \(count) is outside 1...\(maxBatch)")
         }
         if usesOneDNN {
-            let network = try network(for: count)
-            try executionLock.withLock { try network.run(input: input, output: output) }
+            let inPer = inputSpec.elementCount, outPer = outputShape.reduce(1, *)
+            var done = 0
+            for piece in batchPieces(count) {
+                let network = try network(for: piece)
+                try executionLock.withLock { try network.run(input: input + done * inPer, output: output + done * outPer) }
+                done += piece
+            }
             return
         }
         guard symbolicBatch, count > 1 else {

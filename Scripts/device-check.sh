@@ -12,7 +12,7 @@
 #                                      partitions (about 8 minutes; JSON under $OUT, plotted here
 #                                      with Bench/preba/experiment.py --replot)
 #   Scripts/device-check.sh --executor the GPU executor only (issue 6, about 5 minutes): operator
-#                                      cases and whole models against the CPU executor (the cases
+#                                      cases and whole models against the reference CPU executor (the cases
 #                                      also under compute-sanitizer memcheck and racecheck, and
 #                                      their outputs saved bit for bit to executor-outputs.json for
 #                                      `selftest --executor --fake --compare` against the CUDA

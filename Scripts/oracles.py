@@ -449,6 +449,8 @@ def resnet50_model(seed=50):
     inits.append(numpy_helper.from_array((rng.standard_normal((1000, 2048)) / np.sqrt(2048)).astype(np.float32), "fc_w"))
     inits.append(numpy_helper.from_array(np.zeros(1000, np.float32), "fc_b"))
     nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1))
+    for node in nodes:
+        node.name = node.output[0]  # named as its output, so per-layer reports can be matched
     graph = helper.make_graph(nodes, "resnet50", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)

@@ -148,14 +148,16 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         }
     }
 
-    /// Batch `n` on oneDNN with every step timed (seeded random input; each step's fastest of
-    /// five runs): per layer, the node, the primitive's kind and implementation, and milliseconds.
+    /// Batch `n` with every step timed (seeded random input; each step's fastest of five runs),
+    /// on oneDNN or the reference kernels: per layer, the node, the primitive's kind and
+    /// implementation, and milliseconds.
     public func layerProfile(batch n: Int) throws -> [(node: String, kind: String, impl: String, ms: Double)] {
         let size = symbolicBatch ? n : 1
         return try Self.onSerial(serial) { try self.profileOnThisThread(batch: size) }.get()
     }
 
     private func profileOnThisThread(batch n: Int) throws -> [(node: String, kind: String, impl: String, ms: Double)] {
+        guard usesOneDNN else { return try referenceProfile(batch: n) }
         let network = try network(for: n)
         var rng = SplitMix64(seed: 7)
         let inputCount = inputSpec.elementCount * network.batch
@@ -173,6 +175,28 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
                     return best
                 }
             }
+        }
+    }
+
+    /// The reference kernels' plan for batch `n`, node by node (each node's fastest of five runs).
+    private func referenceProfile(batch n: Int) throws -> [(node: String, kind: String, impl: String, ms: Double)] {
+        let plan = try plan(for: n)
+        var rng = SplitMix64(seed: 7)
+        var input = (0..<(inputSpec.elementCount * n)).map { _ in Float(rng.next() >> 40) / Float(1 << 23) - 1 }
+        var output = [Float](repeating: 0, count: plan.outputCount)
+        var best = [Double](repeating: .infinity, count: graph.nodes.count)
+        executionLock.withLock {
+            input.withUnsafeMutableBufferPointer { x in
+                output.withUnsafeMutableBufferPointer { y in
+                    for _ in 0..<6 {
+                        let run = plan.profile(input: x.baseAddress!, output: y.baseAddress!)
+                        for i in best.indices where run[i] < best[i] { best[i] = run[i] }
+                    }
+                }
+            }
+        }
+        return graph.nodes.enumerated().map { i, node in
+            (node.name, node.op == "Conv" ? "conv" : node.op.lowercased(), "reference (\(CPUKernels.sgemmPath))", best[i])
         }
     }
 

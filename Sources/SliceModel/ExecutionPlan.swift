@@ -100,6 +100,20 @@ final class ExecutionPlan: @unchecked Sendable {
         table.deallocate()
     }
 
+    /// Runs the plan like `run`, timing each node's step: milliseconds per node.
+    func profile(input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) -> [Double] {
+        let clock = ContinuousClock()
+        table[inputID] = input
+        let times = steps.map { step in
+            let start = clock.now
+            step(workspace)
+            let elapsed = clock.now - start
+            return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        }
+        output.update(from: table[outputID]!, count: outputCount)
+        return times
+    }
+
     /// Runs the plan on `input` (batch × item floats) and copies the output to `output`.
     func run(input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
         table[inputID] = input

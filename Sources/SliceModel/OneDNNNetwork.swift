@@ -129,9 +129,11 @@ final class OneDNNNetwork: @unchecked Sendable {
 
     private func define(_ id: ValueID, _ p: Placed) { placed[id] = [p.layout: p] }
 
-    private func recordSteps(_ before: Int32, _ node: Node) {
+    private func recordSteps(_ before: Int32, _ node: Node) { recordSteps(before, name: node.name) }
+
+    private func recordSteps(_ before: Int32, name: String) {
         let after = ss_dnnl_net_step_count(net)
-        if after > before { stepNodes += Array(repeating: node.name, count: Int(after - before)) }
+        if after > before { stepNodes += Array(repeating: name, count: Int(after - before)) }
     }
 
     private func build(graph: Graph, shape: (ValueID) -> [Int]) throws(ModelError) {
@@ -154,7 +156,7 @@ final class OneDNNNetwork: @unchecked Sendable {
             if fuseDepthwise, let next = depthwiseAfter(index, graph: graph, shape: shape, readers: readers),
                try addFused(node, graph.nodes[next], graph: graph, shape: shape) {
                 fused.insert(next)
-                recordSteps(before, graph.nodes[next])
+                recordSteps(before, name: node.name + "+" + graph.nodes[next].name)
                 continue
             }
             try add(node, index: index, graph: graph, shape: shape, lastRead: lastRead, outputID: outputID)

@@ -279,7 +279,10 @@ final class CLITests: XCTestCase {
         let convolutions = steps.filter { $0["primitive"] as? String == "conv" }.count + 2 * steps.filter { $0["primitive"] as? String == "conv+dw" }.count
         XCTAssertEqual(convolutions, 52, layers.stdout)
         XCTAssertTrue(steps.allSatisfy { !($0["implementation"] as? String ?? "").isEmpty && ($0["ms"] as? Double ?? -1) >= 0 })
-        let refused = try run(["bench", "model", "--executor", "cpu-reference", "--layers"])
+        let referenceLayers = try run(["bench", "model", "--batch", "1", "--seconds", "0.2", "--executor", "cpu-reference", "--layers"])
+        XCTAssertEqual(referenceLayers.status, 0, referenceLayers.stderr)
+        XCTAssertEqual(referenceLayers.stdout.split(separator: "\n").filter { $0.contains("\"reference (") }.count, 55, referenceLayers.stdout)
+        let refused = try run(["bench", "model", "--executor", "gpu", "--fake", "--layers"])
         XCTAssertEqual(refused.status, 64, refused.stderr)
     }
 

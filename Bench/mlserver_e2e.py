@@ -23,12 +23,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 from preprocess import machine, make_sets, save_report  # noqa: E402
+from serve_e2e import stop_server, wait_ready  # noqa: E402
 
 MLSERVER_PACKAGES = ["mlserver==1.7.1", "onnxruntime==1.32.0", "pillow", "numpy"]
 
@@ -43,27 +42,6 @@ def mlserver_venv():
         with open(stamp, "w") as f:
             f.write(" ".join(MLSERVER_PACKAGES))
     return venv
-
-
-def wait_ready(url, seconds=120):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.3)
-    raise SystemExit(f"mlserver e2e: {url} never became ready")
-
-
-def stop(process):
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def mlserver_folder(model):
@@ -112,7 +90,8 @@ def main():
                 log = open(os.path.join(tempfile.gettempdir(), f"mlserver-e2e-{name}.log"), "w")
                 process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **env})
                 try:
-                    wait_ready(url + ready)
+                    if not wait_ready(url + ready, seconds=120):
+                        raise SystemExit(f"mlserver e2e: {name} never became ready (log: {log.name})")
                     # Warm-up: a few seconds at the lowest concurrency, not recorded.
                     subprocess.run(["taskset", "-c", args.client_core, sys.executable, os.path.join(ROOT, "Bench", "loadgen.py"),
                                     "--url", url, "--images", images, "--concurrency", str(levels[0]), "--seconds", "3"],
@@ -128,7 +107,7 @@ def main():
                         if key not in best or r["throughput_rps"] > best[key]["throughput_rps"]:
                             best[key] = r
                 finally:
-                    stop(process)
+                    stop_server(process)
                     log.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -144,15 +144,18 @@ static dnnl_handle engine, shared_stream;
 static int block_size = 8;
 
 static const char *isa_name(int isa) {
-    switch (isa) {
+    switch (isa) {  // dnnl_cpu_isa_t of oneDNN 2.6
     case 0x1: return "sse41";
     case 0x3: return "avx";
     case 0x7: return "avx2";
-    case 0xf: return "avx2_vnni";
+    case 0xf: return "avx512_mic";
+    case 0x1f: return "avx512_mic_4ops";
     case 0x27: return "avx512_core";
     case 0x67: return "avx512_core_vnni";
     case 0xe7: return "avx512_core_bf16";
-    default: return isa > 0xe7 ? "avx512_core_amx" : "unknown";
+    case 0x3e7: return "avx512_core_amx";
+    case 0x407: return "avx2_vnni";
+    default: return "unknown";
     }
 }
 
@@ -424,6 +427,13 @@ static int add_value(ss_dnnl_net *net, int ndims, const int64_t *dims, int layou
     use_threads(net);
     if (net->finalized) return fail(net, "the network is finalized");
     if (ndims < 1 || ndims > 5) return fail(net, "values have 1 to 5 dimensions, not %d", ndims);
+    // At most 2^40 floats (4 TiB) per value: larger dimensions are refused before any size
+    // arithmetic can overflow.
+    int64_t elements = 1;
+    for (int i = 0; i < ndims; i++) {
+        if (dims[i] < 1 || __builtin_mul_overflow(elements, dims[i], &elements) || elements > ((int64_t)1 << 40))
+            return fail(net, "a value of %d dimensions is too large or empty", ndims);
+    }
     if (!grow((void **)&net->values, &net->value_capacity, net->value_count, sizeof(value))) return fail(net, "out of memory");
     value *v = &net->values[net->value_count];
     memset(v, 0, sizeof *v);
@@ -509,7 +519,8 @@ int ss_dnnl_net_view(ss_dnnl_net *net, int base, int ndims, const int64_t *dims)
     value *b = &net->values[base];
     if (b->layout != SS_DNNL_PLAIN) return fail(net, "only plain values can be reshaped");
     int64_t count = 1, base_count = 1;
-    for (int i = 0; i < ndims; i++) count *= dims[i];
+    for (int i = 0; i < ndims; i++)
+        if (dims[i] < 1 || __builtin_mul_overflow(count, dims[i], &count)) return fail(net, "a view of too many values");
     for (int i = 0; i < b->ndims; i++) base_count *= b->dims[i];
     if (count != base_count) return fail(net, "a view of %lld values over %lld", (long long)count, (long long)base_count);
     int id = add_value(net, ndims, dims, SS_DNNL_PLAIN, ROLE_VIEW);
@@ -588,7 +599,7 @@ static dnnl_handle packed_weights(ss_dnnl_net *net, int key, const float *data, 
     }
     packed *p = &cache->items[cache->count++];
     p->key = key;
-    memcpy(&p->md, want, sizeof p->md);
+    memcpy(&p->md, want, DNNL_MD_SIZE);  // oneDNN's descriptor is DNNL_MD_SIZE bytes, not our block's size
     p->memory = memory;
     p->data = buffer;
     pthread_mutex_unlock(&cache->lock);
@@ -960,7 +971,7 @@ int ss_dnnl_net_concat(ss_dnnl_net *net, int count, const int *srcs, int dst, in
     use_threads(net);
     if (count < 1 || count > MAX_ARGS - 2 || !valid(net, dst)) return fail(net, "concat of %d values", count);
     unsigned char *mds = calloc((size_t)count, DNNL_MD_SIZE);
-    if (mds == NULL) return fail(net, "out of memory");
+    if (mds == NULL) return fail(net, "out of memory for a concat of %d values", count);
     for (int i = 0; i < count; i++) {
         if (!valid(net, srcs[i])) {
             free(mds);
@@ -1030,6 +1041,10 @@ int ss_dnnl_net_finalize(ss_dnnl_net *net, int input, int output) {
         for (int v = 0; v < net->value_count; v++) {
             value *x = &net->values[v];
             if (x->role != ROLE_INTERMEDIATE || x->first != s) continue;
+            if (x->bytes > ((size_t)1 << 46)) {
+                free(placed);
+                return fail(net, "a %zu-byte value is too large", x->bytes);
+            }
             size_t size = (x->bytes + 63) & ~(size_t)63, offset = 0;
             for (int moved = 1; moved;) {
                 moved = 0;

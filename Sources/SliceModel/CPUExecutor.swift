@@ -54,6 +54,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     public let fallbackReason: String?
     private let dnnlWeights: OneDNNWeights?
     private var networks: [Int: OneDNNNetwork] = [:]
+    private var failedNetworks: [Int: String] = [:]
     private var networkOrder: [Int] = []
 
     /// Loads and checks the model (ONNX bytes) and optimizes its graph.
@@ -140,7 +141,16 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         guard n >= 1 && n <= maxBatch else { throw ModelError.invalidInput("batch size \(n) is outside 1...\(maxBatch)") }
         return try lock.withLock {
             if let network = networks[n] { return network }
-            let network = try OneDNNNetwork(graph: graph, batch: n, threads: threads, weights: weights)
+            // A size whose network failed once (say, its arena did not fit) is not rebuilt on every
+            // request: it runs on the reference kernels (see execute).
+            if let reason = failedNetworks[n] { throw ModelError.unsupported(reason) }
+            let network: OneDNNNetwork
+            do {
+                network = try OneDNNNetwork(graph: graph, batch: n, threads: threads, weights: weights)
+            } catch {
+                failedNetworks[n] = "\(error)"
+                throw error
+            }
             networks[n] = network
             networkOrder.append(n)
             if networkOrder.count > CPUExecutor.maxCachedPlans { networks[networkOrder.removeFirst()] = nil }
@@ -213,7 +223,8 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
             guard n >= 1 && n <= maxBatch else { throw ModelError.invalidInput("batch size \(n) is outside 1...\(maxBatch)") }
         }
         let sizes = Set(batchSizes.flatMap { batchPieces(symbolicBatch ? $0 : 1) }).sorted()
-        _ = try Self.onSerial(serial) { for size in sizes { _ = try self.network(for: size) } }.get()
+        // A size oneDNN cannot build is remembered and runs on the reference kernels.
+        _ = Self.onSerial(serial) { for size in sizes { _ = try? self.network(for: size) } }
     }
 
     /// How oneDNN runs a batch of `n`: as consecutive pieces of power-of-two sizes, largest first
@@ -264,16 +275,16 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         guard count >= 1 && count <= maxBatch else {
             throw ModelError.invalidInput("batch size \(count) is outside 1...\(maxBatch)")
         }
-        if usesOneDNN {
+        if usesOneDNN, let pieces = try? batchPieces(count).map({ try network(for: $0) }) {
             let inPer = inputSpec.elementCount, outPer = outputShape.reduce(1, *)
             var done = 0
-            for piece in batchPieces(count) {
-                let network = try network(for: piece)
+            for network in pieces {
                 try executionLock.withLock { try network.run(input: input + done * inPer, output: output + done * outPer) }
-                done += piece
+                done += network.batch
             }
             return
         }
+        // The reference kernels: asked for, or oneDNN could not build a network for this batch.
         guard symbolicBatch, count > 1 else {
             let plan = try plan(for: count)
             executionLock.withLock { plan.run(input: input, output: output) }

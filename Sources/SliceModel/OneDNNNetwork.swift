@@ -153,8 +153,8 @@ final class OneDNNNetwork: @unchecked Sendable {
         var fused = Set<Int>()
         for (index, node) in graph.nodes.enumerated() where !fused.contains(index) {
             let before = ss_dnnl_net_step_count(net)
-            if fuseDepthwise, let next = depthwiseAfter(index, graph: graph, shape: shape, readers: readers),
-               try addFused(node, graph.nodes[next], graph: graph, shape: shape) {
+            if fuseDepthwise, let (next, stride) = depthwiseAfter(index, graph: graph, shape: shape, readers: readers),
+               try addFused(node, graph.nodes[next], stride: stride, graph: graph, shape: shape) {
                 fused.insert(next)
                 recordSteps(before, name: node.name + "+" + graph.nodes[next].name)
                 continue
@@ -302,7 +302,7 @@ final class OneDNNNetwork: @unchecked Sendable {
             try check(ss_dnnl_net_softmax(net, src.index, dst.index, Int32(axis)), node)
             define(y, dst)
         case "Gemm", "MatMul":
-            try innerProduct(node, graph: graph, shape: shape)
+            try innerProduct(node, index: index, graph: graph, shape: shape)
         case "Concat":
             var axis = node.int("axis", default: 0)
             if axis < 0 { axis += outShape.count }
@@ -320,13 +320,15 @@ final class OneDNNNetwork: @unchecked Sendable {
     /// alone reads the output of the 1x1 convolution at `index` (stride 1, no padding, no
     /// residual), when there is one: MobileNet's expansion and depthwise pair, which oneDNN runs
     /// as one primitive that never writes the wide expanded tensor.
-    private func depthwiseAfter(_ index: Int, graph: Graph, shape: (ValueID) -> [Int], readers: [ValueID: Int]) -> Int? {
+    private func depthwiseAfter(_ index: Int, graph: Graph, shape: (ValueID) -> [Int], readers: [ValueID: Int]) -> (index: Int, stride: Int)? {
         let node = graph.nodes[index]
         guard node.op == "Conv", node.epilogue.residual == nil, let w = node.inputs[1].flatMap({ graph.values[$0].constant }),
               w.isFloat, w.shape.count == 4, w.shape[2] == 1, w.shape[3] == 1, node.int("group", default: 1) == 1,
               let x = node.inputs[0], shape(x).count == 4 else { return nil }
         let xs = shape(x)
-        guard let g = try? WindowGeometry(node: node, input: (xs[2], xs[3]), kernel: (1, 1)),
+        let bias = node.inputs.count > 2 ? node.inputs[2] : nil
+        guard bias == nil || graph.values[bias!].constant?.isFloat == true,
+              let g = try? WindowGeometry(node: node, input: (xs[2], xs[3]), kernel: (1, 1)),
               g.strides == (1, 1), g.pads == (0, 0, 0, 0), g.dilations == (1, 1) else { return nil }
         let y = node.outputs[0]
         guard readers[y] == 1, !graph.outputs.contains(y),
@@ -339,18 +341,17 @@ final class OneDNNNetwork: @unchecked Sendable {
         let ys = shape(y)
         guard let dg = try? WindowGeometry(node: dw, input: (ys[2], ys[3]), kernel: (3, 3)),
               dg.pads == (1, 1, 1, 1), dg.dilations == (1, 1), dg.strides.h == dg.strides.w, [1, 2].contains(dg.strides.h) else { return nil }
-        return next
+        return (next, dg.strides.h)
     }
 
     /// The 1x1 convolution `node` and the depthwise convolution `dw` as one oneDNN primitive;
     /// false (nothing added) where oneDNN has no fused kernel for them.
-    private func addFused(_ node: Node, _ dw: Node, graph: Graph, shape: (ValueID) -> [Int]) throws(ModelError) -> Bool {
+    private func addFused(_ node: Node, _ dw: Node, stride: Int, graph: Graph, shape: (ValueID) -> [Int]) throws(ModelError) -> Bool {
         guard let x = node.inputs[0], let wID = node.inputs[1], let w = graph.values[wID].constant,
               let dwID = dw.inputs[1], let dwW = graph.values[dwID].constant else { return false }
         let bias = (node.inputs.count > 2 ? node.inputs[2] : nil).flatMap { graph.values[$0].constant?.floats }
         let dwBias = (dw.inputs.count > 2 ? dw.inputs[2] : nil).flatMap { graph.values[$0].constant?.floats }
-        let ys = shape(dw.outputs[0]), xs = shape(x)
-        let stride = Int64(xs[2] == ys[2] ? 1 : 2)
+        let ys = shape(dw.outputs[0])
         let src = try value(x, .blocked, graph: graph, node: node)
         let dst = try newValue(ys, .blocked, node: dw)
         let status = w.floats.withUnsafeBufferPointer { wp in
@@ -358,7 +359,7 @@ final class OneDNNNetwork: @unchecked Sendable {
                 withOptionalPointer(bias) { bp in
                     withOptionalPointer(dwBias) { dbp in
                         ss_dnnl_net_conv_dw(net, src.index, dst.index, wp.baseAddress, bp, node.epilogue.low, node.epilogue.high, Int32(wID),
-                                            dwp.baseAddress, dbp, stride, dw.epilogue.low, dw.epilogue.high, Int32(dwID))
+                                            dwp.baseAddress, dbp, Int64(stride), dw.epilogue.low, dw.epilogue.high, Int32(dwID))
                     }
                 }
             }
@@ -398,8 +399,11 @@ final class OneDNNNetwork: @unchecked Sendable {
             let res = try value(r, .blocked, graph: graph, node: node)
             residualIndex = res.index
             // Sum into the residual's own memory when nothing reads it afterwards.
+            // (Not when another graph value shares that memory: an alias from a same-shape
+            // Reshape or Identity may still be read later.)
+            let shared = placed.contains { $0.key != r && $0.value.values.contains { $0.index == res.index } }
             if lastRead[r] == index, r != x, r != graph.inputs[0], r != outputID, res.shape == ys,
-               graph.values[r].constant == nil {
+               graph.values[r].constant == nil, !shared {
                 inPlace = true
                 dst = res
             } else {
@@ -421,7 +425,7 @@ final class OneDNNNetwork: @unchecked Sendable {
         define(y, dst)
     }
 
-    private func innerProduct(_ node: Node, graph: Graph, shape: (ValueID) -> [Int]) throws(ModelError) {
+    private func innerProduct(_ node: Node, index: Int, graph: Graph, shape: (ValueID) -> [Int]) throws(ModelError) {
         guard let a = node.inputs[0], let b = node.inputs[1], let bc = graph.values[b].constant, bc.isFloat, bc.shape.count == 2 else {
             throw .unsupported("oneDNN: node \(node.label): a product with constant 2-D weights only")
         }
@@ -455,7 +459,9 @@ final class OneDNNNetwork: @unchecked Sendable {
         let dst = try newValue(ys, .plain, node: node)
         let status = weights.withUnsafeBufferPointer { wp in
             withOptionalPointer(bias) { bp in
-                ss_dnnl_net_inner_product(net, src.index, dst.index, wp.baseAddress, bp, Int32(b))
+                // Transposed and scaled weights: keyed by the node (past every value id), not by
+                // B, which another product may use with other transB or alpha.
+                ss_dnnl_net_inner_product(net, src.index, dst.index, wp.baseAddress, bp, Int32(graph.values.count + index))
             }
         }
         try check(status, node)

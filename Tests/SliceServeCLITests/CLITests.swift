@@ -208,12 +208,7 @@ final class CLITests: XCTestCase {
     }
 
     func testClassifyPrintsTopClassesAsTextAndJSON() throws {
-        let model = ModelDirectoryPath.default
-        guard FileManager.default.fileExists(atPath: model + "/model.onnx") else {
-            let message = "no default model at \(model): run Scripts/test.sh (it runs Scripts/models.py)"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
-            throw XCTSkip(message)
-        }
+        try requireDefaultModel()
         let image = fixtures.appendingPathComponent("hopper_96x112.jpg").path
         let text = try run(["classify", image, "--top-k", "3"])
         XCTAssertEqual(text.status, 0, text.stderr)
@@ -235,12 +230,7 @@ final class CLITests: XCTestCase {
     /// oneDNN disabled (the fast path falls back with a note), and the reference kernels; and
     /// `bench model --layers` names each layer's oneDNN implementation.
     func testEveryCPUPathClassifiesAlike() throws {
-        let model = ModelDirectoryPath.default
-        guard FileManager.default.fileExists(atPath: model + "/model.onnx") else {
-            let message = "no default model at \(model): run Scripts/test.sh (it runs Scripts/models.py)"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { return XCTFail(message) }
-            throw XCTSkip(message)
-        }
+        try requireDefaultModel()
         let doctor = try run(["doctor"])
         guard doctor.stdout.contains("Executor:    cpu: oneDNN") else {
             let message = "oneDNN does not load here: \(doctor.stdout)"
@@ -295,15 +285,20 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(badTopK.status, 64)
     }
 
+    /// Skips the test, or fails it under CI, when the default model (Scripts/models.py) is missing.
+    func requireDefaultModel() throws {
+        let model = ModelDirectoryPath.default
+        guard !FileManager.default.fileExists(atPath: model + "/model.onnx") else { return }
+        let message = "no default model at \(model): run Scripts/test.sh (it runs Scripts/models.py)"
+        if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
+        throw XCTSkip(message)
+    }
+
     /// Starts `sliceserve serve` with `arguments` on a free-ish port and waits (30 s at most) for
     /// readiness. Skips, or fails under CI, when the default model is missing. Output goes to
     /// `log` when given.
     func startServer(_ arguments: [String], portBase: Int, log: Pipe? = nil, environment: [String: String]? = nil) throws -> (Process, Int) {
-        guard FileManager.default.fileExists(atPath: ModelDirectoryPath.default + "/model.onnx") else {
-            let message = "no default model: run Scripts/test.sh"
-            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
-            throw XCTSkip(message)
-        }
+        try requireDefaultModel()
         let port = portBase + Int(getpid() % 1000)
         let server = Process()
         server.executableURL = try binary

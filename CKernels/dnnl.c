@@ -338,7 +338,7 @@ struct ss_dnnl_net {
     step *steps;
     int step_count, step_capacity;
     dnnl_handle stream;
-    void *arena;
+    void *bound_arena;   // the caller's arena the intermediate values point into now
     size_t arena_bytes, constant_bytes;
     int input, output, finalized;
     char error[512];
@@ -383,7 +383,6 @@ void ss_dnnl_net_destroy(ss_dnnl_net *net) {
     }
     free(net->values);
     free(net->steps);
-    free(net->arena);
     if (net->stream) dnnl.stream_destroy(net->stream);
     free(net);
 }
@@ -1065,16 +1064,12 @@ int ss_dnnl_net_finalize(ss_dnnl_net *net, int input, int output) {
     }
     free(placed);
     net->arena_bytes = arena;
-    if (arena && posix_memalign(&net->arena, 64, arena) != 0) return fail(net, "out of memory for a %zu-byte arena", arena);
-    if (net->arena) memset(net->arena, 0, arena);
-    // Memory objects: intermediates in the arena, views on their base, input and output bound per run.
+    // Memory objects: intermediates and views on them point into the caller's arena, the input
+    // and output (and their views) into the caller's buffers, all bound at run time.
     for (int v = 0; v < net->value_count; v++) {
         value *x = &net->values[v];
         if (x->memory) continue;
-        void *handle = NULL;
-        int r = root(net, v);
-        if (r >= 0 && net->values[r].role == ROLE_INTERMEDIATE) handle = (char *)net->arena + net->values[r].offset;
-        if (dnnl.memory_create(&x->memory, &x->md, engine, handle) != DNNL_SUCCESS) return fail(net, "oneDNN could not create memory");
+        if (dnnl.memory_create(&x->memory, &x->md, engine, NULL) != DNNL_SUCCESS) return fail(net, "oneDNN could not create memory");
     }
     for (int s = 0; s < net->step_count; s++) {
         step *st = &net->steps[s];
@@ -1095,9 +1090,19 @@ static double now_ms(void) {
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
-int ss_dnnl_net_run(ss_dnnl_net *net, const float *input, float *output, double *step_ms) {
+int ss_dnnl_net_run(ss_dnnl_net *net, const float *input, float *output, void *arena, size_t arena_size, double *step_ms) {
     if (!net->finalized) return fail(net, "the network is not finalized");
+    if (arena_size < net->arena_bytes || (net->arena_bytes > 0 && arena == NULL))
+        return fail(net, "the arena holds %zu bytes; the network needs %zu", arena_size, net->arena_bytes);
     use_threads(net);
+    if (arena != net->bound_arena) {
+        for (int v = 0; v < net->value_count; v++) {
+            int r = root(net, v);
+            if (r >= 0 && net->values[r].role == ROLE_INTERMEDIATE)
+                dnnl.memory_set_data_handle(net->values[v].memory, (char *)arena + net->values[r].offset);
+        }
+        net->bound_arena = arena;
+    }
     // Views of the input or output follow their base.
     for (int v = 0; v < net->value_count; v++) {
         int r = root(net, v);

@@ -107,14 +107,17 @@ int ss_dnnl_net_concat(ss_dnnl_net *net, int count, const int *srcs, int dst, in
 int ss_dnnl_net_reorder(ss_dnnl_net *net, int src, int dst);
 
 /// Marks the input and output values (bound to the caller's memory on each run) and lays out
-/// the arena. After this, no more values or steps.
+/// the intermediate values in an arena of `ss_dnnl_net_arena_bytes` bytes, which the caller
+/// provides at run time (networks that never run at the same time can share one). After this,
+/// no more values or steps.
 int ss_dnnl_net_finalize(ss_dnnl_net *net, int input, int output);
-/// Bytes of the arena (intermediate values) and of packed constants this network owns.
+/// Bytes of the arena the network's intermediate values need.
 size_t ss_dnnl_net_arena_bytes(const ss_dnnl_net *net);
 
-/// Runs the network: `input` and `output` are row-major float32. With `step_ms` (one per step),
+/// Runs the network: `input` and `output` are row-major float32; `arena` (64-byte aligned,
+/// `arena_size` ≥ the arena bytes) holds the intermediate values. With `step_ms` (one per step),
 /// waits after each step and records its time.
-int ss_dnnl_net_run(ss_dnnl_net *net, const float *input, float *output, double *step_ms);
+int ss_dnnl_net_run(ss_dnnl_net *net, const float *input, float *output, void *arena, size_t arena_size, double *step_ms);
 
 int ss_dnnl_net_step_count(const ss_dnnl_net *net);
 /// The step's kind ("conv", "pool", ...) and the oneDNN implementation that runs it.

@@ -55,6 +55,12 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     private let dnnlWeights: OneDNNWeights?
     private var networks: [Int: OneDNNNetwork] = [:]
     private var failedNetworks: [Int: String] = [:]
+    /// The intermediate tensors of every oneDNN network, which run one at a time on the
+    /// execution thread: one arena, as large as the largest network's.
+    private var arena = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    /// The largest batch piece oneDNN runs at once (a batch of 64 runs as four of 16): beyond
+    /// 16 images a CPU gains nothing per image, and the arena grows with the piece.
+    public static let largestPiece = 16
     private var networkOrder: [Int] = []
 
     /// Loads and checks the model (ONNX bytes) and optimizes its graph.
@@ -86,6 +92,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         self.kernels = kernels
         var reason: String? = nil
         var weights: OneDNNWeights? = nil
+        var firstArena = 0
         if kernels == .fast {
             if let problem = OneDNN.problem {
                 reason = problem
@@ -98,6 +105,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
                 let built = Self.onSerial(serial) { try OneDNNNetwork(graph: graph, batch: 1, threads: threads, weights: cache) }
                 switch built {
                 case .success(let network):
+                    firstArena = network.arenaBytes
                     networks[1] = network
                     networkOrder = [1]
                     weights = cache
@@ -109,6 +117,19 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         dnnlWeights = weights
         fallbackReason = reason
         kernelsInUse = weights != nil ? OneDNN.summary : "reference kernels"
+        growArena(to: firstArena)
+    }
+
+    deinit { arena.deallocate() }
+
+    /// Makes the shared arena at least `bytes` long. Only on the execution thread (or before it
+    /// runs anything), between runs: no network is using the old one.
+    private func growArena(to bytes: Int) {
+        guard bytes > arena.count else { return }
+        let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes, alignment: 64)
+        grown.initializeMemory(as: UInt8.self, repeating: 0)
+        arena.deallocate()
+        arena = grown
     }
 
     /// Reads the model file at `path`.
@@ -147,6 +168,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
             let network: OneDNNNetwork
             do {
                 network = try OneDNNNetwork(graph: graph, batch: n, threads: threads, weights: weights)
+                growArena(to: network.arenaBytes)
             } catch {
                 failedNetworks[n] = "\(error)"
                 throw error
@@ -177,9 +199,10 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         return try executionLock.withLock {
             try input.withUnsafeBufferPointer { x in
                 try output.withUnsafeMutableBufferPointer { y in
-                    var best = try network.profile(input: x.baseAddress!, output: y.baseAddress!)
+                    let arena = self.arena
+                    var best = try network.profile(input: x.baseAddress!, output: y.baseAddress!, arena: arena)
                     for _ in 0..<5 {
-                        let run = try network.profile(input: x.baseAddress!, output: y.baseAddress!)
+                        let run = try network.profile(input: x.baseAddress!, output: y.baseAddress!, arena: arena)
                         for i in best.indices where run[i].ms < best[i].ms { best[i].ms = run[i].ms }
                     }
                     return best
@@ -227,15 +250,15 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         _ = Self.onSerial(serial) { for size in sizes { _ = try? self.network(for: size) } }
     }
 
-    /// How oneDNN runs a batch of `n`: as consecutive pieces of power-of-two sizes, largest first
-    /// (13 → 8, 4, 1). A network is compiled per batch size, so this keeps them to log2(maxBatch)
-    /// + 1, all prepared ahead, however the batcher sizes batches (images per second hardly
-    /// depend on the batch size on a CPU).
+    /// How oneDNN runs a batch of `n`: as consecutive pieces of power-of-two sizes up to
+    /// `largestPiece`, largest first (13 → 8, 4, 1; 40 → 16, 16, 8). A network is compiled per
+    /// batch size, so this keeps them to five, all prepared ahead, however the batcher sizes
+    /// batches (images per second hardly depend on the batch size on a CPU).
     public func batchPieces(_ n: Int) -> [Int] {
         var pieces: [Int] = [], left = n
         while left > 0 {
             var piece = 1
-            while piece * 2 <= left { piece *= 2 }
+            while piece * 2 <= min(left, CPUExecutor.largestPiece) { piece *= 2 }
             pieces.append(piece)
             left -= piece
         }
@@ -279,7 +302,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
             let inPer = inputSpec.elementCount, outPer = outputShape.reduce(1, *)
             var done = 0
             for network in pieces {
-                try executionLock.withLock { try network.run(input: input + done * inPer, output: output + done * outPer) }
+                try executionLock.withLock { try network.run(input: input + done * inPer, output: output + done * outPer, arena: arena) }
                 done += network.batch
             }
             return

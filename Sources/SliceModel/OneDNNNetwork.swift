@@ -468,16 +468,18 @@ final class OneDNNNetwork: @unchecked Sendable {
         define(y, dst)
     }
 
-    /// Runs one batch: `input` and `output` are row-major float32.
-    func run(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) throws(ModelError) {
-        guard ss_dnnl_net_run(net, input, output, nil) == 0 else { throw .invalidInput("oneDNN: \(lastError)") }
+    /// Runs one batch: `input` and `output` are row-major float32; `arena` holds at least
+    /// `arenaBytes` (64-byte aligned) for the intermediate values.
+    func run(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, arena: UnsafeMutableRawBufferPointer) throws(ModelError) {
+        guard ss_dnnl_net_run(net, input, output, arena.baseAddress, arena.count, nil) == 0 else { throw .invalidInput("oneDNN: \(lastError)") }
     }
 
     /// One timed run: each step's milliseconds, kind, implementation and node.
-    func profile(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) throws(ModelError) -> [(node: String, kind: String, impl: String, ms: Double)] {
+    func profile(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                 arena: UnsafeMutableRawBufferPointer) throws(ModelError) -> [(node: String, kind: String, impl: String, ms: Double)] {
         let count = Int(ss_dnnl_net_step_count(net))
         var ms = [Double](repeating: 0, count: count)
-        guard ss_dnnl_net_run(net, input, output, &ms) == 0 else { throw .invalidInput("oneDNN: \(lastError)") }
+        guard ss_dnnl_net_run(net, input, output, arena.baseAddress, arena.count, &ms) == 0 else { throw .invalidInput("oneDNN: \(lastError)") }
         return (0..<count).map { i in
             (i < stepNodes.count ? stepNodes[i] : "?", String(cString: ss_dnnl_net_step_kind(net, Int32(i))),
              String(cString: ss_dnnl_net_step_impl(net, Int32(i))), ms[i])

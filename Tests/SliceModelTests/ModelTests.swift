@@ -129,6 +129,7 @@ final class ModelTests: XCTestCase {
         let executor = try CPUExecutor(modelFile: directory.modelPath, threads: 1, maxBatch: 4, kernels: kernels)
         XCTAssertEqual(executor.batchPieces(13), [8, 4, 1])
         XCTAssertEqual(executor.batchPieces(4), [4])
+        XCTAssertEqual(executor.batchPieces(40), [16, 16, 8])
         XCTAssertThrowsError(try executor.prepare(batchSizes: [5]))
         let buffer = try executor.makeInputBuffer(capacity: 8)
         let output = try OutputBuffer(itemShape: [1000], capacity: 8)

@@ -359,7 +359,7 @@ static int fail(ss_dnnl_net *net, const char *format, ...) {
 }
 
 ss_dnnl_net *ss_dnnl_net_create(int threads, ss_dnnl_weights *cache) {
-    if (!ss_dnnl_load()->loaded) return NULL;
+    if (!ss_dnnl_load()->loaded || cache == NULL) return NULL;
     ss_dnnl_net *net = calloc(1, sizeof *net);
     if (net == NULL) return NULL;
     net->threads = threads < 1 ? 1 : threads;
@@ -549,6 +549,20 @@ static void add_arg(step *st, int arg, int value_index, dnnl_handle memory) {
     st->nargs++;
 }
 
+/// A step of a primitive with packed weights: source, weights, bias (where `bias` is set) and
+/// destination. Destroys `pd`; returns the step (for further arguments), or NULL.
+static step *add_weighted_step(ss_dnnl_net *net, const char *kind, dnnl_handle pd, int src, int dst, dnnl_handle weights,
+                               dnnl_handle bias) {
+    step *st = add_step(net, kind, pd);
+    dnnl.pd_destroy(pd);
+    if (st == NULL) return NULL;
+    add_arg(st, DNNL_ARG_SRC, src, NULL);
+    add_arg(st, DNNL_ARG_WEIGHTS, -1, weights);
+    if (bias) add_arg(st, DNNL_ARG_BIAS, -1, bias);
+    add_arg(st, DNNL_ARG_DST, dst, NULL);
+    return st;
+}
+
 /// The primitive descriptor for `desc`; its destination must match `dst`'s layout exactly.
 static dnnl_handle make_pd(ss_dnnl_net *net, const dnnl_op_desc *desc, dnnl_handle attr, const char *kind) {
     use_threads(net);
@@ -560,35 +574,18 @@ static dnnl_handle make_pd(ss_dnnl_net *net, const dnnl_op_desc *desc, dnnl_hand
 /// Packed weights for `key` in the layout `want`, from the cache or made now.
 static dnnl_handle packed_weights(ss_dnnl_net *net, int key, const float *data, const dnnl_md *plain, const dnnl_md *want) {
     ss_dnnl_weights *cache = net->cache;
-    if (cache) {
-        pthread_mutex_lock(&cache->lock);
-        for (int i = 0; i < cache->count; i++) {
-            if (cache->items[i].key == key && dnnl.memory_desc_equal(&cache->items[i].md, want)) {
-                dnnl_handle memory = cache->items[i].memory;
-                pthread_mutex_unlock(&cache->lock);
-                return memory;
-            }
+    pthread_mutex_lock(&cache->lock);
+    for (int i = 0; i < cache->count; i++) {
+        if (cache->items[i].key == key && dnnl.memory_desc_equal(&cache->items[i].md, want)) {
+            dnnl_handle memory = cache->items[i].memory;
+            pthread_mutex_unlock(&cache->lock);
+            return memory;
         }
-        pthread_mutex_unlock(&cache->lock);
     }
+    pthread_mutex_unlock(&cache->lock);
     void *buffer = NULL;
     dnnl_handle memory = NULL;
     if (pack(net, data, plain, want, &buffer, &memory) != 0) return NULL;
-    if (cache == NULL) {
-        // Owned by the network through a constant value.
-        int id = net->value_count;
-        if (!grow((void **)&net->values, &net->value_capacity, net->value_count, sizeof(value))) return NULL;
-        value *v = &net->values[id];
-        memset(v, 0, sizeof *v);
-        v->role = ROLE_CONSTANT;
-        v->owned = buffer;
-        v->memory = memory;
-        v->base = -1;
-        v->first = INT_MAX;
-        v->last = -1;
-        net->value_count++;
-        return memory;
-    }
     pthread_mutex_lock(&cache->lock);
     if (!grow((void **)&cache->items, &cache->capacity, cache->count, sizeof(packed))) {
         pthread_mutex_unlock(&cache->lock);
@@ -692,6 +689,7 @@ int ss_dnnl_net_conv(ss_dnnl_net *net, int src, int dst, const float *weights, c
                      const int64_t *pad_begin, const int64_t *pad_end, int64_t groups,
                      int residual, int in_place, float low, float high, int weights_key) {
     if (!valid(net, src) || !valid(net, dst) || (residual >= 0 && !valid(net, residual))) return -1;
+    if (residual >= 0 && in_place && residual != dst) return fail(net, "an in-place residual must be the output value");
     value *s = &net->values[src], *d = &net->values[dst];
     if (s->ndims != 4 || d->ndims != 4) return fail(net, "2-D convolutions only");
     int64_t channels = s->dims[1], outputs = d->dims[1];
@@ -753,10 +751,6 @@ int ss_dnnl_net_conv(ss_dnnl_net *net, int src, int dst, const float *weights, c
         dnnl.pd_destroy(pd);
         return -1;
     }
-    if (residual >= 0 && in_place && residual != dst) {
-        dnnl.pd_destroy(pd);
-        return fail(net, "an in-place residual must be the output value");
-    }
     if (residual >= 0 && !in_place) {
         // The sum post-op adds what dst holds: copy the residual in first.
         if (ss_dnnl_net_reorder(net, residual, dst) != 0) {
@@ -764,14 +758,7 @@ int ss_dnnl_net_conv(ss_dnnl_net *net, int src, int dst, const float *weights, c
             return -1;
         }
     }
-    step *stp = add_step(net, "conv", pd);
-    dnnl.pd_destroy(pd);
-    if (stp == NULL) return -1;
-    add_arg(stp, DNNL_ARG_SRC, src, NULL);
-    add_arg(stp, DNNL_ARG_WEIGHTS, -1, wmem);
-    if (bmem) add_arg(stp, DNNL_ARG_BIAS, -1, bmem);
-    add_arg(stp, DNNL_ARG_DST, dst, NULL);
-    return 0;
+    return add_weighted_step(net, "conv", pd, src, dst, wmem, bmem) ? 0 : -1;
 }
 
 int ss_dnnl_net_conv_dw(ss_dnnl_net *net, int src, int dst, const float *weights, const float *bias, float low, float high,
@@ -851,15 +838,10 @@ int ss_dnnl_net_conv_dw(ss_dnnl_net *net, int src, int dst, const float *weights
         dnnl.pd_destroy(pd);
         return -1;
     }
-    step *stp = add_step(net, "conv+dw", pd);
-    dnnl.pd_destroy(pd);
+    step *stp = add_weighted_step(net, "conv+dw", pd, src, dst, wmem, bmem);
     if (stp == NULL) return -1;
-    add_arg(stp, DNNL_ARG_SRC, src, NULL);
-    add_arg(stp, DNNL_ARG_WEIGHTS, -1, wmem);
-    if (bmem) add_arg(stp, DNNL_ARG_BIAS, -1, bmem);
     add_arg(stp, DNNL_ARG_POST_OP_DW_WEIGHTS, -1, dwmem);
     add_arg(stp, DNNL_ARG_POST_OP_DW_BIAS, -1, dwbmem);
-    add_arg(stp, DNNL_ARG_DST, dst, NULL);
     return 0;
 }
 
@@ -946,14 +928,7 @@ int ss_dnnl_net_inner_product(ss_dnnl_net *net, int src, int dst, const float *w
         dnnl.pd_destroy(pd);
         return -1;
     }
-    step *st = add_step(net, "inner_product", pd);
-    dnnl.pd_destroy(pd);
-    if (st == NULL) return -1;
-    add_arg(st, DNNL_ARG_SRC, src, NULL);
-    add_arg(st, DNNL_ARG_WEIGHTS, -1, wmem);
-    if (bmem) add_arg(st, DNNL_ARG_BIAS, -1, bmem);
-    add_arg(st, DNNL_ARG_DST, dst, NULL);
-    return 0;
+    return add_weighted_step(net, "inner_product", pd, src, dst, wmem, bmem) ? 0 : -1;
 }
 
 int ss_dnnl_net_softmax(ss_dnnl_net *net, int src, int dst, int axis) {

@@ -39,7 +39,8 @@ typedef struct ss_dnnl_weights ss_dnnl_weights;
 ss_dnnl_weights *ss_dnnl_weights_create(void);
 void ss_dnnl_weights_destroy(ss_dnnl_weights *cache);
 
-/// A network whose primitives run on `threads` OpenMP threads. NULL when oneDNN is not loaded.
+/// A network whose primitives run on `threads` OpenMP threads, its packed weights kept in
+/// `cache` (required). NULL when oneDNN is not loaded.
 ss_dnnl_net *ss_dnnl_net_create(int threads, ss_dnnl_weights *cache);
 void ss_dnnl_net_destroy(ss_dnnl_net *net);
 /// The last error's message ("" when none).

@@ -48,8 +48,6 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
 
     /// The kernels asked for.
     public let kernels: CPUKernelChoice
-    /// What runs the model: "oneDNN 2.6.3 (avx512_core_bf16)" or "reference kernels".
-    public let kernelsInUse: String
     /// Why the fast path was asked for but the reference kernels run (nil otherwise).
     public let fallbackReason: String?
     private let dnnlWeights: OneDNNWeights?
@@ -116,7 +114,6 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
         }
         dnnlWeights = weights
         fallbackReason = reason
-        kernelsInUse = weights != nil ? OneDNN.summary : "reference kernels"
         growArena(to: firstArena)
     }
 
@@ -156,6 +153,15 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     /// Whether batches run on oneDNN.
     public var usesOneDNN: Bool { dnnlWeights != nil }
 
+    /// What runs the model: "oneDNN 2.6.3 (avx512_core_bf16)" or "reference kernels".
+    public var kernelsInUse: String { usesOneDNN ? OneDNN.summary : "reference kernels" }
+
+    /// `count` seeded pseudo-random values in [-1, 1), the input of a layer profile.
+    private static func profileInput(count: Int) -> [Float] {
+        var rng = SplitMix64(seed: 7)
+        return (0..<count).map { _ in Float(rng.next() >> 40) / Float(1 << 23) - 1 }
+    }
+
     /// The oneDNN network for batch size `n`, built on first use.
     private func network(for n: Int) throws -> OneDNNNetwork {
         guard let weights = dnnlWeights else { throw ModelError.unsupported("oneDNN is not in use") }
@@ -191,9 +197,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     private func profileOnThisThread(batch n: Int) throws -> [(node: String, kind: String, impl: String, ms: Double)] {
         guard usesOneDNN else { return try referenceProfile(batch: n) }
         let network = try network(for: n)
-        var rng = SplitMix64(seed: 7)
-        let inputCount = inputSpec.elementCount * network.batch
-        let input = (0..<inputCount).map { _ in Float(rng.next() >> 40) / Float(1 << 23) - 1 }
+        let input = Self.profileInput(count: inputSpec.elementCount * network.batch)
         var output = [Float](repeating: 0, count: network.outputCount)
         // The fastest of five timed runs, step by step, after a warm-up run.
         return try executionLock.withLock {
@@ -214,8 +218,7 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
     /// The reference kernels' plan for batch `n`, node by node (each node's fastest of five runs).
     private func referenceProfile(batch n: Int) throws -> [(node: String, kind: String, impl: String, ms: Double)] {
         let plan = try plan(for: n)
-        var rng = SplitMix64(seed: 7)
-        var input = (0..<(inputSpec.elementCount * n)).map { _ in Float(rng.next() >> 40) / Float(1 << 23) - 1 }
+        var input = Self.profileInput(count: inputSpec.elementCount * n)
         var output = [Float](repeating: 0, count: plan.outputCount)
         var best = [Double](repeating: .infinity, count: graph.nodes.count)
         executionLock.withLock {
@@ -347,8 +350,8 @@ public final class CPUExecutor: Executor, @unchecked Sendable {
             throw ModelError.invalidInput("the CPU executor reads host memory; the input is in \(input.memoryKind.rawValue) memory")
         }
         guard count <= maxBatch else { throw ModelError.invalidInput("batch size \(count) is outside 1...\(maxBatch)") }
-        // oneDNN networks are built on the execution thread, in execute.
-        if usesOneDNN {} else if !symbolicBatch || count == 1 { _ = try plan(for: count) } else { _ = try wholeImagePlans() }
+        // Reference plans are built here; oneDNN networks on the execution thread, in execute.
+        if !usesOneDNN { if !symbolicBatch || count == 1 { _ = try plan(for: count) } else { _ = try wholeImagePlans() } }
         let inputPointer = SharedPointer(address.assumingMemoryBound(to: Float.self))
         let outputPointer = SharedPointer(output.pointer)
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in

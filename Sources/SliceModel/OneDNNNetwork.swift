@@ -96,16 +96,10 @@ final class OneDNNNetwork: @unchecked Sendable {
     }
 
     /// The value of `id` in `layout`, converted (one reorder step) on first need.
-    private func value(_ id: ValueID, _ layout: Layout, graph: Graph, node: Node, shape: ([Int]) -> [Int]? = { $0 }) throws(ModelError) -> Placed {
+    private func value(_ id: ValueID, _ layout: Layout, graph: Graph, node: Node) throws(ModelError) -> Placed {
         if let p = placed[id]?[layout] { return p }
         if let c = graph.values[id].constant {
-            guard c.isFloat else { throw .unsupported("oneDNN: node \(node.label): an integer constant input") }
-            let d = c.shape.map(Int64.init)
-            if layout == .blocked && d.count != 4 { throw .unsupported("oneDNN: node \(node.label): a \(d.count)-D constant") }
-            let index = try c.floats.withUnsafeBufferPointer { p throws(ModelError) in
-                try check(index: ss_dnnl_net_constant(net, Int32(d.count), d, layout.rawValue, p.baseAddress), node)
-            }
-            let result = Placed(index: index, layout: layout, shape: c.shape)
+            let result = try constant(c, dims: c.shape, layout, node: node)
             placed[id, default: [:]][layout] = result
             return result
         }
@@ -115,6 +109,17 @@ final class OneDNNNetwork: @unchecked Sendable {
         let converted = try convert(existing, to: layout, node: node)
         placed[id, default: [:]][layout] = converted
         return converted
+    }
+
+    /// The float constant `c`, seen with `dims` (its shape, or that with leading 1s), in `layout`.
+    private func constant(_ c: Constant, dims: [Int], _ layout: Layout, node: Node) throws(ModelError) -> Placed {
+        guard c.isFloat else { throw .unsupported("oneDNN: node \(node.label): an integer constant input") }
+        if layout == .blocked && dims.count != 4 { throw .unsupported("oneDNN: node \(node.label): a \(dims.count)-D constant") }
+        let d = dims.map(Int64.init)
+        let index = try c.floats.withUnsafeBufferPointer { p throws(ModelError) in
+            try check(index: ss_dnnl_net_constant(net, Int32(d.count), d, layout.rawValue, p.baseAddress), node)
+        }
+        return Placed(index: index, layout: layout, shape: dims)
     }
 
     /// A copy of `p` in `layout` (one reorder step).
@@ -219,12 +224,7 @@ final class OneDNNNetwork: @unchecked Sendable {
             let pa = try value(a, layout, graph: graph, node: node)
             var pb: Placed
             if let c = graph.values[b].constant {
-                guard c.isFloat else { throw .unsupported("oneDNN: node \(node.label): an integer operand") }
-                let d = sb.map(Int64.init)
-                let index = try c.floats.withUnsafeBufferPointer { p throws(ModelError) in
-                    try check(index: ss_dnnl_net_constant(net, Int32(d.count), d, layout.rawValue, p.baseAddress), node)
-                }
-                pb = Placed(index: index, layout: layout, shape: sb)
+                pb = try constant(c, dims: sb, layout, node: node)
             } else {
                 pb = try value(b, layout, graph: graph, node: node)
                 if pb.shape != sb {

@@ -301,101 +301,299 @@ SS_KERNEL void ss_matmul_f16(const ss_u16 *__restrict__ A, const ss_u16 *__restr
 
 // The same convolution on tensor cores (mma.sync m16n8k16, f16 inputs, f32 accumulators), for
 // layers whose channels per group and total channels are multiples of 8, so that every row of
-// the implicit GEMM's operands loads in 16-byte pieces. A block computes 128 pixels x 64 output
-// channels with 8 warps (4 along the pixels, 2 along the channels, 32 x 32 each), 32 of the
-// reduction at a time; arguments and results as ss_conv_nhwc_f16.
-#define SS_TC_TM 128
-#define SS_TC_TN 64
-#define SS_TC_TK 32
-#define SS_TC_PAD 8
+// the implicit GEMM's operands loads in 16-byte pieces (a 3-channel first layer is padded to 8 by
+// ss_pad_channels_f16). 128 threads (2 x 2 warps) compute a BM x BN tile of pixels x output
+// channels, 32 of the reduction at a time, through a STAGES-deep cp.async pipeline:
+// - each thread loads the same 16-byte column of its rows at every step, so the pixel of each
+//   row (image offset and window origin) is computed once, and the reduction position (ky, kx,
+//   c) advances by additions, with no division in the loop;
+// - shared tiles hold 64-byte rows of four 16-byte chunks, the chunk index XORed with bits 1-2 of
+//   the row, so that the eight rows an ldmatrix phase reads fall in eight distinct bank groups
+//   without padding (three 128 x 128 stages fit the 48 KiB of static shared memory);
+// - fragments come from ldmatrix.x4, four 8 x 8 matrices per instruction;
+// - the epilogue stages each warp column's accumulators in shared memory as float, then adds
+//   bias and residual and stores 8 channels (16 bytes) per thread where the row allows it;
+// - with `splits` > 1 (layers whose grid would not fill the card: batch 1, late layers),
+//   blockIdx.z also picks a slice of the reduction, and the block writes float partial sums to
+//   `partial` ([splits][pixels][M]), summed with the epilogue by ss_conv_splitk_f16.
+// X: NHWC [N][H][W][C]; Wt: [M][KH][KW][C/groups]; Y and R: NHWC [N][OH][OW][M]; bias: float[M]
+// or 0; R: a residual added before the clamp, or 0. blockIdx.z = group * splits + split.
 
 /// Eight halves, 16-byte aligned: one 128-bit load or store (a 4-byte aligned struct compiles to
 /// four 32-bit accesses).
 struct __align__(16) ss_u32x4 { ss_u32 x, y, z, w; };
 
-SS_KERNEL void ss_conv_nhwc_tc_f16(
-    const ss_u16 *__restrict__ X, const ss_u16 *__restrict__ Wt, const float *__restrict__ bias,
-    const ss_u16 *__restrict__ R, ss_u16 *__restrict__ Y, ss_u32 N, ss_u32 H, ss_u32 W, ss_u32 C,
-    ss_u32 OH, ss_u32 OW, ss_u32 M, ss_u32 KH, ss_u32 KW, ss_u32 groups, ss_u32 sh, ss_u32 sw,
-    ss_u32 pt, ss_u32 pl, ss_u32 dh, ss_u32 dw, float lo, float hi) {
-    __shared__ __align__(16) ss_u16 As[SS_TC_TM][SS_TC_TK + SS_TC_PAD];
-    __shared__ __align__(16) ss_u16 Bs[SS_TC_TN][SS_TC_TK + SS_TC_PAD];
-    const ss_u32 Cg = C / groups, Mg = M / groups, g = blockIdx.z;
-    const ss_u32 K = KH * KW * Cg;
-    const ss_conv_geometry geometry = {H, W, C, OH, OW, KW, Cg, sh, sw, pt, pl, dh, dw};
-    const ss_u64 P = (ss_u64)N * OH * OW;
-    const ss_u64 p0 = (ss_u64)blockIdx.x * SS_TC_TM;
-    const ss_u32 m0 = blockIdx.y * SS_TC_TN;
-    const ss_u32 tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-    const ss_u32 gid = lane / 4, tig = lane % 4;
-    const ss_u32 wm0 = (warp % 4) * 32, wn0 = (warp / 4) * 32;
-    float acc[2][4][4];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 4; j++)
-            for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
-    const ss_u32x4 zero = {0, 0, 0, 0};
+/// Byte offset of 16-byte chunk `chunk` (0-3) of row `row` in a tile of 64-byte rows, swizzled.
+static __device__ __forceinline__ ss_u32 ss_tc_swizzle(ss_u32 row, ss_u32 chunk) {
+    return row * 64 + ((chunk ^ ((row >> 1) & 3)) << 4);
+}
 
-    for (ss_u32 k0 = 0; k0 < K; k0 += SS_TC_TK) {
-        // A: 128 rows x 4 pieces of 8 halves; two pieces per thread.
-        for (ss_u32 e = tid; e < SS_TC_TM * (SS_TC_TK / 8); e += 256) {
-            const ss_u32 row = e / (SS_TC_TK / 8), kc = (e % (SS_TC_TK / 8)) * 8;
-            const ss_u32 k = k0 + kc;
-            const ss_u64 p = p0 + row;
-            const ss_i64 at = (k < K && p < P) ? ss_conv_offset(geometry, g, p, k) : -1;
-            *(ss_u32x4 *)&As[row][kc] = at >= 0 ? *(const ss_u32x4 *)(X + at) : zero;
+/// cp.async of 16 bytes; `bytes` of them read from `source` (0 or 16), the rest zero.
+static __device__ __forceinline__ void ss_cp_async16(ss_u32 destination, const void *source, ss_u32 bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(destination), "l"(source), "r"(bytes) : "memory");
+}
+
+static __device__ __forceinline__ void ss_ldmatrix_x4(ss_u32 *d, ss_u32 address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(address)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void ss_mma_16816(float *d, const ss_u32 *a, const ss_u32 *b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+#define SS_CONV_TC_PARAMS                                                                                               \
+    const ss_u16 *__restrict__ X, const ss_u16 *__restrict__ Wt, const float *__restrict__ bias,                        \
+        const ss_u16 *__restrict__ R, ss_u16 *__restrict__ Y, float *__restrict__ partial, ss_u32 N, ss_u32 H,           \
+        ss_u32 W, ss_u32 C, ss_u32 OH, ss_u32 OW, ss_u32 M, ss_u32 KH, ss_u32 KW, ss_u32 groups, ss_u32 splits,          \
+        ss_u32 sh, ss_u32 sw, ss_u32 pt, ss_u32 pl, ss_u32 dh, ss_u32 dw, float lo, float hi
+#define SS_CONV_TC_ARGS X, Wt, bias, R, Y, partial, N, H, W, C, OH, OW, M, KH, KW, groups, splits, sh, sw, pt, pl, dh, dw, lo, hi
+
+template <int BM, int BN, int STAGES>
+static __device__ __forceinline__ void ss_conv_tc(ss_u8 *smem, SS_CONV_TC_PARAMS) {
+    constexpr int WM = BM / 2, WN = BN / 2, MI = WM / 16, NI = WN / 8;
+    constexpr int A_BYTES = BM * 64, STAGE_BYTES = (BM + BN) * 64;
+    constexpr int AR = BM / 32, BR = BN / 32;  // rows of A and B each thread loads per step
+    constexpr int SW = WN + 4;                 // floats per row of the epilogue's staging
+    static_assert(BM * SW * 4 <= STAGES * STAGE_BYTES, "the epilogue's staging fits the pipeline's memory");
+    const ss_u32 Cg = C / groups, Mg = M / groups;
+    const ss_u32 g = blockIdx.z / splits, split = blockIdx.z % splits;
+    const ss_u32 K = KH * KW * Cg;
+    const ss_u32 steps = (K + 31) / 32, per = (steps + splits - 1) / splits;
+    const ss_u32 first = split * per;
+    const ss_u32 count = first < steps ? min(per, steps - first) : 0;
+    const ss_u64 P = (ss_u64)N * OH * OW;
+    const ss_u64 p0 = (ss_u64)blockIdx.x * BM;
+    const ss_u32 m0 = blockIdx.y * BN;
+    const ss_u32 tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const ss_u32 wm0 = (warp % 2) * WM, wn0 = (warp / 2) * WN;
+    const ss_u32 base = (ss_u32)__cvta_generic_to_shared(smem);
+
+    // The loader: this thread's 16-byte column `kc` of rows lrow + 32 i.
+    const ss_u32 kc = tid % 4, lrow = tid / 4;
+    ss_u64 aImage[AR];
+    int aY[AR], aX[AR];
+#pragma unroll
+    for (int i = 0; i < AR; i++) {
+        const ss_u64 p = p0 + lrow + 32 * i;
+        aImage[i] = 0;
+        aY[i] = -(1 << 30);  // a row past the last pixel: every window position is padding
+        aX[i] = 0;
+        if (p < P) {
+            const ss_u32 ox = (ss_u32)(p % OW);
+            const ss_u64 q = p / OW;
+            const ss_u32 oy = (ss_u32)(q % OH);
+            aImage[i] = (q / OH) * H * W * C + g * Cg;
+            aY[i] = (int)(oy * sh) - (int)pt;
+            aX[i] = (int)(ox * sw) - (int)pl;
         }
-        // B: 64 filters x 4 pieces of 8 halves; one piece per thread.
-        {
-            const ss_u32 col = tid / (SS_TC_TK / 8), kc = (tid % (SS_TC_TK / 8)) * 8;
-            const ss_u32 k = k0 + kc, m = m0 + col;
-            ss_u32x4 v = zero;
-            if (k < K && m < Mg) v = *(const ss_u32x4 *)(Wt + (ss_u64)(g * Mg + m) * K + k);
-            *(ss_u32x4 *)&Bs[col][kc] = v;
+    }
+    const ss_u16 *bRow[BR];
+    bool bValid[BR];
+#pragma unroll
+    for (int j = 0; j < BR; j++) {
+        const ss_u32 m = m0 + lrow + 32 * j;
+        bValid[j] = m < Mg;
+        bRow[j] = Wt + (ss_u64)(g * Mg + (bValid[j] ? m : 0)) * K;
+    }
+    // The reduction position this thread loads next: k = ((ky * KW) + kx) * Cg + c; k >= K
+    // exactly when ky >= KH.
+    ss_u32 k = first * 32 + kc * 8;
+    ss_u32 c = k % Cg, kx = (k / Cg) % KW, ky = k / Cg / KW;
+    auto load = [&](ss_u32 stage) {
+        const ss_u32 sa = base + stage * STAGE_BYTES, sb = sa + A_BYTES;
+        const bool inK = ky < KH;
+#pragma unroll
+        for (int i = 0; i < AR; i++) {
+            const int iy = aY[i] + (int)(ky * dh), ix = aX[i] + (int)(kx * dw);
+            const bool ok = inK && iy >= 0 && iy < (int)H && ix >= 0 && ix < (int)W;
+            const ss_u16 *source = ok ? X + aImage[i] + ((ss_u64)iy * W + ix) * C + c : X;
+            ss_cp_async16(sa + ss_tc_swizzle(lrow + 32 * i, kc), source, ok ? 16 : 0);
+        }
+#pragma unroll
+        for (int j = 0; j < BR; j++) {
+            const bool ok = inK && bValid[j];
+            ss_cp_async16(sb + ss_tc_swizzle(lrow + 32 * j, kc), ok ? bRow[j] + k : Wt, ok ? 16 : 0);
+        }
+        k += 32;
+        c += 32;
+        while (c >= Cg) {
+            c -= Cg;
+            if (++kx == KW) {
+                kx = 0;
+                ++ky;
+            }
+        }
+    };
+
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; i++)
+#pragma unroll
+        for (int j = 0; j < NI; j++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if ((ss_u32)s < count) load(s);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    for (ss_u32 step = 0; step < count; step++) {
+        // Step `step`'s group has landed (at most STAGES - 2 newer ones pending), and every warp
+        // is done with the stage the next load overwrites (it held step - 1).
+        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2) : "memory");
+        __syncthreads();
+        if (step + STAGES - 1 < count) load((step + STAGES - 1) % STAGES);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        const ss_u32 sa = base + (step % STAGES) * STAGE_BYTES, sb = sa + A_BYTES;
+#pragma unroll
+        for (int ks = 0; ks < 2; ks++) {
+            ss_u32 a[MI][4], b[NI][2];
+#pragma unroll
+            for (int mi = 0; mi < MI; mi++) {
+                // Matrices: rows 0-7 and 8-15 at chunk 2 ks, then both at chunk 2 ks + 1: a0..a3.
+                ss_ldmatrix_x4(a[mi], sa + ss_tc_swizzle(wm0 + mi * 16 + lane % 16, ks * 2 + lane / 16));
+            }
+#pragma unroll
+            for (int nj = 0; nj < NI; nj += 2) {
+                // Matrices: filters nj (chunks 2 ks, 2 ks + 1), then filters nj + 1: b0, b1 of each.
+                ss_u32 r[4];
+                ss_ldmatrix_x4(r, sb + ss_tc_swizzle(wn0 + nj * 8 + lane % 8 + (lane / 16) * 8, ks * 2 + (lane / 8) % 2));
+                b[nj][0] = r[0];
+                b[nj][1] = r[1];
+                b[nj + 1][0] = r[2];
+                b[nj + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+                for (int ni = 0; ni < NI; ni++) ss_mma_16816(acc[mi][ni], a[mi], b[ni]);
+        }
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    __syncthreads();
+
+    const ss_u32 gid = lane / 4, tig = lane % 4;
+    if (splits > 1) {
+        // Partial sums of this slice of the reduction, for ss_conv_splitk_f16.
+        float *out = partial + (ss_u64)split * P * M;
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    const ss_u64 p = p0 + wm0 + mi * 16 + gid + half * 8;
+                    const ss_u32 m = m0 + wn0 + ni * 8 + tig * 2;
+                    if (p >= P || m >= Mg) continue;
+                    const ss_u64 at = p * M + g * Mg + m;
+                    out[at] = acc[mi][ni][half * 2];
+                    if (m + 1 < Mg) out[at + 1] = acc[mi][ni][half * 2 + 1];
+                }
+        return;
+    }
+    // One warp column at a time: its accumulators to shared memory as float, then each thread
+    // takes 8 consecutive channels of a row (consecutive threads, consecutive pieces of a row).
+    float *staged = (float *)smem;
+#pragma unroll
+    for (int pass = 0; pass < 2; pass++) {
+        if (warp / 2 == (ss_u32)pass) {
+#pragma unroll
+            for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+                for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+                    for (int half = 0; half < 2; half++) {
+                        float *to = staged + (wm0 + mi * 16 + gid + half * 8) * SW + ni * 8 + tig * 2;
+                        to[0] = acc[mi][ni][half * 2];
+                        to[1] = acc[mi][ni][half * 2 + 1];
+                    }
         }
         __syncthreads();
+        for (ss_u32 e = tid; e < BM * (WN / 8); e += 128) {
+            const ss_u32 row = e / (WN / 8), col = (e % (WN / 8)) * 8;
+            const ss_u64 p = p0 + row;
+            const ss_u32 m = m0 + pass * WN + col;
+            if (p >= P || m >= Mg) continue;
+            const ss_u64 at = p * M + g * Mg + m;
+            const ss_u32 channel = g * Mg + m;
+            const float *v = staged + row * SW + col;
+            if (m + 8 <= Mg && (at & 7) == 0) {
+                ss_u32x4 residual = {0, 0, 0, 0};
+                if (R) residual = *(const ss_u32x4 *)(R + at);
+                const ss_u32 rw[4] = {residual.x, residual.y, residual.z, residual.w};
+                ss_u32 packed[4];
 #pragma unroll
-        for (ss_u32 ks = 0; ks < SS_TC_TK; ks += 16) {
-            ss_u32 a[2][4], b[4][2];
-            for (int mi = 0; mi < 2; mi++) {
-                const ss_u32 r = wm0 + mi * 16 + gid;
-                a[mi][0] = *(const ss_u32 *)&As[r][ks + tig * 2];
-                a[mi][1] = *(const ss_u32 *)&As[r + 8][ks + tig * 2];
-                a[mi][2] = *(const ss_u32 *)&As[r][ks + tig * 2 + 8];
-                a[mi][3] = *(const ss_u32 *)&As[r + 8][ks + tig * 2 + 8];
-            }
-            for (int ni = 0; ni < 4; ni++) {
-                const ss_u32 n = wn0 + ni * 8 + gid;
-                b[ni][0] = *(const ss_u32 *)&Bs[n][ks + tig * 2];
-                b[ni][1] = *(const ss_u32 *)&Bs[n][ks + tig * 2 + 8];
-            }
-            for (int mi = 0; mi < 2; mi++)
-                for (int ni = 0; ni < 4; ni++) {
-                    float *d = acc[mi][ni];
-                    asm volatile(
-                        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                        "{%0,%1,%2,%3};"
-                        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                        : "r"(a[mi][0]), "r"(a[mi][1]), "r"(a[mi][2]), "r"(a[mi][3]), "r"(b[ni][0]), "r"(b[ni][1]));
+                for (int q = 0; q < 4; q++) {
+                    float v0 = v[2 * q], v1 = v[2 * q + 1];
+                    if (bias) {
+                        v0 += bias[channel + 2 * q];
+                        v1 += bias[channel + 2 * q + 1];
+                    }
+                    if (R) {
+                        v0 += ss_f16_to_f32((ss_u16)(rw[q] & 0xffffu));
+                        v1 += ss_f16_to_f32((ss_u16)(rw[q] >> 16));
+                    }
+                    packed[q] = (ss_u32)ss_f32_to_f16(fminf(fmaxf(v0, lo), hi)) |
+                                ((ss_u32)ss_f32_to_f16(fminf(fmaxf(v1, lo), hi)) << 16);
                 }
+                const ss_u32x4 out = {packed[0], packed[1], packed[2], packed[3]};
+                *(ss_u32x4 *)(Y + at) = out;
+            } else {
+                for (ss_u32 q = 0; q < 8 && m + q < Mg; q++) ss_conv_store(Y, bias, R, at + q, channel + q, v[q], lo, hi);
+            }
         }
         __syncthreads();
     }
-    // Each thread holds two adjacent output channels per row: stored (and the residual loaded)
-    // as one 32-bit pair where both channels exist and the pair is 4-byte aligned (the input
-    // channels are multiples of 8 here, the output channels need not be), else one at a time.
-    for (int mi = 0; mi < 2; mi++)
-        for (int ni = 0; ni < 4; ni++)
-            for (int half = 0; half < 2; half++) {
-                const ss_u64 p = p0 + wm0 + mi * 16 + gid + half * 8;
-                const ss_u32 m = m0 + wn0 + ni * 8 + tig * 2;
-                if (p >= P || m >= Mg) continue;
-                const ss_u64 at = p * M + g * Mg + m;
-                const float v0 = acc[mi][ni][half * 2], v1 = acc[mi][ni][half * 2 + 1];
-                if (m + 1 < Mg && (at & 1) == 0) {
-                    ss_conv_store_pair(Y, bias, R, at, g * Mg + m, v0, v1, lo, hi);
-                } else {
-                    ss_conv_store(Y, bias, R, at, g * Mg + m, v0, lo, hi);
-                    if (m + 1 < Mg) ss_conv_store(Y, bias, R, at + 1, g * Mg + m + 1, v1, lo, hi);
-                }
-            }
+}
+
+/// The tile shapes (pixels x output channels) and pipeline depths of the tensor-core
+/// convolution; every one fits 48 KiB of static shared memory. ConvTile on the host.
+SS_KERNEL void ss_conv_tc_128x128_f16(SS_CONV_TC_PARAMS) {
+    __shared__ __align__(128) ss_u8 smem[3 * (128 + 128) * 64];
+    ss_conv_tc<128, 128, 3>(smem, SS_CONV_TC_ARGS);
+}
+
+SS_KERNEL void ss_conv_tc_128x64_f16(SS_CONV_TC_PARAMS) {
+    __shared__ __align__(128) ss_u8 smem[4 * (128 + 64) * 64];
+    ss_conv_tc<128, 64, 4>(smem, SS_CONV_TC_ARGS);
+}
+
+SS_KERNEL void ss_conv_tc_64x128_f16(SS_CONV_TC_PARAMS) {
+    __shared__ __align__(128) ss_u8 smem[4 * (64 + 128) * 64];
+    ss_conv_tc<64, 128, 4>(smem, SS_CONV_TC_ARGS);
+}
+
+SS_KERNEL void ss_conv_tc_64x64_f16(SS_CONV_TC_PARAMS) {
+    __shared__ __align__(128) ss_u8 smem[4 * (64 + 64) * 64];
+    ss_conv_tc<64, 64, 4>(smem, SS_CONV_TC_ARGS);
+}
+
+/// The split-K epilogue: Y[i] = clamp(sum over splits of partial[s][i] + bias + R[i], lo, hi) for
+/// the `count` = pixels x M values of an NHWC output, summed in split order (deterministic).
+SS_KERNEL void ss_conv_splitk_f16(const float *__restrict__ partial, ss_u32 splits, const float *__restrict__ bias,
+                                  const ss_u16 *__restrict__ R, ss_u16 *__restrict__ Y, ss_u64 count, ss_u32 M,
+                                  float lo, float hi) {
+    for (ss_u64 i = ss_thread_index(); i < count; i += ss_grid_threads()) {
+        float v = 0.0f;
+        for (ss_u32 s = 0; s < splits; s++) v += partial[(ss_u64)s * count + i];
+        ss_conv_store(Y, bias, R, i, (ss_u32)(i % M), v, lo, hi);
+    }
+}
+
+/// Y[p][c] = X[p][c] for c < C, 0 up to Cp: an NHWC tensor's channels padded (a 3-channel image
+/// to 8, so that its convolution runs on tensor cores).
+SS_KERNEL void ss_pad_channels_f16(const ss_u16 *__restrict__ X, ss_u16 *__restrict__ Y, ss_u64 pixels, ss_u32 C,
+                                   ss_u32 Cp) {
+    const ss_u64 total = pixels * Cp;
+    for (ss_u64 i = ss_thread_index(); i < total; i += ss_grid_threads()) {
+        const ss_u32 c = (ss_u32)(i % Cp);
+        Y[i] = c < C ? X[(i / Cp) * C + c] : (ss_u16)0;
+    }
 }

@@ -66,7 +66,8 @@ public enum Executors {
             var partitions: [SMPartition]? = nil
             let streams = try GPUSlices.streams(for: spec, device: device, partitions: &partitions)
             let executors = try (0..<count).map { i in
-                try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), stream: streams[i]) as any Executor
+                try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), stream: streams[i],
+                                multiprocessors: partitions?[i].multiprocessors) as any Executor
             }
             return ProfileTarget(sliceKind: GPUSlices.kind(of: spec, device: device), slices: count, executors: executors)
         case .mig:

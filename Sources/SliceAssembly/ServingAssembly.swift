@@ -146,9 +146,16 @@ public final class ServingAssembly {
         }
         let metrics = metrics, energy = energy
         let group = try SliceGroup(name: name, sliceNames: names) { i, routerEvents in
-            let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), name: names[i], stream: streams[i])
-            // Every bucket's plan and graph now: a model that does not fit fails at load.
+            let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: maxBatch), name: names[i], stream: streams[i],
+                                           multiprocessors: partitions?[i].multiprocessors)
+            // Every bucket's plan and graph now: a model that does not fit fails at load. On a
+            // card, convolutions not measured yet for this slice size are measured first.
             try executor.prepare(batchSizes: executor.buckets.sizes)
+            if let tuning = executor.lastTuning {
+                logger.info("convolutions tuned", metadata: ["instance": "\(names[i])", "measured": "\(tuning.measured.count)",
+                            "stored": "\(tuning.cached)", "left to the estimate": "\(tuning.unmeasured.count)",
+                            "failed candidates": "\(tuning.failures.count)", "seconds": "\((tuning.seconds * 10).rounded() / 10)"])
+            }
             let metricsEvents = metrics.handler(model: name, version: version, instance: names[i], preprocessBackend: preprocessor?.name ?? "none", energy: energy)
             return try ModelInstance(name: name, executor: executor, preprocessor: preprocessor,
                                      options: directory.preprocessOptions, config: resolved,

@@ -36,6 +36,10 @@ public struct ExecutorCheckResult: Codable, Sendable {
 public enum ExecutorCheck {
     public static let tolerance = 1e-2
 
+    /// What the operator cases force on their convolutions, one run each.
+    public static let forcedConvolutions: [ConvImplementation] =
+        [.simt] + ConvTile.allCases.flatMap { [ConvImplementation.tensorCore($0, splits: 1), .tensorCore($0, splits: 3)] }
+
     public static func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
         guard a.count == b.count else { return .infinity }
         var num = 0.0, den = 0.0
@@ -57,28 +61,42 @@ public enum ExecutorCheck {
         let manifest = try JSONDecoder().decode(Manifest.self, from: Data(try FileIO.read(directory + "/manifest.json")))
         let clock = ContinuousClock()
         var launched = Set<String>()
-        var results = manifest.cases.map { c in
+        func run(_ name: String, folder: String, batch: Int, forcing: ConvImplementation?) -> (ExecutorCheckResult, [ConvLayer]) {
             let start = clock.now
-            var result = ExecutorCheckResult(kind: "operator", name: c.name, batch: c.batch, passed: false, relativeL2: .infinity,
+            var result = ExecutorCheckResult(kind: "operator", name: name, batch: batch, passed: false, relativeL2: .infinity,
                                              tolerance: tolerance, milliseconds: 0, detail: "")
+            var convolutions: [ConvLayer] = []
             do {
-                let folder = directory + "/" + c.name
-                let model = try GPUModel(modelFile: folder + "/model.onnx", device: device)
-                let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(4, c.batch)))
+                let model = try GPUModel(modelFile: folder + "/model.onnx", device: device, forcing: forcing)
+                let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(4, batch)))
                 let input = try NPYArray(decoding: FileIO.read(folder + "/input.npy")).floats()
                 let expected = try NPYArray(decoding: FileIO.read(folder + "/expected.npy")).floats()
-                let launches = try executor.launches(bucket: executor.buckets.bucket(for: c.batch)!)
+                let bucket = executor.buckets.bucket(for: batch)!
+                let launches = try executor.launches(bucket: bucket)
+                convolutions = try executor.convolutions(bucket: bucket)
                 launched.formUnion(launches.map(\.kernel))
-                let ours = try executor.infer(input, batch: c.batch)
+                let ours = try executor.infer(input, batch: batch)
                 result.output = ours
                 result.relativeL2 = relativeL2(ours, expected)
                 result.passed = result.relativeL2 <= tolerance
-                result.detail = "\(launches.count) launches"
+                result.detail = "\(launches.count) launches" + (convolutions.isEmpty ? "" : "; convolutions: " + convolutions.map(\.implementation.description).joined(separator: ", "))
             } catch {
                 result.detail = "\(error)"
             }
             result.milliseconds = (clock.now - start).milliseconds
-            return result
+            return (result, convolutions)
+        }
+        var results: [ExecutorCheckResult] = []
+        for c in manifest.cases {
+            let folder = directory + "/" + c.name
+            let (result, convolutions) = run(c.name, folder: folder, batch: c.batch, forcing: nil)
+            results.append(result)
+            // A case with a convolution the tensor cores can take runs again with each
+            // implementation forced in turn: every tile shape, with and without split-K, and SIMT.
+            guard convolutions.contains(where: { $0.problem.tensorCoreChannels != nil }) else { continue }
+            for forcing in forcedConvolutions {
+                results.append(run("\(c.name) [\(forcing)]", folder: folder, batch: c.batch, forcing: forcing).0)
+            }
         }
         // Every kernel of the executor's unit must be launched by some case: a kernel no case
         // runs is a kernel no test checks.

@@ -21,13 +21,22 @@ public final class GPUModel: @unchecked Sendable {
     /// Whether plans use the tensor-core convolution (compute capability 8.0 and later, unless
     /// SLICESERVE_TENSOR_CORES=0).
     public let tensorCores: Bool
+    /// SLICESERVE_CONV: one convolution implementation forced wherever it fits (device checks
+    /// run the models with each in turn).
+    public let forcedConvolution: ConvImplementation?
+    /// Whether instances measure their convolutions at load (a real card, SLICESERVE_TUNE not 0).
+    public let tunesAtLoad: Bool
+    /// Measured choices by SM count (the whole card, or the size of a slice).
+    private let tuned = Mutex<[Int: [ConvProblem: ConvImplementation]]>([:])
+    private let tuning = Mutex<Void>(())
     let modules: [String: any GPUModule]
     private let weights = Mutex<[String: DeviceMemory]>([:])
     private let uploading = Mutex<Void>(())
 
     /// Parses, checks and optimizes the model, lowers it once (batch 1) so that an operator the
     /// GPU does not run fails here, and uploads its weights.
-    public init(onnx bytes: [UInt8], device: any GPUDevice) throws {
+    /// `forcing`: one convolution implementation wherever it fits (else SLICESERVE_CONV's, if set).
+    public init(onnx bytes: [UInt8], device: any GPUDevice, forcing: ConvImplementation? = nil) throws {
         var graph = try Graph(onnx: bytes)
         guard graph.inputs.count == 1, graph.outputs.count == 1 else {
             throw ModelError.unsupported("the model has \(graph.inputs.count) inputs and \(graph.outputs.count) outputs; SliceServe runs models with one of each")
@@ -43,16 +52,42 @@ public final class GPUModel: @unchecked Sendable {
         var modules: [String: any GPUModule] = [:]
         for unit in ["model.cu", "layout.cu"] { modules[unit] = try device.module(for: try KernelSources.unit(named: unit)) }
         self.modules = modules
-        tensorCores = device.info.computeCapabilityMajor >= 8
-            && (ProcessInfo.processInfo.environment["SLICESERVE_TENSOR_CORES"] ?? "1") != "0"
-        let first = try GPULowering.lower(graph, batch: 1, tensorCores: tensorCores)
+        let environment = ProcessInfo.processInfo.environment
+        tensorCores = device.info.computeCapabilityMajor >= 8 && (environment["SLICESERVE_TENSOR_CORES"] ?? "1") != "0"
+        if let forcing {
+            forcedConvolution = forcing
+        } else if let text = environment["SLICESERVE_CONV"], !text.isEmpty {
+            guard let forced = ConvImplementation(text) else {
+                throw GPUModelError.invalidInput("SLICESERVE_CONV=\(text): expected simt, tc128x128, tc128x64, tc64x128 or tc64x64, optionally +splitN (N in 2...\(ConvPlanner.maxSplits))")
+            }
+            forcedConvolution = forced
+        } else {
+            forcedConvolution = nil
+        }
+        tunesAtLoad = !device.timingIsSimulated && (environment["SLICESERVE_TUNE"] ?? "1") != "0"
+        let first = try GPULowering.lower(graph, batch: 1, convs: ConvChooser(tensorCores: tensorCores, multiprocessors: device.info.multiprocessors,
+                                                                               forced: forcedConvolution))
         let stream = try device.makeStream()
         try upload(first.weights, stream: stream)
     }
 
-    public convenience init(modelFile path: String, device: any GPUDevice) throws {
-        try self.init(onnx: try FileIO.read(path), device: device)
+    public convenience init(modelFile path: String, device: any GPUDevice, forcing: ConvImplementation? = nil) throws {
+        try self.init(onnx: try FileIO.read(path), device: device, forcing: forcing)
     }
+
+    /// How convolutions run on `multiprocessors` SMs: forced, measured, or estimated.
+    public func chooser(multiprocessors: Int) -> ConvChooser {
+        ConvChooser(tensorCores: tensorCores, multiprocessors: multiprocessors, chosen: tuned.withLock { $0[multiprocessors] ?? [:] },
+                    forced: forcedConvolution)
+    }
+
+    /// Takes measured choices for slices of `multiprocessors` SMs (plans made after use them).
+    public func adopt(_ chosen: [ConvProblem: ConvImplementation], multiprocessors: Int) {
+        tuned.withLock { $0[multiprocessors, default: [:]].merge(chosen) { _, new in new } }
+    }
+
+    /// Whether choices for `multiprocessors` SMs were adopted already.
+    func isTuned(multiprocessors: Int) -> Bool { tuned.withLock { $0[multiprocessors] != nil } }
 
     /// Bytes of weights on the device.
     public var weightBytes: Int { weights.withLock { $0.values.reduce(0) { $0 + $1.byteCount } } }
@@ -99,6 +134,8 @@ public final class GPUModel: @unchecked Sendable {
     }
 
     func weightAddress(_ key: String) -> UInt64? { weights.withLock { $0[key]?.address } }
+
+    func withTuningLock<R>(_ body: () throws -> R) rethrows -> R { try tuning.withLock { _ in try body() } }
 
     func kernel(_ name: String) throws -> any GPUKernel {
         let unit = name == "ss_nchw_f32_to_nhwc_f16" || name == "ss_f16_to_f32" ? "layout.cu" : "model.cu"
@@ -228,6 +265,15 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     public var maxBatch: Int { buckets.maxBatch }
     /// Whether plans replay as CUDA graphs (else launch by launch).
     public let usesGraphs: Bool
+    /// SMs this instance runs on (its slice's, or the whole card's): what its convolutions are
+    /// chosen for.
+    public let multiprocessors: Int
+    /// The tuning `prepare` did at load, if any (for the log).
+    public private(set) var lastTuning: ConvTuner.Report? {
+        get { tuningReport.withLock { $0 } }
+        set { tuningReport.withLock { $0 = newValue } }
+    }
+    private let tuningReport = Mutex<ConvTuner.Report?>(nil)
 
     private let stream: any GPUStream
     private let serial: WorkerPool<Void>
@@ -240,8 +286,9 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     /// `stream`: where this instance's work runs (e.g. a stream of an SM partition); by default
     /// a new stream of the model's device.
     public init(model: GPUModel, buckets: BatchBuckets, useGraphs: Bool = true, name: String? = nil,
-                stream: (any GPUStream)? = nil) throws {
+                stream: (any GPUStream)? = nil, multiprocessors: Int? = nil) throws {
         self.model = model
+        self.multiprocessors = multiprocessors ?? model.device.info.multiprocessors
         self.name = name ?? "gpu:\(model.device.info.ordinal)"
         let shape = model.inputShape
         if shape.count == 4, let c = shape[1].fixedValue, let h = shape[2].fixedValue, let w = shape[3].fixedValue {
@@ -308,6 +355,16 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     /// with `buckets.sizes`): the arena is sized once for the largest, and a model that does not
     /// fit fails here rather than at its first large batch.
     public func prepare(batchSizes: [Int]) throws {
+        if model.tunesAtLoad {
+            // Measured once per model and slice size (instances of one size share the result); a
+            // stored result for this card, slice size, driver and kernels is used as it is.
+            try model.withTuningLock {
+                guard !model.isTuned(multiprocessors: multiprocessors) else { return }
+                let cache = TuningCache(key: try TuningKey.current(device: model.device, multiprocessors: multiprocessors),
+                                        directory: TuningCache.defaultDirectory)
+                lastTuning = try tune(tuner: ConvTuner(), cache: cache)
+            }
+        }
         var wanted: [Int] = []
         for n in batchSizes {
             guard let bucket = buckets.bucket(for: n) else { throw GPUModelError.invalidInput("batch size \(n) is above the largest bucket \(maxBatch)") }
@@ -332,6 +389,132 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     /// The launches of a bucket's plan, for tools and tests.
     public func launches(bucket: Int) throws -> [PlanLaunch] { try plan(bucket: bucket).lowered.launches }
 
+    /// The convolutions of a bucket's plan and how each runs.
+    public func convolutions(bucket: Int) throws -> [ConvLayer] { try plan(bucket: bucket).lowered.convolutions }
+
+    /// One node of a plan timed alone (`bench model --layers`): its kernels, how its
+    /// convolution ran, device milliseconds between events, and its FLOP (convolutions only).
+    public struct LayerTime: Sendable {
+        public var node: String
+        public var kernels: [String]
+        public var implementation: String
+        public var milliseconds: Double
+        public var flops: Double
+    }
+
+    /// Runs a bucket's plan launch by launch (no graph) with an event after each node, on
+    /// whatever its arena holds, and times each node: the mean of `repetitions` runs.
+    public func layerProfile(bucket: Int, repetitions: Int = 5) throws -> [LayerTime] {
+        let plan = try plan(bucket: bucket)
+        let lowered = plan.lowered
+        let byLaunch = Dictionary(lowered.convolutions.flatMap { layer in layer.launches.map { ($0, layer) } }, uniquingKeysWith: { a, _ in a })
+        // Nodes in launch order; the body skips the input conversion (launch 0).
+        var groups: [(node: String, launches: [Int])] = []
+        for index in 1..<lowered.launches.count {
+            let node = lowered.launches[index].node
+            if groups.last?.node == node { groups[groups.count - 1].launches.append(index) } else { groups.append((node, [index])) }
+        }
+        return try running.withLock { _ in
+            let device = model.device
+            var totals = [Double](repeating: 0, count: groups.count)
+            for _ in 0..<max(repetitions, 1) {
+                var events = [try device.makeEvent()]
+                try stream.record(events[0])
+                for group in groups {
+                    for index in group.launches {
+                        let l = plan.body[index - 1]
+                        try stream.launch(l.kernel, grid: l.grid, block: l.block, sharedBytes: 0, arguments: l.arguments)
+                    }
+                    let event = try device.makeEvent()
+                    try stream.record(event)
+                    events.append(event)
+                }
+                try events.last!.synchronize()
+                for g in groups.indices { totals[g] += try events[g + 1].elapsedMilliseconds(since: events[g]) }
+            }
+            return groups.enumerated().map { g, group in
+                let layer = group.launches.lazy.compactMap { byLaunch[$0] }.first
+                return LayerTime(node: group.node, kernels: group.launches.map { lowered.launches[$0].kernel },
+                                 implementation: layer?.implementation.description ?? "kernel",
+                                 milliseconds: totals[g] / Double(max(repetitions, 1)), flops: layer?.problem.flops ?? 0)
+            }
+        }
+    }
+
+    /// The convolution problems of every bucket (lowered, not bound).
+    public func convolutionProblems() throws -> [ConvProblem] {
+        var problems = Set<ConvProblem>()
+        for bucket in buckets.sizes {
+            let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, convs: model.chooser(multiprocessors: multiprocessors))
+            problems.formUnion(lowered.convolutions.map(\.problem))
+        }
+        return Array(problems)
+    }
+
+    /// Measures each convolution of every bucket on this instance's stream (its slice's SMs)
+    /// with the candidates of ConvPlanner, keeps the fastest in `cache` (saved) and in the model,
+    /// and makes the plans again with them.
+    public func tune(tuner: ConvTuner, cache: TuningCache, progress: (String) -> Void = { _ in }) throws -> ConvTuner.Report {
+        let problems = try convolutionProblems()
+        let report = tuner.tune(problems, multiprocessors: multiprocessors, cache: cache, measure: { p, implementation in
+            try self.measureConvolution(p, implementation)
+        }, progress: progress)
+        model.adopt(cache.chosen, multiprocessors: multiprocessors)
+        if !report.measured.isEmpty { try cache.save() }
+        try running.withLock { _ in
+            plans.withLock { $0.removeAll() }
+            layouts.withLock { $0.removeAll() }
+        }
+        return report
+    }
+
+    /// Milliseconds of device time of one convolution with one implementation on this instance's
+    /// stream: zero-filled operands, one warm-up run, then the mean of `repetitions` between events.
+    public func measureConvolution(_ p: ConvProblem, _ implementation: ConvImplementation, repetitions: Int = 5) throws -> Double {
+        let lowered = GPULowering.convolution(p, implementation)
+        return try running.withLock { _ in
+            let device = model.device
+            var tensors: [DeviceMemory] = []
+            for t in lowered.tensors {
+                let memory = try model.allocate(t.byteCount, what: "a tuning run's \(t.label)")
+                try stream.fill(memory.address, byte: 0, byteCount: memory.byteCount)
+                tensors.append(memory)
+            }
+            var weights: [String: DeviceMemory] = [:]
+            for (key, data) in lowered.weights {
+                let memory = try model.allocate(data.byteCount, what: "a tuning run's weights")
+                try stream.fill(memory.address, byte: 0, byteCount: memory.byteCount)
+                weights[key] = memory
+            }
+            let launches = try lowered.launches.map { launch in
+                (try model.kernel(launch.kernel), launch.grid, launch.block, try launch.arguments.map { argument -> KernelArgument in
+                    switch argument {
+                    case .buffer(.tensor(let t), let offset): .pointer(tensors[t].address + UInt64(offset))
+                    case .buffer(.weight(let key), let offset): .pointer(weights[key]!.address + UInt64(offset))
+                    case .null: .pointer(0)
+                    case .u32(let v): .uint32(UInt32(v))
+                    case .u64(let v): .uint64(UInt64(v))
+                    case .f32(let v): .float(v)
+                    }
+                })
+            }
+            func runAll() throws {
+                for (kernel, grid, block, arguments) in launches {
+                    try stream.launch(kernel, grid: grid, block: block, sharedBytes: 0, arguments: arguments)
+                }
+            }
+            try runAll()
+            let start = try device.makeEvent(), end = try device.makeEvent()
+            try stream.record(start)
+            for _ in 0..<max(repetitions, 1) { try runAll() }
+            try stream.record(end)
+            try end.synchronize()
+            let ms = try end.elapsedMilliseconds(since: start) / Double(max(repetitions, 1))
+            withExtendedLifetime((tensors, weights)) {}
+            return ms
+        }
+    }
+
     func plan(bucket: Int) throws -> BoundPlan {
         if let plan = plans.withLock({ $0[bucket] }) { return plan }
         try bind([bucket])
@@ -344,7 +527,8 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         try running.withLock { _ in
             var added: [Int] = []
             for bucket in wanted.sorted() where layouts.withLock({ $0[bucket] == nil }) {
-                let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, tensorCores: model.tensorCores)
+                let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1,
+                                                    convs: model.chooser(multiprocessors: multiprocessors))
                 layouts.withLock { $0[bucket] = (lowered, ArenaLayout(lowered)) }
                 added.append(bucket)
             }

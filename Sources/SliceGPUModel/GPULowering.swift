@@ -99,6 +99,17 @@ public struct LoweredPlan: Sendable {
     /// Floating-point operations of one run (a multiply-add counts two): convolutions, Gemm
     /// and MatMul, which is what the TFLOP/s of a benchmark are measured against.
     public var flops: Double = 0
+    /// Each convolution (and Gemm) of the plan: its shapes, how it runs, and its launches.
+    public var convolutions: [ConvLayer] = []
+}
+
+/// A convolution of a lowered plan, for tuning and per-layer reports.
+public struct ConvLayer: Sendable, Equatable {
+    public var node: String
+    public var problem: ConvProblem
+    public var implementation: ConvImplementation
+    /// Indices into `LoweredPlan.launches` (padding, the convolution, the split-K epilogue).
+    public var launches: Range<Int>
 }
 
 /// Lowers an optimized, shape-inferred graph to GPU launches for one batch size.
@@ -108,15 +119,31 @@ public struct GPULowering {
     var plan: LoweredPlan
     /// The arena tensor and layout of each graph value computed so far (constants are weights).
     var placed: [ValueID: (tensor: Int, layout: TensorLayout)] = [:]
-    /// Whether convolutions with channels in multiples of 8 use the tensor-core kernel.
-    var tensorCores = true
+    /// How each convolution runs (tensor cores or not, which tile, which split).
+    var convs = ConvChooser()
     static let block = 256
 
-    /// `tensorCores`: use ss_conv_nhwc_tc_f16 (mma.sync, sm_80 and later) where the channel
-    /// counts allow it; the SIMT kernel elsewhere.
+    /// `tensorCores`: use the tensor-core convolutions (mma.sync, sm_80 and later) where the
+    /// channel counts allow it, with the planner's estimated best tile; the SIMT kernel elsewhere.
     public static func lower(_ graph: Graph, batch: Int, tensorCores: Bool = true) throws(GPUModelError) -> LoweredPlan {
+        try lower(graph, batch: batch, convs: ConvChooser(tensorCores: tensorCores))
+    }
+
+    /// One convolution alone, as `implementation` runs it: input tensor 0 (NHWC), output tensor
+    /// 1, zero weights; for measuring candidates.
+    public static func convolution(_ p: ConvProblem, _ implementation: ConvImplementation) -> LoweredPlan {
+        var lowering = GPULowering(graph: Graph(), batch: p.n, plan: LoweredPlan(batch: p.n))
+        lowering.convs = ConvChooser(tensorCores: true, forced: implementation)
+        let x = lowering.newTensor(elements: p.n * p.h * p.w * p.c, label: "input")
+        let y = lowering.newTensor(elements: p.pixels * p.m, label: "output")
+        lowering.emitConv(x: .tensor(x), weights: "tune", weightValues: { [Float](repeating: 0, count: p.m * p.reduction) },
+                          bias: .null, residual: .null, y: y, problem: p, lo: -.infinity, hi: .infinity, node: "tune")
+        return lowering.plan
+    }
+
+    public static func lower(_ graph: Graph, batch: Int, convs: ConvChooser) throws(GPUModelError) -> LoweredPlan {
         var lowering = GPULowering(graph: graph, batch: batch, plan: LoweredPlan(batch: batch))
-        lowering.tensorCores = tensorCores
+        lowering.convs = convs
         try lowering.run()
         return lowering.plan
     }
@@ -448,32 +475,67 @@ public struct GPULowering {
             return
         }
         // Weights as [M][KH][KW][C/group] (the reduction order of the NHWC implicit GEMM).
-        let key = "conv/\(wID)"
-        if plan.weights[key] == nil {
+        emitConv(x: source, weights: "conv/\(wID)", weightValues: {
             var ohwi = [Float](repeating: 0, count: values.count)
             for f in 0..<m { for ci in 0..<cg { for i in 0..<(kh * kw) {
                 ohwi[(f * kh * kw + i) * cg + ci] = values[(f * cg + ci) * kh * kw + i]
             } } }
-            plan.weights[key] = .half(ohwi)
-        }
-        emitConv(x: source, weights: key, bias: bias, residual: residual, y: t, n: n, h: h, w: w, c: c, oh: oh, ow: ow, m: m,
-                 kh: kh, kw: kw, group: group, strides: g.strides, pads: (g.pads.t, g.pads.l), dilations: g.dilations,
+            return ohwi
+        }, bias: bias, residual: residual, y: t,
+                 problem: ConvProblem(n: n, h: h, w: w, c: c, m: m, kh: kh, kw: kw, groups: group, oh: oh, ow: ow,
+                                      strides: g.strides, pads: (g.pads.t, g.pads.l), dilations: g.dilations),
                  lo: lo, hi: hi, node: node.name)
     }
 
-    mutating func emitConv(x: PlanBuffer, weights: String, bias: PlanArgument, residual: PlanArgument, y: Int,
-                           n: Int, h: Int, w: Int, c: Int, oh: Int, ow: Int, m: Int, kh: Int, kw: Int, group: Int,
-                           strides: (h: Int, w: Int), pads: (t: Int, l: Int), dilations: (h: Int, w: Int),
-                           lo: Float, hi: Float, node: String) {
-        let pixels = n * oh * ow
-        plan.flops += 2 * Double(pixels) * Double(m) * Double(kh * kw * (c / group))
-        let tc = tensorCores && c % 8 == 0 && (c / group) % 8 == 0
-        let grid = tc ? Dim3((pixels + 127) / 128, (m / group + 63) / 64, group) : Dim3((pixels + 63) / 64, (m / group + 63) / 64, group)
-        emit(tc ? "ss_conv_nhwc_tc_f16" : "ss_conv_nhwc_f16", grid, [
-            .buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y)), .u32(n), .u32(h), .u32(w), .u32(c),
-            .u32(oh), .u32(ow), .u32(m), .u32(kh), .u32(kw), .u32(group), .u32(strides.h), .u32(strides.w), .u32(pads.t),
-            .u32(pads.l), .u32(dilations.h), .u32(dilations.w), .f32(lo), .f32(hi),
-        ], node: node)
+    /// One convolution as `convs` chooses: the SIMT kernel, or the tensor-core kernel with its
+    /// tile and split (channels padded to a multiple of 8 first where the problem needs it, and
+    /// the split-K epilogue after). `weightValues`: [M][KH][KW][C/group] floats, made only when
+    /// the weight `weights` is not in the plan yet.
+    mutating func emitConv(x: PlanBuffer, weights: String, weightValues: () -> [Float], bias: PlanArgument, residual: PlanArgument,
+                           y: Int, problem p: ConvProblem, lo: Float, hi: Float, node: String) {
+        plan.flops += p.flops
+        let first = plan.launches.count
+        let implementation = convs.implementation(for: p)
+        defer {
+            plan.convolutions.append(ConvLayer(node: node, problem: p, implementation: implementation, launches: first..<plan.launches.count))
+        }
+        let geometry: [PlanArgument] = [.u32(p.sh), .u32(p.sw), .u32(p.pt), .u32(p.pl), .u32(p.dh), .u32(p.dw), .f32(lo), .f32(hi)]
+        guard case .tensorCore(let tile, let splits) = implementation, let cp = p.tensorCoreChannels else {
+            if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) }
+            emit("ss_conv_nhwc_f16", Dim3((p.pixels + 63) / 64, (p.filtersPerGroup + 63) / 64, p.groups), [
+                .buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y)), .u32(p.n), .u32(p.h), .u32(p.w), .u32(p.c),
+                .u32(p.oh), .u32(p.ow), .u32(p.m), .u32(p.kh), .u32(p.kw), .u32(p.groups),
+            ] + geometry, node: node)
+            return
+        }
+        var source = x, key = weights
+        if cp != p.c {
+            // Zero channels up to a multiple of 8, in the activations and in the weights.
+            let pixels = p.n * p.h * p.w
+            let padded = newTensor(elements: pixels * cp, label: "\(node) channels padded to \(cp)")
+            emit("ss_pad_channels_f16", Self.grid(pixels * cp), [.buffer(x), .buffer(.tensor(padded)), .u64(pixels), .u32(p.c), .u32(cp)],
+                 node: node)
+            source = .tensor(padded)
+            key = "\(weights)/c\(cp)"
+            if plan.weights[key] == nil {
+                let values = weightValues(), taps = p.m * p.kh * p.kw
+                var wide = [Float](repeating: 0, count: taps * cp)
+                for r in 0..<taps { for ci in 0..<p.c { wide[r * cp + ci] = values[r * p.c + ci] } }
+                plan.weights[key] = .half(wide)
+            }
+        } else if plan.weights[key] == nil {
+            plan.weights[key] = .half(weightValues())
+        }
+        var partial: PlanArgument = .null
+        if splits > 1 { partial = .buffer(.tensor(newTensor(elements: splits * p.pixels * p.m, bytesPer: 4, label: "\(node) split-K partial sums"))) }
+        emit(tile.kernel, Dim3((p.pixels + tile.rows - 1) / tile.rows, (p.filtersPerGroup + tile.columns - 1) / tile.columns, p.groups * splits), [
+            .buffer(source), .buffer(.weight(key)), bias, residual, .buffer(.tensor(y)), partial, .u32(p.n), .u32(p.h), .u32(p.w), .u32(cp),
+            .u32(p.oh), .u32(p.ow), .u32(p.m), .u32(p.kh), .u32(p.kw), .u32(p.groups), .u32(splits),
+        ] + geometry, node: node, block: Dim3(ConvTile.threads))
+        if splits > 1 {
+            emit("ss_conv_splitk_f16", Self.grid(p.pixels * p.m), [partial, .u32(splits), bias, residual, .buffer(.tensor(y)),
+                 .u64(p.pixels * p.m), .u32(p.m), .f32(lo), .f32(hi)], node: node)
+        }
     }
 
     /// Gemm with a constant B: a 1x1 convolution over M "pixels" of K channels, alpha folded into
@@ -497,12 +559,12 @@ public struct GPULowering {
             (a, la) = (.tensor(t), .plain)
         }
         let key = "gemm/\(bID)/\(transB ? 1 : 0)/\(alpha)"
-        if plan.weights[key] == nil {
+        let weightValues = {
             let v = b.floats
             // [N][K]: B^T when B is [K][N].
             var nk = [Float](repeating: 0, count: n * k)
             for j in 0..<n { for i in 0..<k { nk[j * k + i] = alpha * (transB ? v[j * k + i] : v[i * n + j]) } }
-            plan.weights[key] = .half(nk)
+            return nk
         }
         var bias: PlanArgument = .null
         if node.inputs.count > 2, let cID = node.inputs[2] {
@@ -515,8 +577,9 @@ public struct GPULowering {
             bias = .buffer(.weight(bkey))
         }
         let t = place(node, elements: m * n, layout: .plain)
-        emitConv(x: a, weights: key, bias: bias, residual: .null, y: t, n: m, h: 1, w: 1, c: k, oh: 1, ow: 1, m: n, kh: 1, kw: 1,
-                 group: 1, strides: (1, 1), pads: (0, 0), dilations: (1, 1), lo: -.infinity, hi: .infinity, node: node.name)
+        emitConv(x: a, weights: key, weightValues: weightValues, bias: bias, residual: .null, y: t,
+                 problem: ConvProblem(n: m, h: 1, w: 1, c: k, m: n, kh: 1, kw: 1, groups: 1, oh: 1, ow: 1),
+                 lo: -.infinity, hi: .infinity, node: node.name)
     }
 
     mutating func matmul(_ node: Node) throws(GPUModelError) {
@@ -528,17 +591,15 @@ public struct GPULowering {
         let a = try convert(a0, shape: sa, from: la, to: .plain, node: node.name)
         if let b = graph.values[bID].constant, b.shape.count == 2 {
             // A constant right operand: every row of A through one 1x1 convolution.
-            let key = "matmul/\(bID)"
-            if plan.weights[key] == nil {
+            let rows = sa.dropLast().reduce(1, *)
+            let t = place(node, elements: rows * n, layout: .plain)
+            emitConv(x: a, weights: "matmul/\(bID)", weightValues: {
                 let v = b.floats
                 var nk = [Float](repeating: 0, count: n * k)
                 for j in 0..<n { for i in 0..<k { nk[j * k + i] = v[i * n + j] } }
-                plan.weights[key] = .half(nk)
-            }
-            let rows = sa.dropLast().reduce(1, *)
-            let t = place(node, elements: rows * n, layout: .plain)
-            emitConv(x: a, weights: key, bias: .null, residual: .null, y: t, n: rows, h: 1, w: 1, c: k, oh: 1, ow: 1, m: n, kh: 1, kw: 1,
-                     group: 1, strides: (1, 1), pads: (0, 0), dilations: (1, 1), lo: -.infinity, hi: .infinity, node: node.name)
+                return nk
+            }, bias: .null, residual: .null, y: t, problem: ConvProblem(n: rows, h: 1, w: 1, c: k, m: n, kh: 1, kw: 1, groups: 1, oh: 1, ow: 1),
+                     lo: -.infinity, hi: .infinity, node: node.name)
             return
         }
         let (b0, lb) = try operand(bID, node: node.name)

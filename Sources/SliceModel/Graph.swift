@@ -139,6 +139,10 @@ public struct Graph: Sendable {
     public var outputs: [ValueID]
     public var opset: Int
 
+    public init(values: [Value] = [], nodes: [Node] = [], inputs: [ValueID] = [], outputs: [ValueID] = [], opset: Int = 17) {
+        (self.values, self.nodes, self.inputs, self.outputs, self.opset) = (values, nodes, inputs, outputs, opset)
+    }
+
     /// Operators this runtime implements (ONNX default domain, opsets 7 to 21).
     public static let supportedOperators: Set<String> = [
         "Conv", "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Mul", "Add", "Sub", "Div",

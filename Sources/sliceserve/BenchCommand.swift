@@ -208,7 +208,7 @@ struct ModelBench: AsyncParsableCommand {
     @Option(help: "How long to measure each batch size, in seconds.")
     var seconds = 3.0
 
-    @Flag(help: "--executor cpu or cpu-reference: after the measurement, time runs layer by layer and print one JSON line per step (node, primitive, implementation, fastest of five in milliseconds).")
+    @Flag(help: "After the measurement, time the plan layer by layer and print one JSON line per step: node, primitive (the CPU's oneDNN primitive, or the GPU's kernels), implementation (the GPU's convolution choice, e.g. tc128x64+split2), milliseconds (CPU: fastest of five; GPU: mean of five between events) and, for GPU convolutions, tflops.")
     var layers = false
 
     @OptionGroup var choice: DeviceChoice
@@ -218,7 +218,6 @@ struct ModelBench: AsyncParsableCommand {
             throw ValidationError("--executor must be cpu, cpu-reference or gpu, got '\(executor)'")
         }
         if executor != "gpu" && (choice.fake || choice.ordinal != nil) { throw ValidationError("--device and --fake need --executor gpu") }
-        if layers && executor == "gpu" { throw ValidationError("--layers needs --executor cpu or cpu-reference") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be 1...1024, got \(threads)") }
         if !(seconds > 0 && seconds <= 3600) { throw ValidationError("--seconds must be in (0, 3600], got \(seconds)") }
         guard ["host", "device"].contains(input) else { throw ValidationError("--input must be host or device, got '\(input)'") }
@@ -314,6 +313,16 @@ struct ModelBench: AsyncParsableCommand {
                     print(String(decoding: try encoder.encode(line), as: UTF8.self))
                 }
             }
+            if layers, let gpu {
+                // Node by node between events (no graph): which kernel and convolution
+                // implementation each ran, and its TFLOP/s.
+                for (step, layer) in try gpu.layerProfile(bucket: n).enumerated() {
+                    let line = LayerBenchResult(batch: n, step: step, node: layer.node, primitive: layer.kernels.joined(separator: "+"),
+                                                implementation: layer.implementation, ms: layer.milliseconds,
+                                                tflops: layer.flops > 0 && layer.milliseconds > 0 ? layer.flops / (layer.milliseconds / 1000) / 1e12 : nil)
+                    print(String(decoding: try encoder.encode(line), as: UTF8.self))
+                }
+            }
         }
     }
 }
@@ -362,4 +371,6 @@ struct LayerBenchResult: Codable {
     var primitive: String
     var implementation: String
     var ms: Double
+    /// GPU convolutions: FLOP per second of the node alone.
+    var tflops: Double? = nil
 }

@@ -14,6 +14,6 @@ struct SliceServeCommand: AsyncParsableCommand {
             run on a card), with JPEGs preprocessed on the CPU, a GPU or a plug-in.
             """,
         version: SliceServeVersion.current,
-        subcommands: [ServeCommand.self, ExportRepositoryCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, SelftestCommand.self, SlicesCommand.self, ProfileCommand.self, BenchCommand.self, ProbeCommand.self, WorkerCommand.self, PluginHostCommand.self]
+        subcommands: [ServeCommand.self, ExportRepositoryCommand.self, ClassifyCommand.self, PreprocessCommand.self, DoctorCommand.self, SelftestCommand.self, SlicesCommand.self, ProfileCommand.self, TuneCommand.self, BenchCommand.self, ProbeCommand.self, WorkerCommand.self, PluginHostCommand.self]
     )
 }

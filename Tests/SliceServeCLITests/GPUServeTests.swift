@@ -68,6 +68,34 @@ extension CLITests {
         return (root, cases)
     }
 
+    /// `tune` on the fake GPU: every layer and bucket measured and stored under the cache
+    /// folder, reused by the next run, measured again with --force; no GPU is exit 4.
+    func testTuneMeasuresStoresAndReuses() throws {
+        let (_, cases) = try operatorCases()
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("ss-tune-\(getpid())")
+        try? FileManager.default.removeItem(at: cache)
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let environment = ["SLICESERVE_CACHE": cache.path]
+        let arguments = ["tune", "--fake", "--model", cases.appendingPathComponent("conv_k40/model.onnx").path, "--max-batch", "2", "--json"]
+        let first = try run(arguments, environment: environment)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let lines = first.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(lines.count, 2, first.stdout)  // one convolution, buckets 1 and 2
+        XCTAssertTrue(lines.allSatisfy { $0["measured"] as? Bool == true && ($0["ms"] as? Double ?? 0) > 0 }, first.stdout)
+        XCTAssertTrue(first.stderr.contains("2 measured, 0 stored before"), first.stderr)
+        let stored = try FileManager.default.contentsOfDirectory(atPath: cache.appendingPathComponent("tuning").path)
+        XCTAssertEqual(stored.count, 1)
+        let again = try run(arguments, environment: environment)
+        XCTAssertTrue(again.stderr.contains("0 measured, 2 stored before"), again.stderr)
+        XCTAssertEqual(again.stdout, first.stdout)
+        XCTAssertTrue(try run(arguments + ["--force"], environment: environment).stderr.contains("2 measured, 0 stored before"))
+        let none = try run(["tune", "--model", cases.appendingPathComponent("conv_k40/model.onnx").path], environment: ["SLICESERVE_LIBCUDA": "none"])
+        XCTAssertEqual(none.status, 4, none.stderr)
+        XCTAssertTrue(none.stderr.contains("no GPU"), none.stderr)
+        XCTAssertEqual(try run(["tune", "--fake", "--budget", "0"]).status, 64)
+        XCTAssertEqual(try run(["tune", "--fake", "--sm-partition", "16"]).status, 64)
+    }
+
     /// A kernel author's loop: edit a copy of CKernels/kernels, point SLICESERVE_KERNEL_SOURCE_DIR
     /// at it, re-run the self-test on the emulator (no Swift rebuild). A clean copy passes; a
     /// removed barrier fails with the race named; no compiler is a skip (77) that says so.
@@ -90,15 +118,15 @@ extension CLITests {
         XCTAssertTrue(agreement.allSatisfy { $0["differing"] as? Int == 0 }, "\(agreement.filter { $0["differing"] as? Int != 0 })")
 
         let model = copy.appendingPathComponent("model.cu")
-        let barrier = "            *(ss_u32x4 *)&Bs[col][kc] = v;\n        }\n        __syncthreads();"
+        let barrier = "asm volatile(\"cp.async.wait_group %0;\" ::\"n\"(STAGES - 2) : \"memory\");\n        __syncthreads();"
         let source = try String(contentsOf: model, encoding: .utf8)
         XCTAssertTrue(source.contains(barrier))
-        try source.replacingOccurrences(of: barrier, with: "            *(ss_u32x4 *)&Bs[col][kc] = v;\n        }\n")
+        try source.replacingOccurrences(of: barrier, with: "asm volatile(\"cp.async.wait_group %0;\" ::\"n\"(STAGES - 2) : \"memory\");")
             .write(to: model, atomically: true, encoding: .utf8)
         let mutated = try run(arguments, environment: ["SLICESERVE_KERNEL_SOURCE_DIR": copy.path])
         XCTAssertEqual(mutated.status, 1, mutated.stdout + mutated.stderr)
-        XCTAssertTrue(mutated.stdout.contains("shared-memory race") && mutated.stdout.contains("ss_conv_nhwc_tc_f16: block (0, 0, 0)"),
-                      mutated.stdout)
+        XCTAssertTrue(mutated.stdout.contains("shared-memory race") && mutated.stdout.contains("_f16: block (0, 0, 0)")
+                      && mutated.stdout.contains("ss_conv_tc_"), mutated.stdout)
 
         // The other host compiler (g++ where clang++ is the default) runs the same kernels.
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/g++") {

@@ -46,6 +46,11 @@ fi
 lite="${XDG_CACHE_HOME:-$HOME/.cache}/sliceserve/models/efficientnet_lite0"
 [ -f "$lite/model.onnx" ] && [ -d "$out/models" ] && cp -r "$lite" "$out/models/"
 
+# Convolution choices a previous --executor run measured (its tuning.json, saved here as
+# Bench/results/tuning-<card>.json): the newest goes back so that the next run starts tuned.
+tuning=$(ls -t "$root"/Bench/results/tuning-*.json 2>/dev/null | head -n1)
+[ -n "$tuning" ] && cp -f "$tuning" "$out/tuning.json" && echo "device-pack: tuning from $tuning"
+
 shared="$root/../shared/bench"
 for script in peers.py e2e_peer.py; do
     [ -f "$shared/$script" ] && cp -f "$shared/$script" "$out/$script"

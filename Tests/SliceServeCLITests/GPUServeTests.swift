@@ -89,6 +89,15 @@ extension CLITests {
         XCTAssertTrue(again.stderr.contains("0 measured, 2 stored before"), again.stderr)
         XCTAssertEqual(again.stdout, first.stdout)
         XCTAssertTrue(try run(arguments + ["--force"], environment: environment).stderr.contains("2 measured, 0 stored before"))
+        // Layer by layer on the GPU: each node's kernels, its convolution's implementation and TFLOP/s.
+        let layers = try run(["bench", "model", "--executor", "gpu", "--fake", "--model", cases.appendingPathComponent("conv_7x7_stride2_pad3/model.onnx").path,
+                              "--batch", "2", "--seconds", "0.1", "--layers"])
+        XCTAssertEqual(layers.status, 0, layers.stderr)
+        let steps = layers.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["step"] != nil }
+        let conv = try XCTUnwrap(steps.first { ($0["tflops"] as? Double ?? 0) > 0 }, layers.stdout)
+        XCTAssertTrue((conv["implementation"] as? String ?? "").hasPrefix("tc"), layers.stdout)
+        XCTAssertTrue((conv["primitive"] as? String ?? "").hasPrefix("ss_pad_channels_f16+ss_conv_tc_"), layers.stdout)
         let none = try run(["tune", "--model", cases.appendingPathComponent("conv_k40/model.onnx").path], environment: ["SLICESERVE_LIBCUDA": "none"])
         XCTAssertEqual(none.status, 4, none.stderr)
         XCTAssertTrue(none.stderr.contains("no GPU"), none.stderr)

@@ -364,9 +364,11 @@ static __device__ __forceinline__ void ss_conv_tc(ss_u8 *smem, SS_CONV_TC_PARAMS
     const ss_u32 Cg = C / groups, Mg = M / groups;
     const ss_u32 g = blockIdx.z / splits, split = blockIdx.z % splits;
     const ss_u32 K = KH * KW * Cg;
-    const ss_u32 steps = (K + 31) / 32, per = (steps + splits - 1) / splits;
-    const ss_u32 first = split * per;
-    const ss_u32 count = first < steps ? min(per, steps - first) : 0;
+    // Split s takes steps [s * steps / splits, (s + 1) * steps / splits): balanced, and never
+    // empty while splits <= steps (the host's rule).
+    const ss_u32 steps = (K + 31) / 32;
+    const ss_u32 first = (ss_u32)((ss_u64)split * steps / splits);
+    const ss_u32 count = (ss_u32)((ss_u64)(split + 1) * steps / splits) - first;
     const ss_u64 P = (ss_u64)N * OH * OW;
     const ss_u64 p0 = (ss_u64)blockIdx.x * BM;
     const ss_u32 m0 = blockIdx.y * BN;

@@ -164,7 +164,7 @@ public enum ConvPlanner {
             let resident = 4 * sms  // 256 threads, 8.3 KiB of shared memory
             return (blocks / resident).rounded(.up) * blockFlops * 4 / 0.2e12 + traffic / 3e12 + 3e-6
         case .tensorCore(let tile, let s):
-            let steps = Double((p.tensorCoreSteps + s - 1) / s)
+            let steps = Double((p.tensorCoreSteps + s - 1) / s)  // the longest split
             let blockFlops = 2 * Double(tile.rows * tile.columns) * steps * 32
             let resident = Double(tile.blocksPerSM) * sms
             let waves = (Double(blocks(p, tile) * s) / resident).rounded(.up)

@@ -125,6 +125,13 @@ final class KernelCompileTests: XCTestCase {
             XCTAssertEqual(Set(resources.map(\.kernel)), Set(KernelSources.declaredKernels(unit)), unit.name)
             for r in resources.sorted(by: { $0.kernel < $1.kernel }) {
                 XCTAssertGreaterThan(r.registers, 0, "\(unit.name)/\(r.kernel)")
+                if r.kernel.hasPrefix("ss_conv_tc_") {
+                    // The tensor-core convolutions keep their accumulators in registers: no
+                    // stack frame, no spills, within the 48 KiB of static shared memory.
+                    XCTAssertEqual(r.stackBytes, 0, "\(r.kernel) has a stack frame")
+                    XCTAssertEqual(r.spillStoreBytes, 0, "\(r.kernel) spills")
+                    XCTAssertLessThanOrEqual(r.sharedBytes, 48 << 10, r.kernel)
+                }
                 lines.append("\(unit.name)/\(r.kernel) \(r.registers) \(r.sharedBytes) \(r.stackBytes) \(r.spillStoreBytes) \(r.spillLoadBytes) \(r.barriers)")
             }
         }

@@ -300,10 +300,25 @@ enum {
     X(size_t, cublasLtGetVersion, 0, 0, 1, (void), ())                                              \
     X(size_t, cublasLtGetCudartVersion, 0, 0, 0, (void), ())
 
+// cuDNN 9's handle and backend (graph) API, prototypes as in cudnn_graph.h 9.6: cudnnHandle_t and
+// cudnnBackendDescriptor_t are `void *`, cudaStream_t is ss_CUstream, the enums (descriptor type,
+// attribute name, attribute type) are `int`. All optional: a cuDNN without them still loads, and
+// CKernels/cudnn.c reports the missing symbol. cudnnGetLastErrorString (cuDNN 9.0+) returns void:
+// when it is missing, its forwarder does nothing and leaves `message` as it was.
 #define SS_CUDNN_SYMBOLS(X)                                                                         \
     X(size_t, cudnnGetVersion, 0, 0, 1, (void), ())                                                 \
     X(size_t, cudnnGetCudartVersion, 0, 0, 0, (void), ())                                           \
-    X(const char *, cudnnGetErrorString, 0, 0, 1, (ss_cudnnStatus status), (status))
+    X(const char *, cudnnGetErrorString, 0, 0, 1, (ss_cudnnStatus status), (status))                \
+    X(void, cudnnGetLastErrorString, 0, 0, 0, (char *message, size_t max_size), (message, max_size)) \
+    X(ss_cudnnStatus, cudnnCreate, 0, 0, 0, (void **handle), (handle))                              \
+    X(ss_cudnnStatus, cudnnDestroy, 0, 0, 0, (void *handle), (handle))                              \
+    X(ss_cudnnStatus, cudnnSetStream, 0, 0, 0, (void *handle, ss_CUstream stream), (handle, stream)) \
+    X(ss_cudnnStatus, cudnnBackendCreateDescriptor, 0, 0, 0, (int descriptor_type, void **descriptor), (descriptor_type, descriptor)) \
+    X(ss_cudnnStatus, cudnnBackendDestroyDescriptor, 0, 0, 0, (void *descriptor), (descriptor))     \
+    X(ss_cudnnStatus, cudnnBackendSetAttribute, 0, 0, 0, (void *descriptor, int attribute, int attribute_type, int64_t element_count, const void *elements), (descriptor, attribute, attribute_type, element_count, elements)) \
+    X(ss_cudnnStatus, cudnnBackendGetAttribute, 0, 0, 0, (void *descriptor, int attribute, int attribute_type, int64_t requested_count, int64_t *element_count, void *elements), (descriptor, attribute, attribute_type, requested_count, element_count, elements)) \
+    X(ss_cudnnStatus, cudnnBackendFinalize, 0, 0, 0, (void *descriptor), (descriptor))              \
+    X(ss_cudnnStatus, cudnnBackendExecute, 0, 0, 0, (void *handle, void *execution_plan, void *variant_pack), (handle, execution_plan, variant_pack))
 
 // ---------------------------------------------------------------------------------------------
 // Loading and status

@@ -151,6 +151,7 @@ public final class ServingAssembly {
             // Every bucket's plan and graph now: a model that does not fit fails at load. On a
             // card, convolutions not measured yet for this slice size are measured first.
             try executor.prepare(batchSizes: executor.buckets.sizes)
+            if i == 0 { logger.info("\(executor.convolutionLibraryNote)", metadata: ["instance": "\(names[i])"]) }
             if let tuning = executor.lastTuning {
                 logger.info("convolutions tuned", metadata: ["instance": "\(names[i])", "measured": "\(tuning.measured.count)",
                             "stored": "\(tuning.cached)", "left to the estimate": "\(tuning.unmeasured.count)",

@@ -1,6 +1,11 @@
 import CSliceServe
 import SliceCore
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// A real GPU through the CUDA driver API (loaded at run time). Holds the device's primary
 /// context for its lifetime; every call makes that context current on the calling thread first,
@@ -200,6 +205,27 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
             _ = ss_cuCtxSetCurrent(context)
             _ = ss_cuStreamDestroy_v2(handle)
         }
+    }
+
+    private let library = Mutex<(library: CUDNNConvolutionLibrary?, problem: String?)?>(nil)
+
+    /// cuDNN on this stream, made on first use (SLICESERVE_CUDNN=0 turns it off).
+    public func convolutionLibrary() -> (any GPUConvolutionLibrary)? {
+        library.withLock { state in
+            if state == nil {
+                if getenv("SLICESERVE_CUDNN").map({ String(cString: $0) }) == "0" {
+                    state = (nil, "SLICESERVE_CUDNN=0")
+                } else {
+                    do { state = (try CUDNNConvolutionLibrary(stream: self), nil) } catch { state = (nil, "\(error)") }
+                }
+            }
+            return state!.library
+        }
+    }
+
+    public var convolutionLibraryProblem: String? {
+        _ = convolutionLibrary()
+        return library.withLock { $0?.problem }
     }
 
     /// Runs `body` with the stream's context current on the calling thread. The primary context

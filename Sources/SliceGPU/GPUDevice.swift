@@ -88,6 +88,11 @@ public protocol GPUStream: AnyObject, Sendable {
     func endCapture() throws(GPUError) -> any GPUGraph
     /// Enqueues one replay of a captured graph (the same kernels, arguments and addresses).
     func launch(_ graph: any GPUGraph) throws(GPUError)
+
+    /// The convolution library on this stream (cuDNN where it loads), made on first use; nil
+    /// where there is none, with the reason in `convolutionLibraryProblem`.
+    func convolutionLibrary() -> (any GPUConvolutionLibrary)?
+    var convolutionLibraryProblem: String? { get }
 }
 
 /// Work recorded once by stream capture and replayed with one launch (a CUDA graph).

@@ -41,6 +41,7 @@ public struct ConvProblem: Hashable, Codable, Sendable, CustomStringConvertible 
         switch implementation {
         case .simt: true
         case .tensorCore(_, let splits): tensorCoreChannels != nil && splits >= 1 && splits <= max(tensorCoreSteps, 1)
+        case .library(let engine): engine >= 0 && engine < ConvPlanner.libraryEngines
         }
     }
 
@@ -77,22 +78,31 @@ public enum ConvTile: String, CaseIterable, Codable, Sendable {
     }
 }
 
-/// How one convolution runs: SliceServe's SIMT kernel, or its tensor-core kernel with a tile
-/// shape and a split of the reduction.
+/// How one convolution runs: SliceServe's SIMT kernel, its tensor-core kernel with a tile shape
+/// and a split of the reduction, or the convolution library's (cuDNN's) fused convolution with
+/// the engine its heuristics rank `engine` (0 = first choice).
 public enum ConvImplementation: Hashable, Sendable, CustomStringConvertible, Codable {
     case simt
     case tensorCore(ConvTile, splits: Int)
+    case library(engine: Int)
 
-    /// "simt", "tc128x64", "tc64x64+split4": the form of logs, tuning files and SLICESERVE_CONV.
+    /// "simt", "tc128x64", "tc64x64+split4", "cudnn0": the form of logs, tuning files and
+    /// SLICESERVE_CONV.
     public var description: String {
         switch self {
         case .simt: "simt"
         case .tensorCore(let tile, let splits): "tc\(tile.rawValue)" + (splits > 1 ? "+split\(splits)" : "")
+        case .library(let engine): "cudnn\(engine)"
         }
     }
 
     public init?(_ text: String) {
         if text == "simt" { self = .simt; return }
+        if text.hasPrefix("cudnn"), let engine = Int(text.dropFirst(5)), engine >= 0, engine < ConvPlanner.libraryEngines,
+           String(engine) == text.dropFirst(5) {
+            self = .library(engine: engine)
+            return
+        }
         guard text.hasPrefix("tc") else { return nil }
         let parts = text.dropFirst(2).split(separator: "+", omittingEmptySubsequences: false)
         guard let tile = ConvTile(rawValue: String(parts[0])), parts.count <= 2 else { return nil }
@@ -122,6 +132,8 @@ public enum ConvImplementation: Hashable, Sendable, CustomStringConvertible, Cod
 /// a tuner measures.
 public enum ConvPlanner {
     public static let maxSplits = 16
+    /// How many of the library's engines (its heuristics' first choices) a tuner measures.
+    public static let libraryEngines = 3
 
     /// Blocks of one launch of `tile` (before splitting the reduction).
     public static func blocks(_ p: ConvProblem, _ tile: ConvTile) -> Int {
@@ -139,8 +151,10 @@ public enum ConvPlanner {
         return fill >= 2 ? [1, fill] : [1]
     }
 
-    public static func candidates(_ p: ConvProblem, multiprocessors: Int) -> [ConvImplementation] {
-        var all: [ConvImplementation] = []
+    /// Every implementation worth measuring; the library's first `libraryEngines` engines where
+    /// the instance has the library (cuDNN on its stream).
+    public static func candidates(_ p: ConvProblem, multiprocessors: Int, libraryEngines: Int = 0) -> [ConvImplementation] {
+        var all: [ConvImplementation] = (0..<min(libraryEngines, Self.libraryEngines)).map { .library(engine: $0) }
         if p.tensorCoreChannels != nil {
             for tile in ConvTile.allCases {
                 for s in splits(p, tile, multiprocessors: multiprocessors) { all.append(.tensorCore(tile, splits: s)) }
@@ -171,6 +185,8 @@ public enum ConvPlanner {
             let perWave = blockFlops * Double(tile.blocksPerSM) / (7.5e12 * tile.efficiency)
             let splitK = s > 1 ? 3e-6 + Double(s + 1) * Double(p.pixels * p.m) * 4 / 3e12 : 0
             return waves * perWave + traffic / 3e12 + splitK + 3e-6
+        case .library:
+            return .infinity  // not modelled: a library engine is chosen by measurement only
         }
     }
 
@@ -189,13 +205,22 @@ public struct ConvChooser: Sendable {
     public var multiprocessors: Int
     public var chosen: [ConvProblem: ConvImplementation]
     public var forced: ConvImplementation?
+    /// Whether the instance has the convolution library (cuDNN on its stream).
+    public var library: Bool
+    /// Problems the library failed to build or run: never given to it again.
+    public var libraryExcluded: Set<ConvProblem>
 
     public init(tensorCores: Bool = true, multiprocessors: Int = 132, chosen: [ConvProblem: ConvImplementation] = [:],
-                forced: ConvImplementation? = nil) {
+                forced: ConvImplementation? = nil, library: Bool = false, libraryExcluded: Set<ConvProblem> = []) {
         (self.tensorCores, self.multiprocessors, self.chosen, self.forced) = (tensorCores, multiprocessors, chosen, forced)
+        (self.library, self.libraryExcluded) = (library, libraryExcluded)
     }
 
+    func libraryServes(_ p: ConvProblem) -> Bool { library && !libraryExcluded.contains(p) }
+
     public func implementation(for p: ConvProblem) -> ConvImplementation {
+        if case .library = forced, libraryServes(p) { return forced! }
+        if case .library = chosen[p], libraryServes(p) { return chosen[p]! }
         guard tensorCores else { return .simt }
         switch forced {
         case .simt: return .simt
@@ -203,7 +228,9 @@ public struct ConvChooser: Sendable {
             return .tensorCore(tile, splits: min(s, max(p.tensorCoreSteps, 1)))
         default: break
         }
-        if let c = chosen[p], p.allows(c) { return c }
+        if let c = chosen[p], p.allows(c) {
+            if case .library = c {} else { return c }
+        }
         return ConvPlanner.heuristic(p, multiprocessors: multiprocessors)
     }
 }

@@ -36,9 +36,11 @@ public struct ExecutorCheckResult: Codable, Sendable {
 public enum ExecutorCheck {
     public static let tolerance = 1e-2
 
-    /// What the operator cases force on their convolutions, one run each.
+    /// What the operator cases force on their convolutions, one run each: SIMT, every tile with
+    /// and without split-K, and the library's first engine (cuDNN where the stream has it; a
+    /// layer it cannot take, or a device without it, runs on SliceServe's kernels instead).
     public static let forcedConvolutions: [ConvImplementation] =
-        [.simt] + ConvTile.allCases.flatMap { [ConvImplementation.tensorCore($0, splits: 1), .tensorCore($0, splits: 3)] }
+        [.simt] + ConvTile.allCases.flatMap { [ConvImplementation.tensorCore($0, splits: 1), .tensorCore($0, splits: 3)] } + [.library(engine: 0)]
 
     public static func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
         guard a.count == b.count else { return .infinity }

@@ -192,15 +192,76 @@ struct ArenaLayout: Sendable {
     }
 }
 
+/// A library convolution that would not build (or has no such engine): the executor gives the
+/// problem back to its own kernels and plans again.
+struct LibraryStepFailure: Error, CustomStringConvertible {
+    var problem: ConvProblem
+    var message: String
+    var description: String { "the convolution library cannot run \(problem): \(message)" }
+}
+
+/// One step of a bound plan, with device addresses: a kernel launch, or a library convolution
+/// (its workspace is the plan's).
+enum BoundStep {
+    case kernel(any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])
+    case library(any GPULibraryConvolution, x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64)
+
+    func enqueue(on stream: any GPUStream, workspace: UInt64) throws {
+        switch self {
+        case .kernel(let kernel, let grid, let block, let arguments):
+            try stream.launch(kernel, grid: grid, block: block, sharedBytes: 0, arguments: arguments)
+        case .library(let convolution, let x, let w, let bias, let residual, let y):
+            try convolution.run(x: x, w: w, bias: bias, residual: residual, y: y, workspace: workspace)
+        }
+    }
+
+    var workspaceBytes: Int { if case .library(let c, _, _, _, _, _) = self { c.workspaceBytes } else { 0 } }
+
+    /// Resolves a lowered plan's launches: buffers through `address`, kernels from the model's
+    /// modules, library convolutions built on `stream`'s library (a LibraryStepFailure where one
+    /// cannot be).
+    static func resolve(_ lowered: LoweredPlan, model: GPUModel, stream: any GPUStream,
+                        address: (PlanBuffer, Int) throws -> UInt64) throws -> [BoundStep] {
+        try lowered.launches.map { launch in
+            let arguments = try launch.arguments.map { argument -> KernelArgument in
+                switch argument {
+                case .buffer(let buffer, let offset): .pointer(try address(buffer, offset))
+                case .null: .pointer(0)
+                case .u32(let v): .uint32(UInt32(v))
+                case .u64(let v): .uint64(UInt64(v))
+                case .f32(let v): .float(v)
+                }
+            }
+            guard let step = launch.library else {
+                return .kernel(try model.kernel(launch.kernel), grid: launch.grid, block: launch.block, arguments: arguments)
+            }
+            guard let library = stream.convolutionLibrary() else {
+                throw LibraryStepFailure(problem: step.problem, message: stream.convolutionLibraryProblem ?? "no convolution library")
+            }
+            let convolution: (any GPULibraryConvolution)?
+            do { convolution = try library.makeConvolution(step.descriptor, engine: step.engine) } catch {
+                throw LibraryStepFailure(problem: step.problem, message: "\(error)")
+            }
+            guard let convolution else {
+                throw LibraryStepFailure(problem: step.problem, message: "\(library.name) offers fewer than \(step.engine + 1) engines")
+            }
+            func pointer(_ i: Int) -> UInt64 { if case .pointer(let p) = arguments[i] { p } else { 0 } }
+            return .library(convolution, x: pointer(0), w: pointer(1), bias: pointer(2), residual: pointer(3), y: pointer(4))
+        }
+    }
+}
+
 /// One batch-size plan bound to device memory: its place in the instance's arena (shared by all
-/// of the instance's plans, which never run at once), the resolved launches, and the CUDA graph
-/// that replays them.
+/// of the instance's plans, which never run at once), the resolved steps, the library's workspace,
+/// and the CUDA graph that replays them.
 final class BoundPlan: @unchecked Sendable {
     let lowered: LoweredPlan
     let arena: DeviceMemory
     let offsets: [Int]
-    let convert: (kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])
-    let body: [(kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])]
+    /// The input conversion (a kernel), run before the graph when the input is float32.
+    let convert: BoundStep
+    let body: [BoundStep]
+    let workspace: DeviceMemory?
     let graph: (any GPUGraph)?
     let hostOutput: PinnedMemory
 
@@ -214,29 +275,22 @@ final class BoundPlan: @unchecked Sendable {
 
         let base = arena.address
         let offsets = offsets
-        var resolved: [(kernel: any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])] = []
-        for launch in lowered.launches {
-            var arguments: [KernelArgument] = []
-            for argument in launch.arguments {
-                switch argument {
-                case .buffer(.tensor(let t), let offset): arguments.append(.pointer(base + UInt64(offsets[t] + offset)))
-                case .buffer(.weight(let key), let offset):
-                    guard let address = model.weightAddress(key) else { throw GPUModelError.invalidInput("weight \(key) was not uploaded") }
-                    arguments.append(.pointer(address + UInt64(offset)))
-                case .null: arguments.append(.pointer(0))
-                case .u32(let v): arguments.append(.uint32(UInt32(v)))
-                case .u64(let v): arguments.append(.uint64(UInt64(v)))
-                case .f32(let v): arguments.append(.float(v))
-                }
+        let resolved = try BoundStep.resolve(lowered, model: model, stream: stream) { buffer, offset in
+            switch buffer {
+            case .tensor(let t): return base + UInt64(offsets[t] + offset)
+            case .weight(let key):
+                guard let address = model.weightAddress(key) else { throw GPUModelError.invalidInput("weight \(key) was not uploaded") }
+                return address + UInt64(offset)
             }
-            resolved.append((try model.kernel(launch.kernel), launch.grid, launch.block, arguments))
         }
         convert = resolved[0]
         body = Array(resolved.dropFirst())
+        let workspaceBytes = body.map(\.workspaceBytes).max() ?? 0
+        workspace = workspaceBytes > 0 ? try model.allocate(workspaceBytes, what: "the convolution library's workspace") : nil
         if useGraph {
             try stream.beginCapture()
             do {
-                for l in body { try stream.launch(l.kernel, grid: l.grid, block: l.block, sharedBytes: 0, arguments: l.arguments) }
+                for step in body { try step.enqueue(on: stream, workspace: workspace?.address ?? 0) }
             } catch {
                 _ = try? stream.endCapture()
                 throw error
@@ -248,6 +302,7 @@ final class BoundPlan: @unchecked Sendable {
     }
 
     func address(_ tensor: Int) -> UInt64 { arena.address + UInt64(offsets[tensor]) }
+    var workspaceAddress: UInt64 { workspace?.address ?? 0 }
 }
 
 /// A model instance on a GPU (or a fake one): its own stream and plans, the model's shared
@@ -274,6 +329,31 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         set { tuningReport.withLock { $0 = newValue } }
     }
     private let tuningReport = Mutex<ConvTuner.Report?>(nil)
+    /// Problems the convolution library could not build, with why (each logged once).
+    private let libraryFailures = Mutex<[ConvProblem: String]>([:])
+
+    /// Whether this instance's stream has the convolution library (cuDNN).
+    public var hasConvolutionLibrary: Bool { stream.convolutionLibrary() != nil }
+
+    /// One line on the convolution library for the log: which one, or why there is none, and the
+    /// layers it could not take.
+    public var convolutionLibraryNote: String {
+        let failures = libraryFailures.withLock { $0 }
+        guard let library = stream.convolutionLibrary() else {
+            return "convolutions on SliceServe's kernels only: \(stream.convolutionLibraryProblem ?? "no convolution library")"
+        }
+        return "\(library.name) available for convolutions (chosen per layer by measurement)"
+            + (failures.isEmpty ? "" : "; \(failures.count) layer shapes left to SliceServe's kernels: " + failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; "))
+    }
+
+    /// How this instance's convolutions are chosen: the model's (forced, measured), the library
+    /// where its stream has one, minus the problems it failed.
+    func chooser() -> ConvChooser {
+        var chooser = model.chooser(multiprocessors: multiprocessors)
+        chooser.library = hasConvolutionLibrary
+        chooser.libraryExcluded = Set(libraryFailures.withLock { $0.keys })
+        return chooser
+    }
 
     private let stream: any GPUStream
     private let serial: WorkerPool<Void>
@@ -421,10 +501,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
                 var events = [try device.makeEvent()]
                 try stream.record(events[0])
                 for group in groups {
-                    for index in group.launches {
-                        let l = plan.body[index - 1]
-                        try stream.launch(l.kernel, grid: l.grid, block: l.block, sharedBytes: 0, arguments: l.arguments)
-                    }
+                    for index in group.launches { try plan.body[index - 1].enqueue(on: stream, workspace: plan.workspaceAddress) }
                     let event = try device.makeEvent()
                     try stream.record(event)
                     events.append(event)
@@ -445,7 +522,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     public func convolutionProblems() throws -> [ConvProblem] {
         var problems = Set<ConvProblem>()
         for bucket in buckets.sizes {
-            let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, convs: model.chooser(multiprocessors: multiprocessors))
+            let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, convs: chooser())
             problems.formUnion(lowered.convolutions.map(\.problem))
         }
         return Array(problems)
@@ -456,7 +533,8 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     /// and makes the plans again with them.
     public func tune(tuner: ConvTuner, cache: TuningCache, progress: (String) -> Void = { _ in }) throws -> ConvTuner.Report {
         let problems = try convolutionProblems()
-        let report = tuner.tune(problems, multiprocessors: multiprocessors, cache: cache, measure: { p, implementation in
+        let report = tuner.tune(problems, multiprocessors: multiprocessors, libraryEngines: hasConvolutionLibrary ? ConvPlanner.libraryEngines : 0,
+                                cache: cache, measure: { p, implementation in
             try self.measureConvolution(p, implementation)
         }, progress: progress)
         model.adopt(cache.chosen, multiprocessors: multiprocessors)
@@ -486,22 +564,16 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
                 try stream.fill(memory.address, byte: 0, byteCount: memory.byteCount)
                 weights[key] = memory
             }
-            let launches = try lowered.launches.map { launch in
-                (try model.kernel(launch.kernel), launch.grid, launch.block, try launch.arguments.map { argument -> KernelArgument in
-                    switch argument {
-                    case .buffer(.tensor(let t), let offset): .pointer(tensors[t].address + UInt64(offset))
-                    case .buffer(.weight(let key), let offset): .pointer(weights[key]!.address + UInt64(offset))
-                    case .null: .pointer(0)
-                    case .u32(let v): .uint32(UInt32(v))
-                    case .u64(let v): .uint64(UInt64(v))
-                    case .f32(let v): .float(v)
-                    }
-                })
-            }
-            func runAll() throws {
-                for (kernel, grid, block, arguments) in launches {
-                    try stream.launch(kernel, grid: grid, block: block, sharedBytes: 0, arguments: arguments)
+            let steps = try BoundStep.resolve(lowered, model: model, stream: stream) { buffer, offset in
+                switch buffer {
+                case .tensor(let t): return tensors[t].address + UInt64(offset)
+                case .weight(let key): return weights[key]!.address + UInt64(offset)
                 }
+            }
+            let workspaceBytes = steps.map(\.workspaceBytes).max() ?? 0
+            let workspace = workspaceBytes > 0 ? try model.allocate(workspaceBytes, what: "a tuning run's workspace") : nil
+            func runAll() throws {
+                for step in steps { try step.enqueue(on: stream, workspace: workspace?.address ?? 0) }
             }
             try runAll()
             let start = try device.makeEvent(), end = try device.makeEvent()
@@ -510,7 +582,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
             try stream.record(end)
             try end.synchronize()
             let ms = try end.elapsedMilliseconds(since: start) / Double(max(repetitions, 1))
-            withExtendedLifetime((tensors, weights)) {}
+            withExtendedLifetime((tensors, weights, workspace)) {}
             return ms
         }
     }
@@ -524,11 +596,31 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     /// Lowers the buckets not lowered yet, grows the arena if the largest plan needs more (then
     /// every plan is bound again: their graphs hold the old addresses), and binds what is unbound.
     private func bind(_ wanted: Set<Int>) throws {
+        // A library convolution that will not build goes back to SliceServe's kernels, and the
+        // plans that held it are made again (at most once per problem).
+        while true {
+            do {
+                try bindOnce(wanted)
+                return
+            } catch let failure as LibraryStepFailure {
+                let known = libraryFailures.withLock { failures in
+                    defer { failures[failure.problem] = failure.message }
+                    return failures[failure.problem] != nil
+                }
+                if known { throw GPUModelError.invalidInput("\(failure) (again, after it was excluded)") }
+                try running.withLock { _ in
+                    plans.withLock { $0.removeAll() }
+                    layouts.withLock { $0.removeAll() }
+                }
+            }
+        }
+    }
+
+    private func bindOnce(_ wanted: Set<Int>) throws {
         try running.withLock { _ in
             var added: [Int] = []
             for bucket in wanted.sorted() where layouts.withLock({ $0[bucket] == nil }) {
-                let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1,
-                                                    convs: model.chooser(multiprocessors: multiprocessors))
+                let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, convs: chooser())
                 layouts.withLock { $0[bucket] = (lowered, ArenaLayout(lowered)) }
                 added.append(bucket)
             }
@@ -596,13 +688,12 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
                 } else {
                     try stream.copy(onDevice: plan.address(lowered.inputStaging), from: input.allocation.deviceAddress!, byteCount: bytes)
                 }
-                let c = plan.convert
-                try stream.launch(c.kernel, grid: c.grid, block: c.block, sharedBytes: 0, arguments: c.arguments)
+                try plan.convert.enqueue(on: stream, workspace: 0)
             }
             if let graph = plan.graph {
                 try stream.launch(graph)
             } else {
-                for l in plan.body { try stream.launch(l.kernel, grid: l.grid, block: l.block, sharedBytes: 0, arguments: l.arguments) }
+                for step in plan.body { try step.enqueue(on: stream, workspace: plan.workspaceAddress) }
             }
             let outBytes = count * output.itemCount * 4
             try stream.copy(toHost: plan.hostOutput.pointer, from: plan.address(lowered.output), byteCount: outBytes)

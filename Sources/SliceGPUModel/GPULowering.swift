@@ -55,11 +55,21 @@ public struct PlanLaunch: Sendable, Equatable {
     public var arguments: [PlanArgument]
     /// The node it came from, for errors and profiles.
     public var node: String
+    /// A library call instead of a kernel (`kernel` is "library"): cuDNN's fused convolution with
+    /// arguments x, w, bias, residual, y.
+    public var library: LibraryStep? = nil
 
     /// The arena tensors it reads and writes, for lifetimes.
     var tensors: [Int] {
         arguments.compactMap { if case .buffer(.tensor(let t), _) = $0 { t } else { nil } }
     }
+}
+
+/// A convolution a plan gives to the convolution library, and which of its engines.
+public struct LibraryStep: Sendable, Equatable {
+    public var descriptor: LibraryConvDescriptor
+    public var engine: Int
+    public var problem: ConvProblem
 }
 
 /// A weight to upload: half or float values.
@@ -133,7 +143,7 @@ public struct GPULowering {
     /// 1, zero weights; for measuring candidates.
     public static func convolution(_ p: ConvProblem, _ implementation: ConvImplementation) -> LoweredPlan {
         var lowering = GPULowering(graph: Graph(), batch: p.n, plan: LoweredPlan(batch: p.n))
-        lowering.convs = ConvChooser(tensorCores: true, forced: implementation)
+        lowering.convs = ConvChooser(tensorCores: true, forced: implementation, library: true)
         let x = lowering.newTensor(elements: p.n * p.h * p.w * p.c, label: "input")
         let y = lowering.newTensor(elements: p.pixels * p.m, label: "output")
         lowering.emitConv(x: .tensor(x), weights: "tune", weightValues: { [Float](repeating: 0, count: p.m * p.reduction) },
@@ -500,6 +510,20 @@ public struct GPULowering {
             plan.convolutions.append(ConvLayer(node: node, problem: p, implementation: implementation, launches: first..<plan.launches.count))
         }
         let geometry: [PlanArgument] = [.u32(p.sh), .u32(p.sw), .u32(p.pt), .u32(p.pl), .u32(p.dh), .u32(p.dw), .f32(lo), .f32(hi)]
+        if case .library(let engine) = implementation {
+            if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) }
+            // ONNX's bottom and right pads are implied by the output size; the library wants them.
+            let pb = max(0, (p.oh - 1) * p.sh + (p.kh - 1) * p.dh + 1 - p.h - p.pt)
+            let pr = max(0, (p.ow - 1) * p.sw + (p.kw - 1) * p.dw + 1 - p.w - p.pl)
+            let descriptor = LibraryConvDescriptor(
+                n: p.n, h: p.h, w: p.w, c: p.c, m: p.m, kh: p.kh, kw: p.kw, groups: p.groups, oh: p.oh, ow: p.ow, sh: p.sh, sw: p.sw,
+                pt: p.pt, pl: p.pl, pb: pb, pr: pr, dh: p.dh, dw: p.dw, hasBias: bias != .null, hasResidual: residual != .null, lo: lo, hi: hi)
+            var launch = PlanLaunch(kernel: "library", grid: Dim3(1), block: Dim3(1),
+                                    arguments: [.buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y))], node: node)
+            launch.library = LibraryStep(descriptor: descriptor, engine: engine, problem: p)
+            plan.launches.append(launch)
+            return
+        }
         guard case .tensorCore(let tile, let splits) = implementation, let cp = p.tensorCoreChannels else {
             if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) }
             emit("ss_conv_nhwc_f16", Dim3((p.pixels + 63) / 64, (p.filtersPerGroup + 63) / 64, p.groups), [

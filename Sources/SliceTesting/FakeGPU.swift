@@ -27,6 +27,9 @@ public struct FakeGPUProfile: Sendable, Equatable {
     public var hostThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Whether launches check shared memory for races (compute-sanitizer's racecheck).
     public var checkRaces = true
+    /// Whether streams offer a convolution library (FakeConvolutionLibrary: two engines that run
+    /// model.cu's tensor-core kernel, the second with a workspace), standing in for cuDNN.
+    public var convolutionLibrary = false
 
     public init() {}
 }
@@ -221,6 +224,20 @@ final class FakeStream: GPUStream, @unchecked Sendable {
 
     init(device: FakeGPUDevice) { self.device = device }
 
+    private let library = Mutex<FakeConvolutionLibrary?>(nil)
+
+    func convolutionLibrary() -> (any GPUConvolutionLibrary)? {
+        guard device.profile.convolutionLibrary else { return nil }
+        return library.withLock { existing in
+            if existing == nil { existing = FakeConvolutionLibrary(stream: self) }
+            return existing
+        }
+    }
+
+    var convolutionLibraryProblem: String? {
+        device.profile.convolutionLibrary ? nil : "the fake GPU offers no convolution library (FakeGPUProfile.convolutionLibrary)"
+    }
+
     /// Records `operation` when capturing (returns true), else leaves it to the caller.
     private func record(_ operation: @escaping @Sendable () throws(GPUError) -> Void) -> Bool {
         captured.withLock { list in
@@ -380,4 +397,58 @@ final class FakeStream: GPUStream, @unchecked Sendable {
     }
 
     func synchronize() throws(GPUError) { try refuseWhileCapturing("cuStreamSynchronize") }
+}
+
+/// A stand-in for cuDNN on the fake GPU: engine 0 runs model.cu's 64x64 tensor-core tile,
+/// engine 1 its 128x128 tile with a 4 KiB workspace (filled each run, so a missing or short
+/// workspace fails like a bad address); no engine 2. Channels not in eights fail to build, as a
+/// library without a fitting engine would: what the executor's fallback is tested with.
+final class FakeConvolutionLibrary: GPUConvolutionLibrary, @unchecked Sendable {
+    let stream: FakeStream
+    var name: String { "fake convolution library" }
+
+    init(stream: FakeStream) { self.stream = stream }
+
+    func makeConvolution(_ d: LibraryConvDescriptor, engine: Int) throws(GPUError) -> (any GPULibraryConvolution)? {
+        guard engine >= 0, engine < 2 else { return nil }
+        guard d.c % 8 == 0, (d.c / d.groups) % 8 == 0 else {
+            throw .cuda(call: "cudnnBackendFinalize (fake)", code: 3000, name: "CUDNN_STATUS_NOT_SUPPORTED",
+                        message: "no engine for \(d): channels not in eights")
+        }
+        let module = try stream.device.module(for: try KernelSources.unit(named: "model.cu"))
+        let tile = engine == 0 ? (name: "ss_conv_tc_64x64_f16", rows: 64, columns: 64) : (name: "ss_conv_tc_128x128_f16", rows: 128, columns: 128)
+        return FakeLibraryConvolution(stream: stream, kernel: try module.kernel(named: tile.name), descriptor: d, rows: tile.rows,
+                                      columns: tile.columns, workspaceBytes: engine == 1 ? 4096 : 0, engineDescription: "fake engine \(engine) (\(tile.name))")
+    }
+}
+
+final class FakeLibraryConvolution: GPULibraryConvolution, @unchecked Sendable {
+    let stream: FakeStream
+    let kernel: any GPUKernel
+    let descriptor: LibraryConvDescriptor
+    let rows: Int, columns: Int
+    let workspaceBytes: Int
+    let engineDescription: String
+
+    init(stream: FakeStream, kernel: any GPUKernel, descriptor: LibraryConvDescriptor, rows: Int, columns: Int, workspaceBytes: Int,
+         engineDescription: String) {
+        (self.stream, self.kernel, self.descriptor, self.rows, self.columns) = (stream, kernel, descriptor, rows, columns)
+        (self.workspaceBytes, self.engineDescription) = (workspaceBytes, engineDescription)
+    }
+
+    func run(x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64, workspace: UInt64) throws(GPUError) {
+        let d = descriptor
+        if workspaceBytes > 0 {
+            guard workspace != 0 else { throw .invalidArgument("fake convolution library: no workspace for \(engineDescription)") }
+            try stream.fill(workspace, byte: 0, byteCount: workspaceBytes)
+        }
+        let u = { (v: Int) in KernelArgument.uint32(UInt32(v)) }
+        let pixels = d.n * d.oh * d.ow, filters = d.m / d.groups
+        try stream.launch(kernel, grid: Dim3((pixels + rows - 1) / rows, (filters + columns - 1) / columns, d.groups), block: Dim3(128),
+                          sharedBytes: 0, arguments: [
+            .pointer(x), .pointer(w), .pointer(d.hasBias ? bias : 0), .pointer(d.hasResidual ? residual : 0), .pointer(y), .pointer(0),
+            u(d.n), u(d.h), u(d.w), u(d.c), u(d.oh), u(d.ow), u(d.m), u(d.kh), u(d.kw), u(d.groups), u(1), u(d.sh), u(d.sw), u(d.pt),
+            u(d.pl), u(d.dh), u(d.dw), .float(d.lo), .float(d.hi),
+        ])
+    }
 }

@@ -22,7 +22,10 @@ final class ConvTuningTests: XCTestCase {
             XCTAssertEqual(try JSONDecoder().decode([ConvImplementation].self, from: json), [implementation])
         }
         XCTAssertEqual(ConvImplementation.tensorCore(.t64x128, splits: 4).description, "tc64x128+split4")
-        for bad in ["", "tc", "tc100x100", "tc64x64+split1", "tc64x64+split17", "tc64x64+split", "simt+split2", "tc64x64+split2+split2", "TC64x64"] {
+        XCTAssertEqual(ConvImplementation("cudnn2"), .library(engine: 2))
+        XCTAssertEqual(ConvImplementation.library(engine: 0).description, "cudnn0")
+        for bad in ["", "tc", "tc100x100", "tc64x64+split1", "tc64x64+split17", "tc64x64+split", "simt+split2", "tc64x64+split2+split2", "TC64x64",
+                    "cudnn", "cudnn3", "cudnn-1", "cudnn01", "cudnn+split2"] {
             XCTAssertNil(ConvImplementation(bad), bad)
         }
         XCTAssertThrowsError(try JSONDecoder().decode([ConvImplementation].self, from: Data(#"["tc9x9"]"#.utf8)))
@@ -99,6 +102,7 @@ final class ConvTuningTests: XCTestCase {
             case .simt: throw GPUError.invalidArgument("planted failure")
             case .tensorCore(.t64x64, let s): return 0.5 / Double(s)
             case .tensorCore(_, let s): return 2.0 / Double(s)
+            case .library: return 10
             }
         }
         let key = TuningKey(card: "Fake", multiprocessors: 132, driver: "fake", cudnn: "none", kernels: "k")
@@ -205,5 +209,66 @@ final class ConvTuningTests: XCTestCase {
         XCTAssertEqual(try second.convolutions(bucket: 2).map(\.implementation), layers.map(\.implementation))
         // One convolution measured alone: device time per run from the events.
         XCTAssertGreaterThan(try executor.measureConvolution(layers[0].problem, .simt), 0)
+    }
+
+    /// The convolution library's path on the fake GPU (a stand-in for cuDNN with two engines):
+    /// library convolutions run inside the captured graph with their workspace, a layer the
+    /// library cannot build goes back to SliceServe's kernels (said once), a missing engine too,
+    /// and the tuner measures the library's engines beside the kernels.
+    func testLibraryConvolutionsRunFallBackAndAreMeasured() throws {
+        let ops = GPUExecutorTests.oracles.appendingPathComponent("ops")
+        try GPUExecutorTests.require(ops.appendingPathComponent("manifest.json"), what: "operator oracles")
+        var profile = FakeGPUProfile()
+        profile.memoryBytes = 64 << 20
+        profile.convolutionLibrary = true
+        let device = FakeGPUDevice(profile: profile)
+        func check(_ name: String, forcing: ConvImplementation, graphs: Bool = true) throws -> GPUExecutor {
+            let dir = ops.appendingPathComponent(name)
+            let model = try GPUModel(modelFile: dir.appendingPathComponent("model.onnx").path, device: device, forcing: forcing)
+            let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: 2), useGraphs: graphs)
+            let input = try GPUExecutorTests.npy(dir.appendingPathComponent("input.npy")).floats()
+            let expected = try GPUExecutorTests.npy(dir.appendingPathComponent("expected.npy")).floats()
+            let ours = try executor.infer(input, batch: 2)
+            XCTAssertLessThanOrEqual(GPUExecutorTests.relativeL2(ours, expected), 1e-2, "\(name) forcing \(forcing)")
+            return executor
+        }
+        // Both engines, in a graph and launch by launch; engine 1 needs its 4 KiB workspace.
+        for engine in 0..<2 {
+            for graphs in [true, false] {
+                let executor = try check("conv_k40", forcing: .library(engine: engine), graphs: graphs)
+                XCTAssertTrue(executor.hasConvolutionLibrary)
+                XCTAssertEqual(try executor.convolutions(bucket: 2).map(\.implementation), [.library(engine: engine)])
+                XCTAssertEqual(try executor.launches(bucket: 2).filter { $0.kernel == "library" }.count, 1)
+                XCTAssertFalse(executor.convolutionLibraryNote.contains("left to"), executor.convolutionLibraryNote)
+            }
+        }
+        // 3 channels: the library refuses; the layer runs on the tensor-core kernel, said once.
+        let refused = try check("conv_7x7_stride2_pad3", forcing: .library(engine: 0))
+        guard case .tensorCore = try refused.convolutions(bucket: 2)[0].implementation else { return XCTFail("not back on tensor cores") }
+        XCTAssertTrue(refused.convolutionLibraryNote.contains("1 layer shapes left to SliceServe's kernels")
+                      && refused.convolutionLibraryNote.contains("CUDNN_STATUS_NOT_SUPPORTED"), refused.convolutionLibraryNote)
+        // An engine the library does not offer: the same way back.
+        let missing = try check("conv_k40", forcing: .library(engine: 2))
+        XCTAssertTrue(missing.convolutionLibraryNote.contains("offers fewer than 3 engines"), missing.convolutionLibraryNote)
+        // The tuner measures both engines beside the kernels; the third fails and is reported.
+        let model = try GPUModel(modelFile: ops.appendingPathComponent("conv_k40/model.onnx").path, device: device)
+        let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: 1))
+        let cache = TuningCache(key: try TuningKey.current(device: device), directory: nil)
+        let report = try executor.tune(tuner: ConvTuner(), cache: cache)
+        XCTAssertEqual(report.measured.count, 1)
+        XCTAssertNotNil(report.measured[0].measured["cudnn0"])
+        XCTAssertNotNil(report.measured[0].measured["cudnn1"])
+        XCTAssertEqual(report.failures.count, 1)
+        XCTAssertTrue(report.failures[0].contains("cudnn2"), report.failures[0])
+        // Without the library: the kernels alone, and the note says why.
+        var plain = profile
+        plain.convolutionLibrary = false
+        let without = try GPUExecutor(model: try GPUModel(modelFile: ops.appendingPathComponent("conv_k40/model.onnx").path,
+                                                          device: FakeGPUDevice(profile: plain), forcing: .library(engine: 0)),
+                                      buckets: BatchBuckets(maxBatch: 2))
+        XCTAssertFalse(without.hasConvolutionLibrary)
+        XCTAssertTrue(without.convolutionLibraryNote.hasPrefix("convolutions on SliceServe's kernels only: the fake GPU offers no convolution library"),
+                      without.convolutionLibraryNote)
+        guard case .tensorCore = try without.convolutions(bucket: 2)[0].implementation else { return XCTFail("not on tensor cores") }
     }
 }

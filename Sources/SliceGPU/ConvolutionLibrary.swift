@@ -1,0 +1,45 @@
+/// One convolution as a library (cuDNN) takes it: NHWC half input, [M][KH][KW][C/groups] half
+/// filters, NHWC half output, then optionally + bias (float[M]), + residual (half, NHWC like the
+/// output) and a clamp to [lo, hi] (ReLU is [0, inf), none is (-inf, inf)): the fusion the GPU
+/// executor's own kernels do in their epilogue.
+public struct LibraryConvDescriptor: Sendable, Hashable, CustomStringConvertible {
+    public var n, h, w, c, m, kh, kw, groups, oh, ow: Int
+    public var sh, sw, pt, pl, pb, pr, dh, dw: Int
+    public var hasBias: Bool
+    public var hasResidual: Bool
+    public var lo: Float
+    public var hi: Float
+
+    public init(n: Int, h: Int, w: Int, c: Int, m: Int, kh: Int, kw: Int, groups: Int, oh: Int, ow: Int,
+                sh: Int, sw: Int, pt: Int, pl: Int, pb: Int, pr: Int, dh: Int, dw: Int,
+                hasBias: Bool, hasResidual: Bool, lo: Float, hi: Float) {
+        (self.n, self.h, self.w, self.c, self.m, self.kh, self.kw, self.groups, self.oh, self.ow) = (n, h, w, c, m, kh, kw, groups, oh, ow)
+        (self.sh, self.sw, self.pt, self.pl, self.pb, self.pr, self.dh, self.dw) = (sh, sw, pt, pl, pb, pr, dh, dw)
+        (self.hasBias, self.hasResidual, self.lo, self.hi) = (hasBias, hasResidual, lo, hi)
+    }
+
+    public var description: String {
+        "n\(n) \(h)x\(w)x\(c) → \(oh)x\(ow)x\(m) k\(kh)x\(kw) g\(groups)" + (hasBias ? " +bias" : "") + (hasResidual ? " +residual" : "")
+            + (lo == -.infinity && hi == .infinity ? "" : " clamp[\(lo), \(hi)]")
+    }
+}
+
+/// A convolution library bound to one stream (cuDNN's handle on it): builds fused convolutions,
+/// one execution plan per engine, that enqueue on that stream (and so into its CUDA graphs).
+public protocol GPUConvolutionLibrary: AnyObject, Sendable {
+    /// "cuDNN 9.14.0", for logs.
+    var name: String { get }
+    /// The `engine`-th configuration the library's heuristics offer for `descriptor` that it can
+    /// build (0 = its first choice), or nil when it offers fewer. Throws when it fails to build.
+    func makeConvolution(_ descriptor: LibraryConvDescriptor, engine: Int) throws(GPUError) -> (any GPULibraryConvolution)?
+}
+
+/// One built convolution of a library: enqueue it with device addresses.
+public protocol GPULibraryConvolution: AnyObject, Sendable {
+    /// Scratch device memory each run needs.
+    var workspaceBytes: Int { get }
+    /// Which engine and configuration, for logs and `bench model --layers`.
+    var engineDescription: String { get }
+    /// Enqueues one run (bias and residual are 0 when the descriptor has none).
+    func run(x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64, workspace: UInt64) throws(GPUError)
+}

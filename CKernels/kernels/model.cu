@@ -376,23 +376,25 @@ static __device__ __forceinline__ void ss_conv_tc(ss_u8 *smem, SS_CONV_TC_PARAMS
     const ss_u32 wm0 = (warp % 2) * WM, wn0 = (warp / 2) * WN;
     const ss_u32 base = (ss_u32)__cvta_generic_to_shared(smem);
 
-    // The loader: this thread's 16-byte column `kc` of rows lrow + 32 i.
+    // The loader: this thread's 16-byte column `kc` of rows lrow + 32 i. Each row's window
+    // origin (aY, aX) and the element offset of that origin (aBase, negative where the origin
+    // lies in the padding) are computed once; a step adds the tap's offset.
     const ss_u32 kc = tid % 4, lrow = tid / 4;
-    ss_u64 aImage[AR];
+    ss_i64 aBase[AR];
     int aY[AR], aX[AR];
 #pragma unroll
     for (int i = 0; i < AR; i++) {
         const ss_u64 p = p0 + lrow + 32 * i;
-        aImage[i] = 0;
+        aBase[i] = 0;
         aY[i] = -(1 << 30);  // a row past the last pixel: every window position is padding
         aX[i] = 0;
         if (p < P) {
             const ss_u32 ox = (ss_u32)(p % OW);
             const ss_u64 q = p / OW;
             const ss_u32 oy = (ss_u32)(q % OH);
-            aImage[i] = (q / OH) * H * W * C + g * Cg;
             aY[i] = (int)(oy * sh) - (int)pt;
             aX[i] = (int)(ox * sw) - (int)pl;
+            aBase[i] = (ss_i64)((q / OH) * H * W * C + g * Cg) + ((ss_i64)aY[i] * W + aX[i]) * (ss_i64)C;
         }
     }
     const ss_u16 *bRow[BR];
@@ -410,11 +412,13 @@ static __device__ __forceinline__ void ss_conv_tc(ss_u8 *smem, SS_CONV_TC_PARAMS
     auto load = [&](ss_u32 stage) {
         const ss_u32 sa = base + stage * STAGE_BYTES, sb = sa + A_BYTES;
         const bool inK = ky < KH;
+        const int tapY = (int)(ky * dh), tapX = (int)(kx * dw);
+        const ss_i64 tap = ((ss_i64)tapY * W + tapX) * (ss_i64)C + c;
 #pragma unroll
         for (int i = 0; i < AR; i++) {
-            const int iy = aY[i] + (int)(ky * dh), ix = aX[i] + (int)(kx * dw);
-            const bool ok = inK && iy >= 0 && iy < (int)H && ix >= 0 && ix < (int)W;
-            const ss_u16 *source = ok ? X + aImage[i] + ((ss_u64)iy * W + ix) * C + c : X;
+            // One unsigned compare per axis: a negative coordinate wraps past H (or W).
+            const bool ok = inK && (ss_u32)(aY[i] + tapY) < H && (ss_u32)(aX[i] + tapX) < W;
+            const ss_u16 *source = ok ? X + (aBase[i] + tap) : X;
             ss_cp_async16(sa + ss_tc_swizzle(lrow + 32 * i, kc), source, ok ? 16 : 0);
         }
 #pragma unroll
@@ -518,6 +522,14 @@ static __device__ __forceinline__ void ss_conv_tc(ss_u8 *smem, SS_CONV_TC_PARAMS
                     }
         }
         __syncthreads();
+        // A thread's 8 channels are the same in every row it takes (128 is a multiple of WN / 8):
+        // their bias is read once a pass.
+        float bias8[8];
+        {
+            const ss_u32 m = m0 + pass * WN + (tid % (WN / 8)) * 8;
+#pragma unroll
+            for (int q = 0; q < 8; q++) bias8[q] = bias && m + q < Mg ? bias[g * Mg + m + q] : 0.0f;
+        }
         for (ss_u32 e = tid; e < BM * (WN / 8); e += 128) {
             const ss_u32 row = e / (WN / 8), col = (e % (WN / 8)) * 8;
             const ss_u64 p = p0 + row;
@@ -533,11 +545,7 @@ static __device__ __forceinline__ void ss_conv_tc(ss_u8 *smem, SS_CONV_TC_PARAMS
                 ss_u32 packed[4];
 #pragma unroll
                 for (int q = 0; q < 4; q++) {
-                    float v0 = v[2 * q], v1 = v[2 * q + 1];
-                    if (bias) {
-                        v0 += bias[channel + 2 * q];
-                        v1 += bias[channel + 2 * q + 1];
-                    }
+                    float v0 = v[2 * q] + bias8[2 * q], v1 = v[2 * q + 1] + bias8[2 * q + 1];
                     if (R) {
                         v0 += ss_f16_to_f32((ss_u16)(rw[q] & 0xffffu));
                         v1 += ss_f16_to_f32((ss_u16)(rw[q] >> 16));

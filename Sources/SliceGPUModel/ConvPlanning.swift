@@ -63,7 +63,7 @@ public enum ConvTile: String, CaseIterable, Codable, Sendable {
     /// kernel's registers and shared memory: used by the estimate only.
     var blocksPerSM: Int {
         switch self {
-        case .t128x128: 2  // 218 registers x 128 threads (ptxas, sm_90)
+        case .t128x128: 2  // 224 registers x 128 threads (ptxas, sm_90)
         case .t128x64, .t64x128: 4  // 128 registers; 4 x 48 KiB of shared memory
         case .t64x64: 5  // 94 registers
         }

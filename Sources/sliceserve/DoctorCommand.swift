@@ -47,6 +47,13 @@ struct DoctorCommand: AsyncParsableCommand {
         print("Kernels:     \(report.cpuKernels ?? "?") (chosen at run time from this CPU)")
         print("Executor:    \(report.cpuExecutor ?? "?"); cpu-reference: SliceServe's own kernels")
         for line in gpu.lines { print(line) }
+        if gpu.problem == nil && gpu.deviceCount > 0 {
+            // The GPU executor's convolutions: cuDNN where it loads, else SliceServe's kernels alone.
+            let cudnn = gpu.libraries.first { $0.library == "cudnn" }
+            let tuned = (try? FileManager.default.contentsOfDirectory(atPath: CacheDirectory.root + "/tuning"))?.filter { $0.hasPrefix("conv-") }.count ?? 0
+            print("GPU convs:   SliceServe's tensor-core kernels" + ((cudnn?.usable ?? false) ? " and cuDNN \(cudnn?.version ?? "?") (graph API)" : " (cuDNN not loaded)")
+                  + ", chosen per layer by measurement; \(tuned) tuning file(s) stored (sliceserve tune)")
+        }
         let nvjpeg = gpu.libraries.first { $0.library == "nvjpeg" }
         if gpu.problem == nil && gpu.deviceCount > 0 && (nvjpeg?.usable ?? false) {
             print("Preprocess:  --preprocess auto picks gpu (nvJPEG \(nvjpeg?.version ?? "?") on GPU 0); cpu has \(report.availableCores) worker threads")

@@ -80,6 +80,40 @@ final class LoaderTests: XCTestCase {
         XCTAssertEqual(ss_lib_has_symbol(SS_LIB_NVRTC, "nvrtcNoSuchThing"), 0)
         XCTAssertTrue(live.version?.hasPrefix("13.") ?? false, live.version ?? "")
     }
+
+    /// CKernels/cudnn.c against the mock cuDNN of Tests/MockCUDNN, with no GPU: every bias,
+    /// residual and clamp combination, engine selection, the fallback heuristics, a failure
+    /// injected at each cuDNN call with leak checks, run-time errors. The test is a C program of
+    /// its own (it loads the mock through SLICESERVE_LIBCUDNN, which this process may already have
+    /// loaded otherwise), built with the mock by Scripts/build-plugins.sh.
+    func testTheCuDNNShimAgainstAMockLibrary() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let plugins = root.appendingPathComponent(".build/sliceserve-plugins")
+        let program = plugins.appendingPathComponent("cudnn_shim_test").path
+        let library = plugins.appendingPathComponent("libmock_cudnn.so.9").path
+        for path in [program, library] where !FileManager.default.fileExists(atPath: path) {
+            let message = "no \(path): run Scripts/build-plugins.sh (Scripts/test.sh does)"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = [library]
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLICESERVE_LIBCUDNN"] = library
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let last = text.split(whereSeparator: \.isNewline).last.map(String.init) ?? ""
+        XCTAssertEqual(process.terminationReason, .exit, "cudnn_shim_test was killed by a signal:\n\(text)")
+        XCTAssertEqual(process.terminationStatus, 0, "cudnn_shim_test failed:\n\(text)")
+        XCTAssertTrue(last.hasPrefix("cudnn shim test: ") && last.hasSuffix(" checks, 0 failed"),
+                      "cudnn_shim_test's last line is not \"cudnn shim test: N checks, 0 failed\":\n\(text)")
+    }
 }
 
 final class KernelCompileTests: XCTestCase {

@@ -37,6 +37,12 @@ _Static_assert(sizeof(ss_CUdevResource) == 144 && offsetof(ss_CUdevResource, sm_
                    offsetof(ss_CUdevResource, sm_coscheduled_alignment) == 104,
                "CUdevResource (CUDA 13.0 ABI): 4 + 92 + a 48-byte union");
 _Static_assert(sizeof(ss_nvjpegImage) == 64, "nvjpegImage_t is four pointers and four size_t pitches");
+_Static_assert(sizeof(ss_cublasLtMatmulAlgo) == 64, "cublasLtMatmulAlgo_t is eight uint64_t (cublasLt.h)");
+_Static_assert(sizeof(ss_cublasLtMatmulHeuristicResult) == 96 && offsetof(ss_cublasLtMatmulHeuristicResult, workspaceSize) == 64 &&
+                   offsetof(ss_cublasLtMatmulHeuristicResult, state) == 72 &&
+                   offsetof(ss_cublasLtMatmulHeuristicResult, wavesCount) == 76 &&
+                   offsetof(ss_cublasLtMatmulHeuristicResult, reserved) == 80,
+               "cublasLtMatmulHeuristicResult_t: algo, size_t workspaceSize, cublasStatus_t state, float wavesCount, int reserved[4]");
 
 // The value a forwarder returns when its symbol is missing.
 #define SS_MISSING(ret) _Generic((ret)0, const char *: (ret)0, size_t: (ret)0, default: (ret)SS_LIB_NOT_LOADED)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the reference preprocessing plug-in (CKernels/plugins/turbojpeg_plugin.c, the C ABI in
 # CKernels/include/sliceserve_preprocess.h) into .build/sliceserve-plugins/, plus two deliberately broken
-# builds the tests load: one reporting ABI version 99, one without ss_pp_poll; the mock NVML; and the
-# mock cuDNN with the program that tests CKernels/cudnn.c against it.
+# builds the tests load: one reporting ABI version 99, one without ss_pp_poll; the mock NVML; the
+# mock cuDNN with the program that tests CKernels/cudnn.c against it; and the mock cuBLASLt with the
+# program that tests CKernels/cublaslt.c against it.
 #
 #   Scripts/build-plugins.sh && sliceserve serve --preprocess plugin:.build/sliceserve-plugins/libsliceserve_turbojpeg.so
 set -euo pipefail
@@ -27,4 +28,9 @@ warnings=(-Wall -Wextra -Werror -Wno-unknown-warning-option -Wno-format-truncati
 "$cc" -O1 -fPIC -shared -std=gnu11 "${warnings[@]}" -ICKernels/include Tests/MockCUDNN/mock_cudnn.c -o "$out/libmock_cudnn.so.9"
 "$cc" -O1 -std=gnu11 "${warnings[@]}" -ICKernels/include Tests/MockCUDNN/cudnn_shim_test.c CKernels/cudnn.c CKernels/cuda_loader.c \
     -ldl -lpthread -lm -o "$out/cudnn_shim_test"
+# The mock cuBLASLt (Tests/MockCUBLASLT) and the test of the cuBLASLt shim (CKernels/cublaslt.c) against
+# it, the same way: `cublaslt_shim_test "$out/libmock_cublaslt.so"`, loaded through SLICESERVE_LIBCUBLASLT.
+"$cc" -O1 -fPIC -shared -std=gnu11 "${warnings[@]}" -ICKernels/include Tests/MockCUBLASLT/mock_cublaslt.c -o "$out/libmock_cublaslt.so"
+"$cc" -O1 -std=gnu11 "${warnings[@]}" -ICKernels/include Tests/MockCUBLASLT/cublaslt_shim_test.c CKernels/cublaslt.c CKernels/cuda_loader.c \
+    -ldl -lpthread -lm -o "$out/cublaslt_shim_test"
 echo "build-plugins: $(ls "$out" | tr '\n' ' ')"

@@ -162,7 +162,7 @@ PY
     forced_rc=0
     : > "$work/executor-forced.jsonl"
     if [ -d "$models/resnet50" ]; then
-        for impl in tc128x128 tc128x64 tc64x64 tc64x64+split8 simt cudnn0; do
+        for impl in tc128x128 tc128x64 tc64x64 tc64x64+split8 simt cudnn0 cublaslt0; do
             SLICESERVE_CONV=$impl timeout 120 "$bin" selftest --executor --executor-model "$models/resnet50" --json \
                 | python3 -c "import json,sys; [print(json.dumps(dict(r, forced='$impl'))) for r in json.load(sys.stdin)['executor']]" \
                 >> "$work/executor-forced.jsonl" || forced_rc=1

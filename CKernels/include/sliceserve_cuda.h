@@ -129,6 +129,23 @@ enum {
 };
 typedef int ss_cudnnStatus;
 
+/// cuBLASLt (cublasLt.h of CUDA 12.6; the same in 13.0): cublasStatus_t is an int-sized enum; the
+/// handle and the matmul, layout and preference descriptors are opaque pointers (`void *` here).
+/// cublasLtMatmulAlgo_t is a semi-opaque struct of eight uint64_t that callers copy by value;
+/// cublasLtMatmulHeuristicResult_t holds one algorithm, its workspace size, a per-result status, its
+/// wave count and four reserved ints (96 bytes; sizes and offsets checked in cuda_loader.c).
+typedef int ss_cublasStatus;
+typedef struct ss_cublasLtMatmulAlgo {
+    uint64_t data[8];
+} ss_cublasLtMatmulAlgo;
+typedef struct ss_cublasLtMatmulHeuristicResult {
+    ss_cublasLtMatmulAlgo algo;
+    size_t workspaceSize;
+    ss_cublasStatus state;
+    float wavesCount;
+    int reserved[4];
+} ss_cublasLtMatmulHeuristicResult;
+
 /// CUDA device attributes SliceServe reads (values of CUdevice_attribute).
 enum {
     SS_CU_ATTR_MAX_THREADS_PER_BLOCK = 1,
@@ -296,9 +313,26 @@ enum {
     X(ss_nvjpegStatus, nvjpegDecodeBatchedInitialize, 0, 0, 1, (ss_nvjpegHandle handle, ss_nvjpegJpegState state, int batch_size, int max_cpu_threads, int output_format), (handle, state, batch_size, max_cpu_threads, output_format)) \
     X(ss_nvjpegStatus, nvjpegDecodeBatched, 0, 0, 1, (ss_nvjpegHandle handle, ss_nvjpegJpegState state, const unsigned char *const *data, const size_t *lengths, ss_nvjpegImage *destinations, ss_CUstream stream), (handle, state, data, lengths, destinations, stream))
 
+// cuBLASLt, prototypes as in cublasLt.h of CUDA 12.6 (unchanged in 13.0): cublasLtHandle_t and the
+// cublasLtMatmulDesc_t, cublasLtMatrixLayout_t and cublasLtMatmulPreference_t descriptors are
+// `void *`; cublasComputeType_t, cudaDataType_t and the attribute enums are `int`; cudaStream_t is
+// ss_CUstream. All but the version calls are optional: a cuBLASLt without them still loads, and
+// CKernels/cublaslt.c reports the missing symbol.
 #define SS_CUBLASLT_SYMBOLS(X)                                                                      \
     X(size_t, cublasLtGetVersion, 0, 0, 1, (void), ())                                              \
-    X(size_t, cublasLtGetCudartVersion, 0, 0, 0, (void), ())
+    X(size_t, cublasLtGetCudartVersion, 0, 0, 0, (void), ())                                        \
+    X(ss_cublasStatus, cublasLtCreate, 0, 0, 0, (void **handle), (handle))                          \
+    X(ss_cublasStatus, cublasLtDestroy, 0, 0, 0, (void *handle), (handle))                          \
+    X(ss_cublasStatus, cublasLtMatmulDescCreate, 0, 0, 0, (void **matmul_desc, int compute_type, int scale_type), (matmul_desc, compute_type, scale_type)) \
+    X(ss_cublasStatus, cublasLtMatmulDescDestroy, 0, 0, 0, (void *matmul_desc), (matmul_desc))     \
+    X(ss_cublasStatus, cublasLtMatmulDescSetAttribute, 0, 0, 0, (void *matmul_desc, int attribute, const void *buffer, size_t size), (matmul_desc, attribute, buffer, size)) \
+    X(ss_cublasStatus, cublasLtMatrixLayoutCreate, 0, 0, 0, (void **layout, int data_type, uint64_t rows, uint64_t cols, int64_t ld), (layout, data_type, rows, cols, ld)) \
+    X(ss_cublasStatus, cublasLtMatrixLayoutDestroy, 0, 0, 0, (void *layout), (layout))             \
+    X(ss_cublasStatus, cublasLtMatmulPreferenceCreate, 0, 0, 0, (void **preference), (preference)) \
+    X(ss_cublasStatus, cublasLtMatmulPreferenceDestroy, 0, 0, 0, (void *preference), (preference)) \
+    X(ss_cublasStatus, cublasLtMatmulPreferenceSetAttribute, 0, 0, 0, (void *preference, int attribute, const void *buffer, size_t size), (preference, attribute, buffer, size)) \
+    X(ss_cublasStatus, cublasLtMatmulAlgoGetHeuristic, 0, 0, 0, (void *handle, void *matmul_desc, void *a_desc, void *b_desc, void *c_desc, void *d_desc, void *preference, int requested_count, ss_cublasLtMatmulHeuristicResult *results, int *returned_count), (handle, matmul_desc, a_desc, b_desc, c_desc, d_desc, preference, requested_count, results, returned_count)) \
+    X(ss_cublasStatus, cublasLtMatmul, 0, 0, 0, (void *handle, void *matmul_desc, const void *alpha, const void *a, void *a_desc, const void *b, void *b_desc, const void *beta, const void *c, void *c_desc, void *d, void *d_desc, const ss_cublasLtMatmulAlgo *algo, void *workspace, size_t workspace_size, ss_CUstream stream), (handle, matmul_desc, alpha, a, a_desc, b, b_desc, beta, c, c_desc, d, d_desc, algo, workspace, workspace_size, stream))
 
 // cuDNN 9's handle and backend (graph) API, prototypes as in cudnn_graph.h 9.6: cudnnHandle_t and
 // cudnnBackendDescriptor_t are `void *`, cudaStream_t is ss_CUstream, the enums (descriptor type,

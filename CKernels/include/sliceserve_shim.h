@@ -177,3 +177,4 @@ void ss_im2col(int channels, int in_h, int in_w, const float *input, int kernel_
 #endif
 #endif
 #include "sliceserve_cudnn.h"
+#include "sliceserve_cublaslt.h"

@@ -228,6 +228,27 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
         return library.withLock { $0?.problem }
     }
 
+    private let blas = Mutex<(library: CUBLASLtMatmulLibrary?, problem: String?)?>(nil)
+
+    /// cuBLASLt on this stream, made on first use (SLICESERVE_CUBLASLT=0 turns it off).
+    public func matmulLibrary() -> (any GPUMatmulLibrary)? {
+        blas.withLock { state in
+            if state == nil {
+                if getenv("SLICESERVE_CUBLASLT").map({ String(cString: $0) }) == "0" {
+                    state = (nil, "SLICESERVE_CUBLASLT=0")
+                } else {
+                    do { state = (try CUBLASLtMatmulLibrary(stream: self), nil) } catch { state = (nil, "\(error)") }
+                }
+            }
+            return state!.library
+        }
+    }
+
+    public var matmulLibraryProblem: String? {
+        _ = matmulLibrary()
+        return blas.withLock { $0?.problem }
+    }
+
     /// Runs `body` with the stream's context current on the calling thread. The primary context
     /// may be current on many threads at once; a green context on one thread at a time (the driver
     /// does not synchronise it), so a partition's is pushed under the partition's lock and popped

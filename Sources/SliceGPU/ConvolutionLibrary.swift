@@ -43,3 +43,29 @@ public protocol GPULibraryConvolution: AnyObject, Sendable {
     /// Enqueues one run (bias and residual are 0 when the descriptor has none).
     func run(x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64, workspace: UInt64) throws(GPUError)
 }
+
+/// One matrix product as a BLAS library (cuBLASLt) takes it: Y[m][n] = X[m][k] · W[n][k]ᵀ, then
+/// optionally + bias[n] and ReLU; X, W, Y and the bias half precision, row-major, float
+/// accumulation. The executor's Gemm (and MatMul with constant weights, and 1x1 convolutions of
+/// 1x1 images) when measured faster than its own kernels.
+public struct LibraryGemmDescriptor: Sendable, Hashable, CustomStringConvertible {
+    public var m, n, k: Int
+    public var hasBias: Bool
+    /// ReLU after the bias (the only clamp this path takes).
+    public var relu: Bool
+
+    public init(m: Int, n: Int, k: Int, hasBias: Bool, relu: Bool) {
+        (self.m, self.n, self.k, self.hasBias, self.relu) = (m, n, k, hasBias, relu)
+    }
+
+    public var description: String { "\(m)x\(k) · (\(n)x\(k))ᵀ" + (hasBias ? " +bias" : "") + (relu ? " relu" : "") }
+}
+
+/// A BLAS library bound to one stream (a cuBLASLt handle whose launches go to that stream).
+public protocol GPUMatmulLibrary: AnyObject, Sendable {
+    /// "cuBLASLt 13.0.0", for logs.
+    var name: String { get }
+    /// The `algorithm`-th algorithm its heuristics offer for `descriptor` (0 = first choice), or
+    /// nil when it offers fewer. Throws when it fails to build.
+    func makeGemm(_ descriptor: LibraryGemmDescriptor, algorithm: Int) throws(GPUError) -> (any GPULibraryConvolution)?
+}

@@ -93,6 +93,10 @@ public protocol GPUStream: AnyObject, Sendable {
     /// where there is none, with the reason in `convolutionLibraryProblem`.
     func convolutionLibrary() -> (any GPUConvolutionLibrary)?
     var convolutionLibraryProblem: String? { get }
+    /// The BLAS library on this stream (cuBLASLt where it loads), made on first use; nil where
+    /// there is none, with the reason in `matmulLibraryProblem`.
+    func matmulLibrary() -> (any GPUMatmulLibrary)?
+    var matmulLibraryProblem: String? { get }
 }
 
 /// Work recorded once by stream capture and replayed with one launch (a CUDA graph).

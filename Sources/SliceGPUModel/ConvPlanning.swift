@@ -42,8 +42,13 @@ public struct ConvProblem: Hashable, Codable, Sendable, CustomStringConvertible 
         case .simt: true
         case .tensorCore(_, let splits): tensorCoreChannels != nil && splits >= 1 && splits <= max(tensorCoreSteps, 1)
         case .library(let engine): engine >= 0 && engine < ConvPlanner.libraryEngines
+        case .matmul(let algorithm): isMatrixProduct && algorithm >= 0 && algorithm < ConvPlanner.libraryEngines
         }
     }
+
+    /// A product of matrices: a 1x1 convolution of 1x1 images without groups (Gemm, MatMul with
+    /// constant weights, a squeeze-and-excitation layer), which a BLAS library can run.
+    public var isMatrixProduct: Bool { h == 1 && w == 1 && kh == 1 && kw == 1 && oh == 1 && ow == 1 && groups == 1 }
 
     /// The key of tuning entries and logs.
     public var description: String {
@@ -85,14 +90,18 @@ public enum ConvImplementation: Hashable, Sendable, CustomStringConvertible, Cod
     case simt
     case tensorCore(ConvTile, splits: Int)
     case library(engine: Int)
+    /// The BLAS library's (cuBLASLt's) matmul with the algorithm its heuristics rank `algorithm`,
+    /// for products of matrices.
+    case matmul(algorithm: Int)
 
-    /// "simt", "tc128x64", "tc64x64+split4", "cudnn0": the form of logs, tuning files and
-    /// SLICESERVE_CONV.
+    /// "simt", "tc128x64", "tc64x64+split4", "cudnn0", "cublaslt0": the form of logs, tuning
+    /// files and SLICESERVE_CONV.
     public var description: String {
         switch self {
         case .simt: "simt"
         case .tensorCore(let tile, let splits): "tc\(tile.rawValue)" + (splits > 1 ? "+split\(splits)" : "")
         case .library(let engine): "cudnn\(engine)"
+        case .matmul(let algorithm): "cublaslt\(algorithm)"
         }
     }
 
@@ -101,6 +110,11 @@ public enum ConvImplementation: Hashable, Sendable, CustomStringConvertible, Cod
         if text.hasPrefix("cudnn"), let engine = Int(text.dropFirst(5)), engine >= 0, engine < ConvPlanner.libraryEngines,
            String(engine) == text.dropFirst(5) {
             self = .library(engine: engine)
+            return
+        }
+        if text.hasPrefix("cublaslt"), let algorithm = Int(text.dropFirst(8)), algorithm >= 0, algorithm < ConvPlanner.libraryEngines,
+           String(algorithm) == text.dropFirst(8) {
+            self = .matmul(algorithm: algorithm)
             return
         }
         guard text.hasPrefix("tc") else { return nil }
@@ -132,7 +146,8 @@ public enum ConvImplementation: Hashable, Sendable, CustomStringConvertible, Cod
 /// a tuner measures.
 public enum ConvPlanner {
     public static let maxSplits = 16
-    /// How many of the library's engines (its heuristics' first choices) a tuner measures.
+    /// How many of a library's engines or algorithms (its heuristics' first choices) a tuner
+    /// measures.
     public static let libraryEngines = 3
 
     /// Blocks of one launch of `tile` (before splitting the reduction).
@@ -153,8 +168,9 @@ public enum ConvPlanner {
 
     /// Every implementation worth measuring; the library's first `libraryEngines` engines where
     /// the instance has the library (cuDNN on its stream).
-    public static func candidates(_ p: ConvProblem, multiprocessors: Int, libraryEngines: Int = 0) -> [ConvImplementation] {
+    public static func candidates(_ p: ConvProblem, multiprocessors: Int, libraryEngines: Int = 0, matmulAlgorithms: Int = 0) -> [ConvImplementation] {
         var all: [ConvImplementation] = (0..<min(libraryEngines, Self.libraryEngines)).map { .library(engine: $0) }
+        if p.isMatrixProduct { all += (0..<min(matmulAlgorithms, Self.libraryEngines)).map { .matmul(algorithm: $0) } }
         if p.tensorCoreChannels != nil {
             for tile in ConvTile.allCases {
                 for s in splits(p, tile, multiprocessors: multiprocessors) { all.append(.tensorCore(tile, splits: s)) }
@@ -185,8 +201,8 @@ public enum ConvPlanner {
             let perWave = blockFlops * Double(tile.blocksPerSM) / (7.5e12 * tile.efficiency)
             let splitK = s > 1 ? 3e-6 + Double(s + 1) * Double(p.pixels * p.m) * 4 / 3e12 : 0
             return waves * perWave + traffic / 3e12 + splitK + 3e-6
-        case .library:
-            return .infinity  // not modelled: a library engine is chosen by measurement only
+        case .library, .matmul:
+            return .infinity  // not modelled: a library's engine is chosen by measurement only
         }
     }
 
@@ -207,20 +223,30 @@ public struct ConvChooser: Sendable {
     public var forced: ConvImplementation?
     /// Whether the instance has the convolution library (cuDNN on its stream).
     public var library: Bool
-    /// Problems the library failed to build or run: never given to it again.
+    /// Whether the instance has the BLAS library (cuBLASLt on its stream).
+    public var matmulLibrary: Bool
+    /// Problems a library failed to build or run: never given to one again.
     public var libraryExcluded: Set<ConvProblem>
 
     public init(tensorCores: Bool = true, multiprocessors: Int = 132, chosen: [ConvProblem: ConvImplementation] = [:],
-                forced: ConvImplementation? = nil, library: Bool = false, libraryExcluded: Set<ConvProblem> = []) {
+                forced: ConvImplementation? = nil, library: Bool = false, matmulLibrary: Bool = false, libraryExcluded: Set<ConvProblem> = []) {
         (self.tensorCores, self.multiprocessors, self.chosen, self.forced) = (tensorCores, multiprocessors, chosen, forced)
-        (self.library, self.libraryExcluded) = (library, libraryExcluded)
+        (self.library, self.matmulLibrary, self.libraryExcluded) = (library, matmulLibrary, libraryExcluded)
     }
 
-    func libraryServes(_ p: ConvProblem) -> Bool { library && !libraryExcluded.contains(p) }
+    /// Whether a library runs `implementation` for `p` on this instance.
+    func librarySupports(_ implementation: ConvImplementation?, _ p: ConvProblem) -> Bool {
+        guard !libraryExcluded.contains(p) else { return false }
+        switch implementation {
+        case .library: return library
+        case .matmul: return matmulLibrary && p.isMatrixProduct
+        default: return false
+        }
+    }
 
     public func implementation(for p: ConvProblem) -> ConvImplementation {
-        if case .library = forced, libraryServes(p) { return forced! }
-        if case .library = chosen[p], libraryServes(p) { return chosen[p]! }
+        if librarySupports(forced, p) { return forced! }
+        if librarySupports(chosen[p], p) { return chosen[p]! }
         guard tensorCores else { return .simt }
         switch forced {
         case .simt: return .simt
@@ -229,7 +255,10 @@ public struct ConvChooser: Sendable {
         default: break
         }
         if let c = chosen[p], p.allows(c) {
-            if case .library = c {} else { return c }
+            switch c {
+            case .library, .matmul: break
+            default: return c
+            }
         }
         return ConvPlanner.heuristic(p, multiprocessors: multiprocessors)
     }

@@ -149,7 +149,7 @@ public struct ConvTuner: Sendable {
         public var seconds: Double = 0
     }
 
-    public func tune(_ problems: [ConvProblem], multiprocessors: Int, libraryEngines: Int = 0, cache: TuningCache,
+    public func tune(_ problems: [ConvProblem], multiprocessors: Int, libraryEngines: Int = 0, matmulAlgorithms: Int = 0, cache: TuningCache,
                      measure: (ConvProblem, ConvImplementation) throws -> Double,
                      progress: (String) -> Void = { _ in }) -> Report {
         let start = clock()
@@ -162,7 +162,8 @@ public struct ConvTuner: Sendable {
                 continue
             }
             var times: [ConvImplementation: Double] = [:]
-            for candidate in ConvPlanner.candidates(problem, multiprocessors: multiprocessors, libraryEngines: libraryEngines) {
+            for candidate in ConvPlanner.candidates(problem, multiprocessors: multiprocessors, libraryEngines: libraryEngines,
+                                                    matmulAlgorithms: matmulAlgorithms) {
                 do {
                     let ms = try measure(problem, candidate)
                     guard ms.isFinite, ms > 0 else { throw GPUModelError.invalidInput("measured \(ms) ms") }

@@ -37,10 +37,12 @@ public enum ExecutorCheck {
     public static let tolerance = 1e-2
 
     /// What the operator cases force on their convolutions, one run each: SIMT, every tile with
-    /// and without split-K, and the library's first engine (cuDNN where the stream has it; a
-    /// layer it cannot take, or a device without it, runs on SliceServe's kernels instead).
+    /// and without split-K, and the libraries' first engines (cuDNN, and cuBLASLt for products
+    /// of matrices, where the stream has them; a layer a library cannot take, or a device
+    /// without it, runs on SliceServe's kernels instead).
     public static let forcedConvolutions: [ConvImplementation] =
-        [.simt] + ConvTile.allCases.flatMap { [ConvImplementation.tensorCore($0, splits: 1), .tensorCore($0, splits: 3)] } + [.library(engine: 0)]
+        [.simt] + ConvTile.allCases.flatMap { [ConvImplementation.tensorCore($0, splits: 1), .tensorCore($0, splits: 3)] }
+            + [.library(engine: 0), .matmul(algorithm: 0)]
 
     public static func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
         guard a.count == b.count else { return .infinity }

@@ -235,15 +235,30 @@ enum BoundStep {
             guard let step = launch.library else {
                 return .kernel(try model.kernel(launch.kernel), grid: launch.grid, block: launch.block, arguments: arguments)
             }
-            guard let library = stream.convolutionLibrary() else {
-                throw LibraryStepFailure(problem: step.problem, message: stream.convolutionLibraryProblem ?? "no convolution library")
-            }
             let convolution: (any GPULibraryConvolution)?
-            do { convolution = try library.makeConvolution(step.descriptor, engine: step.engine) } catch {
+            let libraryName: String
+            do {
+                switch step.call {
+                case .convolution(let descriptor):
+                    guard let library = stream.convolutionLibrary() else {
+                        throw LibraryStepFailure(problem: step.problem, message: stream.convolutionLibraryProblem ?? "no convolution library")
+                    }
+                    libraryName = library.name
+                    convolution = try library.makeConvolution(descriptor, engine: step.engine)
+                case .gemm(let descriptor):
+                    guard let library = stream.matmulLibrary() else {
+                        throw LibraryStepFailure(problem: step.problem, message: stream.matmulLibraryProblem ?? "no BLAS library")
+                    }
+                    libraryName = library.name
+                    convolution = try library.makeGemm(descriptor, algorithm: step.engine)
+                }
+            } catch let failure as LibraryStepFailure {
+                throw failure
+            } catch {
                 throw LibraryStepFailure(problem: step.problem, message: "\(error)")
             }
             guard let convolution else {
-                throw LibraryStepFailure(problem: step.problem, message: "\(library.name) offers fewer than \(step.engine + 1) engines")
+                throw LibraryStepFailure(problem: step.problem, message: "\(libraryName) offers fewer than \(step.engine + 1) engines")
             }
             func pointer(_ i: Int) -> UInt64 { if case .pointer(let p) = arguments[i] { p } else { 0 } }
             return .library(convolution, x: pointer(0), w: pointer(1), bias: pointer(2), residual: pointer(3), y: pointer(4))
@@ -334,15 +349,19 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
 
     /// Whether this instance's stream has the convolution library (cuDNN).
     public var hasConvolutionLibrary: Bool { stream.convolutionLibrary() != nil }
+    /// Whether this instance's stream has the BLAS library (cuBLASLt).
+    public var hasMatmulLibrary: Bool { stream.matmulLibrary() != nil }
 
     /// One line on the convolution library for the log: which one, or why there is none, and the
     /// layers it could not take.
     public var convolutionLibraryNote: String {
         let failures = libraryFailures.withLock { $0 }
-        guard let library = stream.convolutionLibrary() else {
-            return "convolutions on SliceServe's kernels only: \(stream.convolutionLibraryProblem ?? "no convolution library")"
-        }
-        return "\(library.name) available for convolutions (chosen per layer by measurement)"
+        let libraries = [stream.convolutionLibrary()?.name, stream.matmulLibrary()?.name].compactMap { $0 }
+        let missing = [stream.convolutionLibraryProblem.map { "no convolution library: \($0)" },
+                       stream.matmulLibraryProblem.map { "no BLAS library: \($0)" }].compactMap { $0 }
+        let head = libraries.isEmpty ? "convolutions on SliceServe's kernels only"
+                                     : "\(libraries.joined(separator: " and ")) available beside SliceServe's kernels (chosen per layer by measurement)"
+        return head + (missing.isEmpty ? "" : " (\(missing.joined(separator: "; ")))")
             + (failures.isEmpty ? "" : "; \(failures.count) layer shapes left to SliceServe's kernels: " + failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: "; "))
     }
 
@@ -351,6 +370,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     func chooser() -> ConvChooser {
         var chooser = model.chooser(multiprocessors: multiprocessors)
         chooser.library = hasConvolutionLibrary
+        chooser.matmulLibrary = hasMatmulLibrary
         chooser.libraryExcluded = Set(libraryFailures.withLock { $0.keys })
         return chooser
     }
@@ -534,7 +554,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     public func tune(tuner: ConvTuner, cache: TuningCache, progress: (String) -> Void = { _ in }) throws -> ConvTuner.Report {
         let problems = try convolutionProblems()
         let report = tuner.tune(problems, multiprocessors: multiprocessors, libraryEngines: hasConvolutionLibrary ? ConvPlanner.libraryEngines : 0,
-                                cache: cache, measure: { p, implementation in
+                                matmulAlgorithms: hasMatmulLibrary ? ConvPlanner.libraryEngines : 0, cache: cache, measure: { p, implementation in
             try self.measureConvolution(p, implementation)
         }, progress: progress)
         model.adopt(cache.chosen, multiprocessors: multiprocessors)

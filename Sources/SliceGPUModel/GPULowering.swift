@@ -65,9 +65,14 @@ public struct PlanLaunch: Sendable, Equatable {
     }
 }
 
-/// A convolution a plan gives to the convolution library, and which of its engines.
+/// A convolution a plan gives to a library: cuDNN's fused convolution or cuBLASLt's matmul, and
+/// which of its engines (algorithms).
 public struct LibraryStep: Sendable, Equatable {
-    public var descriptor: LibraryConvDescriptor
+    public enum Call: Sendable, Equatable {
+        case convolution(LibraryConvDescriptor)
+        case gemm(LibraryGemmDescriptor)
+    }
+    public var call: Call
     public var engine: Int
     public var problem: ConvProblem
 }
@@ -143,7 +148,7 @@ public struct GPULowering {
     /// 1, zero weights; for measuring candidates.
     public static func convolution(_ p: ConvProblem, _ implementation: ConvImplementation) -> LoweredPlan {
         var lowering = GPULowering(graph: Graph(), batch: p.n, plan: LoweredPlan(batch: p.n))
-        lowering.convs = ConvChooser(tensorCores: true, forced: implementation, library: true)
+        lowering.convs = ConvChooser(tensorCores: true, forced: implementation, library: true, matmulLibrary: true)
         let x = lowering.newTensor(elements: p.n * p.h * p.w * p.c, label: "input")
         let y = lowering.newTensor(elements: p.pixels * p.m, label: "output")
         lowering.emitConv(x: .tensor(x), weights: "tune", weightValues: { [Float](repeating: 0, count: p.m * p.reduction) },
@@ -505,7 +510,7 @@ public struct GPULowering {
                            y: Int, problem p: ConvProblem, lo: Float, hi: Float, node: String) {
         plan.flops += p.flops
         let first = plan.launches.count
-        let implementation = convs.implementation(for: p)
+        var implementation = convs.implementation(for: p)
         defer {
             plan.convolutions.append(ConvLayer(node: node, problem: p, implementation: implementation, launches: first..<plan.launches.count))
         }
@@ -520,9 +525,28 @@ public struct GPULowering {
                 pt: p.pt, pl: p.pl, pb: pb, pr: pr, dh: p.dh, dw: p.dw, hasBias: bias != .null, hasResidual: residual != .null, lo: lo, hi: hi)
             var launch = PlanLaunch(kernel: "library", grid: Dim3(1), block: Dim3(1),
                                     arguments: [.buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y))], node: node)
-            launch.library = LibraryStep(descriptor: descriptor, engine: engine, problem: p)
+            launch.library = LibraryStep(call: .convolution(descriptor), engine: engine, problem: p)
             plan.launches.append(launch)
             return
+        }
+        if case .matmul(let algorithm) = implementation, residual == .null, lo == -.infinity || lo == 0, hi == .infinity {
+            if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) }
+            // cuBLASLt's bias has the output's type: a half copy of the float bias.
+            var halfBias: PlanArgument = .null
+            if case .buffer(.weight(let key), _) = bias, case .float(let values)? = plan.weights[key] {
+                plan.weights[key + "/half"] = .half(values)
+                halfBias = .buffer(.weight(key + "/half"))
+            }
+            var launch = PlanLaunch(kernel: "library", grid: Dim3(1), block: Dim3(1),
+                                    arguments: [.buffer(x), .buffer(.weight(weights)), halfBias, .null, .buffer(.tensor(y))], node: node)
+            launch.library = LibraryStep(call: .gemm(LibraryGemmDescriptor(m: p.n, n: p.m, k: p.c, hasBias: halfBias != .null, relu: lo == 0)),
+                                         engine: algorithm, problem: p)
+            plan.launches.append(launch)
+            return
+        }
+        if case .matmul = implementation {
+            // A residual or a clamp other than ReLU is not this library's epilogue: the estimate's choice.
+            implementation = convs.tensorCores ? ConvPlanner.heuristic(p, multiprocessors: convs.multiprocessors) : .simt
         }
         guard case .tensorCore(let tile, let splits) = implementation, let cp = p.tensorCoreChannels else {
             if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) }

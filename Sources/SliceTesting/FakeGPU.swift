@@ -30,6 +30,9 @@ public struct FakeGPUProfile: Sendable, Equatable {
     /// Whether streams offer a convolution library (FakeConvolutionLibrary: two engines that run
     /// model.cu's tensor-core kernel, the second with a workspace), standing in for cuDNN.
     public var convolutionLibrary = false
+    /// Whether streams offer a BLAS library (FakeMatmulLibrary: two algorithms running model.cu's
+    /// tensor-core kernel on a half bias it converts into its workspace), standing in for cuBLASLt.
+    public var matmulLibrary = false
 
     public init() {}
 }
@@ -236,6 +239,20 @@ final class FakeStream: GPUStream, @unchecked Sendable {
 
     var convolutionLibraryProblem: String? {
         device.profile.convolutionLibrary ? nil : "the fake GPU offers no convolution library (FakeGPUProfile.convolutionLibrary)"
+    }
+
+    private let blas = Mutex<FakeMatmulLibrary?>(nil)
+
+    func matmulLibrary() -> (any GPUMatmulLibrary)? {
+        guard device.profile.matmulLibrary else { return nil }
+        return blas.withLock { existing in
+            if existing == nil { existing = FakeMatmulLibrary(stream: self) }
+            return existing
+        }
+    }
+
+    var matmulLibraryProblem: String? {
+        device.profile.matmulLibrary ? nil : "the fake GPU offers no BLAS library (FakeGPUProfile.matmulLibrary)"
     }
 
     /// Records `operation` when capturing (returns true), else leaves it to the caller.
@@ -450,5 +467,57 @@ final class FakeLibraryConvolution: GPULibraryConvolution, @unchecked Sendable {
             u(d.n), u(d.h), u(d.w), u(d.c), u(d.oh), u(d.ow), u(d.m), u(d.kh), u(d.kw), u(d.groups), u(1), u(d.sh), u(d.sw), u(d.pt),
             u(d.pl), u(d.dh), u(d.dw), .float(d.lo), .float(d.hi),
         ])
+    }
+}
+
+/// A stand-in for cuBLASLt on the fake GPU: algorithm 0 runs model.cu's 64x64 tensor-core tile,
+/// algorithm 1 its 128x64 tile, each as a 1x1 convolution of m pixels; the half bias (cuBLASLt's
+/// bias has the output's type) is converted to float into the workspace first. No algorithm 2;
+/// k not in eights fails to build.
+final class FakeMatmulLibrary: GPUMatmulLibrary, @unchecked Sendable {
+    let stream: FakeStream
+    var name: String { "fake BLAS library" }
+
+    init(stream: FakeStream) { self.stream = stream }
+
+    func makeGemm(_ d: LibraryGemmDescriptor, algorithm: Int) throws(GPUError) -> (any GPULibraryConvolution)? {
+        guard algorithm >= 0, algorithm < 2 else { return nil }
+        guard d.k % 8 == 0 else {
+            throw .cuda(call: "cublasLtMatmulAlgoGetHeuristic (fake)", code: 1015, name: "CUBLAS_STATUS_NOT_SUPPORTED",
+                        message: "no algorithm for \(d): k not in eights")
+        }
+        let model = try stream.device.module(for: try KernelSources.unit(named: "model.cu"))
+        let layout = try stream.device.module(for: try KernelSources.unit(named: "layout.cu"))
+        let tile = algorithm == 0 ? (name: "ss_conv_tc_64x64_f16", rows: 64, columns: 64) : (name: "ss_conv_tc_128x64_f16", rows: 128, columns: 64)
+        let descriptor = LibraryConvDescriptor(n: d.m, h: 1, w: 1, c: d.k, m: d.n, kh: 1, kw: 1, groups: 1, oh: 1, ow: 1, sh: 1, sw: 1,
+                                               pt: 0, pl: 0, pb: 0, pr: 0, dh: 1, dw: 1, hasBias: d.hasBias, hasResidual: false,
+                                               lo: d.relu ? 0 : -.infinity, hi: .infinity)
+        return FakeLibraryGemm(stream: stream, convolution: FakeLibraryConvolution(
+            stream: stream, kernel: try model.kernel(named: tile.name), descriptor: descriptor, rows: tile.rows, columns: tile.columns,
+            workspaceBytes: 0, engineDescription: "fake algorithm \(algorithm) (\(tile.name))"), convert: try layout.kernel(named: "ss_f16_to_f32"),
+            n: d.n, hasBias: d.hasBias)
+    }
+}
+
+final class FakeLibraryGemm: GPULibraryConvolution, @unchecked Sendable {
+    let stream: FakeStream
+    let convolution: FakeLibraryConvolution
+    let convert: any GPUKernel
+    let n: Int
+    let hasBias: Bool
+    var workspaceBytes: Int { hasBias ? n * 4 : 0 }
+    var engineDescription: String { convolution.engineDescription }
+
+    init(stream: FakeStream, convolution: FakeLibraryConvolution, convert: any GPUKernel, n: Int, hasBias: Bool) {
+        (self.stream, self.convolution, self.convert, self.n, self.hasBias) = (stream, convolution, convert, n, hasBias)
+    }
+
+    func run(x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64, workspace: UInt64) throws(GPUError) {
+        if hasBias {
+            guard workspace != 0 else { throw .invalidArgument("fake BLAS library: no workspace for the bias") }
+            try stream.launch(convert, grid: .blocks(covering: n, by: 256), block: Dim3(256), sharedBytes: 0,
+                              arguments: [.pointer(bias), .pointer(workspace), .uint64(UInt64(n))])
+        }
+        try convolution.run(x: x, w: w, bias: hasBias ? workspace : 0, residual: 0, y: y, workspace: 0)
     }
 }

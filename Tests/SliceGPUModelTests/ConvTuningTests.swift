@@ -23,6 +23,9 @@ final class ConvTuningTests: XCTestCase {
         }
         XCTAssertEqual(ConvImplementation.tensorCore(.t64x128, splits: 4).description, "tc64x128+split4")
         XCTAssertEqual(ConvImplementation("cudnn2"), .library(engine: 2))
+        XCTAssertEqual(ConvImplementation("cublaslt1"), .matmul(algorithm: 1))
+        XCTAssertNil(ConvImplementation("cublaslt3"))
+        XCTAssertNil(ConvImplementation("cublaslt"))
         XCTAssertEqual(ConvImplementation.library(engine: 0).description, "cudnn0")
         for bad in ["", "tc", "tc100x100", "tc64x64+split1", "tc64x64+split17", "tc64x64+split", "simt+split2", "tc64x64+split2+split2", "TC64x64",
                     "cudnn", "cudnn3", "cudnn-1", "cudnn01", "cudnn+split2"] {
@@ -102,7 +105,7 @@ final class ConvTuningTests: XCTestCase {
             case .simt: throw GPUError.invalidArgument("planted failure")
             case .tensorCore(.t64x64, let s): return 0.5 / Double(s)
             case .tensorCore(_, let s): return 2.0 / Double(s)
-            case .library: return 10
+            case .library, .matmul: return 10
             }
         }
         let key = TuningKey(card: "Fake", multiprocessors: 132, driver: "fake", cudnn: "none", kernels: "k")
@@ -267,8 +270,57 @@ final class ConvTuningTests: XCTestCase {
                                                           device: FakeGPUDevice(profile: plain), forcing: .library(engine: 0)),
                                       buckets: BatchBuckets(maxBatch: 2))
         XCTAssertFalse(without.hasConvolutionLibrary)
-        XCTAssertTrue(without.convolutionLibraryNote.hasPrefix("convolutions on SliceServe's kernels only: the fake GPU offers no convolution library"),
+        XCTAssertTrue(without.convolutionLibraryNote.hasPrefix("convolutions on SliceServe's kernels only (no convolution library: the fake GPU offers no convolution library"),
                       without.convolutionLibraryNote)
         guard case .tensorCore = try without.convolutions(bucket: 2)[0].implementation else { return XCTFail("not on tensor cores") }
+    }
+
+    /// The BLAS library's path on the fake GPU (a stand-in for cuBLASLt): Gemm layers run as its
+    /// matmul with a half copy of the bias, in the graph; one it cannot build returns to the
+    /// kernels; a 3x3 convolution never goes to it; the tuner measures its algorithms for
+    /// products of matrices only.
+    func testMatmulLibraryRunsGemmsAndFallsBack() throws {
+        let ops = GPUExecutorTests.oracles.appendingPathComponent("ops")
+        try GPUExecutorTests.require(ops.appendingPathComponent("manifest.json"), what: "operator oracles")
+        var profile = FakeGPUProfile()
+        profile.memoryBytes = 64 << 20
+        profile.matmulLibrary = true
+        let device = FakeGPUDevice(profile: profile)
+        struct Manifest: Decodable { struct Case: Decodable { var name: String; var batch: Int }; var cases: [Case] }
+        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: ops.appendingPathComponent("manifest.json")))
+        func check(_ name: String, forcing: ConvImplementation) throws -> GPUExecutor {
+            let dir = ops.appendingPathComponent(name)
+            let batch = manifest.cases.first { $0.name == name }!.batch
+            let model = try GPUModel(modelFile: dir.appendingPathComponent("model.onnx").path, device: device, forcing: forcing)
+            let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(2, batch)))
+            let ours = try executor.infer(try GPUExecutorTests.npy(dir.appendingPathComponent("input.npy")).floats(), batch: batch)
+            let expected = try GPUExecutorTests.npy(dir.appendingPathComponent("expected.npy")).floats()
+            XCTAssertLessThanOrEqual(GPUExecutorTests.relativeL2(ours, expected), 1e-2, "\(name) forcing \(forcing)")
+            return executor
+        }
+        for algorithm in 0..<2 {
+            let wide = try check("gemm_wide", forcing: .matmul(algorithm: algorithm))  // k = 64, bias of 300
+            let bucket = wide.buckets.sizes.last!
+            XCTAssertEqual(try wide.convolutions(bucket: bucket).map(\.implementation), [.matmul(algorithm: algorithm)])
+            XCTAssertTrue(wide.hasMatmulLibrary)
+        }
+        // k = 20: the stand-in refuses (as a library without an algorithm would); the kernels run it.
+        let refused = try check("gemm_transb_bias", forcing: .matmul(algorithm: 0))
+        XCTAssertTrue(refused.convolutionLibraryNote.contains("CUBLAS_STATUS_NOT_SUPPORTED"), refused.convolutionLibraryNote)
+        XCTAssertNotEqual(try refused.convolutions(bucket: refused.buckets.sizes.last!).map(\.implementation), [.matmul(algorithm: 0)])
+        // A 3x3 convolution is no product of matrices: forcing the BLAS library leaves it on the kernels.
+        let conv = try check("conv_k40", forcing: .matmul(algorithm: 0))
+        guard case .tensorCore = try conv.convolutions(bucket: 2)[0].implementation else { return XCTFail("not on tensor cores") }
+        XCTAssertFalse(conv.convolutionLibraryNote.contains("left to"), conv.convolutionLibraryNote)
+        // Tuning: the algorithms are candidates for the Gemm, not for the convolution.
+        let model = try GPUModel(modelFile: ops.appendingPathComponent("gemm_wide/model.onnx").path, device: device)
+        let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: 1))
+        let report = try executor.tune(tuner: ConvTuner(), cache: TuningCache(key: try TuningKey.current(device: device), directory: nil))
+        XCTAssertEqual(report.measured.count, 1)
+        XCTAssertNotNil(report.measured[0].measured["cublaslt0"])
+        XCTAssertNotNil(report.measured[0].measured["cublaslt1"])
+        XCTAssertTrue(report.failures.allSatisfy { $0.contains("cublaslt2") }, "\(report.failures)")
+        XCTAssertFalse(ConvPlanner.candidates(ConvTuningTests.conv(1, 7, 64, 64, k: 3), multiprocessors: 16, matmulAlgorithms: 3)
+            .contains { if case .matmul = $0 { true } else { false } })
     }
 }

@@ -114,6 +114,40 @@ final class LoaderTests: XCTestCase {
         XCTAssertTrue(last.hasPrefix("cudnn shim test: ") && last.hasSuffix(" checks, 0 failed"),
                       "cudnn_shim_test's last line is not \"cudnn shim test: N checks, 0 failed\":\n\(text)")
     }
+
+    /// CKernels/cublaslt.c against the mock cuBLASLt of Tests/MockCUBLASLT, with no GPU: the four
+    /// epilogues with the row-major mapping, algorithm selection, the heuristics failing, refused
+    /// clamps and arguments, a failure injected at each cuBLASLt call with leak checks. The test is
+    /// a C program of its own (it loads the mock through SLICESERVE_LIBCUBLASLT, which this process
+    /// may already have loaded otherwise), built with the mock by Scripts/build-plugins.sh.
+    func testTheCuBLASLtShimAgainstAMockLibrary() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let plugins = root.appendingPathComponent(".build/sliceserve-plugins")
+        let program = plugins.appendingPathComponent("cublaslt_shim_test").path
+        let library = plugins.appendingPathComponent("libmock_cublaslt.so").path
+        for path in [program, library] where !FileManager.default.fileExists(atPath: path) {
+            let message = "no \(path): run Scripts/build-plugins.sh (Scripts/test.sh does)"
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail(message) }
+            throw XCTSkip(message)
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = [library]
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLICESERVE_LIBCUBLASLT"] = library
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let last = text.split(whereSeparator: \.isNewline).last.map(String.init) ?? ""
+        XCTAssertEqual(process.terminationReason, .exit, "cublaslt_shim_test was killed by a signal:\n\(text)")
+        XCTAssertEqual(process.terminationStatus, 0, "cublaslt_shim_test failed:\n\(text)")
+        XCTAssertTrue(last.hasPrefix("cublaslt shim test: ") && last.hasSuffix(" checks, 0 failed"),
+                      "cublaslt_shim_test's last line is not \"cublaslt shim test: N checks, 0 failed\":\n\(text)")
+    }
 }
 
 final class KernelCompileTests: XCTestCase {

@@ -51,6 +51,7 @@
 #include "sliceserve_cublaslt.h"
 #include "sliceserve_cuda.h"
 #include "sliceserve_cublaslt_abi.h"
+#include "library_shim.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -76,30 +77,17 @@ struct ss_cublaslt_gemm {
 // Messages
 // ---------------------------------------------------------------------------------------------
 
-#define STATUS_NAME(s) {s, #s}
-static const struct { int status; const char *name; } status_names[] = {
-    STATUS_NAME(CUBLAS_STATUS_SUCCESS),          STATUS_NAME(CUBLAS_STATUS_NOT_INITIALIZED),
-    STATUS_NAME(CUBLAS_STATUS_ALLOC_FAILED),     STATUS_NAME(CUBLAS_STATUS_INVALID_VALUE),
-    STATUS_NAME(CUBLAS_STATUS_ARCH_MISMATCH),    STATUS_NAME(CUBLAS_STATUS_MAPPING_ERROR),
-    STATUS_NAME(CUBLAS_STATUS_EXECUTION_FAILED), STATUS_NAME(CUBLAS_STATUS_INTERNAL_ERROR),
-    STATUS_NAME(CUBLAS_STATUS_NOT_SUPPORTED),    STATUS_NAME(CUBLAS_STATUS_LICENSE_ERROR),
+static const ss_status_name status_names[] = {
+    SS_STATUS_NAME(CUBLAS_STATUS_SUCCESS),          SS_STATUS_NAME(CUBLAS_STATUS_NOT_INITIALIZED),
+    SS_STATUS_NAME(CUBLAS_STATUS_ALLOC_FAILED),     SS_STATUS_NAME(CUBLAS_STATUS_INVALID_VALUE),
+    SS_STATUS_NAME(CUBLAS_STATUS_ARCH_MISMATCH),    SS_STATUS_NAME(CUBLAS_STATUS_MAPPING_ERROR),
+    SS_STATUS_NAME(CUBLAS_STATUS_EXECUTION_FAILED), SS_STATUS_NAME(CUBLAS_STATUS_INTERNAL_ERROR),
+    SS_STATUS_NAME(CUBLAS_STATUS_NOT_SUPPORTED),    SS_STATUS_NAME(CUBLAS_STATUS_LICENSE_ERROR),
 };
 #undef STATUS_NAME
 
 static const char *status_name(int status) {
-    for (size_t i = 0; i < sizeof status_names / sizeof status_names[0]; i++)
-        if (status_names[i].status == status) return status_names[i].name;
-    return NULL;
-}
-
-/// printf into a caller's buffer (which may be NULL or empty).
-static void put(char *out, size_t size, const char *format, ...) __attribute__((format(printf, 3, 4)));
-static void put(char *out, size_t size, const char *format, ...) {
-    if (out == NULL || size == 0) return;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(out, size, format, args);
-    va_end(args);
+    return ss_status_lookup(status_names, sizeof status_names / sizeof status_names[0], status);
 }
 
 /// Writes "step: CUBLAS_STATUS_xxx (number)" into `out`; returns SS_CUBLASLT_STATUS_BASE + status
@@ -107,13 +95,13 @@ static void put(char *out, size_t size, const char *format, ...) {
 static int cublas_failure(char *out, size_t size, int status, const char *step) {
     const char *name = status_name(status);
     if (status == SS_LIB_NOT_LOADED) {
-        put(out, size, "%s: the symbol is missing from the loaded cuBLASLt (%d)", step, status);
+        ss_put(out, size, "%s: the symbol is missing from the loaded cuBLASLt (%d)", step, status);
         return SS_CUBLASLT_MISSING;
     }
     if (name != NULL)
-        put(out, size, "%s: %s (%d)", step, name, status);
+        ss_put(out, size, "%s: %s (%d)", step, name, status);
     else
-        put(out, size, "%s: cuBLAS status %d", step, status);
+        ss_put(out, size, "%s: cuBLAS status %d", step, status);
     return SS_CUBLASLT_STATUS_BASE + status;
 }
 
@@ -128,14 +116,14 @@ static int check_cublaslt(char *out, size_t size) {
     if (!ss_lib_load(SS_LIB_CUBLASLT)) {
         ss_lib_info info;
         ss_lib_info_get(SS_LIB_CUBLASLT, &info);
-        put(out, size, "cuBLASLt is not loaded: %s", info.problem[0] ? info.problem : "unknown reason");
+        ss_put(out, size, "cuBLASLt is not loaded: %s", info.problem[0] ? info.problem : "unknown reason");
         return SS_CUBLASLT_MISSING;
     }
     for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
         if (!ss_lib_has_symbol(SS_LIB_CUBLASLT, symbols[i])) {
             ss_lib_info info;
             ss_lib_info_get(SS_LIB_CUBLASLT, &info);
-            put(out, size, "cuBLASLt %s (%s) lacks %s", info.version[0] ? info.version : "?",
+            ss_put(out, size, "cuBLASLt %s (%s) lacks %s", info.version[0] ? info.version : "?",
                 info.path[0] ? info.path : "unknown path", symbols[i]);
             return SS_CUBLASLT_MISSING;
         }
@@ -148,9 +136,9 @@ static int check_cublaslt(char *out, size_t size) {
 // ---------------------------------------------------------------------------------------------
 
 int ss_cublaslt_handle_create(void **handle, char *error, size_t error_size) {
-    put(error, error_size, "%s", "");
+    ss_put(error, error_size, "%s", "");
     if (handle == NULL) {
-        put(error, error_size, "ss_cublaslt_handle_create: handle is NULL");
+        ss_put(error, error_size, "ss_cublaslt_handle_create: handle is NULL");
         return SS_CUBLASLT_INVALID;
     }
     *handle = NULL;
@@ -185,11 +173,11 @@ void ss_cublaslt_gemm_destroy(ss_cublaslt_gemm *gemm) {
 /// SS_CUBLASLT_UNSUPPORTED with a message.
 static int check_desc(const ss_cublaslt_gemm_desc *d, uint32_t *epilogue, char *out, size_t size) {
     if (d->m < 1 || d->n < 1 || d->k < 1) {
-        put(out, size, "invalid matmul: m %d, n %d, k %d (each at least 1)", d->m, d->n, d->k);
+        ss_put(out, size, "invalid matmul: m %d, n %d, k %d (each at least 1)", d->m, d->n, d->k);
         return SS_CUBLASLT_INVALID;
     }
     if (isnan(d->lo) || isnan(d->hi) || d->lo > d->hi) {
-        put(out, size, "invalid clamp [%g, %g]", (double)d->lo, (double)d->hi);
+        ss_put(out, size, "invalid clamp [%g, %g]", (double)d->lo, (double)d->hi);
         return SS_CUBLASLT_INVALID;
     }
     const int bias = d->has_bias != 0;
@@ -198,7 +186,7 @@ static int check_desc(const ss_cublaslt_gemm_desc *d, uint32_t *epilogue, char *
     } else if (d->lo == 0 && isinf(d->hi) && d->hi > 0) {
         *epilogue = bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;  // x := max(x, 0)
     } else {
-        put(out, size, "clamp [%g, %g] not supported by cuBLASLt's epilogues (none or ReLU [0, inf] only)",
+        ss_put(out, size, "clamp [%g, %g] not supported by cuBLASLt's epilogues (none or ReLU [0, inf] only)",
             (double)d->lo, (double)d->hi);
         return SS_CUBLASLT_UNSUPPORTED;
     }
@@ -290,11 +278,11 @@ static int create_preference(void **preference, uint64_t max_workspace, char *ou
 int ss_cublaslt_gemm_create(void *handle, const ss_cublaslt_gemm_desc *desc, int algo, uint64_t max_workspace,
                             ss_cublaslt_gemm **gemm, uint64_t *workspace_bytes, char *description,
                             size_t description_size) {
-    put(description, description_size, "%s", "");
+    ss_put(description, description_size, "%s", "");
     if (gemm != NULL) *gemm = NULL;
     if (workspace_bytes != NULL) *workspace_bytes = 0;
     if (handle == NULL || desc == NULL || gemm == NULL || workspace_bytes == NULL || algo < 0 || algo > MAX_ALGO) {
-        put(description, description_size,
+        ss_put(description, description_size,
             "ss_cublaslt_gemm_create: NULL handle, desc or result, or algo %d outside 0...%d", algo, MAX_ALGO);
         return SS_CUBLASLT_INVALID;
     }
@@ -305,7 +293,7 @@ int ss_cublaslt_gemm_create(void *handle, const ss_cublaslt_gemm_desc *desc, int
 
     ss_cublaslt_gemm *g = calloc(1, sizeof *g);
     if (g == NULL) {
-        put(description, description_size, "out of memory for a gemm");
+        ss_put(description, description_size, "out of memory for a gemm");
         return SS_CUBLASLT_NO_MEMORY;
     }
     g->has_bias = desc->has_bias != 0;
@@ -319,7 +307,7 @@ int ss_cublaslt_gemm_create(void *handle, const ss_cublaslt_gemm_desc *desc, int
     const int requested = algo + 1 > MIN_REQUEST ? algo + 1 : MIN_REQUEST;
     ss_cublasLtMatmulHeuristicResult *results = calloc((size_t)requested, sizeof *results);
     if (results == NULL) {
-        put(description, description_size, "out of memory for %d heuristic results", requested);
+        ss_put(description, description_size, "out of memory for %d heuristic results", requested);
         ss_cublaslt_gemm_destroy(g);
         return SS_CUBLASLT_NO_MEMORY;
     }
@@ -351,7 +339,7 @@ int ss_cublaslt_gemm_create(void *handle, const ss_cublaslt_gemm_desc *desc, int
         usable++;
     }
     if (chosen < 0) {
-        put(description, description_size,
+        ss_put(description, description_size,
             "no algo %d: cublasLtMatmulAlgoGetHeuristic offers %d usable of %d results (%d asked, workspace limit %llu bytes)",
             algo, usable, returned, requested, (unsigned long long)max_workspace);
         free(results);
@@ -362,7 +350,7 @@ int ss_cublaslt_gemm_create(void *handle, const ss_cublaslt_gemm_desc *desc, int
     g->workspace_bytes = (uint64_t)results[chosen].workspaceSize;
     float waves = results[chosen].wavesCount;
     free(results);
-    put(description, description_size, "algo %d of %d, waves %.2f", algo, usable, (double)waves);
+    ss_put(description, description_size, "algo %d of %d, waves %.2f", algo, usable, (double)waves);
     *gemm = g;
     *workspace_bytes = g->workspace_bytes;
     return SS_CUBLASLT_OK;
@@ -370,21 +358,21 @@ int ss_cublaslt_gemm_create(void *handle, const ss_cublaslt_gemm_desc *desc, int
 
 int ss_cublaslt_gemm_run(void *handle, const ss_cublaslt_gemm *gemm, void *stream, uint64_t x, uint64_t w, uint64_t bias,
                          uint64_t y, uint64_t workspace, char *error, size_t error_size) {
-    put(error, error_size, "%s", "");
+    ss_put(error, error_size, "%s", "");
     if (handle == NULL || gemm == NULL) {
-        put(error, error_size, "ss_cublaslt_gemm_run: NULL handle or gemm");
+        ss_put(error, error_size, "ss_cublaslt_gemm_run: NULL handle or gemm");
         return SS_CUBLASLT_INVALID;
     }
     const int needs_workspace = gemm->workspace_bytes > 0;
     if (x == 0 || w == 0 || y == 0 || (gemm->has_bias && bias == 0) || (needs_workspace && workspace == 0)) {
-        put(error, error_size, "ss_cublaslt_gemm_run: a NULL device pointer (x, w, y%s%s)", gemm->has_bias ? ", bias" : "",
+        ss_put(error, error_size, "ss_cublaslt_gemm_run: a NULL device pointer (x, w, y%s%s)", gemm->has_bias ? ", bias" : "",
             needs_workspace ? ", workspace" : "");
         return SS_CUBLASLT_INVALID;
     }
     if ((x | w | y | (gemm->has_bias ? bias : 0)) % ALIGNMENT != 0) {
         char bias_text[40] = "";
         if (gemm->has_bias) snprintf(bias_text, sizeof bias_text, ", bias %#llx", (unsigned long long)bias);
-        put(error, error_size, "ss_cublaslt_gemm_run: a device address not %d-byte aligned (x %#llx, w %#llx, y %#llx%s)",
+        ss_put(error, error_size, "ss_cublaslt_gemm_run: a device address not %d-byte aligned (x %#llx, w %#llx, y %#llx%s)",
             ALIGNMENT, (unsigned long long)x, (unsigned long long)w, (unsigned long long)y, bias_text);
         return SS_CUBLASLT_INVALID;
     }

@@ -31,6 +31,7 @@
 #include "sliceserve_cudnn.h"
 #include "sliceserve_cuda.h"
 #include "sliceserve_cudnn_abi.h"
+#include "library_shim.h"
 
 #include <float.h>
 #include <math.h>
@@ -52,73 +53,60 @@ enum { MAX_OWNED = 24 };
 // Messages
 // ---------------------------------------------------------------------------------------------
 
-#define STATUS_NAME(s) {s, #s}
-static const struct { int status; const char *name; } status_names[] = {
-    STATUS_NAME(CUDNN_STATUS_SUCCESS),
-    STATUS_NAME(CUDNN_STATUS_NOT_INITIALIZED),
-    STATUS_NAME(CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH),
-    STATUS_NAME(CUDNN_STATUS_SERIALIZATION_VERSION_MISMATCH),
-    STATUS_NAME(CUDNN_STATUS_DEPRECATED),
-    STATUS_NAME(CUDNN_STATUS_LICENSE_ERROR),
-    STATUS_NAME(CUDNN_STATUS_RUNTIME_IN_PROGRESS),
-    STATUS_NAME(CUDNN_STATUS_RUNTIME_FP_OVERFLOW),
-    STATUS_NAME(CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM),
-    STATUS_NAME(CUDNN_STATUS_INVALID_VALUE),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_NULL_POINTER),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_NOT_FINALIZED),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_OUT_OF_BOUND),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_SIZE_INSUFFICIENT),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_STREAM_MISMATCH),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_DUPLICATED_ENTRIES),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_ATTRIBUTE_TYPE),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_CUDA_GRAPH_MISMATCH),
-    STATUS_NAME(CUDNN_STATUS_BAD_PARAM_DESCRIPTOR_TYPE),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_GRAPH_PATTERN),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_SHAPE),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_LAYOUT),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_INCOMPATIBLE_CUDA_DRIVER),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_INCOMPATIBLE_CUDART),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_ARCH_MISMATCH),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_RUNTIME_PREREQUISITE_MISSING),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_SUBLIBRARY_UNAVAILABLE),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_SHARED_MEMORY_INSUFFICIENT),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_PADDING),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_BAD_LAUNCH_PARAM),
-    STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_CUDA_GRAPH_NATIVE_API),
-    STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR),
-    STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_COMPILATION_FAILED),
-    STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_UNEXPECTED_VALUE),
-    STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED),
-    STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED),
-    STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_BAD_LAUNCH_PARAM),
-    STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_TEXTURE_CREATION_FAILED),
-    STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED),
-    STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER),
-    STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED_CUBLAS),
-    STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED_CUDART),
-    STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED_CURAND),
+static const ss_status_name status_names[] = {
+    SS_STATUS_NAME(CUDNN_STATUS_SUCCESS),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_INITIALIZED),
+    SS_STATUS_NAME(CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH),
+    SS_STATUS_NAME(CUDNN_STATUS_SERIALIZATION_VERSION_MISMATCH),
+    SS_STATUS_NAME(CUDNN_STATUS_DEPRECATED),
+    SS_STATUS_NAME(CUDNN_STATUS_LICENSE_ERROR),
+    SS_STATUS_NAME(CUDNN_STATUS_RUNTIME_IN_PROGRESS),
+    SS_STATUS_NAME(CUDNN_STATUS_RUNTIME_FP_OVERFLOW),
+    SS_STATUS_NAME(CUDNN_STATUS_SUBLIBRARY_LOADING_FAILED),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM),
+    SS_STATUS_NAME(CUDNN_STATUS_INVALID_VALUE),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_NULL_POINTER),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_NOT_FINALIZED),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_OUT_OF_BOUND),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_SIZE_INSUFFICIENT),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_STREAM_MISMATCH),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_DUPLICATED_ENTRIES),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_ATTRIBUTE_TYPE),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_CUDA_GRAPH_MISMATCH),
+    SS_STATUS_NAME(CUDNN_STATUS_BAD_PARAM_DESCRIPTOR_TYPE),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_GRAPH_PATTERN),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_SHAPE),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_LAYOUT),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_INCOMPATIBLE_CUDA_DRIVER),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_INCOMPATIBLE_CUDART),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_ARCH_MISMATCH),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_RUNTIME_PREREQUISITE_MISSING),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_SUBLIBRARY_UNAVAILABLE),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_SHARED_MEMORY_INSUFFICIENT),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_PADDING),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_BAD_LAUNCH_PARAM),
+    SS_STATUS_NAME(CUDNN_STATUS_NOT_SUPPORTED_CUDA_GRAPH_NATIVE_API),
+    SS_STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR),
+    SS_STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_COMPILATION_FAILED),
+    SS_STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_UNEXPECTED_VALUE),
+    SS_STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED),
+    SS_STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED),
+    SS_STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_BAD_LAUNCH_PARAM),
+    SS_STATUS_NAME(CUDNN_STATUS_INTERNAL_ERROR_TEXTURE_CREATION_FAILED),
+    SS_STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED),
+    SS_STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED_CUDA_DRIVER),
+    SS_STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED_CUBLAS),
+    SS_STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED_CUDART),
+    SS_STATUS_NAME(CUDNN_STATUS_EXECUTION_FAILED_CURAND),
 };
 #undef STATUS_NAME
 
 static const char *status_name(int status) {
-    for (size_t i = 0; i < sizeof status_names / sizeof status_names[0]; i++)
-        if (status_names[i].status == status) return status_names[i].name;
-    return NULL;
-}
-
-/// printf into a caller's buffer (which may be NULL or empty).
-static void put(char *out, size_t size, const char *format, ...) __attribute__((format(printf, 3, 4)));
-static void put(char *out, size_t size, const char *format, ...) {
-    if (out == NULL || size == 0) return;
-    va_list args;
-    va_start(args, format);
-    vsnprintf(out, size, format, args);
-    va_end(args);
+    return ss_status_lookup(status_names, sizeof status_names / sizeof status_names[0], status);
 }
 
 /// Writes "step: CUDNN_STATUS_xxx (number): last error string" into `out` and returns `status`.
@@ -135,11 +123,11 @@ static int cudnn_failure(char *out, size_t size, int status, const char *step) {
     const char *separator = length ? ": " : "";
     const char *name = status_name(status);
     if (status == SS_LIB_NOT_LOADED)
-        put(out, size, "%s: the symbol is missing from the loaded cuDNN (%d)", step, status);
+        ss_put(out, size, "%s: the symbol is missing from the loaded cuDNN (%d)", step, status);
     else if (name != NULL)
-        put(out, size, "%s: %s (%d)%s%s", step, name, status, separator, last);
+        ss_put(out, size, "%s: %s (%d)%s%s", step, name, status, separator, last);
     else
-        put(out, size, "%s: cuDNN status %d%s%s", step, status, separator, last);
+        ss_put(out, size, "%s: cuDNN status %d%s%s", step, status, separator, last);
     return status;
 }
 
@@ -153,14 +141,14 @@ static int check_cudnn(char *out, size_t size) {
     if (!ss_lib_load(SS_LIB_CUDNN)) {
         ss_lib_info info;
         ss_lib_info_get(SS_LIB_CUDNN, &info);
-        put(out, size, "cuDNN is not loaded: %s", info.problem[0] ? info.problem : "unknown reason");
+        ss_put(out, size, "cuDNN is not loaded: %s", info.problem[0] ? info.problem : "unknown reason");
         return SS_CUDNN_MISSING;
     }
     for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
         if (!ss_lib_has_symbol(SS_LIB_CUDNN, symbols[i])) {
             ss_lib_info info;
             ss_lib_info_get(SS_LIB_CUDNN, &info);
-            put(out, size, "cuDNN %s (%s) lacks %s: cuDNN 9 is needed", info.version[0] ? info.version : "?",
+            ss_put(out, size, "cuDNN %s (%s) lacks %s: cuDNN 9 is needed", info.version[0] ? info.version : "?",
                 info.path[0] ? info.path : "unknown path", symbols[i]);
             return SS_CUDNN_MISSING;
         }
@@ -191,7 +179,7 @@ static void builder_release(builder *b) {
 static int builder_adopt(builder *b, void *descriptor, const char *what) {
     if (b->owned_count == MAX_OWNED) {
         destroy_descriptor(descriptor);
-        put(b->message, b->message_size, "%s: more than %d descriptors (internal limit)", what, MAX_OWNED);
+        ss_put(b->message, b->message_size, "%s: more than %d descriptors (internal limit)", what, MAX_OWNED);
         return SS_CUDNN_INVALID;
     }
     b->owned[b->owned_count++] = descriptor;
@@ -319,9 +307,9 @@ static int build_pointwise(builder *b, const char *what, int mode, double lower,
 // ---------------------------------------------------------------------------------------------
 
 int ss_cudnn_handle_create(void *stream, void **handle, char *error, size_t error_size) {
-    put(error, error_size, "%s", "");
+    ss_put(error, error_size, "%s", "");
     if (handle == NULL) {
-        put(error, error_size, "ss_cudnn_handle_create: handle is NULL");
+        ss_put(error, error_size, "ss_cudnn_handle_create: handle is NULL");
         return SS_CUDNN_INVALID;
     }
     *handle = NULL;
@@ -362,33 +350,33 @@ static int check_desc(const ss_cudnn_conv_desc *d, char *out, size_t size) {
     if (d->n < 1 || d->h < 1 || d->w < 1 || d->c < 1 || d->m < 1 || d->kh < 1 || d->kw < 1 || d->groups < 1 ||
         d->oh < 1 || d->ow < 1 || d->sh < 1 || d->sw < 1 || d->dh < 1 || d->dw < 1 || d->pt < 0 || d->pl < 0 ||
         d->pb < 0 || d->pr < 0) {
-        put(out, size, "invalid convolution: a size, stride or dilation below 1, or a negative pad");
+        ss_put(out, size, "invalid convolution: a size, stride or dilation below 1, or a negative pad");
         return SS_CUDNN_INVALID;
     }
     if (d->c % d->groups != 0 || d->m % d->groups != 0) {
-        put(out, size, "invalid convolution: %d input and %d output channels in %d groups", d->c, d->m, d->groups);
+        ss_put(out, size, "invalid convolution: %d input and %d output channels in %d groups", d->c, d->m, d->groups);
         return SS_CUDNN_INVALID;
     }
     if (d->groups > 1) {
-        put(out, size, "grouped convolution not supported by this path (groups %d: cuDNN 9's convolution descriptor has "
+        ss_put(out, size, "grouped convolution not supported by this path (groups %d: cuDNN 9's convolution descriptor has "
             "no group-count attribute)", d->groups);
         return SS_CUDNN_UNSUPPORTED;
     }
     int64_t span_h = (int64_t)d->h + d->pt + d->pb - (int64_t)d->dh * (d->kh - 1) - 1;
     int64_t span_w = (int64_t)d->w + d->pl + d->pr - (int64_t)d->dw * (d->kw - 1) - 1;
     if (span_h < 0 || span_w < 0 || span_h / d->sh + 1 != d->oh || span_w / d->sw + 1 != d->ow) {
-        put(out, size, "invalid convolution: output %dx%d, but a %dx%d input with kernel %dx%d, stride %dx%d, "
+        ss_put(out, size, "invalid convolution: output %dx%d, but a %dx%d input with kernel %dx%d, stride %dx%d, "
             "dilation %dx%d and pads %d,%d,%d,%d gives %lldx%lld", d->oh, d->ow, d->h, d->w, d->kh, d->kw, d->sh, d->sw,
             d->dh, d->dw, d->pt, d->pl, d->pb, d->pr, span_h < 0 ? 0LL : (long long)(span_h / d->sh + 1),
             span_w < 0 ? 0LL : (long long)(span_w / d->sw + 1));
         return SS_CUDNN_INVALID;
     }
     if (isnan(d->lo) || isnan(d->hi) || d->lo > d->hi || (isinf(d->lo) && d->lo > 0) || (isinf(d->hi) && d->hi < 0)) {
-        put(out, size, "invalid clamp [%g, %g]", (double)d->lo, (double)d->hi);
+        ss_put(out, size, "invalid clamp [%g, %g]", (double)d->lo, (double)d->hi);
         return SS_CUDNN_INVALID;
     }
     if (isinf(d->lo) && !isinf(d->hi)) {
-        put(out, size, "clamp without a lower bound not supported (lo -INF, hi %g)", (double)d->hi);
+        ss_put(out, size, "clamp without a lower bound not supported (lo -INF, hi %g)", (double)d->hi);
         return SS_CUDNN_UNSUPPORTED;
     }
     return SS_CUDNN_OK;
@@ -524,11 +512,11 @@ static int64_t engine_index(void *config) {
 
 int ss_cudnn_conv_create(void *handle, const ss_cudnn_conv_desc *desc, int engine, ss_cudnn_conv **plan,
                          uint64_t *workspace_bytes, char *description, size_t description_size) {
-    put(description, description_size, "%s", "");
+    ss_put(description, description_size, "%s", "");
     if (plan != NULL) *plan = NULL;
     if (workspace_bytes != NULL) *workspace_bytes = 0;
     if (handle == NULL || desc == NULL || plan == NULL || workspace_bytes == NULL || engine < 0) {
-        put(description, description_size, "ss_cudnn_conv_create: NULL handle, desc or result, or engine %d < 0", engine);
+        ss_put(description, description_size, "ss_cudnn_conv_create: NULL handle, desc or result, or engine %d < 0", engine);
         return SS_CUDNN_INVALID;
     }
     int rc = check_cudnn(description, description_size);
@@ -559,7 +547,7 @@ int ss_cudnn_conv_create(void *handle, const ss_cudnn_conv_desc *desc, int engin
         if (rc != SS_CUDNN_OK) {
             size_t used = description != NULL ? strnlen(description, description_size) : 0;
             if (used < description_size)
-                put(description + used, description_size - used, " (after mode A: %s)", mode_a_problem);
+                ss_put(description + used, description_size - used, " (after mode A: %s)", mode_a_problem);
             builder_release(&b);
             return rc;
         }
@@ -572,7 +560,7 @@ int ss_cudnn_conv_create(void *handle, const ss_cudnn_conv_desc *desc, int engin
     // The engine configs, in the heuristics' order of preference.
     void **configs = count > 0 ? calloc((size_t)count, sizeof *configs) : NULL;
     if (count > 0 && configs == NULL) {
-        put(description, description_size, "out of memory for %lld engine configs", (long long)count);
+        ss_put(description, description_size, "out of memory for %lld engine configs", (long long)count);
         builder_release(&b);
         return SS_CUDNN_NO_MEMORY;
     }
@@ -627,7 +615,7 @@ int ss_cudnn_conv_create(void *handle, const ss_cudnn_conv_desc *desc, int engin
         return rc;
     }
     if (chosen == NULL) {
-        put(description, description_size, "no engine %d: %d of %lld engine configs from the %s heuristics finalize%s%s",
+        ss_put(description, description_size, "no engine %d: %d of %lld engine configs from the %s heuristics finalize%s%s",
             engine, finalized, (long long)returned, fallback ? "fallback" : "mode A", skipped[0] ? "; last failure: " : "",
             skipped);
         builder_release(&b);
@@ -643,12 +631,12 @@ int ss_cudnn_conv_create(void *handle, const ss_cudnn_conv_desc *desc, int engin
     rc = GET(description, description_size, chosen, "execution plan", CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
              CUDNN_TYPE_INT64, 1, &elements, &workspace);
     if (rc == SS_CUDNN_OK && workspace < 0) {
-        put(description, description_size, "execution plan: negative workspace size %lld", (long long)workspace);
+        ss_put(description, description_size, "execution plan: negative workspace size %lld", (long long)workspace);
         rc = SS_CUDNN_INVALID;
     }
     ss_cudnn_conv *result = rc == SS_CUDNN_OK ? calloc(1, sizeof *result) : NULL;
     if (rc == SS_CUDNN_OK && result == NULL) {
-        put(description, description_size, "out of memory for a plan");
+        ss_put(description, description_size, "out of memory for a plan");
         rc = SS_CUDNN_NO_MEMORY;
     }
     if (rc != SS_CUDNN_OK) {
@@ -669,10 +657,10 @@ int ss_cudnn_conv_create(void *handle, const ss_cudnn_conv_desc *desc, int engin
     char via[600] = "";
     if (fallback) snprintf(via, sizeof via, " (fallback heuristics; mode A: %s)", mode_a_problem);
     if (global_index >= 0)
-        put(description, description_size, "engine %lld, heuristics rank %lld%s", (long long)global_index,
+        ss_put(description, description_size, "engine %lld, heuristics rank %lld%s", (long long)global_index,
             (long long)chosen_rank, via);
     else
-        put(description, description_size, "engine ?, heuristics rank %lld%s", (long long)chosen_rank, via);
+        ss_put(description, description_size, "engine ?, heuristics rank %lld%s", (long long)chosen_rank, via);
     *plan = result;
     *workspace_bytes = result->workspace_bytes;
     return SS_CUDNN_OK;
@@ -680,14 +668,14 @@ int ss_cudnn_conv_create(void *handle, const ss_cudnn_conv_desc *desc, int engin
 
 int ss_cudnn_conv_run(void *handle, const ss_cudnn_conv *plan, uint64_t x, uint64_t w, uint64_t bias, uint64_t residual,
                       uint64_t y, uint64_t workspace, char *error, size_t error_size) {
-    put(error, error_size, "%s", "");
+    ss_put(error, error_size, "%s", "");
     if (handle == NULL || plan == NULL) {
-        put(error, error_size, "ss_cudnn_conv_run: NULL handle or plan");
+        ss_put(error, error_size, "ss_cudnn_conv_run: NULL handle or plan");
         return SS_CUDNN_INVALID;
     }
     if (x == 0 || w == 0 || y == 0 || (plan->has_bias && bias == 0) || (plan->has_residual && residual == 0) ||
         (plan->workspace_bytes > 0 && workspace == 0)) {
-        put(error, error_size, "ss_cudnn_conv_run: a NULL device pointer (x, w, y%s%s%s)", plan->has_bias ? ", bias" : "",
+        ss_put(error, error_size, "ss_cudnn_conv_run: a NULL device pointer (x, w, y%s%s%s)", plan->has_bias ? ", bias" : "",
             plan->has_residual ? ", residual" : "", plan->workspace_bytes > 0 ? ", workspace" : "");
         return SS_CUDNN_INVALID;
     }

@@ -15,7 +15,7 @@ final class CUBLASLtMatmulLibrary: GPUMatmulLibrary, @unchecked Sendable {
         var created: UnsafeMutableRawPointer? = nil
         var error = [CChar](repeating: 0, count: 1024)
         let rc = try stream.withContext { () throws(GPUError) -> Int32 in ss_cublaslt_handle_create(&created, &error, error.count) }
-        guard rc == 0, let created else { throw .cuda(call: "cublasLtCreate", code: rc, name: "cuBLASLt", message: Self.text(error)) }
+        guard rc == 0, let created else { throw .cuda(call: "cublasLtCreate", code: rc, name: "cuBLASLt", message: String(message: error)) }
         self.stream = stream
         handle = created
         name = "cuBLASLt \(status.version ?? "?")"
@@ -24,10 +24,6 @@ final class CUBLASLtMatmulLibrary: GPUMatmulLibrary, @unchecked Sendable {
     deinit {
         let handle = handle
         _ = try? stream.withContext { () throws(GPUError) in ss_cublaslt_handle_destroy(handle) }
-    }
-
-    static func text(_ buffer: [CChar]) -> String {
-        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     func makeGemm(_ d: LibraryGemmDescriptor, algorithm: Int) throws(GPUError) -> (any GPULibraryConvolution)? {
@@ -40,8 +36,8 @@ final class CUBLASLtMatmulLibrary: GPUMatmulLibrary, @unchecked Sendable {
             ss_cublaslt_gemm_create(handle, &desc, Int32(algorithm), Self.maxWorkspace, &gemm, &workspace, &text, text.count)
         }
         if rc == 1 { return nil }
-        guard rc == 0, let gemm else { throw .cuda(call: "cuBLASLt matmul \(d), algorithm \(algorithm)", code: rc, name: "cuBLASLt", message: Self.text(text)) }
-        return CUBLASLtGemm(library: self, gemm: gemm, workspaceBytes: Int(workspace), engineDescription: Self.text(text))
+        guard rc == 0, let gemm else { throw .cuda(call: "cuBLASLt matmul \(d), algorithm \(algorithm)", code: rc, name: "cuBLASLt", message: String(message: text)) }
+        return CUBLASLtGemm(library: self, gemm: gemm, workspaceBytes: Int(workspace), engineDescription: String(message: text))
     }
 }
 
@@ -67,7 +63,7 @@ final class CUBLASLtGemm: GPULibraryConvolution, @unchecked Sendable {
             ss_cublaslt_gemm_run(library.handle, gemm, UnsafeMutableRawPointer(library.stream.handle), x, w, bias, y, workspace, &error, error.count)
         }
         guard rc == 0 else {
-            throw .cuda(call: "cublasLtMatmul (\(engineDescription))", code: rc, name: "cuBLASLt", message: CUBLASLtMatmulLibrary.text(error))
+            throw .cuda(call: "cublasLtMatmul (\(engineDescription))", code: rc, name: "cuBLASLt", message: String(message: error))
         }
     }
 }

@@ -207,47 +207,16 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
         }
     }
 
-    private let library = Mutex<(library: CUDNNConvolutionLibrary?, problem: String?)?>(nil)
+    private let cudnn = LazyLibrary<CUDNNConvolutionLibrary>(switchName: "SLICESERVE_CUDNN")
+    private let cublasLt = LazyLibrary<CUBLASLtMatmulLibrary>(switchName: "SLICESERVE_CUBLASLT")
 
     /// cuDNN on this stream, made on first use (SLICESERVE_CUDNN=0 turns it off).
-    public func convolutionLibrary() -> (any GPUConvolutionLibrary)? {
-        library.withLock { state in
-            if state == nil {
-                if getenv("SLICESERVE_CUDNN").map({ String(cString: $0) }) == "0" {
-                    state = (nil, "SLICESERVE_CUDNN=0")
-                } else {
-                    do { state = (try CUDNNConvolutionLibrary(stream: self), nil) } catch { state = (nil, "\(error)") }
-                }
-            }
-            return state!.library
-        }
-    }
-
-    public var convolutionLibraryProblem: String? {
-        _ = convolutionLibrary()
-        return library.withLock { $0?.problem }
-    }
-
-    private let blas = Mutex<(library: CUBLASLtMatmulLibrary?, problem: String?)?>(nil)
+    public func convolutionLibrary() -> (any GPUConvolutionLibrary)? { cudnn.get { try CUDNNConvolutionLibrary(stream: self) } }
+    public var convolutionLibraryProblem: String? { cudnn.problem { try CUDNNConvolutionLibrary(stream: self) } }
 
     /// cuBLASLt on this stream, made on first use (SLICESERVE_CUBLASLT=0 turns it off).
-    public func matmulLibrary() -> (any GPUMatmulLibrary)? {
-        blas.withLock { state in
-            if state == nil {
-                if getenv("SLICESERVE_CUBLASLT").map({ String(cString: $0) }) == "0" {
-                    state = (nil, "SLICESERVE_CUBLASLT=0")
-                } else {
-                    do { state = (try CUBLASLtMatmulLibrary(stream: self), nil) } catch { state = (nil, "\(error)") }
-                }
-            }
-            return state!.library
-        }
-    }
-
-    public var matmulLibraryProblem: String? {
-        _ = matmulLibrary()
-        return blas.withLock { $0?.problem }
-    }
+    public func matmulLibrary() -> (any GPUMatmulLibrary)? { cublasLt.get { try CUBLASLtMatmulLibrary(stream: self) } }
+    public var matmulLibraryProblem: String? { cublasLt.problem { try CUBLASLtMatmulLibrary(stream: self) } }
 
     /// Runs `body` with the stream's context current on the calling thread. The primary context
     /// may be current on many threads at once; a green context on one thread at a time (the driver

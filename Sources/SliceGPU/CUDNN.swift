@@ -18,7 +18,7 @@ final class CUDNNConvolutionLibrary: GPUConvolutionLibrary, @unchecked Sendable 
             ss_cudnn_handle_create(UnsafeMutableRawPointer(stream.handle), &created, &error, error.count)
         }
         guard rc == 0, let created else {
-            throw .cuda(call: "cudnnCreate", code: rc, name: "cuDNN", message: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw .cuda(call: "cudnnCreate", code: rc, name: "cuDNN", message: String(message: error))
         }
         self.stream = stream
         handle = created
@@ -42,7 +42,7 @@ final class CUDNNConvolutionLibrary: GPUConvolutionLibrary, @unchecked Sendable 
         let rc = try stream.withContext { () throws(GPUError) -> Int32 in
             ss_cudnn_conv_create(handle, &desc, Int32(engine), &plan, &workspace, &text, text.count)
         }
-        let message = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let message = String(message: text)
         if rc == 1 { return nil }
         guard rc == 0, let plan else { throw .cuda(call: "cuDNN fused convolution \(d), engine \(engine)", code: rc, name: "cuDNN", message: message) }
         return CUDNNConvolution(library: self, plan: plan, workspaceBytes: Int(workspace), engineDescription: message)
@@ -71,7 +71,7 @@ final class CUDNNConvolution: GPULibraryConvolution, @unchecked Sendable {
         }
         guard rc == 0 else {
             throw .cuda(call: "cudnnBackendExecute (\(engineDescription))", code: rc, name: "cuDNN",
-                        message: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+                        message: String(message: error))
         }
     }
 }

@@ -1,3 +1,10 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// One convolution as a library (cuDNN) takes it: NHWC half input, [M][KH][KW][C/groups] half
 /// filters, NHWC half output, then optionally + bias (float[M]), + residual (half, NHWC like the
 /// output) and a clamp to [lo, hi] (ReLU is [0, inf), none is (-inf, inf)): the fusion the GPU
@@ -68,4 +75,38 @@ public protocol GPUMatmulLibrary: AnyObject, Sendable {
     /// The `algorithm`-th algorithm its heuristics offer for `descriptor` (0 = first choice), or
     /// nil when it offers fewer. Throws when it fails to build.
     func makeGemm(_ descriptor: LibraryGemmDescriptor, algorithm: Int) throws(GPUError) -> (any GPULibraryConvolution)?
+}
+
+/// A stream's library (cuDNN, cuBLASLt), made on first use; or why there is none: it failed to
+/// load or build, or `switchName`=0 in the environment turned it off.
+final class LazyLibrary<L: AnyObject & Sendable>: Sendable {
+    private let state = Mutex<(library: L?, problem: String?)?>(nil)
+    let switchName: String
+
+    init(switchName: String) { self.switchName = switchName }
+
+    func get(_ make: () throws -> L) -> L? {
+        state.withLock { state in
+            if state == nil {
+                if getenv(switchName).map({ String(cString: $0) }) == "0" {
+                    state = (nil, "\(switchName)=0")
+                } else {
+                    do { state = (try make(), nil) } catch { state = (nil, "\(error)") }
+                }
+            }
+            return state!.library
+        }
+    }
+
+    func problem(_ make: () throws -> L) -> String? {
+        _ = get(make)
+        return state.withLock { $0?.problem }
+    }
+}
+
+extension String {
+    /// The text of a NUL-terminated C buffer a library wrote its message into.
+    init(message buffer: [CChar]) {
+        self = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }

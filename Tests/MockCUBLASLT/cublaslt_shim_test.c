@@ -33,34 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int checks = 0, failures = 0;
-static bool verbose = false;
-
-#define CHECK(condition, ...)                                                                         \
-    do {                                                                                              \
-        checks++;                                                                                     \
-        if (!(condition)) {                                                                           \
-            failures++;                                                                               \
-            printf("FAIL cublaslt_shim_test.c:%d: ", __LINE__);                                       \
-            printf(__VA_ARGS__);                                                                      \
-            printf("\n");                                                                             \
-        }                                                                                             \
-    } while (0)
-
-static void note(const char *format, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *format, ...) {
-    if (!verbose) return;
-    va_list args;
-    va_start(args, format);
-    vprintf(format, args);
-    va_end(args);
-    printf("\n");
-}
-
-static int finish(void) {
-    printf("cublaslt shim test: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
-}
+#define SHIM_TEST_NAME "cublaslt"
+#include "../MockSupport/shim_test.h"
 
 /* The mock's knobs and observations (see mock_cublaslt.c). */
 static struct {
@@ -102,12 +76,6 @@ static bool resolve_mock(void *library) {
     return complete;
 }
 
-static bool contains(const char *text, const char *part) { return text != NULL && strstr(text, part) != NULL; }
-static bool starts_with(const char *text, const char *prefix) { return strncmp(text, prefix, strlen(prefix)) == 0; }
-static bool ends_with(const char *text, const char *suffix) {
-    size_t n = strlen(text), m = strlen(suffix);
-    return n >= m && strcmp(text + n - m, suffix) == 0;
-}
 
 /* Y[8][24] = X[8][40] · W[24][40]ᵀ: three different sizes, so that a swapped mapping shows. */
 enum { M = 8, N = 24, K = 40 };

@@ -32,34 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int checks = 0, failures = 0;
-static bool verbose = false;
-
-#define CHECK(condition, ...)                                                                         \
-    do {                                                                                              \
-        checks++;                                                                                     \
-        if (!(condition)) {                                                                           \
-            failures++;                                                                               \
-            printf("FAIL cudnn_shim_test.c:%d: ", __LINE__);                                          \
-            printf(__VA_ARGS__);                                                                      \
-            printf("\n");                                                                             \
-        }                                                                                             \
-    } while (0)
-
-static void note(const char *format, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *format, ...) {
-    if (!verbose) return;
-    va_list args;
-    va_start(args, format);
-    vprintf(format, args);
-    va_end(args);
-    printf("\n");
-}
-
-static int finish(void) {
-    printf("cudnn shim test: %d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
-}
+#define SHIM_TEST_NAME "cudnn"
+#include "../MockSupport/shim_test.h"
 
 /* The mock's knobs and observations (see mock_cudnn.c). */
 static struct {
@@ -93,12 +67,6 @@ static bool resolve_mock(void *library) {
     return complete;
 }
 
-static bool contains(const char *text, const char *part) { return text != NULL && strstr(text, part) != NULL; }
-static bool starts_with(const char *text, const char *prefix) { return strncmp(text, prefix, strlen(prefix)) == 0; }
-static bool ends_with(const char *text, const char *suffix) {
-    size_t n = strlen(text), m = strlen(suffix);
-    return n >= m && strcmp(text + n - m, suffix) == 0;
-}
 
 /* A 2x9x7x16 input, 32 3x3 filters, stride 2, pad 1: a 2x5x4x32 output. */
 static ss_cudnn_conv_desc base(void) {

@@ -214,6 +214,22 @@ final class ConvTuningTests: XCTestCase {
         XCTAssertGreaterThan(try executor.measureConvolution(layers[0].problem, .simt), 0)
     }
 
+    /// Runs operator case `name` with `forcing` on `device` (buckets up to the case's batch, at
+    /// least 2), checks its answer against onnxruntime's, and returns the executor.
+    static func runCase(_ name: String, device: FakeGPUDevice, forcing: ConvImplementation, graphs: Bool = true) throws -> GPUExecutor {
+        let ops = GPUExecutorTests.oracles.appendingPathComponent("ops")
+        struct Manifest: Decodable { struct Case: Decodable { var name: String; var batch: Int }; var cases: [Case] }
+        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: ops.appendingPathComponent("manifest.json")))
+        let dir = ops.appendingPathComponent(name)
+        let batch = try XCTUnwrap(manifest.cases.first { $0.name == name }, "no case \(name)").batch
+        let model = try GPUModel(modelFile: dir.appendingPathComponent("model.onnx").path, device: device, forcing: forcing)
+        let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(2, batch)), useGraphs: graphs)
+        let ours = try executor.infer(try GPUExecutorTests.npy(dir.appendingPathComponent("input.npy")).floats(), batch: batch)
+        let expected = try GPUExecutorTests.npy(dir.appendingPathComponent("expected.npy")).floats()
+        XCTAssertLessThanOrEqual(GPUExecutorTests.relativeL2(ours, expected), 1e-2, "\(name) forcing \(forcing)")
+        return executor
+    }
+
     /// The convolution library's path on the fake GPU (a stand-in for cuDNN with two engines):
     /// library convolutions run inside the captured graph with their workspace, a layer the
     /// library cannot build goes back to SliceServe's kernels (said once), a missing engine too,
@@ -226,14 +242,7 @@ final class ConvTuningTests: XCTestCase {
         profile.convolutionLibrary = true
         let device = FakeGPUDevice(profile: profile)
         func check(_ name: String, forcing: ConvImplementation, graphs: Bool = true) throws -> GPUExecutor {
-            let dir = ops.appendingPathComponent(name)
-            let model = try GPUModel(modelFile: dir.appendingPathComponent("model.onnx").path, device: device, forcing: forcing)
-            let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: 2), useGraphs: graphs)
-            let input = try GPUExecutorTests.npy(dir.appendingPathComponent("input.npy")).floats()
-            let expected = try GPUExecutorTests.npy(dir.appendingPathComponent("expected.npy")).floats()
-            let ours = try executor.infer(input, batch: 2)
-            XCTAssertLessThanOrEqual(GPUExecutorTests.relativeL2(ours, expected), 1e-2, "\(name) forcing \(forcing)")
-            return executor
+            try Self.runCase(name, device: device, forcing: forcing, graphs: graphs)
         }
         // Both engines, in a graph and launch by launch; engine 1 needs its 4 KiB workspace.
         for engine in 0..<2 {
@@ -286,17 +295,8 @@ final class ConvTuningTests: XCTestCase {
         profile.memoryBytes = 64 << 20
         profile.matmulLibrary = true
         let device = FakeGPUDevice(profile: profile)
-        struct Manifest: Decodable { struct Case: Decodable { var name: String; var batch: Int }; var cases: [Case] }
-        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: ops.appendingPathComponent("manifest.json")))
         func check(_ name: String, forcing: ConvImplementation) throws -> GPUExecutor {
-            let dir = ops.appendingPathComponent(name)
-            let batch = manifest.cases.first { $0.name == name }!.batch
-            let model = try GPUModel(modelFile: dir.appendingPathComponent("model.onnx").path, device: device, forcing: forcing)
-            let executor = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: max(2, batch)))
-            let ours = try executor.infer(try GPUExecutorTests.npy(dir.appendingPathComponent("input.npy")).floats(), batch: batch)
-            let expected = try GPUExecutorTests.npy(dir.appendingPathComponent("expected.npy")).floats()
-            XCTAssertLessThanOrEqual(GPUExecutorTests.relativeL2(ours, expected), 1e-2, "\(name) forcing \(forcing)")
-            return executor
+            try Self.runCase(name, device: device, forcing: forcing)
         }
         for algorithm in 0..<2 {
             let wide = try check("gemm_wide", forcing: .matmul(algorithm: algorithm))  // k = 64, bias of 300

@@ -459,34 +459,12 @@ static void test_failure_points(void *h) {
 }
 
 int main(int argc, char **argv) {
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-v") == 0) verbose = true;
-        else if (path == NULL) path = argv[i];
-    }
-    if (path == NULL) path = getenv("SLICESERVE_LIBCUBLASLT");
-    if (path == NULL || path[0] == 0) {
-        CHECK(false, "no mock cuBLASLt: usage: cublaslt_shim_test [-v] path/to/libmock_cublaslt.so (or set SLICESERVE_LIBCUBLASLT)");
-        return finish();
-    }
-    /* An absolute path: the loader opens exactly this file, never a cuBLASLt on the search path. */
-    char absolute[PATH_MAX];
-    if (realpath(path, absolute) != NULL) path = absolute;
-    setenv("SLICESERVE_LIBCUBLASLT", path, 1);
-
-    ss_lib_load(SS_LIB_CUBLASLT);
+    void *library = load_mock(argc, argv, SS_LIB_CUBLASLT, "SLICESERVE_LIBCUBLASLT", "12.6.4");
+    if (library == NULL) return finish();
     ss_lib_info info;
     ss_lib_info_get(SS_LIB_CUBLASLT, &info);
-    note("cuBLASLt: loaded %d, version %s, path %s, optional symbols missing: '%s'", info.loaded, info.version, info.path,
-         info.missing_optional);
-    CHECK(info.loaded && info.initialized, "cuBLASLt did not load from %s: %s", path, info.problem);
-    if (!info.loaded) return finish();
-    CHECK(strcmp(info.version, "12.6.4") == 0, "cuBLASLt version '%s', expected the mock's 12.6.4", info.version);
     CHECK(strcmp(info.missing_optional, "cublasLtGetCudartVersion") == 0, "optional symbols missing: '%s'", info.missing_optional);
-    void *library = dlopen(info.path, RTLD_NOW | RTLD_NOLOAD);
-    const char *why = library == NULL ? dlerror() : NULL;
-    CHECK(library != NULL, "the loaded cuBLASLt (%s) cannot be reopened: %s", info.path, why ? why : "?");
-    if (library == NULL || !resolve_mock(library)) return finish();
+    if (!resolve_mock(library)) return finish();
 
     void *h = NULL;
     test_handles(&h);

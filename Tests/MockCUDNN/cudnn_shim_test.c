@@ -429,32 +429,7 @@ static void test_failure_points(void *h) {
 }
 
 int main(int argc, char **argv) {
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-v") == 0) verbose = true;
-        else if (path == NULL) path = argv[i];
-    }
-    if (path == NULL) path = getenv("SLICESERVE_LIBCUDNN");
-    if (path == NULL || path[0] == 0) {
-        CHECK(false, "no mock cuDNN: usage: cudnn_shim_test [-v] path/to/libmock_cudnn.so.9 (or set SLICESERVE_LIBCUDNN)");
-        return finish();
-    }
-    /* An absolute path: the loader opens exactly this file, never a cuDNN on the search path. */
-    char absolute[PATH_MAX];
-    if (realpath(path, absolute) != NULL) path = absolute;
-    setenv("SLICESERVE_LIBCUDNN", path, 1);
-
-    ss_lib_load(SS_LIB_CUDNN);
-    ss_lib_info info;
-    ss_lib_info_get(SS_LIB_CUDNN, &info);
-    note("cuDNN: loaded %d, version %s, path %s, optional symbols missing: '%s'", info.loaded, info.version, info.path,
-         info.missing_optional);
-    CHECK(info.loaded && info.initialized, "cuDNN did not load from %s: %s", path, info.problem);
-    if (!info.loaded) return finish();
-    CHECK(strcmp(info.version, "9.6.0") == 0, "cuDNN version '%s', expected the mock's 9.6.0", info.version);
-    void *library = dlopen(info.path, RTLD_NOW | RTLD_NOLOAD);
-    const char *why = library == NULL ? dlerror() : NULL;
-    CHECK(library != NULL, "the loaded cuDNN (%s) cannot be reopened: %s", info.path, why ? why : "?");
+    void *library = load_mock(argc, argv, SS_LIB_CUDNN, "SLICESERVE_LIBCUDNN", "9.6.0");
     if (library == NULL || !resolve_mock(library)) return finish();
 
     void *h = NULL;

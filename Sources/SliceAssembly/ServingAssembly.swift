@@ -152,6 +152,9 @@ public final class ServingAssembly {
             // card, convolutions not measured yet for this slice size are measured first.
             try executor.prepare(batchSizes: executor.buckets.sizes)
             if i == 0 { logger.info("\(executor.convolutionLibraryNote)", metadata: ["instance": "\(names[i])"]) }
+            if let problem = executor.lastTuning?.saveProblem {
+                logger.warning("convolution tuning not stored (measured again at the next start)", metadata: ["why": "\(problem)"])
+            }
             if let tuning = executor.lastTuning {
                 logger.info("convolutions tuned", metadata: ["instance": "\(names[i])", "measured": "\(tuning.measured.count)",
                             "stored": "\(tuning.cached)", "left to the estimate": "\(tuning.unmeasured.count)",

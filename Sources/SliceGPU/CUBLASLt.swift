@@ -3,13 +3,13 @@ import CSliceServe
 /// cuBLASLt matrix products on one CUDA stream (CKernels/cublaslt.c): Y = X · Wᵀ (+ bias, ReLU),
 /// half precision, one algorithm per heuristics rank. Calls run with the stream's context current.
 final class CUBLASLtMatmulLibrary: GPUMatmulLibrary, @unchecked Sendable {
-    let stream: CUDAStream
+    let stream: CUDAStreamTarget
     let handle: UnsafeMutableRawPointer
     let name: String
     /// The most workspace an algorithm may ask for.
     static let maxWorkspace: UInt64 = 32 << 20
 
-    init(stream: CUDAStream) throws(GPUError) {
+    init(stream: CUDAStreamTarget) throws(GPUError) {
         let status = GPULibraries.status(.cublasLt)
         guard status.loaded else { throw .libraryUnavailable(library: "cuBLASLt", reason: status.problem ?? "not loaded") }
         var created: UnsafeMutableRawPointer? = nil
@@ -27,8 +27,10 @@ final class CUBLASLtMatmulLibrary: GPUMatmulLibrary, @unchecked Sendable {
     }
 
     func makeGemm(_ d: LibraryGemmDescriptor, algorithm: Int) throws(GPUError) -> (any GPULibraryConvolution)? {
-        var desc = ss_cublaslt_gemm_desc(m: Int32(d.m), n: Int32(d.n), k: Int32(d.k), has_bias: d.hasBias ? 1 : 0,
-                                         lo: d.relu ? 0 : -.infinity, hi: .infinity)
+        guard let m = Int32(exactly: d.m), let n = Int32(exactly: d.n), let k = Int32(exactly: d.k) else {
+            throw .invalidArgument("cuBLASLt matmul \(d): a size beyond 32 bits")
+        }
+        var desc = ss_cublaslt_gemm_desc(m: m, n: n, k: k, has_bias: d.hasBias ? 1 : 0, lo: d.relu ? 0 : -.infinity, hi: .infinity)
         var gemm: OpaquePointer? = nil
         var workspace: UInt64 = 0
         var text = [CChar](repeating: 0, count: 1024)

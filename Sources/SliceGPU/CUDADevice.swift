@@ -164,6 +164,20 @@ public final class CUDADevice: GPUDevice, @unchecked Sendable {
     }
 }
 
+/// A stream as a library uses it: its raw handle, and how to make its context current (the
+/// device's primary context, or its SM partition's under the partition's lock).
+struct CUDAStreamTarget: @unchecked Sendable {
+    let device: CUDADevice
+    let partition: SMPartition?
+    let handle: ss_CUstream
+
+    func withContext<R>(_ body: () throws(GPUError) -> R) throws(GPUError) -> R {
+        if let partition { return try partition.withCurrent(body) }
+        try device.makeCurrent()
+        return try body()
+    }
+}
+
 public final class CUDAStream: GPUStream, @unchecked Sendable {
     let device: CUDADevice
     let handle: ss_CUstream
@@ -211,22 +225,24 @@ public final class CUDAStream: GPUStream, @unchecked Sendable {
     private let cublasLt = LazyLibrary<CUBLASLtMatmulLibrary>(switchName: "SLICESERVE_CUBLASLT")
 
     /// cuDNN on this stream, made on first use (SLICESERVE_CUDNN=0 turns it off).
-    public func convolutionLibrary() -> (any GPUConvolutionLibrary)? { cudnn.get { try CUDNNConvolutionLibrary(stream: self) } }
-    public var convolutionLibraryProblem: String? { cudnn.problem { try CUDNNConvolutionLibrary(stream: self) } }
+    public func convolutionLibrary() -> (any GPUConvolutionLibrary)? { cudnn.get { try CUDNNConvolutionLibrary(stream: target) } }
+    public var convolutionLibraryProblem: String? { cudnn.problem { try CUDNNConvolutionLibrary(stream: target) } }
 
     /// cuBLASLt on this stream, made on first use (SLICESERVE_CUBLASLT=0 turns it off).
-    public func matmulLibrary() -> (any GPUMatmulLibrary)? { cublasLt.get { try CUBLASLtMatmulLibrary(stream: self) } }
-    public var matmulLibraryProblem: String? { cublasLt.problem { try CUBLASLtMatmulLibrary(stream: self) } }
+    public func matmulLibrary() -> (any GPUMatmulLibrary)? { cublasLt.get { try CUBLASLtMatmulLibrary(stream: target) } }
+    public var matmulLibraryProblem: String? { cublasLt.problem { try CUBLASLtMatmulLibrary(stream: target) } }
 
     /// Runs `body` with the stream's context current on the calling thread. The primary context
     /// may be current on many threads at once; a green context on one thread at a time (the driver
     /// does not synchronise it), so a partition's is pushed under the partition's lock and popped
     /// after, leaving the thread's own context as it was.
     func withContext<R>(_ body: () throws(GPUError) -> R) throws(GPUError) -> R {
-        if let partition { return try partition.withCurrent(body) }
-        try device.makeCurrent()
-        return try body()
+        try target.withContext(body)
     }
+
+    /// What a library on this stream keeps of it (not the stream itself: the stream owns its
+    /// libraries, which must not keep it alive in turn).
+    var target: CUDAStreamTarget { CUDAStreamTarget(device: device, partition: partition, handle: handle) }
 
     public func copy(toDevice destination: UInt64, from source: UnsafeRawPointer, byteCount: Int) throws(GPUError) {
         try withContext { () throws(GPUError) in

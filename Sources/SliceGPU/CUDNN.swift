@@ -5,11 +5,11 @@ import Synchronization
 /// (conv → + bias → + residual → clamp), one execution plan per engine the heuristics offer.
 /// Every call runs with the stream's context current (a partition's green context included).
 final class CUDNNConvolutionLibrary: GPUConvolutionLibrary, @unchecked Sendable {
-    let stream: CUDAStream
+    let stream: CUDAStreamTarget
     let handle: UnsafeMutableRawPointer
     let name: String
 
-    init(stream: CUDAStream) throws(GPUError) {
+    init(stream: CUDAStreamTarget) throws(GPUError) {
         let status = GPULibraries.status(.cudnn)
         guard status.loaded else { throw .libraryUnavailable(library: "cuDNN", reason: status.problem ?? "not loaded") }
         var created: UnsafeMutableRawPointer? = nil
@@ -31,10 +31,14 @@ final class CUDNNConvolutionLibrary: GPUConvolutionLibrary, @unchecked Sendable 
     }
 
     func makeConvolution(_ d: LibraryConvDescriptor, engine: Int) throws(GPUError) -> (any GPULibraryConvolution)? {
+        let sizes = [d.n, d.h, d.w, d.c, d.m, d.kh, d.kw, d.groups, d.oh, d.ow, d.sh, d.sw, d.pt, d.pl, d.pb, d.pr, d.dh, d.dw]
+        let v = sizes.compactMap { Int32(exactly: $0) }
+        guard v.count == sizes.count else {
+            throw .invalidArgument("cuDNN fused convolution \(d): a size beyond 32 bits")
+        }
         var desc = ss_cudnn_conv_desc(
-            n: Int32(d.n), h: Int32(d.h), w: Int32(d.w), c: Int32(d.c), m: Int32(d.m), kh: Int32(d.kh), kw: Int32(d.kw),
-            groups: Int32(d.groups), oh: Int32(d.oh), ow: Int32(d.ow), sh: Int32(d.sh), sw: Int32(d.sw), pt: Int32(d.pt),
-            pl: Int32(d.pl), pb: Int32(d.pb), pr: Int32(d.pr), dh: Int32(d.dh), dw: Int32(d.dw), has_bias: d.hasBias ? 1 : 0,
+            n: v[0], h: v[1], w: v[2], c: v[3], m: v[4], kh: v[5], kw: v[6], groups: v[7], oh: v[8], ow: v[9], sh: v[10], sw: v[11],
+            pt: v[12], pl: v[13], pb: v[14], pr: v[15], dh: v[16], dw: v[17], has_bias: d.hasBias ? 1 : 0,
             has_residual: d.hasResidual ? 1 : 0, lo: d.lo, hi: d.hi)
         var plan: OpaquePointer? = nil
         var workspace: UInt64 = 0

@@ -7,12 +7,22 @@ public struct ConvProblem: Hashable, Codable, Sendable, CustomStringConvertible 
     public var kh, kw, groups: Int
     public var oh, ow: Int
     public var sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1
+    /// The fused epilogue: a bias, a residual, and the clamp's bounds (nil: unbounded). Part of
+    /// the problem: a library builds (and ranks engines for) the whole fused operation.
+    public var bias = false, residual = false
+    public var low: Float? = nil, high: Float? = nil
 
     public init(n: Int, h: Int, w: Int, c: Int, m: Int, kh: Int, kw: Int, groups: Int, oh: Int, ow: Int,
-                strides: (h: Int, w: Int) = (1, 1), pads: (t: Int, l: Int) = (0, 0), dilations: (h: Int, w: Int) = (1, 1)) {
+                strides: (h: Int, w: Int) = (1, 1), pads: (t: Int, l: Int) = (0, 0), dilations: (h: Int, w: Int) = (1, 1),
+                bias: Bool = false, residual: Bool = false, clamp: (low: Float, high: Float) = (-.infinity, .infinity)) {
         (self.n, self.h, self.w, self.c, self.m, self.kh, self.kw, self.groups, self.oh, self.ow) = (n, h, w, c, m, kh, kw, groups, oh, ow)
         (sh, sw, pt, pl, dh, dw) = (strides.h, strides.w, pads.t, pads.l, dilations.h, dilations.w)
+        (self.bias, self.residual) = (bias, residual)
+        (low, high) = (clamp.low.isFinite ? clamp.low : nil, clamp.high.isFinite ? clamp.high : nil)
     }
+
+    /// The clamp as the kernels take it (infinite where unbounded).
+    public var clamp: (low: Float, high: Float) { (low ?? -.infinity, high ?? .infinity) }
 
     /// Output pixels: the implicit GEMM's rows.
     public var pixels: Int { n * oh * ow }
@@ -40,9 +50,12 @@ public struct ConvProblem: Hashable, Codable, Sendable, CustomStringConvertible 
     public func allows(_ implementation: ConvImplementation) -> Bool {
         switch implementation {
         case .simt: true
-        case .tensorCore(_, let splits): tensorCoreChannels != nil && splits >= 1 && splits <= max(tensorCoreSteps, 1)
+        case .tensorCore(_, let splits):
+            tensorCoreChannels != nil && splits >= 1 && splits <= max(tensorCoreSteps, 1) && groups * splits <= 65535
         case .library(let engine): engine >= 0 && engine < ConvPlanner.libraryEngines
-        case .matmul(let algorithm): isMatrixProduct && algorithm >= 0 && algorithm < ConvPlanner.libraryEngines
+        case .matmul(let algorithm):
+            // cuBLASLt's epilogues: a bias and ReLU, no residual, no other clamp.
+            isMatrixProduct && !residual && (low == nil || low == 0) && high == nil && algorithm >= 0 && algorithm < ConvPlanner.libraryEngines
         }
     }
 
@@ -53,6 +66,8 @@ public struct ConvProblem: Hashable, Codable, Sendable, CustomStringConvertible 
     /// The key of tuning entries and logs.
     public var description: String {
         "n\(n) \(h)x\(w)x\(c) → \(oh)x\(ow)x\(m) k\(kh)x\(kw) s\(sh)x\(sw) p\(pt),\(pl) d\(dh)x\(dw) g\(groups)"
+            + (bias ? " +bias" : "") + (residual ? " +residual" : "")
+            + (low == nil && high == nil ? "" : " clamp[\(low.map { "\($0)" } ?? "-inf"), \(high.map { "\($0)" } ?? "inf")]")
     }
 }
 
@@ -160,18 +175,19 @@ public enum ConvPlanner {
     /// steps per split.
     public static func splits(_ p: ConvProblem, _ tile: ConvTile, multiprocessors: Int) -> [Int] {
         let b = blocks(p, tile)
-        let most = min(maxSplits, p.tensorCoreSteps / 4)
-        guard b < multiprocessors, most >= 2 else { return [1] }
+        let most = min(maxSplits, p.tensorCoreSteps / 4, 65535 / max(p.groups, 1))
+        guard b > 0, b < multiprocessors, most >= 2 else { return [1] }
         let fill = min(most, (multiprocessors + b - 1) / b)
         return fill >= 2 ? [1, fill] : [1]
     }
 
     /// Every implementation worth measuring; the library's first `libraryEngines` engines where
     /// the instance has the library (cuDNN on its stream).
-    public static func candidates(_ p: ConvProblem, multiprocessors: Int, libraryEngines: Int = 0, matmulAlgorithms: Int = 0) -> [ConvImplementation] {
+    public static func candidates(_ p: ConvProblem, multiprocessors: Int, libraryEngines: Int = 0, matmulAlgorithms: Int = 0,
+                                  tensorCores: Bool = true) -> [ConvImplementation] {
         var all: [ConvImplementation] = (0..<min(libraryEngines, Self.libraryEngines)).map { .library(engine: $0) }
-        if p.isMatrixProduct { all += (0..<min(matmulAlgorithms, Self.libraryEngines)).map { .matmul(algorithm: $0) } }
-        if p.tensorCoreChannels != nil {
+        all += (0..<min(matmulAlgorithms, Self.libraryEngines)).map { ConvImplementation.matmul(algorithm: $0) }.filter(p.allows)
+        if tensorCores && p.tensorCoreChannels != nil {
             for tile in ConvTile.allCases {
                 for s in splits(p, tile, multiprocessors: multiprocessors) { all.append(.tensorCore(tile, splits: s)) }
             }
@@ -227,6 +243,9 @@ public struct ConvChooser: Sendable {
     public var matmulLibrary: Bool
     /// Problems a library failed to build or run: never given to one again.
     public var libraryExcluded: Set<ConvProblem>
+    /// The fastest of SliceServe's own kernels where a library was measured fastest: what runs
+    /// when the library is not there (or failed this problem).
+    public var chosenKernels: [ConvProblem: ConvImplementation] = [:]
 
     public init(tensorCores: Bool = true, multiprocessors: Int = 132, chosen: [ConvProblem: ConvImplementation] = [:],
                 forced: ConvImplementation? = nil, library: Bool = false, matmulLibrary: Bool = false, libraryExcluded: Set<ConvProblem> = []) {
@@ -236,7 +255,7 @@ public struct ConvChooser: Sendable {
 
     /// Whether a library runs `implementation` for `p` on this instance.
     func librarySupports(_ implementation: ConvImplementation?, _ p: ConvProblem) -> Bool {
-        guard !libraryExcluded.contains(p) else { return false }
+        guard let implementation, !libraryExcluded.contains(p), p.allows(implementation) else { return false }
         switch implementation {
         case .library: return library
         case .matmul: return matmulLibrary && p.isMatrixProduct
@@ -256,7 +275,7 @@ public struct ConvChooser: Sendable {
         }
         if let c = chosen[p], p.allows(c) {
             switch c {
-            case .library, .matmul: break
+            case .library, .matmul: if let kernel = chosenKernels[p], p.allows(kernel) { return kernel }
             default: return c
             }
         }

@@ -14,11 +14,13 @@ public struct TuningKey: Codable, Hashable, Sendable {
     public var multiprocessors: Int
     public var driver: String
     public var cudnn: String
+    /// cuBLASLt's version, or "none".
+    public var cublasLt: String = "none"
     /// FNV-1a of model.cu and its headers.
     public var kernels: String
 
-    public init(card: String, multiprocessors: Int, driver: String, cudnn: String, kernels: String) {
-        (self.card, self.multiprocessors, self.driver, self.cudnn, self.kernels) = (card, multiprocessors, driver, cudnn, kernels)
+    public init(card: String, multiprocessors: Int, driver: String, cudnn: String, cublasLt: String = "none", kernels: String) {
+        (self.card, self.multiprocessors, self.driver, self.cudnn, self.cublasLt, self.kernels) = (card, multiprocessors, driver, cudnn, cublasLt, kernels)
     }
 
     /// The key for `device` (or a slice of it with `multiprocessors` SMs) and the kernels built in.
@@ -27,16 +29,23 @@ public struct TuningKey: Codable, Hashable, Sendable {
         var hasher = FNV1a()
         hasher.add(unit.source)
         for header in unit.headers { hasher.add(header.name); hasher.add(header.text) }
-        let cudnn = GPULibraries.status(.cudnn)
+        // A library switched off (SLICESERVE_CUDNN=0, SLICESERVE_CUBLASLT=0) or absent is "none":
+        // results measured without it are not reused once it is there.
+        func version(_ library: GPULibrary, switch name: String) -> String {
+            let status = GPULibraries.status(library)
+            guard ProcessInfo.processInfo.environment[name] != "0", status.loaded, device.info.backend != "fake" else { return "none" }
+            return status.version ?? "loaded"
+        }
         return TuningKey(card: device.info.name, multiprocessors: multiprocessors ?? device.info.multiprocessors,
                          driver: device.info.backend == "fake" ? "fake" : CUDADevice.driverVersion,
-                         cudnn: cudnn.loaded ? (cudnn.version ?? "loaded") : "none", kernels: hasher.hex)
+                         cudnn: version(.cudnn, switch: "SLICESERVE_CUDNN"), cublasLt: version(.cublasLt, switch: "SLICESERVE_CUBLASLT"),
+                         kernels: hasher.hex)
     }
 
     /// conv-<hash of the key>.json
     public var fileName: String {
         var hasher = FNV1a()
-        for part in [card, "\(multiprocessors)", driver, cudnn, kernels] { hasher.add(part) }
+        for part in [card, "\(multiprocessors)", driver, cudnn, cublasLt, kernels] { hasher.add(part) }
         return "conv-\(hasher.hex).json"
     }
 }
@@ -71,7 +80,7 @@ public final class TuningCache: Sendable {
     public let warning: String?
     private let entries: Mutex<[ConvProblem: Entry]>
 
-    public static let format = 1
+    public static let format = 2  // 2: problems carry their epilogue; the key cuBLASLt's version
 
     public init(key: TuningKey, directory: String?) {
         self.key = key
@@ -99,6 +108,29 @@ public final class TuningCache: Sendable {
     public var count: Int { entries.withLock { $0.count } }
     public func entry(for problem: ConvProblem) -> Entry? { entries.withLock { $0[problem] } }
     public var chosen: [ConvProblem: ConvImplementation] { entries.withLock { $0.mapValues(\.implementation) } }
+
+    /// Where a library was fastest: the fastest of SliceServe's own kernels, from the same
+    /// measurements (what runs on an instance without that library).
+    public var chosenKernels: [ConvProblem: ConvImplementation] {
+        entries.withLock { entries in
+            var kernels: [ConvProblem: ConvImplementation] = [:]
+            for (p, entry) in entries {
+                switch entry.implementation {
+                case .library, .matmul:
+                    let own = entry.measured.compactMap { name, ms -> (ConvImplementation, Double)? in
+                        guard let i = ConvImplementation(name) else { return nil }
+                        switch i {
+                        case .library, .matmul: return nil
+                        default: return (i, ms)
+                        }
+                    }
+                    if let best = own.min(by: { ($0.1, $0.0.description) < ($1.1, $1.0.description) }) { kernels[p] = best.0 }
+                default: break
+                }
+            }
+            return kernels
+        }
+    }
 
     public func record(_ entry: Entry) { entries.withLock { $0[entry.problem] = entry } }
 
@@ -147,9 +179,12 @@ public struct ConvTuner: Sendable {
         /// Candidates that failed to run, each with its error (the others still count).
         public var failures: [String] = []
         public var seconds: Double = 0
+        /// Why the results could not be stored (they hold for this process only), if so.
+        public var saveProblem: String? = nil
     }
 
-    public func tune(_ problems: [ConvProblem], multiprocessors: Int, libraryEngines: Int = 0, matmulAlgorithms: Int = 0, cache: TuningCache,
+    public func tune(_ problems: [ConvProblem], multiprocessors: Int, libraryEngines: Int = 0, matmulAlgorithms: Int = 0,
+                     tensorCores: Bool = true, cache: TuningCache,
                      measure: (ConvProblem, ConvImplementation) throws -> Double,
                      progress: (String) -> Void = { _ in }) -> Report {
         let start = clock()
@@ -163,7 +198,7 @@ public struct ConvTuner: Sendable {
             }
             var times: [ConvImplementation: Double] = [:]
             for candidate in ConvPlanner.candidates(problem, multiprocessors: multiprocessors, libraryEngines: libraryEngines,
-                                                    matmulAlgorithms: matmulAlgorithms) {
+                                                    matmulAlgorithms: matmulAlgorithms, tensorCores: tensorCores) {
                 do {
                     let ms = try measure(problem, candidate)
                     guard ms.isFinite, ms > 0 else { throw GPUModelError.invalidInput("measured \(ms) ms") }

@@ -24,10 +24,14 @@ public final class GPUModel: @unchecked Sendable {
     /// SLICESERVE_CONV: one convolution implementation forced wherever it fits (device checks
     /// run the models with each in turn).
     public let forcedConvolution: ConvImplementation?
-    /// Whether instances measure their convolutions at load (a real card, SLICESERVE_TUNE not 0).
-    public let tunesAtLoad: Bool
-    /// Measured choices by SM count (the whole card, or the size of a slice).
-    private let tuned = Mutex<[Int: [ConvProblem: ConvImplementation]]>([:])
+    /// Seconds an instance may spend at load measuring the convolutions no stored tuning covers
+    /// (60; 0 with SLICESERVE_TUNE=0, which still uses what is stored); nil on the fake GPU (its
+    /// timings are a model) and where SLICESERVE_CONV forces one implementation.
+    public let loadTuningBudget: Double?
+    public var tunesAtLoad: Bool { loadTuningBudget != nil }
+    /// Measured choices by SM count (the whole card, or the size of a slice): the fastest, and the
+    /// fastest of SliceServe's own kernels where a library was fastest.
+    private let tuned = Mutex<[Int: (chosen: [ConvProblem: ConvImplementation], kernels: [ConvProblem: ConvImplementation])]>([:])
     private let tuning = Mutex<Void>(())
     let modules: [String: any GPUModule]
     private let weights = Mutex<[String: DeviceMemory]>([:])
@@ -64,7 +68,7 @@ public final class GPUModel: @unchecked Sendable {
         } else {
             forcedConvolution = nil
         }
-        tunesAtLoad = !device.timingIsSimulated && (environment["SLICESERVE_TUNE"] ?? "1") != "0"
+        loadTuningBudget = device.timingIsSimulated || forcedConvolution != nil ? nil : ((environment["SLICESERVE_TUNE"] ?? "1") == "0" ? 0 : 60)
         let first = try GPULowering.lower(graph, batch: 1, convs: ConvChooser(tensorCores: tensorCores, multiprocessors: device.info.multiprocessors,
                                                                                forced: forcedConvolution))
         let stream = try device.makeStream()
@@ -77,13 +81,22 @@ public final class GPUModel: @unchecked Sendable {
 
     /// How convolutions run on `multiprocessors` SMs: forced, measured, or estimated.
     public func chooser(multiprocessors: Int) -> ConvChooser {
-        ConvChooser(tensorCores: tensorCores, multiprocessors: multiprocessors, chosen: tuned.withLock { $0[multiprocessors] ?? [:] },
-                    forced: forcedConvolution)
+        let measured = tuned.withLock { $0[multiprocessors] }
+        var chooser = ConvChooser(tensorCores: tensorCores, multiprocessors: multiprocessors, chosen: measured?.chosen ?? [:],
+                                  forced: forcedConvolution)
+        chooser.chosenKernels = measured?.kernels ?? [:]
+        return chooser
     }
 
-    /// Takes measured choices for slices of `multiprocessors` SMs (plans made after use them).
-    public func adopt(_ chosen: [ConvProblem: ConvImplementation], multiprocessors: Int) {
-        tuned.withLock { $0[multiprocessors, default: [:]].merge(chosen) { _, new in new } }
+    /// Takes measured choices for slices of `multiprocessors` SMs (plans made after use them):
+    /// the fastest per problem, and the fastest of the kernels where that was a library.
+    public func adopt(_ chosen: [ConvProblem: ConvImplementation], kernels: [ConvProblem: ConvImplementation] = [:], multiprocessors: Int) {
+        tuned.withLock { all in
+            var entry = all[multiprocessors] ?? ([:], [:])
+            entry.chosen.merge(chosen) { _, new in new }
+            entry.kernels.merge(kernels) { _, new in new }
+            all[multiprocessors] = entry
+        }
     }
 
     /// Whether choices for `multiprocessors` SMs were adopted already.
@@ -195,27 +208,34 @@ struct ArenaLayout: Sendable {
 /// A library convolution that would not build (or has no such engine): the executor gives the
 /// problem back to its own kernels and plans again.
 struct LibraryStepFailure: Error, CustomStringConvertible {
-    var problem: ConvProblem
+    var problems: [ConvProblem]
     var message: String
-    var description: String { "the convolution library cannot run \(problem): \(message)" }
+    init(problem: ConvProblem, message: String) { (problems, self.message) = ([problem], message) }
+    init(problems: [ConvProblem], message: String) { (self.problems, self.message) = (problems, message) }
+    var description: String { "a library cannot run \(problems.map(\.description).joined(separator: "; ")): \(message)" }
 }
 
 /// One step of a bound plan, with device addresses: a kernel launch, or a library convolution
 /// (its workspace is the plan's).
 enum BoundStep {
     case kernel(any GPUKernel, grid: Dim3, block: Dim3, arguments: [KernelArgument])
-    case library(any GPULibraryConvolution, x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64)
+    case library(any GPULibraryConvolution, x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64, problem: ConvProblem)
 
+    /// Enqueues the step; a library's failure is a LibraryStepFailure (its layer goes back to the
+    /// kernels when this happens while a plan is made).
     func enqueue(on stream: any GPUStream, workspace: UInt64) throws {
         switch self {
         case .kernel(let kernel, let grid, let block, let arguments):
             try stream.launch(kernel, grid: grid, block: block, sharedBytes: 0, arguments: arguments)
-        case .library(let convolution, let x, let w, let bias, let residual, let y):
-            try convolution.run(x: x, w: w, bias: bias, residual: residual, y: y, workspace: workspace)
+        case .library(let convolution, let x, let w, let bias, let residual, let y, let problem):
+            do { try convolution.run(x: x, w: w, bias: bias, residual: residual, y: y, workspace: workspace) } catch {
+                throw LibraryStepFailure(problem: problem, message: "\(convolution.engineDescription): \(error)")
+            }
         }
     }
 
-    var workspaceBytes: Int { if case .library(let c, _, _, _, _, _) = self { c.workspaceBytes } else { 0 } }
+    var workspaceBytes: Int { if case .library(let c, _, _, _, _, _, _) = self { c.workspaceBytes } else { 0 } }
+    var libraryProblem: ConvProblem? { if case .library(_, _, _, _, _, _, let p) = self { p } else { nil } }
 
     /// Resolves a lowered plan's launches: buffers through `address`, kernels from the model's
     /// modules, library convolutions built on `stream`'s library (a LibraryStepFailure where one
@@ -261,7 +281,7 @@ enum BoundStep {
                 throw LibraryStepFailure(problem: step.problem, message: "\(libraryName) offers fewer than \(step.engine + 1) engines")
             }
             func pointer(_ i: Int) -> UInt64 { if case .pointer(let p) = arguments[i] { p } else { 0 } }
-            return .library(convolution, x: pointer(0), w: pointer(1), bias: pointer(2), residual: pointer(3), y: pointer(4))
+            return .library(convolution, x: pointer(0), w: pointer(1), bias: pointer(2), residual: pointer(3), y: pointer(4), problem: step.problem)
         }
     }
 }
@@ -277,6 +297,8 @@ final class BoundPlan: @unchecked Sendable {
     let convert: BoundStep
     let body: [BoundStep]
     let workspace: DeviceMemory?
+    /// Bytes of the arena this plan needs.
+    let layoutBytes: Int
     let graph: (any GPUGraph)?
     let hostOutput: PinnedMemory
 
@@ -300,8 +322,16 @@ final class BoundPlan: @unchecked Sendable {
         }
         convert = resolved[0]
         body = Array(resolved.dropFirst())
+        // A library's workspace that does not fit, or a capture a library call breaks, sends the
+        // plan's library layers back to the kernels (LibraryStepFailure) rather than failing the load.
+        let libraryProblems = body.compactMap(\.libraryProblem)
         let workspaceBytes = body.map(\.workspaceBytes).max() ?? 0
-        workspace = workspaceBytes > 0 ? try model.allocate(workspaceBytes, what: "the convolution library's workspace") : nil
+        do {
+            workspace = workspaceBytes > 0 ? try model.allocate(workspaceBytes, what: "the libraries' workspace") : nil
+        } catch {
+            throw LibraryStepFailure(problems: libraryProblems, message: "workspace of \(workspaceBytes) bytes: \(error)")
+        }
+        layoutBytes = layout.bytes
         if useGraph {
             try stream.beginCapture()
             do {
@@ -310,7 +340,10 @@ final class BoundPlan: @unchecked Sendable {
                 _ = try? stream.endCapture()
                 throw error
             }
-            graph = try stream.endCapture()
+            do { graph = try stream.endCapture() } catch {
+                if libraryProblems.isEmpty { throw error }
+                throw LibraryStepFailure(problems: libraryProblems, message: "capturing the plan into a CUDA graph: \(error)")
+            }
         } else {
             graph = nil
         }
@@ -457,12 +490,12 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     public func prepare(batchSizes: [Int]) throws {
         if model.tunesAtLoad {
             // Measured once per model and slice size (instances of one size share the result); a
-            // stored result for this card, slice size, driver and kernels is used as it is.
+            // stored result for this card, slice size, driver, libraries and kernels is used as it is.
             try model.withTuningLock {
                 guard !model.isTuned(multiprocessors: multiprocessors) else { return }
                 let cache = TuningCache(key: try TuningKey.current(device: model.device, multiprocessors: multiprocessors),
                                         directory: TuningCache.defaultDirectory)
-                lastTuning = try tune(tuner: ConvTuner(), cache: cache)
+                lastTuning = try tune(tuner: ConvTuner(budgetSeconds: model.loadTuningBudget ?? 0), cache: cache)
             }
         }
         var wanted: [Int] = []
@@ -475,10 +508,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
 
     /// Bytes of activations the plan for `bucket` needs (after reuse); the instance's arena is
     /// the largest of its plans'.
-    public func arenaBytes(bucket: Int) throws -> Int {
-        _ = try plan(bucket: bucket)
-        return layouts.withLock { $0[bucket]!.layout.bytes }
-    }
+    public func arenaBytes(bucket: Int) throws -> Int { try plan(bucket: bucket).layoutBytes }
 
     /// Device bytes of the instance's arena (shared by all its plans).
     public var deviceArenaBytes: Int { arena.withLock { $0?.byteCount ?? 0 } }
@@ -554,16 +584,22 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     public func tune(tuner: ConvTuner, cache: TuningCache, progress: (String) -> Void = { _ in }) throws -> ConvTuner.Report {
         let problems = try convolutionProblems()
         let report = tuner.tune(problems, multiprocessors: multiprocessors, libraryEngines: hasConvolutionLibrary ? ConvPlanner.libraryEngines : 0,
-                                matmulAlgorithms: hasMatmulLibrary ? ConvPlanner.libraryEngines : 0, cache: cache, measure: { p, implementation in
+                                matmulAlgorithms: hasMatmulLibrary ? ConvPlanner.libraryEngines : 0, tensorCores: model.tensorCores, cache: cache,
+                                measure: { p, implementation in
             try self.measureConvolution(p, implementation)
         }, progress: progress)
-        model.adopt(cache.chosen, multiprocessors: multiprocessors)
-        if !report.measured.isEmpty { try cache.save() }
-        try running.withLock { _ in
+        model.adopt(cache.chosen, kernels: cache.chosenKernels, multiprocessors: multiprocessors)
+        running.withLock { _ in
             plans.withLock { $0.removeAll() }
             layouts.withLock { $0.removeAll() }
         }
-        return report
+        var result = report
+        if !report.measured.isEmpty {
+            // A folder that cannot be written (a read-only image, say) costs the next start its
+            // measurements, not this one its model.
+            do { try cache.save() } catch { result.saveProblem = "\(error)" }
+        }
+        return result
     }
 
     /// Milliseconds of device time of one convolution with one implementation on this instance's
@@ -572,6 +608,8 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         let lowered = GPULowering.convolution(p, implementation)
         return try running.withLock { _ in
             let device = model.device
+            // The buffers below are freed on return: nothing may still be running on them.
+            defer { try? stream.synchronize() }
             var tensors: [DeviceMemory] = []
             for t in lowered.tensors {
                 let memory = try model.allocate(t.byteCount, what: "a tuning run's \(t.label)")
@@ -579,7 +617,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
                 tensors.append(memory)
             }
             var weights: [String: DeviceMemory] = [:]
-            for (key, data) in lowered.weights {
+            for (key, data) in lowered.weights.sorted(by: { $0.key < $1.key }) {
                 let memory = try model.allocate(data.byteCount, what: "a tuning run's weights")
                 try stream.fill(memory.address, byte: 0, byteCount: memory.byteCount)
                 weights[key] = memory
@@ -609,26 +647,31 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
 
     func plan(bucket: Int) throws -> BoundPlan {
         if let plan = plans.withLock({ $0[bucket] }) { return plan }
-        try bind([bucket])
-        return plans.withLock { $0[bucket]! }
+        guard let plan = try bind([bucket])[bucket] else {
+            throw GPUModelError.invalidInput("bucket \(bucket) was not bound (an internal error)")
+        }
+        return plan
     }
 
     /// Lowers the buckets not lowered yet, grows the arena if the largest plan needs more (then
     /// every plan is bound again: their graphs hold the old addresses), and binds what is unbound.
-    private func bind(_ wanted: Set<Int>) throws {
-        // A library convolution that will not build goes back to SliceServe's kernels, and the
-        // plans that held it are made again (at most once per problem).
-        while true {
-            do {
-                try bindOnce(wanted)
-                return
-            } catch let failure as LibraryStepFailure {
-                let known = libraryFailures.withLock { failures in
-                    defer { failures[failure.problem] = failure.message }
-                    return failures[failure.problem] != nil
-                }
-                if known { throw GPUModelError.invalidInput("\(failure) (again, after it was excluded)") }
-                try running.withLock { _ in
+    /// Binds `wanted` (see bindLocked) and returns every bound plan. A library layer that will not
+    /// build, fit or capture goes back to SliceServe's kernels and the plans are made again (at
+    /// most once per layer shape), all under `running`, so that no other bind sees half of it.
+    @discardableResult
+    private func bind(_ wanted: Set<Int>) throws -> [Int: BoundPlan] {
+        try running.withLock { _ in
+            while true {
+                do {
+                    try bindLocked(wanted)
+                    return plans.withLock { $0 }
+                } catch let failure as LibraryStepFailure {
+                    let fresh = libraryFailures.withLock { failures in
+                        let new = failure.problems.filter { failures[$0] == nil }
+                        for p in failure.problems { failures[p] = failure.message }
+                        return !new.isEmpty
+                    }
+                    guard fresh else { throw GPUModelError.unsupported("\(failure), again after it was excluded (an internal error)") }
                     plans.withLock { $0.removeAll() }
                     layouts.withLock { $0.removeAll() }
                 }
@@ -636,8 +679,11 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         }
     }
 
-    private func bindOnce(_ wanted: Set<Int>) throws {
-        try running.withLock { _ in
+    /// Lowers the buckets not lowered yet, grows the arena if the largest plan needs more (then
+    /// every plan is bound again: their graphs hold the old addresses), and binds what is unbound.
+    /// `running` is held.
+    private func bindLocked(_ wanted: Set<Int>) throws {
+        do {
             var added: [Int] = []
             for bucket in wanted.sorted() where layouts.withLock({ $0[bucket] == nil }) {
                 let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, convs: chooser())

@@ -151,8 +151,15 @@ public struct GPULowering {
         lowering.convs = ConvChooser(tensorCores: true, forced: implementation, library: true, matmulLibrary: true)
         let x = lowering.newTensor(elements: p.n * p.h * p.w * p.c, label: "input")
         let y = lowering.newTensor(elements: p.pixels * p.m, label: "output")
+        // The same epilogue as the layer's: a library builds (and ranks engines for) the fused whole.
+        var bias: PlanArgument = .null, residual: PlanArgument = .null
+        if p.bias {
+            lowering.plan.weights["tune/bias"] = .float([Float](repeating: 0, count: p.m))
+            bias = .buffer(.weight("tune/bias"))
+        }
+        if p.residual { residual = .buffer(.tensor(lowering.newTensor(elements: p.pixels * p.m, label: "residual"))) }
         lowering.emitConv(x: .tensor(x), weights: "tune", weightValues: { [Float](repeating: 0, count: p.m * p.reduction) },
-                          bias: .null, residual: .null, y: y, problem: p, lo: -.infinity, hi: .infinity, node: "tune")
+                          bias: bias, residual: residual, y: y, problem: p, lo: p.clamp.low, hi: p.clamp.high, node: "tune")
         return lowering.plan
     }
 
@@ -507,7 +514,10 @@ public struct GPULowering {
     /// the split-K epilogue after). `weightValues`: [M][KH][KW][C/group] floats, made only when
     /// the weight `weights` is not in the plan yet.
     mutating func emitConv(x: PlanBuffer, weights: String, weightValues: () -> [Float], bias: PlanArgument, residual: PlanArgument,
-                           y: Int, problem p: ConvProblem, lo: Float, hi: Float, node: String) {
+                           y: Int, problem shape: ConvProblem, lo: Float, hi: Float, node: String) {
+        var p = shape
+        (p.bias, p.residual) = (bias != .null, residual != .null)
+        (p.low, p.high) = (lo.isFinite ? lo : nil, hi.isFinite ? hi : nil)
         plan.flops += p.flops
         let first = plan.launches.count
         var implementation = convs.implementation(for: p)

@@ -30,6 +30,9 @@ public struct FakeGPUProfile: Sendable, Equatable {
     /// Whether streams offer a convolution library (FakeConvolutionLibrary: two engines that run
     /// model.cu's tensor-core kernel, the second with a workspace), standing in for cuDNN.
     public var convolutionLibrary = false
+    /// Whether the stand-in library's convolutions fail when they run (they build fine): what a
+    /// library call that breaks a CUDA graph capture looks like to the executor.
+    public var convolutionLibraryRunFails = false
     /// Whether streams offer a BLAS library (FakeMatmulLibrary: two algorithms running model.cu's
     /// tensor-core kernel on a half bias it converts into its workspace), standing in for cuBLASLt.
     public var matmulLibrary = false
@@ -421,12 +424,14 @@ final class FakeStream: GPUStream, @unchecked Sendable {
 /// workspace fails like a bad address); no engine 2. Channels not in eights fail to build, as a
 /// library without a fitting engine would: what the executor's fallback is tested with.
 final class FakeConvolutionLibrary: GPUConvolutionLibrary, @unchecked Sendable {
-    let stream: FakeStream
+    /// Weak: the stream owns its library.
+    weak var stream: FakeStream?
     var name: String { "fake convolution library" }
 
     init(stream: FakeStream) { self.stream = stream }
 
     func makeConvolution(_ d: LibraryConvDescriptor, engine: Int) throws(GPUError) -> (any GPULibraryConvolution)? {
+        guard let stream else { throw .invalidArgument("fake convolution library: its stream is gone") }
         guard engine >= 0, engine < 2 else { return nil }
         guard d.c % 8 == 0, (d.c / d.groups) % 8 == 0 else {
             throw .cuda(call: "cudnnBackendFinalize (fake)", code: 3000, name: "CUDNN_STATUS_NOT_SUPPORTED",
@@ -455,6 +460,9 @@ final class FakeLibraryConvolution: GPULibraryConvolution, @unchecked Sendable {
 
     func run(x: UInt64, w: UInt64, bias: UInt64, residual: UInt64, y: UInt64, workspace: UInt64) throws(GPUError) {
         let d = descriptor
+        if stream.device.profile.convolutionLibraryRunFails {
+            throw .cuda(call: "cudnnBackendExecute (fake)", code: 5000, name: "CUDNN_STATUS_EXECUTION_FAILED", message: "planted run failure")
+        }
         if workspaceBytes > 0 {
             guard workspace != 0 else { throw .invalidArgument("fake convolution library: no workspace for \(engineDescription)") }
             try stream.fill(workspace, byte: 0, byteCount: workspaceBytes)
@@ -475,12 +483,14 @@ final class FakeLibraryConvolution: GPULibraryConvolution, @unchecked Sendable {
 /// bias has the output's type) is converted to float into the workspace first. No algorithm 2;
 /// k not in eights fails to build.
 final class FakeMatmulLibrary: GPUMatmulLibrary, @unchecked Sendable {
-    let stream: FakeStream
+    /// Weak: the stream owns its library.
+    weak var stream: FakeStream?
     var name: String { "fake BLAS library" }
 
     init(stream: FakeStream) { self.stream = stream }
 
     func makeGemm(_ d: LibraryGemmDescriptor, algorithm: Int) throws(GPUError) -> (any GPULibraryConvolution)? {
+        guard let stream else { throw .invalidArgument("fake BLAS library: its stream is gone") }
         guard algorithm >= 0, algorithm < 2 else { return nil }
         guard d.k % 8 == 0 else {
             throw .cuda(call: "cublasLtMatmulAlgoGetHeuristic (fake)", code: 1015, name: "CUBLAS_STATUS_NOT_SUPPORTED",

@@ -114,6 +114,9 @@ struct TuneCommand: ParsableCommand {
             print("\(report.measured.count) measured, \(report.cached) stored before, \(report.unmeasured.count) left to the estimate (budget), \(report.failures.count) candidates failed; \(String(format: "%.1f", report.seconds)) s; \(cache.path ?? "not stored")",
                   to: &stderr)
             for failure in report.failures.prefix(10) { print("failed: \(failure)", to: &stderr) }
+            if let problem = report.saveProblem {
+                throw CLIFailure(message: "the results could not be stored: \(problem)", exitCode: CLIFailure.ioError)
+            }
         } catch let failure as CLIFailure {
             Self.fail(failure)
         } catch {

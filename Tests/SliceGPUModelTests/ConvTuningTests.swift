@@ -323,4 +323,67 @@ final class ConvTuningTests: XCTestCase {
         XCTAssertFalse(ConvPlanner.candidates(ConvTuningTests.conv(1, 7, 64, 64, k: 3), multiprocessors: 16, matmulAlgorithms: 3)
             .contains { if case .matmul = $0 { true } else { false } })
     }
+
+    /// What a review found, each fixed: a library call that fails inside graph capture sends its
+    /// layer back to the kernels; a store that cannot be written does not fail the load; an
+    /// instance without the library runs the fastest measured kernel, not the estimate; a
+    /// problem with no output pixels does not divide by zero.
+    func testLibraryRunFailuresUnwritableStoresAndMissingLibraries() throws {
+        let ops = GPUExecutorTests.oracles.appendingPathComponent("ops")
+        try GPUExecutorTests.require(ops.appendingPathComponent("manifest.json"), what: "operator oracles")
+        var profile = FakeGPUProfile()
+        profile.memoryBytes = 64 << 20
+        profile.convolutionLibrary = true
+        profile.convolutionLibraryRunFails = true
+        let failing = FakeGPUDevice(profile: profile)
+        let executor = try Self.runCase("conv_k40", device: failing, forcing: .library(engine: 0))
+        guard case .tensorCore = try executor.convolutions(bucket: 2)[0].implementation else { return XCTFail("not back on tensor cores") }
+        XCTAssertTrue(executor.convolutionLibraryNote.contains("planted run failure"), executor.convolutionLibraryNote)
+
+        // A tuning folder that cannot be made: the results hold for the process, and say so.
+        profile.convolutionLibraryRunFails = false
+        let device = FakeGPUDevice(profile: profile)
+        let model = try GPUModel(modelFile: ops.appendingPathComponent("conv_k40/model.onnx").path, device: device)
+        let tuned = try GPUExecutor(model: model, buckets: BatchBuckets(maxBatch: 1))
+        let blocked = FileManager.default.temporaryDirectory.appendingPathComponent("ss-tuning-file-\(getpid())")
+        try Data("a file, not a folder".utf8).write(to: blocked)
+        defer { try? FileManager.default.removeItem(at: blocked) }
+        let cache = TuningCache(key: try TuningKey.current(device: device), directory: blocked.path + "/tuning")
+        let report = try tuned.tune(tuner: ConvTuner(), cache: cache)
+        XCTAssertEqual(report.measured.count, 1)
+        XCTAssertNotNil(report.saveProblem)
+        // And the executor still answers (its plans made again with the measured choice).
+        let first = Array(try GPUExecutorTests.npy(ops.appendingPathComponent("conv_k40/input.npy")).floats().prefix(tuned.inputSpec.elementCount))
+        XCTAssertEqual(try tuned.infer(first).count, tuned.outputShape.reduce(1, *))
+
+        // Measured: the library fastest, a 64x64 tile the fastest kernel. Without the library the
+        // tile runs (not the estimate); with it, the library.
+        let p = Self.conv(1, 7, 64, 64, k: 3)
+        let entry = TuningCache.Entry(problem: p, implementation: .library(engine: 1), milliseconds: 0.01,
+                                      measured: ["cudnn1": 0.01, "tc64x64": 0.02, "tc128x128": 0.03, "simt": 0.5])
+        let store = TuningCache(key: TuningKey(card: "x", multiprocessors: 16, driver: "d", cudnn: "9", kernels: "k"), directory: nil)
+        store.record(entry)
+        XCTAssertEqual(store.chosenKernels, [p: .tensorCore(.t64x64, splits: 1)])
+        var chooser = ConvChooser(multiprocessors: 16, chosen: store.chosen)
+        chooser.chosenKernels = store.chosenKernels
+        XCTAssertEqual(chooser.implementation(for: p), .tensorCore(.t64x64, splits: 1))
+        chooser.library = true
+        XCTAssertEqual(chooser.implementation(for: p), .library(engine: 1))
+        chooser.libraryExcluded = [p]
+        XCTAssertEqual(chooser.implementation(for: p), .tensorCore(.t64x64, splits: 1))
+
+        // No output pixels: no blocks, no split, no crash.
+        var empty = Self.conv(1, 7, 64, 64, k: 3)
+        empty.oh = 0
+        XCTAssertEqual(ConvPlanner.splits(empty, .t128x128, multiprocessors: 132), [1])
+        _ = ConvPlanner.heuristic(empty, multiprocessors: 132)
+        // The epilogue is part of the problem (a library ranks engines for the fused whole), and
+        // cuBLASLt's matmul takes a bias and ReLU but no residual or other clamp.
+        let gemm = ConvProblem(n: 4, h: 1, w: 1, c: 64, m: 10, kh: 1, kw: 1, groups: 1, oh: 1, ow: 1, bias: true, clamp: (0, .infinity))
+        XCTAssertTrue(gemm.allows(.matmul(algorithm: 0)))
+        XCTAssertNotEqual(gemm, ConvProblem(n: 4, h: 1, w: 1, c: 64, m: 10, kh: 1, kw: 1, groups: 1, oh: 1, ow: 1))
+        XCTAssertFalse(ConvProblem(n: 4, h: 1, w: 1, c: 64, m: 10, kh: 1, kw: 1, groups: 1, oh: 1, ow: 1, residual: true).allows(.matmul(algorithm: 0)))
+        XCTAssertFalse(ConvProblem(n: 4, h: 1, w: 1, c: 64, m: 10, kh: 1, kw: 1, groups: 1, oh: 1, ow: 1, clamp: (0, 6)).allows(.matmul(algorithm: 0)))
+        XCTAssertTrue(gemm.description.hasSuffix("+bias clamp[0.0, inf]"), gemm.description)
+    }
 }

@@ -317,7 +317,8 @@ SS_KERNEL void ss_matmul_f16(const ss_u16 *__restrict__ A, const ss_u16 *__restr
 //   blockIdx.z also picks a slice of the reduction, and the block writes float partial sums to
 //   `partial` ([splits][pixels][M]), summed with the epilogue by ss_conv_splitk_f16.
 // X: NHWC [N][H][W][C]; Wt: [M][KH][KW][C/groups]; Y and R: NHWC [N][OH][OW][M]; bias: float[M]
-// or 0; R: a residual added before the clamp, or 0. blockIdx.z = group * splits + split.
+// or 0; R: a residual added before the clamp, or 0. blockIdx.x = pixel tile * filter tiles +
+// filter tile; blockIdx.z = group * splits + split.
 
 /// Eight halves, 16-byte aligned: one 128-bit load or store (a 4-byte aligned struct compiles to
 /// four 32-bit accesses).
@@ -370,8 +371,12 @@ static __device__ __forceinline__ void ss_conv_tc(ss_u8 *smem, SS_CONV_TC_PARAMS
     const ss_u32 first = (ss_u32)((ss_u64)split * steps / splits);
     const ss_u32 count = (ss_u32)((ss_u64)(split + 1) * steps / splits) - first;
     const ss_u64 P = (ss_u64)N * OH * OW;
-    const ss_u64 p0 = (ss_u64)blockIdx.x * BM;
-    const ss_u32 m0 = blockIdx.y * BN;
+    // blockIdx.x walks the filter tiles of one pixel tile before the next pixel tile: blocks
+    // resident together read the same activations (once from memory, then from L2) and all of
+    // the (smaller) filters.
+    const ss_u32 filterTiles = (Mg + BN - 1) / BN;
+    const ss_u64 p0 = (ss_u64)(blockIdx.x / filterTiles) * BM;
+    const ss_u32 m0 = (blockIdx.x % filterTiles) * BN;
     const ss_u32 tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
     const ss_u32 wm0 = (warp % 2) * WM, wn0 = (warp / 2) * WN;
     const ss_u32 base = (ss_u32)__cvta_generic_to_shared(smem);

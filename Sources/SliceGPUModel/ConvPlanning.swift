@@ -50,8 +50,10 @@ public struct ConvProblem: Hashable, Codable, Sendable, CustomStringConvertible 
     public func allows(_ implementation: ConvImplementation) -> Bool {
         switch implementation {
         case .simt: true
-        case .tensorCore(_, let splits):
+        case .tensorCore(let tile, let splits):
+            // Grid: x = pixel tiles x filter tiles (below 2^31), z = groups x splits (at most 65535).
             tensorCoreChannels != nil && splits >= 1 && splits <= max(tensorCoreSteps, 1) && groups * splits <= 65535
+                && ConvPlanner.blocks(self, tile) / max(groups, 1) < 1 << 31
         case .library(let engine): engine >= 0 && engine < ConvPlanner.libraryEngines
         case .matmul(let algorithm):
             // cuBLASLt's epilogues: a bias and ReLU, no residual, no other clamp.
@@ -83,9 +85,9 @@ public enum ConvTile: String, CaseIterable, Codable, Sendable {
     /// kernel's registers and shared memory: used by the estimate only.
     var blocksPerSM: Int {
         switch self {
-        case .t128x128: 2  // 224 registers x 128 threads (ptxas, sm_90)
+        case .t128x128: 2  // 228 registers x 128 threads (ptxas, sm_90)
         case .t128x64, .t64x128: 4  // 128 registers; 4 x 48 KiB of shared memory
-        case .t64x64: 5  // 94 registers
+        case .t64x64: 6  // 80 registers; 6 x 32 KiB of shared memory
         }
     }
     /// Relative math rate of a resident tile (operand reuse grows with the tile's area).

@@ -586,7 +586,7 @@ public struct GPULowering {
         }
         var partial: PlanArgument = .null
         if splits > 1 { partial = .buffer(.tensor(newTensor(elements: splits * p.pixels * p.m, bytesPer: 4, label: "\(node) split-K partial sums"))) }
-        emit(tile.kernel, Dim3((p.pixels + tile.rows - 1) / tile.rows, (p.filtersPerGroup + tile.columns - 1) / tile.columns, p.groups * splits), [
+        emit(tile.kernel, Dim3(ConvPlanner.blocks(p, tile) / p.groups, 1, p.groups * splits), [
             .buffer(source), .buffer(.weight(key)), bias, residual, .buffer(.tensor(y)), partial, .u32(p.n), .u32(p.h), .u32(p.w), .u32(cp),
             .u32(p.oh), .u32(p.ow), .u32(p.m), .u32(p.kh), .u32(p.kw), .u32(p.groups), .u32(splits),
         ] + geometry, node: node, block: Dim3(ConvTile.threads))

@@ -469,7 +469,7 @@ final class FakeLibraryConvolution: GPULibraryConvolution, @unchecked Sendable {
         }
         let u = { (v: Int) in KernelArgument.uint32(UInt32(v)) }
         let pixels = d.n * d.oh * d.ow, filters = d.m / d.groups
-        try stream.launch(kernel, grid: Dim3((pixels + rows - 1) / rows, (filters + columns - 1) / columns, d.groups), block: Dim3(128),
+        try stream.launch(kernel, grid: Dim3((pixels + rows - 1) / rows * ((filters + columns - 1) / columns), 1, d.groups), block: Dim3(128),
                           sharedBytes: 0, arguments: [
             .pointer(x), .pointer(w), .pointer(d.hasBias ? bias : 0), .pointer(d.hasResidual ? residual : 0), .pointer(y), .pointer(0),
             u(d.n), u(d.h), u(d.w), u(d.c), u(d.oh), u(d.ow), u(d.m), u(d.kh), u(d.kw), u(d.groups), u(1), u(d.sh), u(d.sw), u(d.pt),

@@ -205,7 +205,7 @@ final class GPUExecutorTests: XCTestCase {
                 let y = try device.allocate(byteCount: p.pixels * p.m * 2)
                 let partial = splits > 1 ? try device.allocate(byteCount: splits * p.pixels * p.m * 4) : nil
                 let b: KernelArgument = c.bias ? .buffer(db) : .pointer(0), r: KernelArgument = c.residual ? .buffer(dr) : .pointer(0)
-                let grid = Dim3((p.pixels + tile.rows - 1) / tile.rows, (mg + tile.columns - 1) / tile.columns, p.groups * splits)
+                let grid = Dim3((p.pixels + tile.rows - 1) / tile.rows * ((mg + tile.columns - 1) / tile.columns), 1, p.groups * splits)
                 let u = { (v: Int) in KernelArgument.uint32(UInt32(v)) }
                 try stream.launch(try module.kernel(named: tile.kernel), grid: grid, block: Dim3(ConvTile.threads), sharedBytes: 0, arguments: [
                     .buffer(dx), .buffer(dw), b, r, .buffer(y), partial.map { .buffer($0) } ?? .pointer(0), u(p.n), u(p.h), u(p.w), u(p.c),

@@ -106,6 +106,7 @@ static int cublas_failure(char *out, size_t size, int status, const char *step) 
 }
 
 /// Checks that cuBLASLt is loaded with every entry point this file calls; -1 with the reason if not.
+_Static_assert(SS_CUBLASLT_MISSING == SS_LIB_NOT_LOADED, "ss_require_library returns the shim's \"missing\" code");
 static int check_cublaslt(char *out, size_t size) {
     static const char *const symbols[] = {
         "cublasLtCreate", "cublasLtDestroy", "cublasLtMatmulDescCreate", "cublasLtMatmulDescDestroy",
@@ -113,22 +114,7 @@ static int check_cublaslt(char *out, size_t size) {
         "cublasLtMatmulPreferenceCreate", "cublasLtMatmulPreferenceDestroy", "cublasLtMatmulPreferenceSetAttribute",
         "cublasLtMatmulAlgoGetHeuristic", "cublasLtMatmul",
     };
-    if (!ss_lib_load(SS_LIB_CUBLASLT)) {
-        ss_lib_info info;
-        ss_lib_info_get(SS_LIB_CUBLASLT, &info);
-        ss_put(out, size, "cuBLASLt is not loaded: %s", info.problem[0] ? info.problem : "unknown reason");
-        return SS_CUBLASLT_MISSING;
-    }
-    for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
-        if (!ss_lib_has_symbol(SS_LIB_CUBLASLT, symbols[i])) {
-            ss_lib_info info;
-            ss_lib_info_get(SS_LIB_CUBLASLT, &info);
-            ss_put(out, size, "cuBLASLt %s (%s) lacks %s", info.version[0] ? info.version : "?",
-                info.path[0] ? info.path : "unknown path", symbols[i]);
-            return SS_CUBLASLT_MISSING;
-        }
-    }
-    return SS_CUBLASLT_OK;
+    return ss_require_library(SS_LIB_CUBLASLT, "cuBLASLt", symbols, sizeof symbols / sizeof symbols[0], "", out, size);
 }
 
 // ---------------------------------------------------------------------------------------------

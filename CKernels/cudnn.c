@@ -132,28 +132,14 @@ static int cudnn_failure(char *out, size_t size, int status, const char *step) {
 }
 
 /// Checks that cuDNN is loaded with every entry point this file calls; -1 with the reason if not.
+_Static_assert(SS_CUDNN_MISSING == SS_LIB_NOT_LOADED, "ss_require_library returns the shim's \"missing\" code");
 static int check_cudnn(char *out, size_t size) {
     static const char *const symbols[] = {
         "cudnnCreate", "cudnnDestroy", "cudnnSetStream", "cudnnBackendCreateDescriptor",
         "cudnnBackendDestroyDescriptor", "cudnnBackendSetAttribute", "cudnnBackendGetAttribute",
         "cudnnBackendFinalize", "cudnnBackendExecute",
     };
-    if (!ss_lib_load(SS_LIB_CUDNN)) {
-        ss_lib_info info;
-        ss_lib_info_get(SS_LIB_CUDNN, &info);
-        ss_put(out, size, "cuDNN is not loaded: %s", info.problem[0] ? info.problem : "unknown reason");
-        return SS_CUDNN_MISSING;
-    }
-    for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
-        if (!ss_lib_has_symbol(SS_LIB_CUDNN, symbols[i])) {
-            ss_lib_info info;
-            ss_lib_info_get(SS_LIB_CUDNN, &info);
-            ss_put(out, size, "cuDNN %s (%s) lacks %s: cuDNN 9 is needed", info.version[0] ? info.version : "?",
-                info.path[0] ? info.path : "unknown path", symbols[i]);
-            return SS_CUDNN_MISSING;
-        }
-    }
-    return SS_CUDNN_OK;
+    return ss_require_library(SS_LIB_CUDNN, "cuDNN", symbols, sizeof symbols / sizeof symbols[0], ": cuDNN 9 is needed", out, size);
 }
 
 // ---------------------------------------------------------------------------------------------

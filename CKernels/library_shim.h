@@ -4,6 +4,8 @@
 #ifndef SLICESERVE_LIBRARY_SHIM_H
 #define SLICESERVE_LIBRARY_SHIM_H
 
+#include "sliceserve_cuda.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -31,6 +33,28 @@ static inline void ss_put(char *out, size_t size, const char *format, ...) {
     va_start(args, format);
     vsnprintf(out, size, format, args);
     va_end(args);
+}
+
+/// Checks that `library` is loaded with every one of the `count` entry points a shim calls: 0,
+/// or SS_LIB_NOT_LOADED (-1) with "<name> is not loaded: why" or "<name> VERSION (PATH) lacks
+/// SYMBOL<hint>" in `out`.
+static inline int ss_require_library(ss_library library, const char *name, const char *const *symbols, size_t count,
+                                     const char *hint, char *out, size_t size) {
+    ss_lib_info info;
+    if (!ss_lib_load(library)) {
+        ss_lib_info_get(library, &info);
+        ss_put(out, size, "%s is not loaded: %s", name, info.problem[0] ? info.problem : "unknown reason");
+        return SS_LIB_NOT_LOADED;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (!ss_lib_has_symbol(library, symbols[i])) {
+            ss_lib_info_get(library, &info);
+            ss_put(out, size, "%s %s (%s) lacks %s%s", name, info.version[0] ? info.version : "?",
+                   info.path[0] ? info.path : "unknown path", symbols[i], hint);
+            return SS_LIB_NOT_LOADED;
+        }
+    }
+    return 0;
 }
 
 #endif

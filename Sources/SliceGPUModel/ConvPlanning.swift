@@ -122,6 +122,14 @@ public enum ConvImplementation: Hashable, Sendable, CustomStringConvertible, Cod
         }
     }
 
+    /// Whether a library runs it (cuDNN or cuBLASLt), not SliceServe's kernels.
+    public var isLibrary: Bool {
+        switch self {
+        case .library, .matmul: true
+        case .simt, .tensorCore: false
+        }
+    }
+
     public init?(_ text: String) {
         if text == "simt" { self = .simt; return }
         if text.hasPrefix("cudnn"), let engine = Int(text.dropFirst(5)), engine >= 0, engine < ConvPlanner.libraryEngines,
@@ -260,8 +268,8 @@ public struct ConvChooser: Sendable {
         guard let implementation, !libraryExcluded.contains(p), p.allows(implementation) else { return false }
         switch implementation {
         case .library: return library
-        case .matmul: return matmulLibrary && p.isMatrixProduct
-        default: return false
+        case .matmul: return matmulLibrary
+        case .simt, .tensorCore: return false
         }
     }
 
@@ -276,10 +284,8 @@ public struct ConvChooser: Sendable {
         default: break
         }
         if let c = chosen[p], p.allows(c) {
-            switch c {
-            case .library, .matmul: if let kernel = chosenKernels[p], p.allows(kernel) { return kernel }
-            default: return c
-            }
+            if !c.isLibrary { return c }
+            if let kernel = chosenKernels[p], p.allows(kernel) { return kernel }
         }
         return ConvPlanner.heuristic(p, multiprocessors: multiprocessors)
     }

@@ -114,19 +114,12 @@ public final class TuningCache: Sendable {
     public var chosenKernels: [ConvProblem: ConvImplementation] {
         entries.withLock { entries in
             var kernels: [ConvProblem: ConvImplementation] = [:]
-            for (p, entry) in entries {
-                switch entry.implementation {
-                case .library, .matmul:
-                    let own = entry.measured.compactMap { name, ms -> (ConvImplementation, Double)? in
-                        guard let i = ConvImplementation(name) else { return nil }
-                        switch i {
-                        case .library, .matmul: return nil
-                        default: return (i, ms)
-                        }
-                    }
-                    if let best = own.min(by: { ($0.1, $0.0.description) < ($1.1, $1.0.description) }) { kernels[p] = best.0 }
-                default: break
+            for (p, entry) in entries where entry.implementation.isLibrary {
+                let own = entry.measured.compactMap { name, ms -> (ConvImplementation, Double)? in
+                    guard let i = ConvImplementation(name), !i.isLibrary else { return nil }
+                    return (i, ms)
                 }
+                if let best = own.min(by: { ($0.1, $0.0.description) < ($1.1, $1.0.description) }) { kernels[p] = best.0 }
             }
             return kernels
         }

@@ -96,7 +96,7 @@ public enum ExecutorCheck {
             let (result, convolutions) = run(c.name, folder: folder, batch: c.batch, forcing: nil)
             results.append(result)
             // A case with a convolution the tensor cores can take runs again with each
-            // implementation forced in turn: every tile shape, with and without split-K, and SIMT.
+            // implementation of `forcedConvolutions` forced in turn.
             guard convolutions.contains(where: { $0.problem.tensorCoreChannels != nil }) else { continue }
             for forcing in forcedConvolutions {
                 results.append(run("\(c.name) [\(forcing)]", folder: folder, batch: c.batch, forcing: forcing).0)

@@ -62,7 +62,7 @@ public final class GPUModel: @unchecked Sendable {
             forcedConvolution = forcing
         } else if let text = environment["SLICESERVE_CONV"], !text.isEmpty {
             guard let forced = ConvImplementation(text) else {
-                throw GPUModelError.invalidInput("SLICESERVE_CONV=\(text): expected simt, tc128x128, tc128x64, tc64x128 or tc64x64, optionally +splitN (N in 2...\(ConvPlanner.maxSplits))")
+                throw GPUModelError.invalidInput("SLICESERVE_CONV=\(text): expected simt, tc128x128, tc128x64, tc64x128 or tc64x64 (optionally +splitN, N in 2...\(ConvPlanner.maxSplits)), cudnnN or cublasltN (N in 0..<\(ConvPlanner.libraryEngines))")
             }
             forcedConvolution = forced
         } else {
@@ -583,7 +583,7 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     /// and makes the plans again with them.
     public func tune(tuner: ConvTuner, cache: TuningCache, progress: (String) -> Void = { _ in }) throws -> ConvTuner.Report {
         let problems = try convolutionProblems()
-        let report = tuner.tune(problems, multiprocessors: multiprocessors, libraryEngines: hasConvolutionLibrary ? ConvPlanner.libraryEngines : 0,
+        var report = tuner.tune(problems, multiprocessors: multiprocessors, libraryEngines: hasConvolutionLibrary ? ConvPlanner.libraryEngines : 0,
                                 matmulAlgorithms: hasMatmulLibrary ? ConvPlanner.libraryEngines : 0, tensorCores: model.tensorCores, cache: cache,
                                 measure: { p, implementation in
             try self.measureConvolution(p, implementation)
@@ -593,13 +593,12 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
             plans.withLock { $0.removeAll() }
             layouts.withLock { $0.removeAll() }
         }
-        var result = report
         if !report.measured.isEmpty {
             // A folder that cannot be written (a read-only image, say) costs the next start its
             // measurements, not this one its model.
-            do { try cache.save() } catch { result.saveProblem = "\(error)" }
+            do { try cache.save() } catch { report.saveProblem = "\(error)" }
         }
-        return result
+        return report
     }
 
     /// Milliseconds of device time of one convolution with one implementation on this instance's
@@ -653,8 +652,6 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
         return plan
     }
 
-    /// Lowers the buckets not lowered yet, grows the arena if the largest plan needs more (then
-    /// every plan is bound again: their graphs hold the old addresses), and binds what is unbound.
     /// Binds `wanted` (see bindLocked) and returns every bound plan. A library layer that will not
     /// build, fit or capture goes back to SliceServe's kernels and the plans are made again (at
     /// most once per layer shape), all under `running`, so that no other bind sees half of it.
@@ -683,33 +680,31 @@ public final class GPUExecutor: Executor, @unchecked Sendable {
     /// every plan is bound again: their graphs hold the old addresses), and binds what is unbound.
     /// `running` is held.
     private func bindLocked(_ wanted: Set<Int>) throws {
-        do {
-            var added: [Int] = []
-            for bucket in wanted.sorted() where layouts.withLock({ $0[bucket] == nil }) {
-                let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, convs: chooser())
-                layouts.withLock { $0[bucket] = (lowered, ArenaLayout(lowered)) }
-                added.append(bucket)
+        var added: [Int] = []
+        for bucket in wanted.sorted() where layouts.withLock({ $0[bucket] == nil }) {
+            let lowered = try GPULowering.lower(model.graph, batch: model.symbolicBatch ? bucket : 1, convs: chooser())
+            layouts.withLock { $0[bucket] = (lowered, ArenaLayout(lowered)) }
+            added.append(bucket)
+        }
+        let all = layouts.withLock { $0 }
+        guard let (largest, need) = all.map({ ($0.key, $0.value.layout.bytes) }).max(by: { $0.1 < $1.1 }) else { return }
+        if (arena.withLock { $0?.byteCount ?? 0 }) < need {
+            // Free the old arena (and the graphs pointing into it) before asking for the new one.
+            plans.withLock { $0.removeAll() }
+            arena.withLock { $0 = nil }
+            do {
+                let memory = try model.allocate(need, what: "batch \(model.symbolicBatch ? largest : 1)'s activations")
+                arena.withLock { $0 = memory }
+            } catch {
+                // The buckets that did not fit are forgotten; the others are bound again on next use.
+                layouts.withLock { for bucket in added { $0[bucket] = nil } }
+                throw error
             }
-            let all = layouts.withLock { $0 }
-            guard let (largest, need) = all.map({ ($0.key, $0.value.layout.bytes) }).max(by: { $0.1 < $1.1 }) else { return }
-            if (arena.withLock { $0?.byteCount ?? 0 }) < need {
-                // Free the old arena (and the graphs pointing into it) before asking for the new one.
-                plans.withLock { $0.removeAll() }
-                arena.withLock { $0 = nil }
-                do {
-                    let memory = try model.allocate(need, what: "batch \(model.symbolicBatch ? largest : 1)'s activations")
-                    arena.withLock { $0 = memory }
-                } catch {
-                    // The buckets that did not fit are forgotten; the others are bound again on next use.
-                    layouts.withLock { for bucket in added { $0[bucket] = nil } }
-                    throw error
-                }
-            }
-            let memory = arena.withLock { $0! }
-            for (bucket, entry) in all.sorted(by: { $0.key < $1.key }) where plans.withLock({ $0[bucket] == nil }) {
-                let plan = try BoundPlan(lowered: entry.lowered, layout: entry.layout, arena: memory, model: model, stream: stream, useGraph: usesGraphs)
-                plans.withLock { $0[bucket] = plan }
-            }
+        }
+        let memory = arena.withLock { $0! }
+        for (bucket, entry) in all.sorted(by: { $0.key < $1.key }) where plans.withLock({ $0[bucket] == nil }) {
+            let plan = try BoundPlan(lowered: entry.lowered, layout: entry.layout, arena: memory, model: model, stream: stream, useGraph: usesGraphs)
+            plans.withLock { $0[bucket] = plan }
         }
     }
 

@@ -520,46 +520,46 @@ public struct GPULowering {
         (p.low, p.high) = (lo.isFinite ? lo : nil, hi.isFinite ? hi : nil)
         plan.flops += p.flops
         let first = plan.launches.count
-        var implementation = convs.implementation(for: p)
+        let implementation = convs.implementation(for: p)
         defer {
             plan.convolutions.append(ConvLayer(node: node, problem: p, implementation: implementation, launches: first..<plan.launches.count))
         }
         let geometry: [PlanArgument] = [.u32(p.sh), .u32(p.sw), .u32(p.pt), .u32(p.pl), .u32(p.dh), .u32(p.dw), .f32(lo), .f32(hi)]
-        if case .library(let engine) = implementation {
-            if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) }
+        func placeWeights() { if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) } }
+        func emitLibrary(_ call: LibraryStep.Call, engine: Int, bias: PlanArgument, residual: PlanArgument) {
+            var launch = PlanLaunch(kernel: "library", grid: Dim3(1), block: Dim3(1),
+                                    arguments: [.buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y))], node: node)
+            launch.library = LibraryStep(call: call, engine: engine, problem: p)
+            plan.launches.append(launch)
+        }
+        switch implementation {
+        case .library(let engine):
+            placeWeights()
             // ONNX's bottom and right pads are implied by the output size; the library wants them.
             let pb = max(0, (p.oh - 1) * p.sh + (p.kh - 1) * p.dh + 1 - p.h - p.pt)
             let pr = max(0, (p.ow - 1) * p.sw + (p.kw - 1) * p.dw + 1 - p.w - p.pl)
             let descriptor = LibraryConvDescriptor(
                 n: p.n, h: p.h, w: p.w, c: p.c, m: p.m, kh: p.kh, kw: p.kw, groups: p.groups, oh: p.oh, ow: p.ow, sh: p.sh, sw: p.sw,
-                pt: p.pt, pl: p.pl, pb: pb, pr: pr, dh: p.dh, dw: p.dw, hasBias: bias != .null, hasResidual: residual != .null, lo: lo, hi: hi)
-            var launch = PlanLaunch(kernel: "library", grid: Dim3(1), block: Dim3(1),
-                                    arguments: [.buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y))], node: node)
-            launch.library = LibraryStep(call: .convolution(descriptor), engine: engine, problem: p)
-            plan.launches.append(launch)
+                pt: p.pt, pl: p.pl, pb: pb, pr: pr, dh: p.dh, dw: p.dw, hasBias: p.bias, hasResidual: p.residual, lo: lo, hi: hi)
+            emitLibrary(.convolution(descriptor), engine: engine, bias: bias, residual: residual)
             return
-        }
-        if case .matmul(let algorithm) = implementation, residual == .null, lo == -.infinity || lo == 0, hi == .infinity {
-            if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) }
-            // cuBLASLt's bias has the output's type: a half copy of the float bias.
+        case .matmul(let algorithm):
+            // The chooser gives cuBLASLt only what its epilogue takes (ConvProblem.allows): no
+            // residual, a bias and ReLU at most. Its bias has the output's type: a half copy.
+            placeWeights()
             var halfBias: PlanArgument = .null
             if case .buffer(.weight(let key), _) = bias, case .float(let values)? = plan.weights[key] {
                 plan.weights[key + "/half"] = .half(values)
                 halfBias = .buffer(.weight(key + "/half"))
             }
-            var launch = PlanLaunch(kernel: "library", grid: Dim3(1), block: Dim3(1),
-                                    arguments: [.buffer(x), .buffer(.weight(weights)), halfBias, .null, .buffer(.tensor(y))], node: node)
-            launch.library = LibraryStep(call: .gemm(LibraryGemmDescriptor(m: p.n, n: p.m, k: p.c, hasBias: halfBias != .null, relu: lo == 0)),
-                                         engine: algorithm, problem: p)
-            plan.launches.append(launch)
+            emitLibrary(.gemm(LibraryGemmDescriptor(m: p.n, n: p.m, k: p.c, hasBias: halfBias != .null, relu: p.low == 0)),
+                        engine: algorithm, bias: halfBias, residual: .null)
             return
-        }
-        if case .matmul = implementation {
-            // A residual or a clamp other than ReLU is not this library's epilogue: the estimate's choice.
-            implementation = convs.tensorCores ? ConvPlanner.heuristic(p, multiprocessors: convs.multiprocessors) : .simt
+        case .simt, .tensorCore:
+            break
         }
         guard case .tensorCore(let tile, let splits) = implementation, let cp = p.tensorCoreChannels else {
-            if plan.weights[weights] == nil { plan.weights[weights] = .half(weightValues()) }
+            placeWeights()
             emit("ss_conv_nhwc_f16", Dim3((p.pixels + 63) / 64, (p.filtersPerGroup + 63) / 64, p.groups), [
                 .buffer(x), .buffer(.weight(weights)), bias, residual, .buffer(.tensor(y)), .u32(p.n), .u32(p.h), .u32(p.w), .u32(p.c),
                 .u32(p.oh), .u32(p.ow), .u32(p.m), .u32(p.kh), .u32(p.kw), .u32(p.groups),
@@ -581,8 +581,8 @@ public struct GPULowering {
                 for r in 0..<taps { for ci in 0..<p.c { wide[r * cp + ci] = values[r * p.c + ci] } }
                 plan.weights[key] = .half(wide)
             }
-        } else if plan.weights[key] == nil {
-            plan.weights[key] = .half(weightValues())
+        } else {
+            placeWeights()
         }
         var partial: PlanArgument = .null
         if splits > 1 { partial = .buffer(.tensor(newTensor(elements: splits * p.pixels * p.m, bytesPer: 4, label: "\(node) split-K partial sums"))) }

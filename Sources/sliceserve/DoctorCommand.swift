@@ -48,11 +48,13 @@ struct DoctorCommand: AsyncParsableCommand {
         print("Executor:    \(report.cpuExecutor ?? "?"); cpu-reference: SliceServe's own kernels")
         for line in gpu.lines { print(line) }
         if gpu.problem == nil && gpu.deviceCount > 0 {
-            // The GPU executor's convolutions: cuDNN where it loads, else SliceServe's kernels alone.
-            let cudnn = gpu.libraries.first { $0.library == "cudnn" }
+            // The GPU executor's convolutions: cuDNN and cuBLASLt where they load, beside SliceServe's kernels.
+            let libraries = [("cudnn", "cuDNN"), ("cublaslt", "cuBLASLt")].map { id, name in
+                gpu.libraries.first { $0.library.lowercased() == id }.flatMap { $0.usable ? "\(name) \($0.version ?? "?")" : nil } ?? "\(name) not loaded"
+            }
             let tuned = (try? FileManager.default.contentsOfDirectory(atPath: CacheDirectory.root + "/tuning"))?.filter { $0.hasPrefix("conv-") }.count ?? 0
-            print("GPU convs:   SliceServe's tensor-core kernels" + ((cudnn?.usable ?? false) ? " and cuDNN \(cudnn?.version ?? "?") (graph API)" : " (cuDNN not loaded)")
-                  + ", chosen per layer by measurement; \(tuned) tuning file(s) stored (sliceserve tune)")
+            print("GPU convs:   SliceServe's tensor-core kernels, \(libraries.joined(separator: ", ")); chosen per layer by measurement; "
+                  + "\(tuned) tuning file(s) stored (sliceserve tune)")
         }
         let nvjpeg = gpu.libraries.first { $0.library == "nvjpeg" }
         if gpu.problem == nil && gpu.deviceCount > 0 && (nvjpeg?.usable ?? false) {

@@ -179,27 +179,22 @@ static int check_desc(const ss_cublaslt_gemm_desc *d, uint32_t *epilogue, char *
     return SS_CUBLASLT_OK;
 }
 
-static int set_matmul(void *matmul, int attribute, const char *attribute_name, const void *value, size_t size,
-                      char *out, size_t out_size) {
-    int status = ss_cublasLtMatmulDescSetAttribute(matmul, attribute, value, size);
+/// Sets one attribute through `setter` (cublasLtMatmulDescSetAttribute or
+/// cublasLtMatmulPreferenceSetAttribute, same signature); a failure names the call and attribute.
+static int set_attribute(ss_cublasStatus (*setter)(void *, int, const void *, size_t), const char *call, void *descriptor,
+                         int attribute, const char *attribute_name, const void *value, size_t size, char *out, size_t out_size) {
+    int status = setter(descriptor, attribute, value, size);
     if (status == CUBLAS_STATUS_SUCCESS) return SS_CUBLASLT_OK;
     char step[128];
-    snprintf(step, sizeof step, "cublasLtMatmulDescSetAttribute(%s)", attribute_name);
+    snprintf(step, sizeof step, "%s(%s)", call, attribute_name);
     return cublas_failure(out, out_size, status, step);
 }
-#define SET_MATMUL(matmul, attribute, value, out, size) \
-    set_matmul(matmul, attribute, #attribute, &(value), sizeof(value), out, size)
-
-static int set_preference(void *preference, int attribute, const char *attribute_name, const void *value, size_t size,
-                          char *out, size_t out_size) {
-    int status = ss_cublasLtMatmulPreferenceSetAttribute(preference, attribute, value, size);
-    if (status == CUBLAS_STATUS_SUCCESS) return SS_CUBLASLT_OK;
-    char step[128];
-    snprintf(step, sizeof step, "cublasLtMatmulPreferenceSetAttribute(%s)", attribute_name);
-    return cublas_failure(out, out_size, status, step);
-}
-#define SET_PREFERENCE(preference, attribute, value, out, size) \
-    set_preference(preference, attribute, #attribute, &(value), sizeof(value), out, size)
+#define SET_MATMUL(matmul, attribute, value, out, size)                                                        \
+    set_attribute(ss_cublasLtMatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute", matmul, attribute, #attribute, \
+                  &(value), sizeof(value), out, size)
+#define SET_PREFERENCE(preference, attribute, value, out, size)                                                    \
+    set_attribute(ss_cublasLtMatmulPreferenceSetAttribute, "cublasLtMatmulPreferenceSetAttribute", preference, attribute, \
+                  #attribute, &(value), sizeof(value), out, size)
 
 /// A half column-major layout (the default order); `what` names it in a message.
 static int create_layout(void **layout, const char *what, uint64_t rows, uint64_t cols, int64_t ld, char *out,

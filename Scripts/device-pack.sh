@@ -48,7 +48,7 @@ lite="${XDG_CACHE_HOME:-$HOME/.cache}/sliceserve/models/efficientnet_lite0"
 
 # Convolution choices a previous --executor run measured (its tuning.json, saved here as
 # Bench/results/tuning-<card>.json): the newest goes back so that the next run starts tuned.
-tuning=$(ls -t "$root"/Bench/results/tuning-*.json 2>/dev/null | head -n1)
+tuning=$(ls -t "$root"/Bench/results/tuning-*.json 2>/dev/null | sed -n 1p || true)
 [ -n "$tuning" ] && cp -f "$tuning" "$out/tuning.json" && echo "device-pack: tuning from $tuning"
 
 shared="$root/../shared/bench"

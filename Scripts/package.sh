@@ -38,7 +38,9 @@ strip -o "$dir/bin/sliceserve" "$bin"
 # oneDNN and the two libraries it needs beyond glibc and libstdc++ (Debian's packages).
 mkdir -p "$dir/lib"
 for so in libdnnl.so.2 libgomp.so.1 libOpenCL.so.1; do
-    path=$(ldconfig -p | awk -v so="$so" '$1 == so && /x86-64|aarch64/ { print $NF; exit }')
+    # awk reads to the end (no `exit`): an early exit would close the pipe on ldconfig, whose
+    # SIGPIPE (141) fails the whole script under pipefail.
+    path=$(ldconfig -p | awk -v so="$so" '!found && $1 == so && /x86-64|aarch64/ { print $NF; found = 1 }')
     [ -n "$path" ] || { echo "package: no $so on this machine (Scripts/setup.sh installs libdnnl-dev)" >&2; exit 1; }
     cp -L "$path" "$dir/lib/$so"
 done
@@ -111,8 +113,8 @@ TEXT
     echo "sliceserve $version"
     echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm)"
-    echo "swift $(swift --version 2>/dev/null | head -n1)"
-    echo "glibc $(ldd --version | head -n1 | awk '{print $NF}')"
+    echo "swift $(swift --version 2>/dev/null | sed -n 1p)"
+    echo "glibc $(ldd --version | awk 'NR == 1 {print $NF}')"
     echo "needs: $(ldd "$dir/bin/sliceserve" | awk '/=>/ {print $1}' | tr '\n' ' ')"
 } > "$dir/BUILD-INFO"
 

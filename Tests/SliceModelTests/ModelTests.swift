@@ -94,6 +94,12 @@ final class ModelTests: XCTestCase {
                 let implementations = try executor.layerProfile(batch: 2).map(\.impl)
                 XCTAssertEqual(implementations.contains { $0.contains("wino") }, winograd == "1", "\(implementations)")
             }
+            if choice == .fast {
+                // All 16 residuals are summed in place, the identity blocks' too (whose residual is
+                // memory an earlier block summed into): the one reorder left is the Flatten's.
+                let reorders = try executor.layerProfile(batch: 2).filter { $0.kind == "reorder" }.map(\.node)
+                XCTAssertEqual(reorders, ["flat"])
+            }
             let single = try executor.infer(Array(input[150528...]), batch: 1)
             XCTAssertLessThanOrEqual(compare(single, Array(ours[1000...]), atol: 0, rtol: 0).maxAbs, 1e-3)
         }

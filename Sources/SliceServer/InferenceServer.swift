@@ -179,8 +179,14 @@ public final class InferenceServer: Sendable {
     private func classify(_ request: Request, _ context: ServerContext) async throws -> Response {
         let (model, _) = try model(context)
         guard isReady else { throw ServerError(status: .serviceUnavailable, message: "the server is not ready yet") }
-        let k = request.uri.queryParameters.get("top_k", as: Int.self) ?? 5
-        guard k >= 1 else { throw ServerError.badRequest("top_k must be at least 1") }
+        var k = 5
+        if let field = request.uri.queryParameters.get("top_k") {
+            // Checked, not defaulted: "x" or a number past Int's range is the client's mistake.
+            guard let n = Int(field), n >= 1 else {
+                throw ServerError.badRequest("top_k must be a whole number of at least 1, got '\(field.prefix(40))'")
+            }
+            k = n
+        }
         try await refuseEarly(model)
         let body = try await withBody(request, context) { $0 }
         func predictions(_ logits: ItemOutput) -> [Prediction] {

@@ -149,6 +149,22 @@ final class HardeningTests: XCTestCase {
         }
     }
 
+    /// Numbers in the query string are checked like those in a body: not defaulted when they
+    /// do not parse (top_k=99999999999999999999 used to be served as top_k=5).
+    func testQueryNumbersAreChecked() async throws {
+        let (server, _) = try makeServer()
+        try await app(server).test(.router) { client in
+            for value in ["x", "99999999999999999999", "0", "-3", "", "1.5", "0x10"] {
+                let uri = "/v2/models/mobilenet_v2/classify?top_k=" + (value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? value)
+                try await client.execute(uri: uri, method: .post, body: ByteBuffer(bytes: [0xFF, 0xD8])) { r in
+                    XCTAssertEqual(r.status, .badRequest, "top_k=\(value)")
+                    let message = try json(r)["error"] as? String ?? ""
+                    XCTAssertTrue(message.hasPrefix("top_k must be a whole number of at least 1, got '\(value)'"), message)
+                }
+            }
+        }
+    }
+
     func testEveryErrorHasAJSONBody() async throws {
         let (server, _) = try makeServer()
         try await app(server).test(.router) { client in

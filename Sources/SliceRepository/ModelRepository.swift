@@ -246,6 +246,9 @@ public struct ModelRepository: Sendable {
         guard triton.maxBatchSize >= 1 else {
             throw unsupported("max_batch_size 0 (no batch dimension) is not served: SliceServe batches requests; set max_batch_size to 1 or more")
         }
+        guard triton.maxBatchSize <= BatchingConfig.largestMaxBatchSize else {
+            throw unsupported("max_batch_size \(triton.maxBatchSize) is over the \(BatchingConfig.largestMaxBatchSize) SliceServe serves")
+        }
         guard triton.inputs.count == 1, let input = triton.inputs.first else {
             throw unsupported("the model has \(triton.inputs.count) inputs; SliceServe serves models of one image input")
         }

@@ -31,9 +31,17 @@ public struct BatchingConfig: Sendable, Equatable, Codable {
         self.queueTimeLimitNanoseconds = queueTimeLimitNanoseconds
     }
 
+    /// The largest max batch size SliceServe takes (from `--max-batch`, a repository's
+    /// `max_batch_size`, `profile` and `tune`): far above any image batch worth running, and
+    /// low enough that what is sized by it (input buffers, plans per batch size) stays bounded.
+    /// `serve --max-batch 99999999999` used to abort allocating 800 GB.
+    public static let largestMaxBatchSize = 4096
+
     /// The reason the configuration cannot work, or nil.
     public var problem: String? {
-        if maxBatchSize < 1 { return "max batch size must be at least 1, got \(maxBatchSize)" }
+        if maxBatchSize < 1 || maxBatchSize > Self.largestMaxBatchSize {
+            return "max batch size must be in 1...\(Self.largestMaxBatchSize), got \(maxBatchSize)"
+        }
         if let bad = preferredBatchSizes.first(where: { $0 < 1 || $0 > maxBatchSize }) {
             return "preferred batch size \(bad) is outside 1...\(maxBatchSize)"
         }

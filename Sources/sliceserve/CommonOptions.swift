@@ -233,7 +233,9 @@ struct BatchingFlags: ParsableArguments {
     var timeoutUs: UInt64 = 0
 
     func validate() throws {
-        guard maxBatch >= 1 else { throw ValidationError("--max-batch must be at least 1") }
+        guard (1...BatchingConfig.largestMaxBatchSize).contains(maxBatch) else {
+            throw ValidationError("--max-batch must be in 1...\(BatchingConfig.largestMaxBatchSize), got \(maxBatch)")
+        }
         guard ["auto", "profile", "manual"].contains(batching) else {
             throw ValidationError("--batching must be auto, profile or manual, got '\(batching)'")
         }

@@ -59,7 +59,9 @@ struct ProfileCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard CPUKernelChoice(rawValue: executor) != nil else { throw ValidationError("--executor must be cpu or cpu-reference, got '\(executor)'") }
-        guard maxBatch >= 1, maxBatch <= 4096 else { throw ValidationError("--max-batch must be in 1...4096") }
+        guard (1...BatchingConfig.largestMaxBatchSize).contains(maxBatch) else {
+            throw ValidationError("--max-batch must be in 1...\(BatchingConfig.largestMaxBatchSize), got \(maxBatch)")
+        }
         guard seconds > 0, seconds <= 60 else { throw ValidationError("--seconds must be in (0, 60]") }
         if let sloMs, !(sloMs > 0) { throw ValidationError("--slo-ms must be positive") }
     }

@@ -5,6 +5,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import SliceCore
+import SliceScheduler
 import SliceGPU
 import SliceGPUModel
 import SliceModel
@@ -47,7 +48,9 @@ struct TuneCommand: ParsableCommand {
     @OptionGroup var choice: DeviceChoice
 
     func validate() throws {
-        guard maxBatch >= 1, maxBatch <= 4096 else { throw ValidationError("--max-batch must be in 1...4096") }
+        guard (1...BatchingConfig.largestMaxBatchSize).contains(maxBatch) else {
+            throw ValidationError("--max-batch must be in 1...\(BatchingConfig.largestMaxBatchSize), got \(maxBatch)")
+        }
         guard budget > 0, budget <= 3600 else { throw ValidationError("--budget must be in (0, 3600] seconds") }
         if let smPartition, smPartition < 1 { throw ValidationError("--sm-partition must be at least 1") }
         if smPartition != nil && choice.fake { throw ValidationError("--sm-partition needs a real GPU") }

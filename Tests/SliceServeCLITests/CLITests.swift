@@ -108,6 +108,13 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(mean.stderr.contains("--mean needs three comma-separated numbers"), mean.stderr)
         let noOut = try run(["preprocess", image])
         XCTAssertEqual(noOut.status, 64)
+        // A max batch size past what SliceServe sizes buffers for is a usage error, checked
+        // before anything is loaded (99999999999 used to abort allocating 800 GB).
+        for command in [["serve", "--check"], ["profile"], ["tune"]] {
+            let huge = try run(command + ["--max-batch", "99999999999"])
+            XCTAssertEqual(huge.status, 64, "\(command): \(huge.stderr)")
+            XCTAssertTrue(huge.stderr.contains("--max-batch must be in 1...4096, got 99999999999"), huge.stderr)
+        }
     }
 
     func testDoctorReportsLibrariesAndCPU() throws {

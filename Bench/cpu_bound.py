@@ -15,7 +15,6 @@ onnxruntime the bound allows. Writes Bench/results/cpu-bound-<host>-<time>.json.
 
 Usage: .venv/bin/python Bench/cpu_bound.py [--models mobilenet_v2,efficientnet_lite0,resnet50] [--batch 1] [--threads 1]
 """
-import argparse
 import datetime
 import json
 import os
@@ -25,7 +24,7 @@ import sys
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 from preprocess import machine, save_report  # noqa: E402
-from cpu_ops import layers  # noqa: E402
+from cpu_ops import graph_shapes, layers, model_arguments, model_paths  # noqa: E402
 from executor import bench_ort  # noqa: E402
 
 
@@ -38,12 +37,7 @@ def fma_peak():
 
 def dense_flops(path, batch):
     """Multiply-add FLOPs of each dense (not depthwise) Conv and Gemm/MatMul node, by name."""
-    import onnx
-    from onnx import shape_inference
-    model = shape_inference.infer_shapes(onnx.load(path))
-    dims = {v.name: [d.dim_value or batch for d in v.type.tensor_type.shape.dim]
-            for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
-    weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    model, dims, weights = graph_shapes(path, batch)
     flops = {}
     for node in model.graph.node:
         w = weights.get(node.input[1]) if len(node.input) > 1 else None
@@ -62,15 +56,8 @@ def dense_flops(path, batch):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "sliceserve"))
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    parser.add_argument("--models-dir", default=os.path.join(cache, "sliceserve", "models"))
-    parser.add_argument("--models", default="mobilenet_v2,efficientnet_lite0,resnet50")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--out", default=os.path.join(ROOT, "Bench", "results"))
+    parser = model_arguments(__doc__)
+    parser.add_argument("--seconds", type=float, default=3.0, help="onnxruntime's timed seconds per model")
     args = parser.parse_args()
     peak = fma_peak()
     per_thread = peak["avx512_gflops"] or peak["avx2_gflops"]
@@ -79,11 +66,7 @@ def main():
           f"{args.threads} thread(s)")
     rows = []
     for name in args.models.split(","):
-        if name == "resnet50":
-            target = path = os.path.join(ROOT, ".cache", "oracles", "resnet50", "model.onnx")
-        else:
-            target = os.path.join(args.models_dir, name)
-            path = os.path.join(target, "model.onnx")
+        target, path = model_paths(name, args.models_dir)
         flops = dense_flops(path, args.batch)
         summary, _ = layers(args.binary, target, "cpu", args.batch, args.threads)
         os.environ["SLICESERVE_DNNL_FUSE_DEPTHWISE"] = "0"

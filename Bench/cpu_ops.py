@@ -49,14 +49,21 @@ def kinds_by_node(path):
     return kinds
 
 
-def conv_specs(path, batch):
-    """Each Conv node's shape as Bench/xnnpack/conv_layers.c reads it (NHWC), by node name."""
+def graph_shapes(path, batch):
+    """The ONNX graph with its shapes inferred, each value's dimensions (the batch dimension
+    as `batch`) and each initializer's, by name."""
     import onnx
     from onnx import shape_inference
     model = shape_inference.infer_shapes(onnx.load(path))
     dims = {v.name: [d.dim_value or batch for d in v.type.tensor_type.shape.dim]
             for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
     weights = {i.name: list(i.dims) for i in model.graph.initializer}
+    return model, dims, weights
+
+
+def conv_specs(path, batch):
+    """Each Conv node's shape as Bench/xnnpack/conv_layers.c reads it (NHWC), by node name."""
+    model, dims, weights = graph_shapes(path, batch)
     specs = {}
     for node in model.graph.node:
         if node.op_type != "Conv" or node.input[0] not in dims or node.input[1] not in weights:
@@ -98,8 +105,9 @@ def layers(binary, model, executor, batch, threads):
     return rows[0], [r for r in rows[1:] if "step" in r]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def model_arguments(doc):
+    """The options the per-layer benchmarks share: binary, models, batch, threads, output folder."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", default=os.path.join(ROOT, ".build", "release", "sliceserve"))
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     parser.add_argument("--models-dir", default=os.path.join(cache, "sliceserve", "models"))
@@ -107,18 +115,26 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(ROOT, "Bench", "results"))
-    args = parser.parse_args()
+    return parser
+
+
+def model_paths(name, models_dir):
+    """What `bench model --model` takes for a model (a directory, or ResNet-50's oracle file)
+    and its ONNX file."""
+    if name == "resnet50":
+        path = os.path.join(ROOT, ".cache", "oracles", "resnet50", "model.onnx")
+        return path, path
+    return os.path.join(models_dir, name), os.path.join(models_dir, name, "model.onnx")
+
+
+def main():
+    args = model_arguments(__doc__).parse_args()
     report_rows = []
     harness = xnnpack_harness() if args.threads == 1 else None
     if harness is None:
         print("XNNPACK: not measured (needs libxnnpack-dev and libpthreadpool-dev, and --threads 1)")
     for name in args.models.split(","):
-        if name == "resnet50":
-            path = os.path.join(ROOT, ".cache", "oracles", "resnet50", "model.onnx")
-            target = path
-        else:
-            target = os.path.join(args.models_dir, name)
-            path = os.path.join(target, "model.onnx")
+        target, path = model_paths(name, args.models_dir)
         kinds = kinds_by_node(path)
         _, ours = layers(args.binary, target, "cpu-reference", args.batch, args.threads)
         summary, dnnl = layers(args.binary, target, "cpu", args.batch, args.threads)

@@ -280,6 +280,30 @@ def fusion_cases():
              helper.make_node("Add", ["c", "x"], ["a"]),
              helper.make_node("Relu", ["a"], ["y"])]
     graphs.append(("fuse_conv_add_relu", nodes, [init("w", r(4, 4, 3, 3)), init("b", r(4))], [2, 4, 6, 6], [2, 4, 6, 6]))
+    # Two ResNet identity blocks in a row, then a convolution of an alias of the second block's
+    # output with that output as its residual: the first two residuals are summed in place (the
+    # second into memory the first already summed into), the third must not be (its convolution
+    # reads the same memory through the Reshape; dilated, so that it runs as direct convolution,
+    # which writes output rows while it still reads input rows).
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["a0"], kernel_shape=[1, 1]),
+             helper.make_node("Relu", ["a0"], ["a"]),
+             helper.make_node("Conv", ["a", "w1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["c1r"]),
+             helper.make_node("Conv", ["c1r", "w2"], ["c2"], kernel_shape=[1, 1]),
+             helper.make_node("Add", ["c2", "a"], ["s"]),
+             helper.make_node("Relu", ["s"], ["s1"]),
+             helper.make_node("Conv", ["s1", "w3"], ["d1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d1"], ["d1r"]),
+             helper.make_node("Conv", ["d1r", "w4"], ["d2"], kernel_shape=[1, 1]),
+             helper.make_node("Add", ["d2", "s1"], ["t"]),
+             helper.make_node("Relu", ["t"], ["t1"]),
+             helper.make_node("Reshape", ["t1", "same"], ["u"]),
+             helper.make_node("Conv", ["u", "w5"], ["e"], kernel_shape=[3, 3], pads=[2, 2, 2, 2], dilations=[2, 2]),
+             helper.make_node("Add", ["e", "t1"], ["y"])]
+    inits = [init("w0", r(4, 4, 1, 1)), init("b0", r(4)), init("w1", r(4, 4, 3, 3)), init("w2", r(4, 4, 1, 1)),
+             init("w3", r(4, 4, 3, 3)), init("w4", r(4, 4, 1, 1)), init("w5", r(4, 4, 3, 3)),
+             init("same", np.array([0, 4, 6, 6], np.int64))]
+    graphs.append(("residual_chain_alias", nodes, inits, [2, 4, 6, 6], [2, 4, 6, 6]))
     # MobileNet-style: depthwise + Clip(0, 6), pointwise, residual add without activation.
     nodes = [helper.make_node("Conv", ["x", "dw", "db"], ["d"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
              helper.make_node("Clip", ["d", "lo", "hi"], ["dc"]),

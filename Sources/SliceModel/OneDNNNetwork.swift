@@ -399,12 +399,13 @@ final class OneDNNNetwork: @unchecked Sendable {
             let res = try value(r, .blocked, graph: graph, node: node)
             residualIndex = res.index
             // Sum into the residual's own memory when nothing reads it afterwards.
-            // (Not when another graph value that shares that memory is still read later, or is
-            // the output: an alias from a same-shape Reshape or Identity. A value whose last
-            // reader has run, such as the residual an earlier block summed into in place, is no
-            // obstacle: ResNet's identity blocks would otherwise copy every residual first.)
+            // (Not when another graph value that shares that memory is read by this node or a
+            // later one, or is the output: an alias from a same-shape Reshape or Identity, which
+            // may even be this convolution's input. A value whose last reader has run, such as
+            // the residual an earlier block summed into in place, is no obstacle: ResNet's
+            // identity blocks would otherwise copy every residual first.)
             let shared = placed.contains { key, layouts in
-                key != r && layouts.values.contains { $0.index == res.index } && (key == outputID || (lastRead[key] ?? .max) > index)
+                key != r && layouts.values.contains { $0.index == res.index } && (key == outputID || (lastRead[key] ?? .max) >= index)
             }
             if lastRead[r] == index, r != x, r != graph.inputs[0], r != outputID, res.shape == ys,
                graph.values[r].constant == nil, !shared {

@@ -353,7 +353,7 @@ struct ss_dnnl_net {
     int input, output, finalized;
     // Scratch operands for timing candidate implementations while the network is built: mapped
     // (glibc keeps freed heap memory; these reach a batch-16 layer's output, tens of MB, and made
-    // MobileNetV2's server hold 427 MB instead of about 230), grown as needed, reused by every
+    // MobileNetV2's server hold 404-438 MB instead of about 235), grown as needed, reused by every
     // timing (mapping them per timing doubled MobileNetV2's load), unmapped when the network is
     // finalized.
     void *timing[6];
@@ -397,7 +397,10 @@ static void release_timing_buffers(ss_dnnl_net *net) {
     }
 }
 
-/// Scratch operand `slot` of at least `bytes` (zero-filled when first mapped), or NULL.
+/// Scratch operand `slot` of at least `bytes` (zero-filled when first mapped), or NULL. Written
+/// through once when mapped: an untouched anonymous page reads as the kernel's one shared zero
+/// page, so operands a convolution only reads (its source and weights) would come from the
+/// cache however they were flushed, and timing would favour large transformed weights again.
 static void *timing_buffer(ss_dnnl_net *net, int slot, size_t bytes) {
     if (net->timing_bytes[slot] >= bytes) return net->timing[slot];
     if (net->timing[slot]) munmap(net->timing[slot], net->timing_bytes[slot]);
@@ -405,6 +408,7 @@ static void *timing_buffer(ss_dnnl_net *net, int slot, size_t bytes) {
     net->timing_bytes[slot] = 0;
     void *mapped = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mapped == MAP_FAILED) return NULL;
+    memset(mapped, 0, bytes);
     net->timing[slot] = mapped;
     net->timing_bytes[slot] = bytes;
     return mapped;
@@ -817,7 +821,9 @@ int ss_dnnl_net_conv(ss_dnnl_net *net, int src, int dst, const float *weights, c
         int found = conv_pds(DNNL_CONV_WINOGRAD, smd, &wany, bias ? &bmd : NULL, &dst_md, st, dl, pl, pr, residual >= 0, low,
                              high, winos, MAX_WINOGRAD);
         int forced = wino_setting && strcmp(wino_setting, "1") == 0;
-        double best = forced ? 1e301 : time_conv(net, pd);
+        // Direct convolution is timed only when there is something to compare it with (oneDNN
+        // 2.6 has no Winograd below AVX-512).
+        double best = forced || found == 0 ? 1e301 : time_conv(net, pd);
         for (int i = 0; i < found; i++) {
             double ms = time_conv(net, winos[i]);
             if (ms < best) {

@@ -328,6 +328,9 @@ typedef struct {
 } value;
 
 enum { MAX_ARGS = 40 };
+/// Operands of a timed convolution: source, weights, bias, destination, and a fused depthwise
+/// post-op's weights and bias.
+enum { TIMED_OPERANDS = 6 };
 
 typedef struct {
     const char *kind;
@@ -356,8 +359,8 @@ struct ss_dnnl_net {
     // MobileNetV2's server hold 404-438 MB instead of about 235), grown as needed, reused by every
     // timing (mapping them per timing doubled MobileNetV2's load), unmapped when the network is
     // finalized.
-    void *timing[6];
-    size_t timing_bytes[6];
+    void *timing[TIMED_OPERANDS];
+    size_t timing_bytes[TIMED_OPERANDS];
     char error[512];
 };
 
@@ -390,7 +393,7 @@ ss_dnnl_net *ss_dnnl_net_create(int threads, ss_dnnl_weights *cache) {
 }
 
 static void release_timing_buffers(ss_dnnl_net *net) {
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < TIMED_OPERANDS; i++) {
         if (net->timing[i]) munmap(net->timing[i], net->timing_bytes[i]);
         net->timing[i] = NULL;
         net->timing_bytes[i] = 0;
@@ -726,21 +729,20 @@ static double time_conv(ss_dnnl_net *net, dnnl_handle pd) {
     use_threads(net);
     // Source, weights, bias (the weights query's second descriptor; zero-sized when none), destination.
     // With a fused depthwise post-op, its weights and bias too.
-    enum { ARGS = 6 };
-    const int queries[ARGS] = {DNNL_QUERY_SRC_MD, DNNL_QUERY_WEIGHTS_MD, DNNL_QUERY_WEIGHTS_MD, DNNL_QUERY_DST_MD,
+    const int queries[TIMED_OPERANDS] = {DNNL_QUERY_SRC_MD, DNNL_QUERY_WEIGHTS_MD, DNNL_QUERY_WEIGHTS_MD, DNNL_QUERY_DST_MD,
                                DNNL_QUERY_EXEC_ARG_MD, DNNL_QUERY_EXEC_ARG_MD};
-    const int indices[ARGS] = {0, 0, 1, 0, DNNL_ARG_POST_OP_DW_WEIGHTS, DNNL_ARG_POST_OP_DW_BIAS};
-    const int args[ARGS] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST, DNNL_ARG_POST_OP_DW_WEIGHTS,
+    const int indices[TIMED_OPERANDS] = {0, 0, 1, 0, DNNL_ARG_POST_OP_DW_WEIGHTS, DNNL_ARG_POST_OP_DW_BIAS};
+    const int args[TIMED_OPERANDS] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_BIAS, DNNL_ARG_DST, DNNL_ARG_POST_OP_DW_WEIGHTS,
                             DNNL_ARG_POST_OP_DW_BIAS};
-    void *buffers[ARGS] = {NULL};
-    size_t sizes[ARGS] = {0};
-    dnnl_exec_arg exec[ARGS];
+    void *buffers[TIMED_OPERANDS] = {NULL};
+    size_t sizes[TIMED_OPERANDS] = {0};
+    dnnl_exec_arg exec[TIMED_OPERANDS];
     memset(exec, 0, sizeof exec);
     int count = 0;
     double best = 1e300;
     dnnl_handle primitive = NULL;
     int ok = dnnl.primitive_create(&primitive, pd) == DNNL_SUCCESS;
-    for (int i = 0; i < ARGS && ok; i++) {
+    for (int i = 0; i < TIMED_OPERANDS && ok; i++) {
         const dnnl_md *md = dnnl.pd_query_md(pd, queries[i], indices[i]);
         size_t bytes = md ? dnnl.memory_desc_get_size(md) : 0;
         if (bytes == 0) continue;

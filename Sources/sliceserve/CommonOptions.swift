@@ -233,9 +233,7 @@ struct BatchingFlags: ParsableArguments {
     var timeoutUs: UInt64 = 0
 
     func validate() throws {
-        guard (1...BatchingConfig.largestMaxBatchSize).contains(maxBatch) else {
-            throw ValidationError("--max-batch must be in 1...\(BatchingConfig.largestMaxBatchSize), got \(maxBatch)")
-        }
+        try validateMaxBatch(maxBatch)
         guard ["auto", "profile", "manual"].contains(batching) else {
             throw ValidationError("--batching must be auto, profile or manual, got '\(batching)'")
         }
@@ -267,4 +265,11 @@ struct BatchingFlags: ParsableArguments {
 
     /// A resolved configuration as a worker's command line (always manual: the front decided).
     static func arguments(for c: BatchingConfig) -> [String] { BatchingArguments.arguments(for: c) }
+}
+
+/// `--max-batch` of serve, profile and tune: within what SliceServe sizes buffers for.
+func validateMaxBatch(_ maxBatch: Int) throws {
+    guard (1...BatchingConfig.largestMaxBatchSize).contains(maxBatch) else {
+        throw ValidationError("--max-batch must be in 1...\(BatchingConfig.largestMaxBatchSize), got \(maxBatch)")
+    }
 }

@@ -59,9 +59,7 @@ struct ProfileCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard CPUKernelChoice(rawValue: executor) != nil else { throw ValidationError("--executor must be cpu or cpu-reference, got '\(executor)'") }
-        guard (1...BatchingConfig.largestMaxBatchSize).contains(maxBatch) else {
-            throw ValidationError("--max-batch must be in 1...\(BatchingConfig.largestMaxBatchSize), got \(maxBatch)")
-        }
+        try validateMaxBatch(maxBatch)
         guard seconds > 0, seconds <= 60 else { throw ValidationError("--seconds must be in (0, 60]") }
         if let sloMs, !(sloMs > 0) { throw ValidationError("--slo-ms must be positive") }
     }

@@ -48,9 +48,7 @@ struct TuneCommand: ParsableCommand {
     @OptionGroup var choice: DeviceChoice
 
     func validate() throws {
-        guard (1...BatchingConfig.largestMaxBatchSize).contains(maxBatch) else {
-            throw ValidationError("--max-batch must be in 1...\(BatchingConfig.largestMaxBatchSize), got \(maxBatch)")
-        }
+        try validateMaxBatch(maxBatch)
         guard budget > 0, budget <= 3600 else { throw ValidationError("--budget must be in (0, 3600] seconds") }
         if let smPartition, smPartition < 1 { throw ValidationError("--sm-partition must be at least 1") }
         if smPartition != nil && choice.fake { throw ValidationError("--sm-partition needs a real GPU") }

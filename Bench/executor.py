@@ -24,6 +24,7 @@ import numpy as np
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 from preprocess import machine, save_report  # noqa: E402
+from cpu_ops import model_paths  # noqa: E402
 
 
 def bench_ort(path, batch, threads, seconds):
@@ -62,13 +63,10 @@ def main():
     cores = len(os.sched_getaffinity(0))
     rows = []
     for name in args.models.split(","):
-        directory = os.path.join(args.models_dir, name)
-        if name == "resnet50":
-            directory = os.path.join(ROOT, ".cache", "oracles", "resnet50")
+        target, path = model_paths(name, args.models_dir)
         for threads in sorted({1, cores}):
             ours, peers = {}, {}
             for _ in range(args.rounds):
-                target = os.path.join(directory, "model.onnx") if name == "resnet50" else directory
                 out = subprocess.run([args.binary, "bench", "model", "--model", target, "--executor", args.executor, "--batch", "1,16",
                                       "--threads", str(threads), "--seconds", str(args.seconds)],
                                      check=True, capture_output=True, text=True).stdout
@@ -76,7 +74,7 @@ def main():
                     if r["batch"] not in ours or r["images_per_s"] > ours[r["batch"]]["images_per_s"]:
                         ours[r["batch"]] = r
                 for batch in (1, 16):
-                    p = bench_ort(os.path.join(directory, "model.onnx"), batch, threads, args.seconds)
+                    p = bench_ort(path, batch, threads, args.seconds)
                     if batch not in peers or p["images_per_s"] > peers[batch]["images_per_s"]:
                         peers[batch] = p
             for batch in (1, 16):
